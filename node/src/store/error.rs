@@ -1,0 +1,122 @@
+//! Errors of the event store. Expected outcomes a client can cause (a
+//! sequence conflict, a full disk) are variants of their own, apart from
+//! I/O failures and corruption, which name the file and offset.
+
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("failed to {op} {path}: {source}")]
+    Io {
+        /// What was being done (`open`, `write`, `fsync`, …).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored bytes do not match their checksum or framing.
+    #[error("corrupt data in {path} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damaged frame or record.
+        offset: u64,
+        /// What did not match.
+        reason: String,
+    },
+    /// A transaction's aggregate sequence numbers do not follow the stored ones.
+    #[error("Invalid sequence number {sequence} for aggregate {aggregate_id}, expected {expected}")]
+    InvalidSequence {
+        /// The aggregate.
+        aggregate_id: String,
+        /// The number sent.
+        sequence: i64,
+        /// The number that would have been accepted.
+        expected: i64,
+    },
+    /// An event is not a valid protobuf `Event`.
+    #[error("event {index} of the transaction is not a valid Event message")]
+    Malformed {
+        /// Position of the event in its transaction.
+        index: usize,
+    },
+    /// Free disk space is below the configured reserve; writes resume when
+    /// space returns.
+    #[error(
+        "refusing writes: {available_bytes} bytes free on the disk of {path}, below the reserve of {reserve_bytes} bytes"
+    )]
+    DiskFull {
+        /// The store directory.
+        path: PathBuf,
+        /// Free bytes seen.
+        available_bytes: u64,
+        /// The configured reserve.
+        reserve_bytes: u64,
+    },
+    /// The store stopped accepting writes after a failure it cannot undo
+    /// (an fsync error); a restart re-verifies the files.
+    #[error("the {context} store is unavailable: {reason}")]
+    Unavailable {
+        /// The context.
+        context: String,
+        /// The failure that stopped it.
+        reason: String,
+    },
+    /// The requested token lies before the first one still stored.
+    #[error("token {token} is before the first stored token {first}")]
+    TokenGone {
+        /// The token asked for.
+        token: u64,
+        /// The first token on disk.
+        first: u64,
+    },
+    /// Another process holds the store directory.
+    #[error("the store directory {path} is in use by another process")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl StoreError {
+    /// A copy for answering several callers with one failure (the OS error
+    /// keeps its kind and message).
+    pub fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Io { op, path, source } => StoreError::Io {
+                op,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::Corrupt { path, offset, reason } => {
+                StoreError::Corrupt { path: path.clone(), offset: *offset, reason: reason.clone() }
+            }
+            StoreError::InvalidSequence { aggregate_id, sequence, expected } => StoreError::InvalidSequence {
+                aggregate_id: aggregate_id.clone(),
+                sequence: *sequence,
+                expected: *expected,
+            },
+            StoreError::Malformed { index } => StoreError::Malformed { index: *index },
+            StoreError::DiskFull { path, available_bytes, reserve_bytes } => StoreError::DiskFull {
+                path: path.clone(),
+                available_bytes: *available_bytes,
+                reserve_bytes: *reserve_bytes,
+            },
+            StoreError::Unavailable { context, reason } => {
+                StoreError::Unavailable { context: context.clone(), reason: reason.clone() }
+            }
+            StoreError::TokenGone { token, first } => StoreError::TokenGone { token: *token, first: *first },
+            StoreError::Locked { path } => StoreError::Locked { path: path.clone() },
+        }
+    }
+
+    /// An I/O error with its operation and path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { op, path, source }
+    }
+}

@@ -1,0 +1,316 @@
+//! Behaviour of the segment store as a user of the node relies on it:
+//! appends are read back exactly, sequence conflicts are refused, segments
+//! roll and stay readable, and recovery keeps every complete transaction.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+use ranvier_proto::event::Event;
+
+use super::*;
+
+pub(crate) fn event(aggregate: &str, seq: i64, payload_len: usize) -> Bytes {
+    let event = Event {
+        message_identifier: format!("{aggregate}-{seq}"),
+        aggregate_identifier: aggregate.into(),
+        aggregate_sequence_number: seq,
+        aggregate_type: if aggregate.is_empty() { String::new() } else { "Order".into() },
+        timestamp: 1_000 + seq,
+        payload: Some(ranvier_proto::common::SerializedObject {
+            r#type: "Placed".into(),
+            revision: String::new(),
+            data: Bytes::from(vec![b'x'; payload_len]),
+        }),
+        ..Default::default()
+    };
+    Bytes::from(event.encode_to_vec())
+}
+
+pub(crate) fn small_options() -> StoreOptions {
+    StoreOptions { segment_size_bytes: 4096, validation_segments: 100, ..StoreOptions::default() }
+}
+
+fn open(dir: &Path, options: StoreOptions) -> Result<SegmentStore, StoreError> {
+    SegmentStore::open("default", StoreKind::Events, dir, options, StoreMetrics::detached(), Arc::new(FsSpace))
+}
+
+fn read_all(store: &SegmentStore, from: u64) -> Vec<(u64, Bytes)> {
+    let mut cursor = Cursor::at(from);
+    let mut out = Vec::new();
+    loop {
+        let batch = store.read_batch(&mut cursor, 7, 1 << 20).unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+#[test]
+fn appends_read_back_in_token_order_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_options()).unwrap();
+    let mut expected = Vec::new();
+    for seq in 0..60 {
+        let tx = vec![event("a", seq * 2, 100), event("a", seq * 2 + 1, 100)];
+        let first = store.append_blocking(tx.clone()).unwrap();
+        assert_eq!(first, seq as u64 * 2);
+        expected.extend(tx);
+    }
+    assert!(store.segment_files().len() > 3, "4 KiB segments must have rolled");
+    let read = read_all(&store, 0);
+    assert_eq!(read.len(), 120);
+    for (i, (token, bytes)) in read.iter().enumerate() {
+        assert_eq!(*token, i as u64);
+        assert_eq!(bytes, &expected[i]);
+    }
+    let tail = read_all(&store, 77);
+    assert_eq!(tail.first().map(|(t, _)| *t), Some(77));
+    assert_eq!(tail.len(), 43);
+}
+
+#[test]
+fn sequence_numbers_must_continue_the_stored_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_options()).unwrap();
+    store.append_blocking(vec![event("a", 0, 10), event("a", 1, 10)]).unwrap();
+    let gap = store.append_blocking(vec![event("a", 3, 10)]).unwrap_err();
+    assert!(matches!(gap, StoreError::InvalidSequence { sequence: 3, expected: 2, .. }), "{gap}");
+    let duplicate = store.append_blocking(vec![event("a", 1, 10)]).unwrap_err();
+    assert!(matches!(duplicate, StoreError::InvalidSequence { expected: 2, .. }));
+    let new_not_zero = store.append_blocking(vec![event("b", 1, 10)]).unwrap_err();
+    assert!(matches!(new_not_zero, StoreError::InvalidSequence { expected: 0, .. }));
+    let inner_gap = store.append_blocking(vec![event("b", 0, 10), event("b", 2, 10)]).unwrap_err();
+    assert!(matches!(inner_gap, StoreError::InvalidSequence { sequence: 2, expected: 1, .. }));
+    // Nothing of the refused transactions was stored.
+    assert_eq!(store.next_token(), 2);
+    assert_eq!(store.highest_sequence("b").unwrap(), None);
+    // Events without an aggregate type are not checked.
+    store.append_blocking(vec![event("", 5, 10), event("", 5, 10)]).unwrap();
+    assert_eq!(store.next_token(), 4);
+}
+
+#[test]
+fn highest_sequence_and_aggregate_reads_span_closed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_options()).unwrap();
+    for seq in 0..50 {
+        store.append_blocking(vec![event("a", seq, 150), event(&format!("other-{seq}"), 0, 50)]).unwrap();
+    }
+    assert!(store.segment_files().len() > 3);
+    assert_eq!(store.highest_sequence("a").unwrap(), Some(49));
+    assert_eq!(store.highest_sequence("other-3").unwrap(), Some(0));
+    let plan = store.aggregate_plan("a", 10, 20).unwrap();
+    let seqs: Vec<i64> = plan.iter().map(|(_, e)| e.seq).collect();
+    assert_eq!(seqs, (10..20).collect::<Vec<_>>());
+    let records = store.read_records(&plan).unwrap();
+    for (record, seq) in records.iter().zip(10..) {
+        assert_eq!(record, &event("a", seq, 150));
+    }
+    // Sequence checks find the aggregate in closed segments too.
+    let stale = store.append_blocking(vec![event("other-3", 0, 10)]).unwrap_err();
+    assert!(matches!(stale, StoreError::InvalidSequence { expected: 1, .. }));
+}
+
+#[test]
+fn reopening_recovers_everything_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_options()).unwrap();
+        for seq in 0..40 {
+            store.append_blocking(vec![event("a", seq, 120)]).unwrap();
+        }
+        store.close();
+    }
+    let store = open(dir.path(), small_options()).unwrap();
+    assert_eq!(store.next_token(), 40);
+    assert_eq!(store.highest_sequence("a").unwrap(), Some(39));
+    store.append_blocking(vec![event("a", 40, 10)]).unwrap();
+    assert_eq!(read_all(&store, 0).len(), 41);
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_the_store_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let active = {
+        let store = open(dir.path(), StoreOptions::default()).unwrap();
+        for seq in 0..5 {
+            store.append_blocking(vec![event("a", seq, 50)]).unwrap();
+        }
+        let files = store.segment_files();
+        store.close();
+        files[0].paths[0].clone()
+    };
+    // Half of a sixth transaction reached the disk before a crash.
+    let mut frame = Vec::new();
+    let sixth = event("a", 5, 50);
+    format::encode_frame(&mut frame, 5, std::iter::once(&sixth[..]));
+    let mut bytes = std::fs::read(&active).unwrap();
+    let committed_len = bytes.len();
+    bytes.extend_from_slice(&frame[..frame.len() / 2]);
+    std::fs::write(&active, &bytes).unwrap();
+
+    let store = open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.next_token(), 5);
+    assert_eq!(std::fs::metadata(&active).unwrap().len(), committed_len as u64);
+    store.append_blocking(vec![event("a", 5, 50)]).unwrap();
+    assert_eq!(read_all(&store, 0).len(), 6);
+}
+
+#[test]
+fn a_flipped_byte_in_a_closed_segment_stops_the_open_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = {
+        let store = open(dir.path(), small_options()).unwrap();
+        for seq in 0..30 {
+            store.append_blocking(vec![event("a", seq, 200)]).unwrap();
+        }
+        let files = store.segment_files();
+        store.close();
+        files[0].paths[0].clone()
+    };
+    let mut bytes = std::fs::read(&closed).unwrap();
+    let offset = 600;
+    bytes[offset] ^= 0x01;
+    std::fs::write(&closed, &bytes).unwrap();
+    let error = open(dir.path(), small_options()).err().unwrap();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{message}");
+    assert!(message.contains(&closed.display().to_string()), "{message}");
+    assert!(message.contains("offset"), "{message}");
+}
+
+#[test]
+fn corruption_found_while_reading_is_an_error_not_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), StoreOptions { validation_segments: 0, ..small_options() }).unwrap();
+    for seq in 0..30 {
+        store.append_blocking(vec![event("a", seq, 200)]).unwrap();
+    }
+    let closed = store.segment_files()[0].paths[0].clone();
+    let mut bytes = std::fs::read(&closed).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x01;
+    std::fs::write(&closed, &bytes).unwrap();
+    let mut cursor = Cursor::at(0);
+    let mut error = None;
+    for _ in 0..100 {
+        match store.read_batch(&mut cursor, 100, 1 << 20) {
+            Ok(batch) if batch.is_empty() => break,
+            Ok(_) => {}
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(matches!(error, Some(StoreError::Corrupt { .. })), "{error:?}");
+}
+
+#[test]
+fn missing_index_files_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_options()).unwrap();
+        for seq in 0..30 {
+            store.append_blocking(vec![event("a", seq, 200)]).unwrap();
+        }
+        let index = store.segment_files()[0].paths[1].clone();
+        store.close();
+        std::fs::remove_file(index).unwrap();
+    }
+    let store = open(dir.path(), small_options()).unwrap();
+    assert_eq!(store.aggregate_plan("a", 0, i64::MAX).unwrap().len(), 30);
+}
+
+#[test]
+fn writes_are_refused_below_the_disk_reserve_and_resume() {
+    struct Space(std::sync::atomic::AtomicU64);
+    impl DiskSpace for Space {
+        fn available_bytes(&self, _: &Path) -> std::io::Result<u64> {
+            Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let space = Arc::new(Space(std::sync::atomic::AtomicU64::new(10 << 20)));
+    let options = StoreOptions { disk_reserve_bytes: 1 << 20, ..StoreOptions::default() };
+    let store =
+        SegmentStore::open("default", StoreKind::Events, dir.path(), options, StoreMetrics::detached(), space.clone())
+            .unwrap();
+    store.append_blocking(vec![event("a", 0, 10)]).unwrap();
+    space.0.store(1000, std::sync::atomic::Ordering::SeqCst);
+    let refused = store.append_blocking(vec![event("a", 1, 10)]).unwrap_err();
+    assert!(matches!(refused, StoreError::DiskFull { available_bytes: 1000, .. }), "{refused}");
+    assert!(refused.to_string().contains("reserve"));
+    space.0.store(10 << 20, std::sync::atomic::Ordering::SeqCst);
+    store.append_blocking(vec![event("a", 1, 10)]).unwrap();
+    assert_eq!(store.next_token(), 2);
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path(), small_options()).unwrap();
+    assert!(matches!(open(dir.path(), small_options()), Err(StoreError::Locked { .. })));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever the transaction sizes, everything appended reads back
+        /// exactly, before and after a reopen.
+        #[test]
+        fn append_read_recover_round_trip(sizes in proptest::collection::vec((1usize..5, 0usize..400), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut expected = Vec::new();
+            {
+                let store = open(dir.path(), small_options()).unwrap();
+                let mut seq = 0;
+                for (count, len) in &sizes {
+                    let tx: Vec<Bytes> = (0..*count).map(|_| { seq += 1; event("p", seq - 1, *len) }).collect();
+                    store.append_blocking(tx.clone()).unwrap();
+                    expected.extend(tx);
+                }
+                let read: Vec<Bytes> = read_all(&store, 0).into_iter().map(|(_, b)| b).collect();
+                prop_assert_eq!(&read, &expected);
+                store.close();
+            }
+            let store = open(dir.path(), small_options()).unwrap();
+            let read: Vec<Bytes> = read_all(&store, 0).into_iter().map(|(_, b)| b).collect();
+            prop_assert_eq!(&read, &expected);
+            prop_assert_eq!(store.highest_sequence("p").unwrap(), Some(expected.len() as i64 - 1));
+        }
+
+        /// Cutting the active segment at any byte recovers to the last
+        /// complete transaction before the cut.
+        #[test]
+        fn a_cut_at_any_offset_recovers_to_a_transaction_boundary(cut_fraction in 0.0f64..1.0) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut ends = Vec::new();
+            let path = {
+                let store = open(dir.path(), StoreOptions::default()).unwrap();
+                for seq in 0..12 {
+                    store.append_blocking(vec![event("c", seq * 2, 30), event("c", seq * 2 + 1, 30)]).unwrap();
+                    ends.push(std::fs::metadata(&store.segment_files()[0].paths[0]).unwrap().len());
+                }
+                let path = store.segment_files()[0].paths[0].clone();
+                store.close();
+                path
+            };
+            let full = *ends.last().unwrap();
+            let cut = format::HEADER_LEN + ((full - format::HEADER_LEN) as f64 * cut_fraction) as u64;
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(cut).unwrap();
+            drop(file);
+            let complete = ends.iter().filter(|end| **end <= cut).count() as u64;
+            let store = open(dir.path(), StoreOptions::default()).unwrap();
+            prop_assert_eq!(store.next_token(), complete * 2);
+            prop_assert_eq!(read_all(&store, 0).len() as u64, complete * 2);
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The single writer of a store: a dedicated thread that takes transactions
+//! from a bounded queue and commits them in groups. Each round it drains what
+//! is queued (up to `append_batch_bytes_max`), validates aggregate sequence
+//! numbers in arrival order, frames the accepted transactions into one
+//! buffer, writes it with one `pwrite` and one `fdatasync`, then publishes the
+//! new committed length and answers every caller. Many concurrent
+//! transactions therefore cost one fsync.
+//!
+//! Failure rules: below the disk reserve nothing is written and the round's
+//! callers get `DiskFull`; a failed write is cut off again (`ftruncate` to the
+//! committed length) and reported, so the file never keeps a partial frame;
+//! a failed fsync leaves the page cache in an unknown state, so the store
+//! refuses all further writes until a restart re-verifies the files.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::DiskSpace;
+use super::cache::{Cached, Part};
+use super::error::StoreError;
+use super::event_fields;
+use super::format::{self, HEADER_LEN};
+use super::index::{AggregateIndex, TokenIndex};
+use super::scan::is_indexed;
+use super::segments::{ActiveSegment, ClosedSegment, Shared, create_segment, write_side_files};
+
+/// A transaction handed to the writer.
+pub struct Append {
+    /// The encoded `Event`s, in order.
+    pub events: Vec<Bytes>,
+    /// Receives the first token of the transaction, or why it was refused.
+    pub reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// A transaction accepted in this round, not yet on disk.
+struct Pending {
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+    first_token: u64,
+    /// (aggregate id, seq, record position) of its indexed events.
+    index: Vec<(String, i64, u32)>,
+    frame_pos: u32,
+    first_timestamp: i64,
+    events: u64,
+    bytes: u64,
+}
+
+/// The writer thread's own state.
+pub struct Writer {
+    shared: Arc<Shared>,
+    space: Arc<dyn DiskSpace>,
+    file: File,
+    /// File length including everything written this round.
+    len: u64,
+    next_token: u64,
+    buffer: Vec<u8>,
+    pending: Vec<Pending>,
+    /// Highest sequence per aggregate among this round's accepted transactions.
+    round_sequences: HashMap<String, i64>,
+}
+
+impl Writer {
+    /// A writer for the recovered store.
+    pub fn new(shared: Arc<Shared>, file: File, space: Arc<dyn DiskSpace>) -> Self {
+        let (len, next_token) = {
+            let state = shared.read_state();
+            (state.active.len, state.active.next_token)
+        };
+        Self { shared, space, file, len, next_token, buffer: Vec::new(), pending: Vec::new(), round_sequences: HashMap::new() }
+    }
+
+    /// Runs until every sender of `queue` is dropped.
+    pub fn run(mut self, mut queue: mpsc::Receiver<Append>) {
+        let batch_max = self.shared.options.append_batch_bytes_max as usize;
+        while let Some(first) = queue.blocking_recv() {
+            let mut round = vec![first];
+            let mut round_bytes: usize = round[0].events.iter().map(Bytes::len).sum();
+            while round_bytes < batch_max {
+                match queue.try_recv() {
+                    Ok(next) => {
+                        round_bytes += next.events.iter().map(Bytes::len).sum::<usize>();
+                        round.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_round(round);
+        }
+    }
+
+    fn commit_round(&mut self, round: Vec<Append>) {
+        if let Err(error) = self.check_space() {
+            for append in round {
+                let _ = append.reply.send(Err(error.duplicate()));
+            }
+            return;
+        }
+        for append in round {
+            if let Some(reason) = self.shared.read_state().failed.clone() {
+                let context = self.shared.context.clone();
+                let _ = append.reply.send(Err(StoreError::Unavailable { context, reason }));
+                continue;
+            }
+            if self.needs_roll(&append) {
+                self.flush();
+                if let Err(error) = self.roll() {
+                    self.fail(format!("failed to roll over to a new segment: {error}"));
+                    let _ = append.reply.send(Err(error));
+                    continue;
+                }
+            }
+            self.stage(append);
+        }
+        self.flush();
+    }
+
+    fn check_space(&self) -> Result<(), StoreError> {
+        let reserve = self.shared.options.disk_reserve_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        match self.space.available_bytes(&self.shared.dir) {
+            Ok(available) if available < reserve => Err(StoreError::DiskFull {
+                path: self.shared.dir.clone(),
+                available_bytes: available,
+                reserve_bytes: reserve,
+            }),
+            Ok(_) => Ok(()),
+            Err(source) => Err(StoreError::Io { op: "check free space of", path: self.shared.dir.clone(), source }),
+        }
+    }
+
+    fn needs_roll(&self, append: &Append) -> bool {
+        let frame = format::frame_len(append.events.iter().map(Bytes::len)) as u64;
+        let len = self.len + self.buffer.len() as u64;
+        let has_data = len > HEADER_LEN;
+        let full = len + frame > self.shared.options.segment_size_bytes;
+        let many = {
+            let state = self.shared.read_state();
+            state.active.aggregates.aggregate_count() >= self.shared.options.active_index_aggregates_max as usize
+        };
+        has_data && (full || many)
+    }
+
+    /// Validates one transaction and, if accepted, frames it into the buffer.
+    fn stage(&mut self, append: Append) {
+        let frame_pos = self.len + self.buffer.len() as u64;
+        let mut index = Vec::new();
+        let mut first_timestamp = 0;
+        let mut tx_sequences: HashMap<String, i64> = HashMap::new();
+        let mut record_pos = frame_pos + format::FRAME_HEADER_LEN as u64;
+        for (i, event) in append.events.iter().enumerate() {
+            let Some(fields) = event_fields::parse(event) else {
+                let _ = append.reply.send(Err(StoreError::Malformed { index: i }));
+                return;
+            };
+            if i == 0 {
+                first_timestamp = fields.timestamp;
+            }
+            if is_indexed(self.shared.kind, &fields) {
+                if self.shared.options.validate_sequences {
+                    let expected = match self.expected_sequence(&tx_sequences, fields.aggregate_id) {
+                        Ok(expected) => expected,
+                        Err(error) => {
+                            let _ = append.reply.send(Err(error));
+                            return;
+                        }
+                    };
+                    if fields.sequence != expected {
+                        let _ = append.reply.send(Err(StoreError::InvalidSequence {
+                            aggregate_id: fields.aggregate_id.to_owned(),
+                            sequence: fields.sequence,
+                            expected,
+                        }));
+                        return;
+                    }
+                    tx_sequences.insert(fields.aggregate_id.to_owned(), fields.sequence);
+                }
+                index.push((fields.aggregate_id.to_owned(), fields.sequence, record_pos as u32));
+            }
+            record_pos += (format::RECORD_HEADER_LEN + event.len()) as u64;
+        }
+        self.round_sequences.extend(tx_sequences);
+        let first_token = self.next_token;
+        let bytes: u64 = append.events.iter().map(|e| e.len() as u64).sum();
+        let events = append.events.len() as u64;
+        if events > 0 {
+            format::encode_frame(&mut self.buffer, first_token, append.events.iter().map(|e| &e[..]));
+            self.next_token += events;
+        }
+        self.pending.push(Pending { reply: append.reply, first_token, index, frame_pos: frame_pos as u32, first_timestamp, events, bytes });
+    }
+
+    fn expected_sequence(&self, tx: &HashMap<String, i64>, id: &str) -> Result<i64, StoreError> {
+        if let Some(seq) = tx.get(id).or_else(|| self.round_sequences.get(id)) {
+            return Ok(seq + 1);
+        }
+        Ok(self.shared.highest_sequence(id)?.map_or(0, |seq| seq + 1))
+    }
+
+    /// Writes and fsyncs the buffer, publishes, and answers the round.
+    fn flush(&mut self) {
+        self.round_sequences.clear();
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return;
+        }
+        if self.buffer.is_empty() {
+            // Only empty transactions: nothing to write.
+            for p in pending {
+                let _ = p.reply.send(Ok(p.first_token));
+            }
+            return;
+        }
+        let path = self.shared.path(self.shared.read_state().active.first_token, self.shared.kind.data_suffix());
+        if let Err(source) = self.file.write_all_at(&self.buffer, self.len) {
+            self.undo_write(&path);
+            self.buffer.clear();
+            let reason = source.to_string();
+            for p in pending {
+                let _ = p.reply.send(Err(StoreError::Io { op: "write", path: path.clone(), source: std::io::Error::new(source.kind(), reason.clone()) }));
+            }
+            return;
+        }
+        let started = Instant::now();
+        if let Err(source) = self.file.sync_data() {
+            let reason = format!("fsync of {} failed: {source}", path.display());
+            self.fail(reason.clone());
+            self.buffer.clear();
+            for p in pending {
+                let _ = p.reply.send(Err(StoreError::Unavailable { context: self.shared.context.clone(), reason: reason.clone() }));
+            }
+            return;
+        }
+        self.shared.metrics.fsync_seconds.observe(started.elapsed().as_secs_f64());
+        self.publish(pending);
+    }
+
+    /// Removes a partly written buffer so the file ends at the committed length.
+    fn undo_write(&mut self, path: &std::path::Path) {
+        self.next_token = self.shared.read_state().active.next_token;
+        if let Err(error) = self.file.set_len(self.len) {
+            self.fail(format!("failed to cut a failed write off {}: {error}", path.display()));
+        }
+    }
+
+    fn publish(&mut self, pending: Vec<Pending>) {
+        let written = self.buffer.len() as u64;
+        {
+            let mut state = self.shared.write_state();
+            let active = &mut state.active;
+            for p in &pending {
+                if p.events > 0 {
+                    active.tokens.offer(p.first_token, p.frame_pos, p.first_timestamp);
+                }
+                for (id, seq, pos) in &p.index {
+                    active.aggregates.add(id, *seq, *pos);
+                }
+            }
+            active.len += written;
+            active.next_token = self.next_token;
+        }
+        self.len += written;
+        self.buffer.clear();
+        self.shared.committed.send_replace(self.next_token);
+        let metrics = &self.shared.metrics;
+        metrics.bytes_written.inc_by(written);
+        for p in pending {
+            metrics.transactions.inc();
+            metrics.events.inc_by(p.events);
+            metrics.event_bytes.inc_by(p.bytes);
+            let _ = p.reply.send(Ok(p.first_token));
+        }
+    }
+
+    /// Closes the active segment and starts a new one at the next token.
+    fn roll(&mut self) -> Result<(), StoreError> {
+        let (first, aggregates, tokens) = {
+            let mut state = self.shared.write_state();
+            let aggregates = std::mem::take(&mut state.active.aggregates);
+            let tokens = std::mem::take(&mut state.active.tokens);
+            (state.active.first_token, aggregates, tokens)
+        };
+        let result = self.roll_files(first, &aggregates, &tokens);
+        let mut state = self.shared.write_state();
+        match result {
+            Ok((file, bloom)) => {
+                state.closed.push(ClosedSegment { first_token: first, next_token: self.next_token, len: self.len });
+                state.active = ActiveSegment {
+                    first_token: self.next_token,
+                    next_token: self.next_token,
+                    len: HEADER_LEN,
+                    aggregates: AggregateIndex::default(),
+                    tokens: TokenIndex::default(),
+                };
+                let closed = state.closed.len();
+                drop(state);
+                self.file = file;
+                self.len = HEADER_LEN;
+                let cache = &self.shared.cache;
+                let _ = cache.get_or_load(first, Part::Bloom, || Ok::<_, ()>(Cached::Bloom(Arc::new(bloom))));
+                let _ = cache.get_or_load(first, Part::Aggregates, || Ok::<_, ()>(Cached::Aggregates(Arc::new(aggregates))));
+                let _ = cache.get_or_load(first, Part::Tokens, || Ok::<_, ()>(Cached::Tokens(Arc::new(tokens))));
+                self.shared.metrics.segments_closed.set(closed as i64);
+                tracing::info!(context = %self.shared.context, store = self.shared.kind.name(), segment = first, "closed segment");
+                Ok(())
+            }
+            Err(error) => {
+                // Put the indexes back: the segment stays active.
+                state.active.aggregates = aggregates;
+                state.active.tokens = tokens;
+                Err(error)
+            }
+        }
+    }
+
+    fn roll_files(&self, first: u64, aggregates: &AggregateIndex, tokens: &TokenIndex) -> Result<(File, super::bloom::Bloom), StoreError> {
+        let bloom = write_side_files(&self.shared.dir, self.shared.kind, first, aggregates, tokens)?;
+        let file = create_segment(&self.shared.dir, self.shared.kind, self.next_token)?;
+        Ok((file, bloom))
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(context = %self.shared.context, store = self.shared.kind.name(), %reason, "store stopped accepting writes");
+        self.shared.write_state().failed = Some(reason);
+    }
+}
