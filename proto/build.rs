@@ -3,13 +3,8 @@
 
 use std::path::PathBuf;
 
-const CLIENT_API: &[&str] = &[
-    "axon/common.proto",
-    "axon/control.proto",
-    "axon/event.proto",
-    "axon/command.proto",
-    "axon/query.proto",
-];
+const CLIENT_API: &[&str] =
+    &["axon/common.proto", "axon/control.proto", "axon/event.proto", "axon/command.proto", "axon/query.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -22,10 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // ListEvents is the read hot path: its messages carry the stored event
         // bytes as they are on disk, with no decode/re-encode (see `wire.rs`).
-        .extern_path(
-            ".io.axoniq.axonserver.grpc.event.EventWithToken",
-            "crate::wire::EventWithToken",
-        )
+        .extern_path(".io.axoniq.axonserver.grpc.event.EventWithToken", "crate::wire::EventWithToken")
         .bytes(".")
         .compile_fds(descriptors)?;
     Ok(())

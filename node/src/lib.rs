@@ -5,7 +5,15 @@
 //! - [`config`]: every setting, typed, from properties files, env and flags.
 //! - [`store`]: the event store of one context (segment files, group commit,
 //!   indexes, recovery).
-//! - `api::grpc`: the client gRPC API on port 8124.
-//! - `api::http`: health, readiness, metrics and node info on port 8024.
+//! - [`contexts`]: which contexts this node stores, and their stores.
+//! - [`api::grpc`]: the client gRPC API (Axon protocol) on port 8124.
+//! - [`api::http`]: health, readiness, metrics and node info on port 8024.
+//! - [`server`]: wires them together and drains on shutdown.
+//! - [`telemetry`]: logging and the metric registry.
 
+pub mod api;
+pub mod config;
+pub mod contexts;
+pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,206 @@
-//! placeholder
+//! Harness for black-box tests: starts real `ranvier` node processes with
+//! their own data directories and ports, waits for them to report ready,
+//! and kills them on drop. Clients talk to them over real gRPC.
+//!
+//! The node binary is `$RANVIER_BIN`, else `ranvier` next to the test
+//! binary's target directory (`make test` builds it first).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use prost::Message;
+use ranvier_proto::common::SerializedObject;
+use ranvier_proto::event::Event;
+use ranvier_proto::event::event_store_client::EventStoreClient;
+use tonic::transport::Channel;
+
+/// How long a node may take to report ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Path of the node binary under test.
+pub fn node_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("RANVIER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/ranvier
+    let profile_dir = exe.parent().and_then(Path::parent).context("test binary has no target directory")?;
+    let candidate = profile_dir.join("ranvier");
+    if !candidate.exists() {
+        bail!(
+            "{} does not exist: build it first (`cargo build -p ranvier-node --bin ranvier`) or set RANVIER_BIN",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+/// A running node process.
+pub struct Node {
+    child: Option<Child>,
+    /// The node's working directory (its data lives under `data/`).
+    pub dir: PathBuf,
+    /// Client gRPC address (`127.0.0.1:port`).
+    pub client_addr: String,
+    /// HTTP address.
+    pub http_addr: String,
+    settings: Vec<String>,
+    stderr_log: PathBuf,
+}
+
+impl Node {
+    /// Starts a node in `dir` with extra `--set key=value` settings.
+    pub fn start(dir: &Path, settings: &[&str]) -> anyhow::Result<Node> {
+        let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+        Self::spawn(dir.to_path_buf(), settings)
+    }
+
+    fn spawn(dir: PathBuf, settings: Vec<String>) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&dir)?;
+        let stderr_log = dir.join("node.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log)?;
+        let mut command = Command::new(node_binary()?);
+        command
+            .current_dir(&dir)
+            .args(["--set", "axoniq.axonserver.port=0", "--set", "server.port=0"])
+            .args(["--set", "ranvier.bind-address=127.0.0.1", "--set", "axoniq.axonserver.name=test-node"])
+            .args(["--set", "axoniq.axonserver.hostname=localhost"])
+            .env("RANVIER_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for setting in &settings {
+            command.args(["--set", setting]);
+        }
+        let mut child = command.spawn().context("failed to start ranvier")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("READY ") {
+                    let _ = sender.send(line);
+                }
+            }
+        });
+        let line = match receiver.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                bail!("the node did not report ready; its log:\n{log}");
+            }
+        };
+        let field = |name: &str| -> anyhow::Result<String> {
+            line.split_whitespace()
+                .find_map(|part| part.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+                .with_context(|| format!("no {name}= in {line}"))
+        };
+        Ok(Node {
+            client_addr: field("client")?,
+            http_addr: field("http")?,
+            child: Some(child),
+            dir,
+            settings,
+            stderr_log,
+        })
+    }
+
+    /// A gRPC channel to the node.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(format!("http://{}", self.client_addr))?.connect().await?)
+    }
+
+    /// An EventStore client.
+    pub async fn event_store(&self) -> anyhow::Result<EventStoreClient<Channel>> {
+        Ok(EventStoreClient::new(self.channel().await?))
+    }
+
+    /// GETs an HTTP path; returns status code and body.
+    pub fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.http_addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Ok((code, body))
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("not running") };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        Ok(child.wait()?)
+    }
+
+    /// Starts the node again on the same directory and settings.
+    pub fn restart(mut self) -> anyhow::Result<Node> {
+        self.kill9()?;
+        Self::spawn(self.dir.clone(), self.settings.clone())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// A domain event of `aggregate` at `seq` with a payload of `payload_len` bytes.
+pub fn event(aggregate: &str, seq: i64, payload_len: usize) -> Event {
+    Event {
+        message_identifier: format!("{aggregate}/{seq}"),
+        aggregate_identifier: aggregate.into(),
+        aggregate_sequence_number: seq,
+        aggregate_type: "Order".into(),
+        timestamp: 1_700_000_000_000 + seq,
+        payload: Some(SerializedObject {
+            r#type: "OrderEvent".into(),
+            revision: "1".into(),
+            data: Bytes::from(vec![b'e'; payload_len]),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Adds the context header to a request.
+pub fn in_context<T>(message: T, context: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = context.parse() {
+        request.metadata_mut().insert("axoniq-context", value);
+    }
+    request
+}
+
+/// The `AxonIQ-ErrorCode` of a status.
+pub fn error_code(status: &tonic::Status) -> Option<String> {
+    status.metadata().get("axoniq-errorcode").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Encoded size of an event (for byte budgets in tests).
+pub fn encoded_len(event: &Event) -> usize {
+    event.encoded_len()
+}

@@ -63,10 +63,7 @@ impl IndexCache {
     /// A cache that holds at most `capacity_bytes` (one entry larger than that
     /// is still returned to its caller, just not kept).
     pub fn new(capacity_bytes: usize) -> Self {
-        Self {
-            capacity_bytes,
-            inner: Mutex::new(Inner { slots: HashMap::new(), used_bytes: 0, tick: 0 }),
-        }
+        Self { capacity_bytes, inner: Mutex::new(Inner { slots: HashMap::new(), used_bytes: 0, tick: 0 }) }
     }
 
     /// The cached entry for `(segment, part)`, loading it with `load` on a miss.

@@ -44,6 +44,34 @@ pub fn parse(bytes: &[u8]) -> Option<EventFields<'_>> {
     Some(fields)
 }
 
+/// The payload's `(type, revision)` (field 6), used to skip blacklisted
+/// payload types on ListEvents; `None` when absent or unreadable.
+pub fn payload_type(bytes: &[u8]) -> Option<(&str, &str)> {
+    let mut buf = bytes;
+    let mut payload: Option<&[u8]> = None;
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf).ok()?;
+        if (tag, wire_type) == (6, WireType::LengthDelimited) {
+            let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+            payload = Some(buf.get(..len)?);
+            buf = &buf[len..];
+        } else {
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?;
+        }
+    }
+    let mut buf = payload?;
+    let (mut kind, mut revision) = ("", "");
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf).ok()?;
+        match (tag, wire_type) {
+            (1, WireType::LengthDelimited) => kind = take_str(&mut buf)?,
+            (2, WireType::LengthDelimited) => revision = take_str(&mut buf)?,
+            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?,
+        }
+    }
+    Some((kind, revision))
+}
+
 fn take_str<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
     let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
     let bytes = buf.get(..len)?;
@@ -70,10 +98,7 @@ mod tests {
             snapshot: true,
             ..Default::default()
         };
-        event.meta_data.insert(
-            "k".into(),
-            MetaDataValue { data: Some(meta_data_value::Data::NumberValue(-3)) },
-        );
+        event.meta_data.insert("k".into(), MetaDataValue { data: Some(meta_data_value::Data::NumberValue(-3)) });
         let bytes = event.encode_to_vec();
         let fields = parse(&bytes).unwrap();
         assert_eq!(fields.aggregate_id, "order-1");
@@ -81,6 +106,7 @@ mod tests {
         assert_eq!(fields.aggregate_type, "Order");
         assert_eq!(fields.timestamp, 1_700_000_000_123);
         assert!(fields.is_domain_event());
+        assert_eq!(payload_type(&bytes), Some(("T", "")));
     }
 
     #[test]

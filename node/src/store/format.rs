@@ -340,10 +340,7 @@ mod tests {
         let header = encode_header(StoreKind::Events, 7);
         assert_eq!(check_header(&header, StoreKind::Events, 7), Ok(()));
         assert_eq!(check_header(&header, StoreKind::Snapshots, 7), Err(HeaderProblem::Kind(1)));
-        assert_eq!(
-            check_header(&header, StoreKind::Events, 8),
-            Err(HeaderProblem::FirstToken { header: 7, name: 8 })
-        );
+        assert_eq!(check_header(&header, StoreKind::Events, 8), Err(HeaderProblem::FirstToken { header: 7, name: 8 }));
         assert_eq!(check_header(&header[..10], StoreKind::Events, 7), Err(HeaderProblem::Short));
         let mut bad = header;
         bad[0] = b'X';

@@ -143,7 +143,8 @@ impl SegmentStore {
     /// Returns the token of its first event.
     pub async fn append(&self, events: Vec<Bytes>) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Unavailable { context: self.shared.context.clone(), reason: "the store is closed".into() };
+        let closed =
+            || StoreError::Unavailable { context: self.shared.context.clone(), reason: "the store is closed".into() };
         self.queue.send(writer::Append { events, reply }).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
@@ -151,7 +152,8 @@ impl SegmentStore {
     /// Appends from a thread that is not a tokio task (tests, tools).
     pub fn append_blocking(&self, events: Vec<Bytes>) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Unavailable { context: self.shared.context.clone(), reason: "the store is closed".into() };
+        let closed =
+            || StoreError::Unavailable { context: self.shared.context.clone(), reason: "the store is closed".into() };
         self.queue.blocking_send(writer::Append { events, reply }).map_err(|_| closed())?;
         answer.blocking_recv().map_err(|_| closed())?
     }
@@ -187,7 +189,12 @@ impl SegmentStore {
     }
 
     /// Where an aggregate's events with `min_seq <= seq < max_seq` are.
-    pub fn aggregate_plan(&self, aggregate_id: &str, min_seq: i64, max_seq: i64) -> Result<Vec<(u64, IndexEntry)>, StoreError> {
+    pub fn aggregate_plan(
+        &self,
+        aggregate_id: &str,
+        min_seq: i64,
+        max_seq: i64,
+    ) -> Result<Vec<(u64, IndexEntry)>, StoreError> {
         self.shared.aggregate_plan(aggregate_id, min_seq, max_seq)
     }
 
@@ -197,7 +204,12 @@ impl SegmentStore {
     }
 
     /// Reads the next committed events after the cursor.
-    pub fn read_batch(&self, cursor: &mut Cursor, max_events: usize, max_bytes: usize) -> Result<Vec<(u64, Bytes)>, StoreError> {
+    pub fn read_batch(
+        &self,
+        cursor: &mut Cursor,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, StoreError> {
         self.shared.read_batch(cursor, max_events, max_bytes)
     }
 
@@ -251,9 +263,11 @@ impl ContextStore {
     ) -> Result<Self, StoreError> {
         let events_dir: PathBuf = events_root.join(context);
         let snapshots_dir: PathBuf = snapshots_root.join(context);
-        let events = SegmentStore::open(context, StoreKind::Events, &events_dir, events_options, metrics.0, space.clone())?;
+        let events =
+            SegmentStore::open(context, StoreKind::Events, &events_dir, events_options, metrics.0, space.clone())?;
         let snapshot_options = StoreOptions { validate_sequences: false, ..snapshot_options };
-        let snapshots = SegmentStore::open(context, StoreKind::Snapshots, &snapshots_dir, snapshot_options, metrics.1, space)?;
+        let snapshots =
+            SegmentStore::open(context, StoreKind::Snapshots, &snapshots_dir, snapshot_options, metrics.1, space)?;
         Ok(Self { events, snapshots })
     }
 }

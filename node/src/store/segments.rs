@@ -290,7 +290,12 @@ impl Shared {
     /// Reads committed events from `cursor.next_token` on: at most
     /// `max_events` events and about `max_bytes` bytes. An empty result means
     /// the cursor has reached the committed end.
-    pub fn read_batch(&self, cursor: &mut Cursor, max_events: usize, max_bytes: usize) -> Result<Vec<(u64, Bytes)>, StoreError> {
+    pub fn read_batch(
+        &self,
+        cursor: &mut Cursor,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while out.len() < max_events && bytes < max_bytes {
@@ -305,7 +310,9 @@ impl Shared {
                 Some(len) => len,
                 None => {
                     let state = self.read_state();
-                    if state.active.first_token == read.first_token { state.active.len } else {
+                    if state.active.first_token == read.first_token {
+                        state.active.len
+                    } else {
                         // The writer closed this segment since the cursor opened it.
                         let len = state.closed.iter().find(|s| s.first_token == read.first_token).map_or(0, |s| s.len);
                         read.closed_len = Some(len);
@@ -320,7 +327,14 @@ impl Shared {
                 }
                 break;
             }
-            let got = read_frames(read, limit, &mut cursor.next_token, &mut out, max_events, max_bytes - bytes.min(max_bytes))?;
+            let got = read_frames(
+                read,
+                limit,
+                &mut cursor.next_token,
+                &mut out,
+                max_events,
+                max_bytes - bytes.min(max_bytes),
+            )?;
             bytes += got;
             if got == 0 && out.len() < max_events {
                 break;
@@ -459,7 +473,10 @@ fn read_frames(
         };
         let frame_end_token = frame.first_token + u64::from(frame.event_count);
         if frame.first_token > *next_token {
-            return Err(corrupt(read.pos + at as u64, format!("frame starts at token {}, expected {}", frame.first_token, next_token)));
+            return Err(corrupt(
+                read.pos + at as u64,
+                format!("frame starts at token {}, expected {}", frame.first_token, next_token),
+            ));
         }
         if frame_end_token > *next_token {
             let body = chunk.slice(at + format::FRAME_HEADER_LEN..at + frame.total_len());
@@ -499,7 +516,9 @@ fn read_record(file: &File, path: &Path, pos: u64) -> Result<Bytes, StoreError> 
     file.read_exact_at(&mut record, pos).map_err(StoreError::io("read", path))?;
     match format::decode_record(&record) {
         Ok(_) => Ok(record.freeze().slice(format::RECORD_HEADER_LEN..)),
-        Err(problem) => Err(StoreError::Corrupt { path: path.to_path_buf(), offset: pos, reason: format!("{problem:?}") }),
+        Err(problem) => {
+            Err(StoreError::Corrupt { path: path.to_path_buf(), offset: pos, reason: format!("{problem:?}") })
+        }
     }
 }
 
@@ -517,7 +536,8 @@ fn list_segments(dir: &Path, kind: StoreKind) -> Result<Vec<u64>, StoreError> {
     let mut firsts = Vec::new();
     for entry in fs::read_dir(dir).map_err(StoreError::io("list", dir))? {
         let entry = entry.map_err(StoreError::io("list", dir))?;
-        if let Some(first) = entry.file_name().to_str().and_then(|n| format::parse_segment_name(n, kind.data_suffix())) {
+        if let Some(first) = entry.file_name().to_str().and_then(|n| format::parse_segment_name(n, kind.data_suffix()))
+        {
             firsts.push(first);
         }
     }
@@ -528,7 +548,12 @@ fn list_segments(dir: &Path, kind: StoreKind) -> Result<Vec<u64>, StoreError> {
 /// Creates an empty segment file (header only), durably.
 pub fn create_segment(dir: &Path, kind: StoreKind, first_token: u64) -> Result<File, StoreError> {
     let path = format::segment_file(dir, first_token, kind.data_suffix());
-    let file = fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(StoreError::io("create", &path))?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(StoreError::io("create", &path))?;
     file.write_all_at(&format::encode_header(kind, first_token), 0).map_err(StoreError::io("write", &path))?;
     file.sync_all().map_err(StoreError::io("fsync", &path))?;
     sync_dir(dir)?;
@@ -550,7 +575,13 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 /// Writes the side files of a segment whose scan or in-memory indexes are given.
-pub fn write_side_files(dir: &Path, kind: StoreKind, first_token: u64, aggregates: &AggregateIndex, tokens: &TokenIndex) -> Result<Bloom, StoreError> {
+pub fn write_side_files(
+    dir: &Path,
+    kind: StoreKind,
+    first_token: u64,
+    aggregates: &AggregateIndex,
+    tokens: &TokenIndex,
+) -> Result<Bloom, StoreError> {
     let mut bloom = Bloom::with_capacity(aggregates.aggregate_count());
     for id in aggregates.ids() {
         bloom.insert(id);
@@ -562,7 +593,12 @@ pub fn write_side_files(dir: &Path, kind: StoreKind, first_token: u64, aggregate
     Ok(bloom)
 }
 
-fn recover_closed(dir: &Path, kind: StoreKind, firsts: &[u64], validation_segments: u32) -> Result<Vec<ClosedSegment>, StoreError> {
+fn recover_closed(
+    dir: &Path,
+    kind: StoreKind,
+    firsts: &[u64],
+    validation_segments: u32,
+) -> Result<Vec<ClosedSegment>, StoreError> {
     let closed_count = firsts.len().saturating_sub(1);
     let validate_from = closed_count.saturating_sub(validation_segments as usize);
     let mut closed = Vec::with_capacity(closed_count);

@@ -71,7 +71,16 @@ impl Writer {
             let state = shared.read_state();
             (state.active.len, state.active.next_token)
         };
-        Self { shared, space, file, len, next_token, buffer: Vec::new(), pending: Vec::new(), round_sequences: HashMap::new() }
+        Self {
+            shared,
+            space,
+            file,
+            len,
+            next_token,
+            buffer: Vec::new(),
+            pending: Vec::new(),
+            round_sequences: HashMap::new(),
+        }
     }
 
     /// Runs until every sender of `queue` is dropped.
@@ -193,7 +202,15 @@ impl Writer {
             format::encode_frame(&mut self.buffer, first_token, append.events.iter().map(|e| &e[..]));
             self.next_token += events;
         }
-        self.pending.push(Pending { reply: append.reply, first_token, index, frame_pos: frame_pos as u32, first_timestamp, events, bytes });
+        self.pending.push(Pending {
+            reply: append.reply,
+            first_token,
+            index,
+            frame_pos: frame_pos as u32,
+            first_timestamp,
+            events,
+            bytes,
+        });
     }
 
     fn expected_sequence(&self, tx: &HashMap<String, i64>, id: &str) -> Result<i64, StoreError> {
@@ -223,7 +240,11 @@ impl Writer {
             self.buffer.clear();
             let reason = source.to_string();
             for p in pending {
-                let _ = p.reply.send(Err(StoreError::Io { op: "write", path: path.clone(), source: std::io::Error::new(source.kind(), reason.clone()) }));
+                let _ = p.reply.send(Err(StoreError::Io {
+                    op: "write",
+                    path: path.clone(),
+                    source: std::io::Error::new(source.kind(), reason.clone()),
+                }));
             }
             return;
         }
@@ -233,7 +254,10 @@ impl Writer {
             self.fail(reason.clone());
             self.buffer.clear();
             for p in pending {
-                let _ = p.reply.send(Err(StoreError::Unavailable { context: self.shared.context.clone(), reason: reason.clone() }));
+                let _ = p.reply.send(Err(StoreError::Unavailable {
+                    context: self.shared.context.clone(),
+                    reason: reason.clone(),
+                }));
             }
             return;
         }
@@ -304,7 +328,8 @@ impl Writer {
                 self.len = HEADER_LEN;
                 let cache = &self.shared.cache;
                 let _ = cache.get_or_load(first, Part::Bloom, || Ok::<_, ()>(Cached::Bloom(Arc::new(bloom))));
-                let _ = cache.get_or_load(first, Part::Aggregates, || Ok::<_, ()>(Cached::Aggregates(Arc::new(aggregates))));
+                let _ = cache
+                    .get_or_load(first, Part::Aggregates, || Ok::<_, ()>(Cached::Aggregates(Arc::new(aggregates))));
                 let _ = cache.get_or_load(first, Part::Tokens, || Ok::<_, ()>(Cached::Tokens(Arc::new(tokens))));
                 self.shared.metrics.segments_closed.set(closed as i64);
                 tracing::info!(context = %self.shared.context, store = self.shared.kind.name(), segment = first, "closed segment");
@@ -319,7 +344,12 @@ impl Writer {
         }
     }
 
-    fn roll_files(&self, first: u64, aggregates: &AggregateIndex, tokens: &TokenIndex) -> Result<(File, super::bloom::Bloom), StoreError> {
+    fn roll_files(
+        &self,
+        first: u64,
+        aggregates: &AggregateIndex,
+        tokens: &TokenIndex,
+    ) -> Result<(File, super::bloom::Bloom), StoreError> {
         let bloom = write_side_files(&self.shared.dir, self.shared.kind, first, aggregates, tokens)?;
         let file = create_segment(&self.shared.dir, self.shared.kind, self.next_token)?;
         Ok((file, bloom))

@@ -1,0 +1,100 @@
+//! The client-facing gRPC API on port 8124, speaking the Axon Server client
+//! protocol: PlatformService and EventStore now; CommandService and
+//! QueryService are added to the same router by the messaging work.
+//!
+//! Owns: request validation, flow control (ListEvents permits, the bound on
+//! event bytes held for open transactions), the context header, and the
+//! mapping of errors to statuses (`status.rs`). Does not own storage.
+
+pub mod event_store;
+pub mod platform;
+pub mod status;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tonic::Request;
+
+use crate::contexts::Contexts;
+use crate::store::ContextStore;
+use status::{ErrorCode, status};
+
+/// What the client API needs to know about this node.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    /// Node name.
+    pub name: String,
+    /// Host name clients connect to (with the domain, if any).
+    pub host_name: String,
+    /// The bound client gRPC port.
+    pub grpc_port: u16,
+    /// The bound HTTP port.
+    pub http_port: u16,
+}
+
+/// Limits of the client API.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest message accepted, in bytes.
+    pub max_message_size_bytes: usize,
+    /// Most events in one AppendEvent transaction.
+    pub transaction_events_max: usize,
+    /// Most event bytes in one transaction.
+    pub transaction_bytes_max: usize,
+    /// Event bytes held for open transactions across all clients; a client
+    /// waits for room (back-pressure) rather than the node growing.
+    pub in_flight_bytes_max: usize,
+    /// How long ListEvents waits for new permits before failing the stream.
+    pub new_permits_timeout_ms: u64,
+    /// AppendSnapshot refuses a snapshot beyond the aggregate's last event.
+    pub check_sequence_nr_for_snapshots: bool,
+    /// Answer client heartbeats and send our own.
+    pub heartbeat_enabled: bool,
+    /// Close a platform stream whose client stopped sending heartbeats.
+    pub client_heartbeat_timeout_ms: u64,
+    /// How often the node sends heartbeats.
+    pub client_heartbeat_frequency_ms: u64,
+}
+
+/// Shared state of the client services.
+pub struct ClientApi {
+    /// The node's identity for PlatformService.
+    pub node: NodeIdentity,
+    /// The context stores.
+    pub contexts: Arc<Contexts>,
+    /// Limits.
+    pub limits: ApiLimits,
+    /// Permits of 1 KiB each for event bytes held by open transactions.
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// The context named by a request's metadata: `AxonIQ-Context`, then the
+/// legacy `Context`, else `default`.
+pub fn context_of<T>(request: &Request<T>) -> String {
+    let metadata = request.metadata();
+    ["axoniq-context", "context"]
+        .iter()
+        .find_map(|key| metadata.get(*key).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+        .unwrap_or("default")
+        .to_owned()
+}
+
+impl ClientApi {
+    /// Builds the shared state.
+    pub fn new(node: NodeIdentity, contexts: Arc<Contexts>, limits: ApiLimits) -> Self {
+        // One transaction must always fit, or its client would wait forever.
+        let bytes = limits.in_flight_bytes_max.max(limits.transaction_bytes_max + limits.transaction_events_max * 1024);
+        let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+        Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)) }
+    }
+
+    /// The store of the request's context, or AXONIQ-6000.
+    pub fn store<T>(&self, request: &Request<T>) -> Result<ContextStore, tonic::Status> {
+        let context = context_of(request);
+        match self.contexts.get(&context) {
+            Some(Ok(store)) => Ok(store.clone()),
+            Some(Err(reason)) => Err(status(ErrorCode::NoEventStore, format!("context {context}: {reason}"))),
+            None => Err(status(ErrorCode::NoEventStore, format!("No eventstore found for context {context}"))),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! PlatformService: tells clients where to connect (always this node for a
+//! single node) and keeps their platform stream, acknowledging instructions
+//! that carry an id. A client is never required to ack or heartbeat.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ranvier_proto::common::{ErrorMessage, InstructionAck};
+use ranvier_proto::control::platform_inbound_instruction::Request as Inbound;
+use ranvier_proto::control::platform_outbound_instruction::Request as Outbound;
+use ranvier_proto::control::platform_service_server::PlatformService;
+use ranvier_proto::control::{
+    ClientIdentification, Heartbeat, NodeInfo, PlatformInboundInstruction, PlatformInfo, PlatformOutboundInstruction,
+};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::ClientApi;
+use super::status::{ErrorCode, status};
+
+/// Outbound instructions buffered per platform stream.
+const PLATFORM_OUTBOUND_QUEUE_MAX: usize = 32;
+
+/// The PlatformService implementation.
+pub struct Platform {
+    api: Arc<ClientApi>,
+}
+
+impl Platform {
+    /// Serves PlatformService from the shared API state.
+    pub fn new(api: Arc<ClientApi>) -> Self {
+        Self { api }
+    }
+}
+
+fn ack(instruction_id: &str, error: Option<(&str, &str)>) -> PlatformOutboundInstruction {
+    let error = error.map(|(code, location)| ErrorMessage {
+        message: "Unsupported instruction".into(),
+        location: location.into(),
+        details: vec!["Unsupported instruction".into()],
+        error_code: code.into(),
+    });
+    PlatformOutboundInstruction {
+        instruction_id: String::new(),
+        request: Some(Outbound::Ack(InstructionAck {
+            instruction_id: instruction_id.into(),
+            success: error.is_none(),
+            error,
+        })),
+    }
+}
+
+type OutboundStream = Pin<Box<dyn Stream<Item = Result<PlatformOutboundInstruction, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PlatformService for Platform {
+    async fn get_platform_server(
+        &self,
+        request: Request<ClientIdentification>,
+    ) -> Result<Response<PlatformInfo>, Status> {
+        let client = request.into_inner();
+        tracing::debug!(client_id = %client.client_id, component = %client.component_name, "platform server requested");
+        let node = &self.api.node;
+        Ok(Response::new(PlatformInfo {
+            primary: Some(NodeInfo {
+                host_name: node.host_name.clone(),
+                grpc_port: i32::from(node.grpc_port),
+                http_port: i32::from(node.http_port),
+                version: 0,
+                node_name: node.name.clone(),
+            }),
+            same_connection: true,
+        }))
+    }
+
+    type OpenStreamStream = OutboundStream;
+
+    async fn open_stream(
+        &self,
+        request: Request<Streaming<PlatformInboundInstruction>>,
+    ) -> Result<Response<Self::OpenStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (sender, receiver) = mpsc::channel(PLATFORM_OUTBOUND_QUEUE_MAX);
+        let node_name = self.api.node.name.clone();
+        let limits = self.api.limits.clone();
+        tokio::spawn(async move {
+            let mut last_heartbeat: Option<tokio::time::Instant> = None;
+            let frequency = Duration::from_millis(limits.client_heartbeat_frequency_ms.max(10));
+            let timeout = Duration::from_millis(limits.client_heartbeat_timeout_ms.max(10));
+            let mut ticker = tokio::time::interval(frequency);
+            loop {
+                tokio::select! {
+                    message = inbound.message() => {
+                        let instruction = match message {
+                            Ok(Some(instruction)) => instruction,
+                            Ok(None) | Err(_) => break,
+                        };
+                        if matches!(instruction.request, Some(Inbound::Heartbeat(_))) {
+                            last_heartbeat = Some(tokio::time::Instant::now());
+                        }
+                        if let Some(reply) = answer(&instruction, &node_name, limits.heartbeat_enabled)
+                            && sender.send(Ok(reply)).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    _ = ticker.tick(), if limits.heartbeat_enabled => {
+                        if last_heartbeat.is_some_and(|seen| seen.elapsed() > timeout) {
+                            let error = status(ErrorCode::Other, "no heartbeat received from the client in time");
+                            let _ = sender.send(Err(error)).await;
+                            break;
+                        }
+                        let beat = PlatformOutboundInstruction {
+                            instruction_id: String::new(),
+                            request: Some(Outbound::Heartbeat(Heartbeat {})),
+                        };
+                        if last_heartbeat.is_some() && sender.send(Ok(beat)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// The reply to one inbound instruction: an ack when it carries an id.
+fn answer(
+    instruction: &PlatformInboundInstruction,
+    node_name: &str,
+    heartbeat_enabled: bool,
+) -> Option<PlatformOutboundInstruction> {
+    if instruction.instruction_id.is_empty() {
+        return None;
+    }
+    let supported = match &instruction.request {
+        Some(Inbound::Register(client)) => {
+            tracing::info!(client_id = %client.client_id, component = %client.component_name, "client registered");
+            true
+        }
+        Some(Inbound::Heartbeat(_)) => heartbeat_enabled,
+        Some(Inbound::Ack(_)) | Some(Inbound::EventProcessorInfo(_)) | Some(Inbound::Result(_)) => true,
+        _ => false,
+    };
+    let error = (!supported).then_some((ErrorCode::UnsupportedInstruction.as_str(), node_name));
+    Some(ack(&instruction.instruction_id, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ranvier_proto::control::Heartbeat;
+
+    fn instruction(id: &str, request: Inbound) -> PlatformInboundInstruction {
+        PlatformInboundInstruction { instruction_id: id.into(), request: Some(request) }
+    }
+
+    fn ack_of(reply: Option<PlatformOutboundInstruction>) -> InstructionAck {
+        match reply.and_then(|r| r.request) {
+            Some(Outbound::Ack(ack)) => ack,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn register_is_acked_and_unsupported_cases_get_axoniq_1002() {
+        let register = instruction("1", Inbound::Register(ClientIdentification::default()));
+        let reply = ack_of(answer(&register, "n1", false));
+        assert!(reply.success);
+        assert_eq!(reply.instruction_id, "1");
+
+        let heartbeat = instruction("2", Inbound::Heartbeat(Heartbeat {}));
+        let reply = ack_of(answer(&heartbeat, "n1", false));
+        assert!(!reply.success);
+        let error = reply.error.unwrap();
+        assert_eq!(error.error_code, "AXONIQ-1002");
+        assert_eq!(error.location, "n1");
+        assert!(ack_of(answer(&heartbeat, "n1", true)).success);
+    }
+
+    #[test]
+    fn instructions_without_id_are_not_acked() {
+        let register = instruction("", Inbound::Register(ClientIdentification::default()));
+        assert!(answer(&register, "n1", true).is_none());
+    }
+}

@@ -1,0 +1,122 @@
+//! The one mapping from errors to gRPC statuses: every error the client API
+//! returns carries the `AxonIQ-ErrorCode` metadata that Axon clients read to
+//! pick an exception type, with the gRPC code Axon Server uses for it.
+
+use tonic::{Code, Status};
+
+use crate::store::StoreError;
+
+/// Axon Server error codes used by this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// AXONIQ-1002: the request case is not supported.
+    UnsupportedInstruction,
+    /// AXONIQ-1900: the node is overloaded.
+    TooManyRequests,
+    /// AXONIQ-2000: aggregate sequence conflict.
+    InvalidSequence,
+    /// AXONIQ-2001: a message or transaction is too large.
+    PayloadTooLarge,
+    /// AXONIQ-2002: a transaction has too many events.
+    TooManyEvents,
+    /// AXONIQ-2311: a request field has an invalid value.
+    InvalidPropertyValue,
+    /// AXONIQ-6000: no event store for the context.
+    NoEventStore,
+    /// AXONIQ-6001: the client went away.
+    ClientDisconnected,
+    /// AXONIQ-9000: reading a data file failed.
+    DatafileReadError,
+    /// AXONIQ-9100: writing a data file failed.
+    DatafileWriteError,
+    /// AXONIQ-0001: anything else.
+    Other,
+}
+
+impl ErrorCode {
+    /// The code as sent in the trailer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UnsupportedInstruction => "AXONIQ-1002",
+            ErrorCode::TooManyRequests => "AXONIQ-1900",
+            ErrorCode::InvalidSequence => "AXONIQ-2000",
+            ErrorCode::PayloadTooLarge => "AXONIQ-2001",
+            ErrorCode::TooManyEvents => "AXONIQ-2002",
+            ErrorCode::InvalidPropertyValue => "AXONIQ-2311",
+            ErrorCode::NoEventStore => "AXONIQ-6000",
+            ErrorCode::ClientDisconnected => "AXONIQ-6001",
+            ErrorCode::DatafileReadError => "AXONIQ-9000",
+            ErrorCode::DatafileWriteError => "AXONIQ-9100",
+            ErrorCode::Other => "AXONIQ-0001",
+        }
+    }
+
+    /// The gRPC status code Axon Server pairs with it.
+    pub fn grpc_code(self) -> Code {
+        match self {
+            ErrorCode::UnsupportedInstruction => Code::Unknown,
+            ErrorCode::TooManyRequests => Code::ResourceExhausted,
+            ErrorCode::InvalidSequence => Code::OutOfRange,
+            ErrorCode::PayloadTooLarge | ErrorCode::TooManyEvents | ErrorCode::InvalidPropertyValue => {
+                Code::InvalidArgument
+            }
+            ErrorCode::NoEventStore | ErrorCode::ClientDisconnected => Code::NotFound,
+            ErrorCode::DatafileReadError | ErrorCode::DatafileWriteError | ErrorCode::Other => Code::Cancelled,
+        }
+    }
+}
+
+/// The metadata key of the error code (gRPC keys are lower case on the wire).
+pub const ERROR_CODE_KEY: &str = "axoniq-errorcode";
+
+/// A status with the error code trailer.
+pub fn status(code: ErrorCode, message: impl Into<String>) -> Status {
+    let mut status = Status::new(code.grpc_code(), message);
+    if let Ok(value) = code.as_str().parse() {
+        status.metadata_mut().insert(ERROR_CODE_KEY, value);
+    }
+    status
+}
+
+/// Adds the trailer to a status that tonic or a library produced.
+pub fn with_code(mut status: Status, code: ErrorCode) -> Status {
+    if !status.metadata().contains_key(ERROR_CODE_KEY)
+        && let Ok(value) = code.as_str().parse()
+    {
+        status.metadata_mut().insert(ERROR_CODE_KEY, value);
+    }
+    status
+}
+
+/// Maps a store error for a write (`writing`) or a read.
+pub fn from_store(error: &StoreError, writing: bool) -> Status {
+    let code = match error {
+        StoreError::InvalidSequence { .. } => ErrorCode::InvalidSequence,
+        StoreError::Malformed { .. } => ErrorCode::InvalidPropertyValue,
+        StoreError::TokenGone { .. } => ErrorCode::InvalidPropertyValue,
+        StoreError::DiskFull { .. } => ErrorCode::DatafileWriteError,
+        _ if writing => ErrorCode::DatafileWriteError,
+        _ => ErrorCode::DatafileReadError,
+    };
+    status(code, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_conflicts_are_out_of_range_with_axoniq_2000() {
+        let error = StoreError::InvalidSequence { aggregate_id: "a".into(), sequence: 3, expected: 1 };
+        let status = from_store(&error, true);
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert_eq!(status.metadata().get(ERROR_CODE_KEY).unwrap(), "AXONIQ-2000");
+        assert!(status.message().contains("expected 1"));
+    }
+
+    #[test]
+    fn an_existing_code_is_kept() {
+        let status = with_code(status(ErrorCode::TooManyEvents, "x"), ErrorCode::Other);
+        assert_eq!(status.metadata().get(ERROR_CODE_KEY).unwrap(), "AXONIQ-2002");
+    }
+}

@@ -1,0 +1,122 @@
+//! The HTTP API on port 8024: health and readiness (plain and Spring-style
+//! paths, so existing probes keep working), Prometheus metrics, and the
+//! public node info of `/v1/public`. The admin and backup endpoints join
+//! this router in later work.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::contexts::Contexts;
+use crate::telemetry::Metrics;
+
+/// What the HTTP API reports about this node.
+#[derive(Debug, Clone)]
+pub struct HttpNode {
+    /// Node name.
+    pub name: String,
+    /// Host name for clients.
+    pub host_name: String,
+    /// Host name for other nodes.
+    pub internal_host_name: String,
+    /// Bound client gRPC port.
+    pub grpc_port: u16,
+    /// Internal gRPC port (cluster traffic, not served by a single node yet).
+    pub internal_port: u16,
+    /// Bound HTTP port.
+    pub http_port: u16,
+}
+
+/// Shared state of the HTTP handlers.
+pub struct HttpState {
+    /// The node.
+    pub node: HttpNode,
+    /// The context stores.
+    pub contexts: Arc<Contexts>,
+    /// The metric registry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/actuator/health", get(health))
+        .route("/actuator/health/liveness", get(health))
+        .route("/ready", get(ready))
+        .route("/actuator/health/readiness", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/actuator/prometheus", get(metrics))
+        .route("/v1/public", get(public_nodes))
+        .route("/v1/public/me", get(public_me))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "UP" }))
+}
+
+/// Ready once every context store has opened; a stopped context (corrupt
+/// store) keeps the node unready and says why.
+async fn ready(State(state): State<Arc<HttpState>>) -> Response {
+    let contexts: serde_json::Map<String, serde_json::Value> = state
+        .contexts
+        .iter()
+        .map(|(name, store)| {
+            let detail = match store {
+                Ok(store) => match store.events.failure() {
+                    None => json!({ "status": "UP" }),
+                    Some(reason) => json!({ "status": "DOWN", "reason": reason }),
+                },
+                Err(reason) => json!({ "status": "DOWN", "reason": reason }),
+            };
+            (name.to_owned(), detail)
+        })
+        .collect();
+    let up = contexts.values().all(|c| c["status"] == "UP");
+    let code = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({ "status": if up { "UP" } else { "DOWN" }, "contexts": contexts });
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics").into_response(),
+    }
+}
+
+fn node_json(node: &HttpNode) -> serde_json::Value {
+    json!({
+        "name": node.name,
+        "hostName": node.host_name,
+        "grpcPort": node.grpc_port,
+        "internalHostName": node.internal_host_name,
+        "grpcInternalPort": node.internal_port,
+        "httpPort": node.http_port,
+        "connected": true,
+    })
+}
+
+async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
+    Json(json!([node_json(&state.node)]))
+}
+
+async fn public_me(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
+    let mut me = node_json(&state.node);
+    let names: Vec<&str> = state.contexts.iter().map(|(name, _)| name).collect();
+    if let Some(object) = me.as_object_mut() {
+        object.insert("clustered".into(), json!(false));
+        object.insert("authentication".into(), json!(false));
+        object.insert("ssl".into(), json!(false));
+        object.insert("contextNames".into(), json!(names));
+        object.insert("storageContextNames".into(), json!(names));
+        object.insert("initialized".into(), json!(true));
+    }
+    Json(me)
+}

@@ -1,0 +1,280 @@
+//! Every configuration key Ranvier reads, as one documented `const` with its default, plus the
+//! keys Axon Server (or Spring Boot) has that Ranvier recognises but does not implement yet.
+//!
+//! Owns key names, defaults and the canonical (kebab-case) form of a key. Does not parse values
+//! (`value`) or know where they come from (`settings`, `env`, `flags`). Invariants, checked by
+//! tests: names in [`ALL`] are unique and canonical, every default parses and passes
+//! validation, and no implemented key matches an [`IGNORED`] pattern.
+//!
+//! Defaults are written in property syntax and go through the same parser as user input. An
+//! empty default means "derived from other keys" (see the key's doc); setting such a key to
+//! an empty value also means "derive it", as in Axon Server.
+
+/// A key Ranvier implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The canonical property name, e.g. `axoniq.axonserver.internal-port`.
+    pub name: &'static str,
+    /// The default in property syntax; empty when derived from other keys.
+    pub default: &'static str,
+}
+
+// === node ===
+
+/// Node name, unique in a cluster. Default: the (short) `hostname`.
+pub const NAME: Key = key("axoniq.axonserver.name", "");
+/// Host name clients are told to connect to. Default: the system host name. An FQDN such as
+/// `a.b.c` is split into host name `a` and domain `b.c` when `domain` is unset.
+pub const HOSTNAME: Key = key("axoniq.axonserver.hostname", "");
+/// Domain appended to `hostname` for clients. Default: none, or derived from an FQDN host name.
+pub const DOMAIN: Key = key("axoniq.axonserver.domain", "");
+/// Host name other nodes use to reach this one. Default: `hostname`.
+pub const INTERNAL_HOSTNAME: Key = key("axoniq.axonserver.internal-hostname", "");
+/// Domain appended to `internal-hostname`. Default: `domain`.
+pub const INTERNAL_DOMAIN: Key = key("axoniq.axonserver.internal-domain", "");
+/// IP address all listeners bind to.
+pub const BIND_ADDRESS: Key = key("ranvier.bind-address", "0.0.0.0");
+/// Client gRPC port; 0 picks a free port.
+pub const PORT: Key = key("axoniq.axonserver.port", "8124");
+/// Node-to-node gRPC port; 0 picks a free port.
+pub const INTERNAL_PORT: Key = key("axoniq.axonserver.internal-port", "8224");
+/// HTTP (REST, health, metrics) port; 0 picks a free port.
+pub const HTTP_PORT: Key = key("server.port", "8024");
+
+// === storage ===
+
+/// Base directory of the event store, one subdirectory per context.
+pub const EVENT_STORAGE: Key = key("axoniq.axonserver.event.storage", "./data");
+/// Base directory of the snapshot store. Default: `event.storage`.
+pub const SNAPSHOT_STORAGE: Key = key("axoniq.axonserver.snapshot.storage", "");
+/// Size of a new event segment file, bytes (64KB..=2GB).
+pub const EVENT_SEGMENT_SIZE: Key = key("axoniq.axonserver.event.segment-size", "256MB");
+/// Size of a new snapshot segment file, bytes (64KB..=2GB).
+pub const SNAPSHOT_SEGMENT_SIZE: Key = key("axoniq.axonserver.snapshot.segment-size", "256MB");
+/// Number of most recent closed segments whose checksums are verified at start-up.
+pub const EVENT_VALIDATION_SEGMENTS: Key = key("axoniq.axonserver.event.validation-segments", "10");
+/// Free disk space, bytes, below which appends are refused.
+pub const DISK_RESERVE: Key = key("ranvier.disk-reserve", "256MB");
+/// Memory, bytes, for closed-segment aggregate indexes and bloom filters.
+pub const INDEX_CACHE_SIZE: Key = key("ranvier.index-cache-size", "32MB");
+/// Aggregates in the active segment's in-memory index at which the segment rolls over.
+pub const ACTIVE_INDEX_AGGREGATES_MAX: Key = key("ranvier.active-index-aggregates-max", "200000");
+/// Most bytes written by one group commit (one fsync).
+pub const APPEND_BATCH_SIZE: Key = key("ranvier.append-batch-size", "8MB");
+/// Event bytes accepted from clients but not yet committed; beyond this clients wait.
+pub const APPEND_IN_FLIGHT_SIZE: Key = key("ranvier.append-in-flight-size", "64MB");
+
+// === client API ===
+
+/// Largest gRPC message accepted or sent, bytes.
+pub const MAX_MESSAGE_SIZE: Key = key("axoniq.axonserver.max-message-size", "4MB");
+/// Most events in one append transaction.
+pub const MAX_EVENTS_PER_TRANSACTION: Key = key("axoniq.axonserver.max-events-per-transaction", "32767");
+/// Most bytes in one append transaction; at most `event.segment-size`.
+pub const MAX_TRANSACTION_SIZE: Key = key("ranvier.max-transaction-size", "32MB");
+/// How long a `ListEvents` stream may wait for new permits, ms.
+pub const NEW_PERMITS_TIMEOUT: Key = key("axoniq.axonserver.new-permits-timeout", "120000");
+/// Whether an appended snapshot's sequence number is checked against the aggregate's events.
+pub const CHECK_SEQUENCE_NR_FOR_SNAPSHOTS: Key = key("axoniq.axonserver.check-sequence-nr-for-snapshots", "true");
+/// Whether clients that do not send platform heartbeats are disconnected.
+pub const HEARTBEAT_ENABLED: Key = key("axoniq.axonserver.heartbeat.enabled", "false");
+/// Silence, ms, after which a heartbeating client is considered gone.
+pub const CLIENT_HEARTBEAT_TIMEOUT: Key = key("axoniq.axonserver.client-heartbeat-timeout", "5000");
+/// Interval, ms, at which the node sends heartbeats to clients; less than the timeout.
+pub const CLIENT_HEARTBEAT_FREQUENCY: Key = key("axoniq.axonserver.client-heartbeat-frequency", "500");
+/// Most concurrent client connections.
+pub const MAX_CONNECTIONS: Key = key("ranvier.max-connections", "1024");
+
+// === contexts ===
+
+/// Contexts to create besides `default`, comma-separated.
+pub const AUTOCLUSTER_CONTEXTS: Key = key("axoniq.axonserver.autocluster.contexts", "");
+
+/// Every implemented key, in the order the start-up log lists them.
+pub const ALL: &[Key] = &[
+    NAME,
+    HOSTNAME,
+    DOMAIN,
+    INTERNAL_HOSTNAME,
+    INTERNAL_DOMAIN,
+    BIND_ADDRESS,
+    PORT,
+    INTERNAL_PORT,
+    HTTP_PORT,
+    EVENT_STORAGE,
+    SNAPSHOT_STORAGE,
+    EVENT_SEGMENT_SIZE,
+    SNAPSHOT_SEGMENT_SIZE,
+    EVENT_VALIDATION_SEGMENTS,
+    DISK_RESERVE,
+    INDEX_CACHE_SIZE,
+    ACTIVE_INDEX_AGGREGATES_MAX,
+    APPEND_BATCH_SIZE,
+    APPEND_IN_FLIGHT_SIZE,
+    MAX_MESSAGE_SIZE,
+    MAX_EVENTS_PER_TRANSACTION,
+    MAX_TRANSACTION_SIZE,
+    NEW_PERMITS_TIMEOUT,
+    CHECK_SEQUENCE_NR_FOR_SNAPSHOTS,
+    HEARTBEAT_ENABLED,
+    CLIENT_HEARTBEAT_TIMEOUT,
+    CLIENT_HEARTBEAT_FREQUENCY,
+    MAX_CONNECTIONS,
+    AUTOCLUSTER_CONTEXTS,
+];
+
+/// Keys Axon Server or Spring Boot understand that Ranvier accepts and ignores with a warning,
+/// so existing property files keep working. A trailing `.*` matches every key under the
+/// prefix; anything else matches exactly. Store tuning keys are in [`IGNORED_STORE_TUNING`].
+pub const IGNORED: &[&str] = &[
+    "axoniq.axonserver.accesscontrol.*",
+    "axoniq.axonserver.ssl.*",
+    "axoniq.axonserver.tags.*",
+    "axoniq.axonserver.replication.*",
+    "axoniq.axonserver.cluster-template.*",
+    "axoniq.axonserver.query.*",
+    "axoniq.axonserver.metrics.*",
+    "axoniq.axonserver.event.storages.*",
+    "axoniq.axonserver.event.aggregate.*",
+    "axoniq.axonserver.autocluster.first",
+    "axoniq.axonserver.devmode.enabled",
+    "axoniq.axonserver.standalone",
+    "axoniq.axonserver.snapshot.validation-segments",
+    "axoniq.axonserver.keep-alive-time",
+    "axoniq.axonserver.keep-alive-timeout",
+    "axoniq.axonserver.min-keep-alive-time",
+    "axoniq.axonserver.default-command-timeout",
+    "axoniq.axonserver.default-query-timeout",
+    "axoniq.axonserver.command-queue-capacity-per-client",
+    "axoniq.axonserver.grpc-buffered-messages",
+    "axoniq.axonserver.executor-thread-count",
+    "axoniq.axonserver.cluster-executor-thread-count",
+    "axoniq.axonserver.controldb-path",
+    "axoniq.axonserver.controldb-backup-location",
+    "axoniq.axonserver.pid-file-location",
+    "axoniq.axonserver.license-directory",
+    "axoniq.axonserver.force-connection-to-primary-or-messaging-node",
+    "axoniq.axonserver.blacklisted-send-after",
+    "axoniq.axonserver.event-processor-permits-check",
+    "axoniq.axonserver.read-sequence-validation-strategy",
+    "axoniq.axonserver.data-fetcher-threads",
+    "axoniq.axonserver.data-writer-threads",
+    "logging.*",
+    "spring.*",
+    "management.*",
+    "server.ssl.*",
+    "server.servlet.*",
+];
+
+/// Axon Server segment-store tuning keys, ignored under both `axoniq.axonserver.event.` and
+/// `axoniq.axonserver.snapshot.`: Ranvier's store has its own knobs (`ranvier.*`).
+pub const IGNORED_STORE_TUNING: &[&str] = &[
+    "bloom-index-fpp",
+    "force-interval",
+    "sync-interval",
+    "memory-mapped-segments",
+    "max-indexes-in-memory",
+    "max-bloom-filters-in-memory",
+    "events-per-segment-prefetch",
+    "read-buffer-size",
+    "use-mmap-index",
+    "force-clean-mmap-index",
+    "primary-cleanup-delay",
+    "secondary-cleanup-delay",
+    "retention-time",
+    "segments-for-sequence-number-check",
+    "index-format",
+    "events-suffix",
+    "index-suffix",
+    "bloom-index-suffix",
+];
+
+const fn key(name: &'static str, default: &'static str) -> Key {
+    Key { name, default }
+}
+
+/// Every ignored pattern, with the store tuning keys expanded for `event.` and `snapshot.`.
+pub fn ignored_patterns() -> impl Iterator<Item = String> {
+    let store_tuning = ["event", "snapshot"]
+        .into_iter()
+        .flat_map(|tier| IGNORED_STORE_TUNING.iter().map(move |name| format!("axoniq.axonserver.{tier}.{name}")));
+    IGNORED.iter().map(|pattern| (*pattern).to_owned()).chain(store_tuning)
+}
+
+/// Whether `pattern` (from [`ignored_patterns`]) matches the canonical key `name`.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+/// The implemented key with this canonical name.
+pub fn find(name: &str) -> Option<&'static Key> {
+    ALL.iter().find(|key| key.name == name)
+}
+
+/// Whether the canonical key `name` is a recognised key that Ranvier ignores.
+pub fn is_ignored(name: &str) -> bool {
+    ignored_patterns().any(|pattern| pattern_matches(&pattern, name))
+}
+
+/// The canonical form of a key as Spring's relaxed binding reads it in files and flags:
+/// lower-case kebab-case, so `internalPort`, `internal_port` and `internal-port` are one key.
+pub fn canonical(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + 4);
+    let mut after_lower_or_digit = false;
+    for c in raw.trim().chars() {
+        if c.is_ascii_uppercase() && after_lower_or_digit {
+            out.push('-');
+        }
+        after_lower_or_digit = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(if c == '_' { '-' } else { c.to_ascii_lowercase() });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_canonical_and_not_ignored() {
+        let mut seen = HashSet::new();
+        for key in ALL {
+            assert!(seen.insert(key.name), "duplicate key {}", key.name);
+            assert_eq!(canonical(key.name), key.name, "non-canonical key name");
+            assert!(!is_ignored(key.name), "{} is both implemented and ignored", key.name);
+        }
+    }
+
+    #[test]
+    fn ignored_patterns_are_canonical() {
+        for pattern in ignored_patterns() {
+            assert_eq!(canonical(&pattern), pattern);
+        }
+    }
+
+    #[test]
+    fn relaxed_key_forms_are_canonicalised() {
+        assert_eq!(canonical("axoniq.axonserver.internalPort"), "axoniq.axonserver.internal-port");
+        assert_eq!(canonical("axoniq.axonserver.internal_port"), "axoniq.axonserver.internal-port");
+        assert_eq!(canonical(" axoniq.axonserver.event.segmentSIZE "), "axoniq.axonserver.event.segment-size");
+        assert_eq!(canonical("server.port"), "server.port");
+    }
+
+    #[test]
+    fn ignored_patterns_match_prefixes_and_exact_keys() {
+        assert!(is_ignored("axoniq.axonserver.accesscontrol.enabled"));
+        assert!(is_ignored("axoniq.axonserver.ssl.cert-chain-file"));
+        assert!(is_ignored("axoniq.axonserver.autocluster.first"));
+        assert!(is_ignored("axoniq.axonserver.snapshot.retention-time"));
+        assert!(is_ignored("axoniq.axonserver.event.bloom-index-fpp"));
+        assert!(is_ignored("logging.level.io.axoniq"));
+        assert!(!is_ignored("axoniq.axonserver.autocluster.firstx"));
+        assert!(!is_ignored("axoniq.axonserver.accesscontrol"));
+        assert!(!is_ignored("axoniq.axonserver.foo-bar"));
+        assert!(!is_ignored("server.address"));
+    }
+}

@@ -1,0 +1,189 @@
+//! Wires a node together: opens the context stores, builds the client gRPC
+//! and HTTP services on listeners the caller bound (so tests can use port 0),
+//! serves until the shutdown future completes, then drains: servers stop
+//! accepting, in-flight calls finish, and every store writer commits what it
+//! had queued before the stores close.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ranvier_proto::control::platform_service_server::PlatformServiceServer;
+use ranvier_proto::event::event_store_server::EventStoreServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
+use crate::api::http::{self, HttpNode, HttpState};
+use crate::config::Config;
+use crate::contexts::{ContextOptions, Contexts};
+use crate::store::{FsSpace, StoreOptions};
+use crate::telemetry::Metrics;
+
+/// The sockets a node serves on, bound by the caller.
+pub struct Listeners {
+    /// Client gRPC (Axon protocol).
+    pub client: TcpListener,
+    /// HTTP (health, metrics, node info).
+    pub http: TcpListener,
+}
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A listener's address could not be read.
+    #[error("failed to read the bound address: {0}")]
+    Address(#[source] std::io::Error),
+    /// The gRPC server failed.
+    #[error("the client gRPC server failed: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+fn host_with_domain(host: &str, domain: &Option<String>) -> String {
+    match domain {
+        Some(domain) if !domain.is_empty() => format!("{host}.{domain}"),
+        _ => host.to_owned(),
+    }
+}
+
+fn store_options(config: &Config, segment_size_bytes: u64) -> StoreOptions {
+    let storage = &config.storage;
+    StoreOptions {
+        segment_size_bytes,
+        validation_segments: storage.validation_segments,
+        index_cache_bytes: storage.index_cache_bytes,
+        active_index_aggregates_max: storage.active_index_aggregates_max,
+        append_batch_bytes_max: storage.append_batch_bytes_max,
+        write_queue_transactions_max: 4096,
+        disk_reserve_bytes: storage.disk_reserve_bytes,
+        validate_sequences: true,
+    }
+}
+
+/// Runs the node until `shutdown` completes. `on_ready` is called once the
+/// context stores are recovered and both servers accept calls.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce() + Send,
+) -> Result<(), NodeError> {
+    let client_addr = listeners.client.local_addr().map_err(NodeError::Address)?;
+    let http_addr = listeners.http.local_addr().map_err(NodeError::Address)?;
+    let metrics = Arc::new(Metrics::new());
+    let options = ContextOptions {
+        events: store_options(&config, config.storage.event_segment_size_bytes),
+        snapshots: store_options(&config, config.storage.snapshot_segment_size_bytes),
+    };
+    let mut storage = config.storage.clone();
+    // Absolute paths in logs, errors and (later) backup listings.
+    for dir in [&mut storage.events_dir, &mut storage.snapshots_dir] {
+        if let Ok(absolute) = std::path::absolute(&*dir) {
+            *dir = absolute;
+        }
+    }
+    let names = config.contexts.clone();
+    let opener_metrics = metrics.clone();
+    let contexts = tokio::task::spawn_blocking(move || {
+        Contexts::open(
+            &names,
+            &storage.events_dir,
+            &storage.snapshots_dir,
+            &options,
+            &opener_metrics,
+            Arc::new(FsSpace),
+        )
+    })
+    .await
+    .map_err(|e| NodeError::Http(std::io::Error::other(e)))?;
+    let contexts = Arc::new(contexts);
+
+    let node = &config.node;
+    let identity = NodeIdentity {
+        name: node.name.clone(),
+        host_name: host_with_domain(&node.hostname, &node.domain),
+        grpc_port: client_addr.port(),
+        http_port: http_addr.port(),
+    };
+    let api = &config.api;
+    let limits = ApiLimits {
+        max_message_size_bytes: api.max_message_size_bytes as usize,
+        transaction_events_max: api.transaction_events_max as usize,
+        transaction_bytes_max: api.transaction_bytes_max as usize,
+        in_flight_bytes_max: config.storage.append_in_flight_bytes_max as usize,
+        new_permits_timeout_ms: api.new_permits_timeout_ms,
+        check_sequence_nr_for_snapshots: api.check_sequence_nr_for_snapshots,
+        heartbeat_enabled: api.heartbeat_enabled,
+        client_heartbeat_timeout_ms: api.client_heartbeat_timeout_ms,
+        client_heartbeat_frequency_ms: api.client_heartbeat_frequency_ms,
+    };
+    let client_api = Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone()));
+    let http_state = Arc::new(HttpState {
+        node: HttpNode {
+            name: node.name.clone(),
+            host_name: host_with_domain(&node.hostname, &node.domain),
+            internal_host_name: host_with_domain(&node.internal_hostname, &node.internal_domain),
+            grpc_port: client_addr.port(),
+            internal_port: node.internal_port,
+            http_port: http_addr.port(),
+        },
+        contexts: contexts.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+
+    let max_message = limits.max_message_size_bytes;
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_millis(2500)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(5000)))
+        .tcp_nodelay(true)
+        .add_service(
+            PlatformServiceServer::new(Platform::new(client_api.clone())).max_decoding_message_size(max_message),
+        )
+        .add_service(
+            EventStoreServer::new(EventStoreService::new(client_api.clone()))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        );
+    let mut grpc_stop = stopped.clone();
+    let grpc_task =
+        tokio::spawn(grpc.serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        }));
+    let mut http_stop = stopped.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(listeners.http, http::router(http_state))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(client = %client_addr, http = %http_addr, node = %config.node.name, "node serving");
+    on_ready();
+
+    let grpc_result = grpc_task.await;
+    let http_result = http_task.await;
+    drop(client_api);
+    if let Ok(contexts) = Arc::try_unwrap(contexts) {
+        tokio::task::spawn_blocking(move || contexts.close()).await.ok();
+    }
+    tracing::info!("node stopped");
+    match grpc_result {
+        Ok(Err(error)) => return Err(NodeError::Grpc(error)),
+        Err(error) => return Err(NodeError::Http(std::io::Error::other(error))),
+        Ok(Ok(())) => {}
+    }
+    match http_result {
+        Ok(Err(error)) => Err(NodeError::Http(error)),
+        Err(error) => Err(NodeError::Http(std::io::Error::other(error))),
+        Ok(Ok(())) => Ok(()),
+    }
+}

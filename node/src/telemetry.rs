@@ -1,0 +1,95 @@
+//! Logging set-up and the node's metric registry. Every metric family is
+//! created here; modules get labelled children (e.g. [`StoreMetrics`]).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::store::{StoreKind, StoreMetrics, metrics::fsync_buckets};
+
+/// Labels of store metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// The context.
+    pub context: String,
+    /// `events` or `snapshots`.
+    pub store: String,
+}
+
+type HistogramFamily = Family<StoreLabels, Histogram, fn() -> Histogram>;
+
+/// The node's metric families.
+pub struct Metrics {
+    registry: Registry,
+    transactions: Family<StoreLabels, Counter>,
+    events: Family<StoreLabels, Counter>,
+    event_bytes: Family<StoreLabels, Counter>,
+    bytes_written: Family<StoreLabels, Counter>,
+    fsync_seconds: HistogramFamily,
+    segments_closed: Family<StoreLabels, Gauge>,
+}
+
+fn fsync_histogram() -> Histogram {
+    Histogram::new(fsync_buckets())
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ranvier");
+        let metrics = Self {
+            transactions: Family::default(),
+            events: Family::default(),
+            event_bytes: Family::default(),
+            bytes_written: Family::default(),
+            fsync_seconds: Family::new_with_constructor(fsync_histogram as fn() -> Histogram),
+            segments_closed: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("append_transactions", "Committed transactions", metrics.transactions.clone());
+        registry.register("append_events", "Committed events", metrics.events.clone());
+        registry.register("append_event_bytes", "Bytes of committed events", metrics.event_bytes.clone());
+        registry.register("segment_bytes_written", "Bytes written to segment files", metrics.bytes_written.clone());
+        registry.register("fsync_seconds", "Duration of group-commit fsyncs", metrics.fsync_seconds.clone());
+        registry.register("segments_closed", "Closed segment files", metrics.segments_closed.clone());
+        Self { registry, ..metrics }
+    }
+
+    /// The children for one store.
+    pub fn store(&self, context: &str, kind: StoreKind) -> StoreMetrics {
+        let labels = StoreLabels { context: context.to_owned(), store: kind.name().to_owned() };
+        StoreMetrics {
+            transactions: self.transactions.get_or_create_owned(&labels),
+            events: self.events.get_or_create_owned(&labels),
+            event_bytes: self.event_bytes.get_or_create_owned(&labels),
+            bytes_written: self.bytes_written.get_or_create_owned(&labels),
+            fsync_seconds: self.fsync_seconds.get_or_create_owned(&labels),
+            segments_closed: self.segments_closed.get_or_create_owned(&labels),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Installs the log subscriber: `RANVIER_LOG` (or `RUST_LOG`) filter syntax,
+/// default `info`, to stderr.
+pub fn init_logging(filter: Option<String>) {
+    let filter = filter.unwrap_or_else(|| "info".to_owned());
+    let env_filter =
+        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr).try_init();
+}

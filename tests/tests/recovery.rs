@@ -1,0 +1,108 @@
+//! Restarts over damaged files, as an operator would meet them: a torn tail
+//! is cut and reported, a flipped byte in a closed segment stops the context
+//! with the file and offset, a clean stop exits 0, and bad configuration
+//! fails before any port is bound.
+
+use std::path::PathBuf;
+
+use ranvier_proto::event::{GetAggregateEventsRequest, GetLastTokenRequest};
+use ranvier_tests::{Node, error_code, event};
+use tokio_stream::StreamExt;
+
+fn segment_files(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("data/default"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == suffix))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn append_many(node: &Node, aggregate: &str, count: i64) {
+    let mut client = node.event_store().await.unwrap();
+    for seq in 0..count {
+        client.append_event(tokio_stream::iter(vec![event(aggregate, seq, 300)])).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_and_reported_and_the_node_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &[]).unwrap();
+    append_many(&node, "a", 10).await;
+    node.kill9().unwrap();
+    let active = segment_files(dir.path(), "events").pop().unwrap();
+    let mut bytes = std::fs::read(&active).unwrap();
+    let committed = bytes.len();
+    // A frame header promising more bytes than follow: a write cut by the crash.
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]);
+    std::fs::write(&active, &bytes).unwrap();
+
+    let node = node.restart().unwrap();
+    assert!(node.log().contains("cut an incomplete transaction"), "the cut is reported: {}", node.log());
+    assert_eq!(std::fs::metadata(&active).unwrap().len(), committed as u64);
+    let mut client = node.event_store().await.unwrap();
+    assert_eq!(client.get_last_token(GetLastTokenRequest {}).await.unwrap().into_inner().token, 9);
+    client.append_event(tokio_stream::iter(vec![event("a", 10, 5)])).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_closed_segment_stops_the_context_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ["axoniq.axonserver.event.segment-size=64KB", "ranvier.max-transaction-size=32KB"];
+    let mut node = Node::start(dir.path(), &settings).unwrap();
+    append_many(&node, "a", 400).await;
+    let status = node.stop().unwrap();
+    assert!(status.success(), "a clean stop exits 0: {status}");
+    let closed = segment_files(dir.path(), "events");
+    assert!(closed.len() > 2, "segments rolled: {closed:?}");
+    let victim = &closed[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[5000] ^= 0x20;
+    std::fs::write(victim, &bytes).unwrap();
+
+    let node = Node::start(dir.path(), &settings).unwrap();
+    let (code, body) = node.http_get("/ready").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(&victim.display().to_string()), "readiness names the file: {body}");
+    assert!(body.contains("offset"), "{body}");
+    let mut client = node.event_store().await.unwrap();
+    let refused = client
+        .list_aggregate_events(GetAggregateEventsRequest { aggregate_id: "a".into(), ..Default::default() })
+        .await
+        .expect_err("a stopped context serves nothing");
+    assert_eq!(error_code(&refused).as_deref(), Some("AXONIQ-6000"));
+    assert!(refused.message().contains("corrupt"), "{}", refused.message());
+}
+
+#[tokio::test]
+async fn a_clean_stop_keeps_everything_and_restarts_where_it_left_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &[]).unwrap();
+    append_many(&node, "a", 20).await;
+    assert!(node.stop().unwrap().success());
+    let node = Node::start(dir.path(), &[]).unwrap();
+    let mut client = node.event_store().await.unwrap();
+    let request = GetAggregateEventsRequest { aggregate_id: "a".into(), ..Default::default() };
+    let events: Vec<_> = client.list_aggregate_events(request).await.unwrap().into_inner().collect().await;
+    assert_eq!(events.len(), 20);
+    client.append_event(tokio_stream::iter(vec![event("a", 20, 1)])).await.unwrap();
+}
+
+#[test]
+fn a_malformed_property_fails_start_up_naming_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("axonserver.properties"),
+        "# node\naxoniq.axonserver.name=n1\naxoniq.axonserver.port=eighty\n",
+    )
+    .unwrap();
+    let output =
+        std::process::Command::new(ranvier_tests::node_binary().unwrap()).current_dir(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("axoniq.axonserver.port"), "{stderr}");
+    assert!(stderr.contains("axonserver.properties:3"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing was created before the settings were checked");
+}
