@@ -11,8 +11,8 @@ use std::time::Duration;
 use ranvier_proto::control::platform_service_server::PlatformServiceServer;
 use ranvier_proto::event::event_store_server::EventStoreServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
 use crate::api::http::{self, HttpNode, HttpState};
 use crate::config::Config;
@@ -154,10 +154,12 @@ pub async fn run(
                 .max_encoding_message_size(max_message),
         );
     let mut grpc_stop = stopped.clone();
-    let grpc_task =
-        tokio::spawn(grpc.serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), async move {
+    let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
+        incoming(listeners.client, config.api.max_connections as usize),
+        async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
-        }));
+        },
+    ));
     let mut http_stop = stopped.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(listeners.http, http::router(http_state))

@@ -72,6 +72,12 @@ impl Node {
             .env("RANVIER_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        // The test tools' own RANVIER_* variables are not node settings.
+        for (name, _) in std::env::vars() {
+            if (name.starts_with("RANVIER_") && name != "RANVIER_LOG") || name.starts_with("AXONIQ_") {
+                command.env_remove(name);
+            }
+        }
         for setting in &settings {
             command.args(["--set", setting]);
         }
@@ -130,6 +136,11 @@ impl Node {
         let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         Ok((code, body))
+    }
+
+    /// The node's process id (0 when stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The node's log so far.

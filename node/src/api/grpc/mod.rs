@@ -7,6 +7,7 @@
 //! mapping of errors to statuses (`status.rs`). Does not own storage.
 
 pub mod event_store;
+pub mod incoming;
 pub mod platform;
 pub mod status;
 

@@ -1,0 +1,232 @@
+//! `make bench`: figures for one real node process with fsync on, driven over
+//! gRPC on loopback like an application would. Prints a table; it asserts
+//! nothing (goals are judged from the figures, see the README).
+//!
+//! Scenarios: the machine's fsync latency; append throughput with 1 and 64
+//! concurrent clients and transactions of 1 and 10 events of 256 B; p50/p99
+//! append latency of a single client; ListEvents read throughput;
+//! ListAggregateEvents latency for a 100-event aggregate in a store of 1M+
+//! events; resident memory of the idle node with 1M events; append
+//! throughput again at 5M stored events.
+//!
+//! `RANVIER_BENCH_SCALE` (default 1.0) scales every event count, for a quick
+//! look (`0.05`) on a slow machine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ranvier_proto::event::event_store_client::EventStoreClient;
+use ranvier_proto::event::{Event, GetAggregateEventsRequest, GetEventsRequest, GetLastTokenRequest};
+use ranvier_tests::{Node, event};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+const EVENT_BYTES: usize = 256;
+
+fn scale() -> f64 {
+    std::env::var("RANVIER_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0)
+}
+
+fn scaled(n: u64) -> u64 {
+    ((n as f64 * scale()) as u64).max(1)
+}
+
+/// An event whose encoded size is about 256 bytes.
+fn bench_event(aggregate: &str, seq: i64) -> Event {
+    let mut e = event(aggregate, seq, 0);
+    let overhead = ranvier_tests::encoded_len(&e);
+    e.payload.as_mut().map(|p| p.data = vec![b'x'; EVENT_BYTES.saturating_sub(overhead + 3)].into());
+    e
+}
+
+fn fsync_latency() -> (f64, f64) {
+    use std::io::Write;
+    let dir = tempfile::tempdir_in(".").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    let mut file = std::fs::File::create(dir.path().join("probe")).unwrap();
+    let mut histogram = Histogram::<u64>::new(3).unwrap();
+    for _ in 0..2000 {
+        file.write_all(&[7u8; 4096]).unwrap();
+        let started = Instant::now();
+        file.sync_data().unwrap();
+        histogram.record(started.elapsed().as_micros() as u64).unwrap();
+    }
+    (histogram.value_at_quantile(0.5) as f64 / 1000.0, histogram.value_at_quantile(0.99) as f64 / 1000.0)
+}
+
+struct Load {
+    events_per_second: f64,
+    latency: Histogram<u64>,
+}
+
+/// `clients` tasks append transactions of `tx_events` events to their own
+/// aggregates until `total_events` are confirmed.
+async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, total_events: u64, tag: &str) -> Load {
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client_id in 0..clients {
+        let mut client = EventStoreClient::new(channels[client_id % channels.len()].clone());
+        let done = done.clone();
+        let aggregate = format!("{tag}-{client_id}");
+        tasks.spawn(async move {
+            let mut latency = Histogram::<u64>::new(3).unwrap();
+            let mut seq = 0i64;
+            while done.load(Ordering::Relaxed) < total_events {
+                let events: Vec<Event> = (0..tx_events).map(|i| bench_event(&aggregate, seq + i as i64)).collect();
+                let sent = Instant::now();
+                client.append_event(tokio_stream::iter(events)).await.unwrap();
+                latency.record(sent.elapsed().as_micros() as u64).unwrap();
+                seq += tx_events as i64;
+                done.fetch_add(tx_events as u64, Ordering::Relaxed);
+            }
+            latency
+        });
+    }
+    let mut latency = Histogram::<u64>::new(3).unwrap();
+    while let Some(part) = tasks.join_next().await {
+        latency.add(part.unwrap()).unwrap();
+    }
+    let events = done.load(Ordering::Relaxed) as f64;
+    Load { events_per_second: events / started.elapsed().as_secs_f64(), latency }
+}
+
+/// Fills the store to `target` events with 64 clients × 10-event transactions.
+async fn fill_to(channels: &[Channel], node: &Node, target: u64, tag: &str) {
+    let have = last_token(node).await + 1;
+    if have as u64 >= target {
+        return;
+    }
+    append_load(channels, 64, 10, target - have as u64, tag).await;
+}
+
+async fn last_token(node: &Node) -> i64 {
+    let mut client = node.event_store().await.unwrap();
+    client.get_last_token(GetLastTokenRequest {}).await.unwrap().into_inner().token
+}
+
+async fn list_events_rate(node: &Node, count: u64) -> f64 {
+    let mut client = node.event_store().await.unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender
+        .send(GetEventsRequest { tracking_token: 0, number_of_permits: count as i64, ..Default::default() })
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut stream =
+        client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    let mut received = 0u64;
+    while received < count {
+        let item = stream.next().await.unwrap().unwrap();
+        assert_eq!(item.token as u64, received);
+        received += 1;
+    }
+    received as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn aggregate_latency(node: &Node, aggregate: &str, expected: usize, rounds: usize) -> Histogram<u64> {
+    let mut client = node.event_store().await.unwrap();
+    let mut histogram = Histogram::<u64>::new(3).unwrap();
+    for _ in 0..rounds {
+        let request = GetAggregateEventsRequest { aggregate_id: aggregate.into(), ..Default::default() };
+        let started = Instant::now();
+        let events: Vec<_> = client.list_aggregate_events(request).await.unwrap().into_inner().collect().await;
+        histogram.record(started.elapsed().as_micros() as u64).unwrap();
+        assert_eq!(events.len(), expected);
+    }
+    histogram
+}
+
+fn rss_mib(node: &Node) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir_in(std::env::var("RANVIER_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let (fsync_p50, fsync_p99) = fsync_latency();
+    println!("machine fsync latency (4 KiB fdatasync): p50 {fsync_p50:.3} ms, p99 {fsync_p99:.3} ms");
+
+    let mut node = Node::start(dir.path(), &[]).unwrap();
+    let channels: Vec<Channel> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(node.channel().await.unwrap());
+        }
+        out
+    };
+    println!("\n{:<44} {:>14} {:>10} {:>10}", "append (256 B events, fsync on)", "events/s", "p50 ms", "p99 ms");
+    let mut at_zero = 0.0;
+    for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
+        let total = scaled(if clients == 1 { 20_000 } else { 300_000 });
+        let load = append_load(&channels, clients, tx, total, &format!("c{clients}t{tx}")).await;
+        let label = format!("{clients} client(s) x {tx}-event transactions");
+        println!(
+            "{label:<44} {:>14.0} {:>10.3} {:>10.3}",
+            load.events_per_second,
+            ms(load.latency.value_at_quantile(0.5)),
+            ms(load.latency.value_at_quantile(0.99))
+        );
+        if (clients, tx) == (64, 10) {
+            at_zero = load.events_per_second;
+        }
+        if (clients, tx) == (1, 1) {
+            let p99 = ms(load.latency.value_at_quantile(0.99));
+            println!("  single-client p99 / fsync p99 = {:.2} (goal <= 3)", p99 / fsync_p99);
+        }
+    }
+
+    let million = scaled(1_000_000);
+    fill_to(&channels, &node, million, "fill1m").await;
+    // One 100-event aggregate written at the end, in a store of 1M+ events.
+    let mut client = node.event_store().await.unwrap();
+    for chunk in 0..10 {
+        let events: Vec<Event> = (0..10).map(|i| bench_event("hundred", chunk * 10 + i)).collect();
+        client.append_event(tokio_stream::iter(events)).await.unwrap();
+    }
+    let stored = last_token(&node).await + 1;
+    println!("\nstore holds {stored} events");
+    let latency = aggregate_latency(&node, "hundred", 100, 200).await;
+    println!(
+        "ListAggregateEvents, 100-event aggregate: p50 {:.3} ms, p99 {:.3} ms",
+        ms(latency.value_at_quantile(0.5)),
+        ms(latency.value_at_quantile(0.99))
+    );
+    let rate = list_events_rate(&node, stored as u64).await;
+    println!("ListEvents read throughput: {rate:.0} events/s (goal >= 1,000,000)");
+
+    drop(channels);
+    let node_dir = node.dir.clone();
+    node.kill9().unwrap();
+    node = Node::start(&node_dir, &[]).unwrap();
+    let restarted = last_token(&node).await + 1;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("idle node after restart with {restarted} events: RSS {:.1} MiB (goal <= 64)", rss_mib(&node));
+
+    let channels: Vec<Channel> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(node.channel().await.unwrap());
+        }
+        out
+    };
+    fill_to(&channels, &node, scaled(5_000_000), "fill5m").await;
+    let load = append_load(&channels, 64, 10, scaled(300_000), "at5m").await;
+    let stored = last_token(&node).await + 1;
+    println!(
+        "\nappend 64 x 10 at 0 events: {at_zero:.0} events/s; at {stored} events: {:.0} events/s ({:+.1}%, goal >= -10%)",
+        load.events_per_second,
+        (load.events_per_second / at_zero - 1.0) * 100.0
+    );
+}
