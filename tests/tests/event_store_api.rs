@@ -317,6 +317,23 @@ async fn malformed_bytes_get_an_error_not_a_crash() {
     assert!(error_code(&status).is_some(), "every error carries AxonIQ-ErrorCode: {status:?}");
     append(&node, "default", vec![event("ok", 0, 1)]).await.unwrap();
     assert_eq!(last_token(&node, "default").await, 0);
+
+    // A unary request that does not decode fails before any handler runs.
+    grpc.ready().await.unwrap();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/io.axoniq.axonserver.grpc.event.EventStore/GetTokenAt");
+    let bad = bytes::Bytes::from_static(&[0x08, 0xff, 0xff]);
+    let status = grpc.unary(tonic::Request::new(bad), path, raw::RawCodec).await.unwrap_err();
+    assert!(error_code(&status).is_some(), "{status:?}");
+
+    // A service this node does not serve yet.
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/io.axoniq.axonserver.grpc.command.CommandService/Dispatch",
+    );
+    let status = grpc.unary(tonic::Request::new(bytes::Bytes::new()), path, raw::RawCodec).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(error_code(&status).as_deref(), Some("AXONIQ-1002"));
 }
 
 mod raw {

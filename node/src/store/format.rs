@@ -8,11 +8,16 @@
 //! segment  := header frame*
 //! header   := magic "RNVRSEG1" (8) | version u16 = 1 | kind u16 (1 events, 2 snapshots)
 //!             | reserved u32 = 0 | first_token u64                         (24 bytes)
-//! frame    := body_len u32 | event_count u32 | first_token u64
+//! frame    := body_len u32 | flags_count u32 | first_token u64
 //!             | header_crc u32 (CRC-32 of the 16 bytes before it)          (20 bytes)
 //!             record{event_count}
 //! record   := len u32 | crc u32 (CRC-32 of data) | data[len]   (an encoded `Event`)
 //! ```
+//!
+//! `flags_count` holds the event count in its low 31 bits; the top bit marks
+//! the first frame of a group commit (one write + one fsync). A frame from a
+//! later group commit proves the earlier ones were fsync'd, which is how
+//! recovery tells a torn tail from damage to confirmed data.
 //!
 //! `body_len` is the sum of the records' sizes (8 + len each). One frame is
 //! one client transaction, so a frame is either wholly valid or is the torn
@@ -32,6 +37,8 @@ pub const HEADER_LEN: u64 = 24;
 pub const FRAME_HEADER_LEN: usize = 20;
 /// Size of a record header in bytes (length and checksum).
 pub const RECORD_HEADER_LEN: usize = 8;
+/// Top bit of a frame's count field: first frame of a group commit.
+pub const GROUP_START_FLAG: u32 = 1 << 31;
 
 /// Which of a context's two stores a segment belongs to. Each has its own
 /// token space and its own file suffixes.
@@ -169,14 +176,21 @@ pub fn check_header(bytes: &[u8], kind: StoreKind, first_token: u64) -> Result<(
     Ok(())
 }
 
-/// Appends one frame holding `events` (each an encoded `Event`) to `out`.
-pub fn encode_frame<'a>(out: &mut Vec<u8>, first_token: u64, events: impl ExactSizeIterator<Item = &'a [u8]> + Clone) {
+/// Appends one frame holding `events` (each an encoded `Event`) to `out`;
+/// `group_start` marks the first frame of a group commit.
+pub fn encode_frame<'a>(
+    out: &mut Vec<u8>,
+    first_token: u64,
+    group_start: bool,
+    events: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
+) {
     let count = events.len();
+    let flags = if group_start { GROUP_START_FLAG } else { 0 };
     let body_len: usize = events.clone().map(|e| RECORD_HEADER_LEN + e.len()).sum();
     out.reserve(FRAME_HEADER_LEN + body_len);
     let start = out.len();
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
-    out.extend_from_slice(&(count as u32).to_le_bytes());
+    out.extend_from_slice(&(count as u32 | flags).to_le_bytes());
     out.extend_from_slice(&first_token.to_le_bytes());
     let header_crc = crc32fast::hash(&out[start..start + 16]);
     out.extend_from_slice(&header_crc.to_le_bytes());
@@ -201,6 +215,8 @@ pub struct FrameHeader {
     pub event_count: u32,
     /// Token of the first record.
     pub first_token: u64,
+    /// First frame of a group commit.
+    pub group_start: bool,
 }
 
 impl FrameHeader {
@@ -235,10 +251,12 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, FrameProblem> {
     if crc32fast::hash(&header[..16]) != stored_crc {
         return Err(FrameProblem::Corrupt("frame header checksum mismatch".into()));
     }
+    let flags_count = read_u32(header, 4);
     let frame = FrameHeader {
         body_len: read_u32(header, 0),
-        event_count: read_u32(header, 4),
+        event_count: flags_count & !GROUP_START_FLAG,
         first_token: read_u64(header, 8),
+        group_start: flags_count & GROUP_START_FLAG != 0,
     };
     if (frame.event_count as u64) * (RECORD_HEADER_LEN as u64) > frame.body_len as u64 {
         return Err(FrameProblem::Corrupt("frame holds more records than bytes".into()));
@@ -351,11 +369,12 @@ mod tests {
     fn frame_round_trips_and_detects_flips() {
         let events: Vec<&[u8]> = vec![b"one", b"", b"three"];
         let mut out = Vec::new();
-        encode_frame(&mut out, 100, events.iter().copied());
+        encode_frame(&mut out, 100, true, events.iter().copied());
         assert_eq!(out.len(), frame_len(events.iter().map(|e| e.len())));
         let frame = decode_frame_header(&out).unwrap();
         assert_eq!(frame.first_token, 100);
         assert_eq!(frame.event_count, 3);
+        assert!(frame.group_start);
         assert_eq!(frame.total_len(), out.len());
         let mut seen = Vec::new();
         for_each_record(&frame, &out[FRAME_HEADER_LEN..], |_, d| seen.push(d.to_vec())).unwrap();

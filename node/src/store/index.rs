@@ -95,16 +95,24 @@ impl AggregateIndex {
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let body = unseal(&INDEX_MAGIC, bytes)?;
         let mut cursor = Cursor { bytes: body, at: 0 };
-        let count = cursor.u32()?;
-        let mut index = AggregateIndex::default();
+        let count = cursor.u32()? as usize;
+        // Bounded by what the body can hold, whatever the count claims.
+        let mut index =
+            AggregateIndex { entries: HashMap::with_capacity(count.min(body.len() / 8)), ..Default::default() };
         for _ in 0..count {
             let id_len = cursor.u32()? as usize;
             let id = std::str::from_utf8(cursor.take(id_len)?).ok()?;
-            let n = cursor.u32()?;
+            let n = cursor.u32()? as usize;
+            let mut list = Vec::with_capacity(n.min(body.len() / 12));
             for _ in 0..n {
                 let seq = cursor.u64()? as i64;
                 let pos = cursor.u32()?;
-                index.add(id, seq, pos);
+                list.push(IndexEntry { seq, pos });
+            }
+            index.entry_count += list.len();
+            index.id_bytes += id.len();
+            if index.entries.insert(id.into(), list).is_some() {
+                return None;
             }
         }
         (cursor.at == body.len()).then_some(index)

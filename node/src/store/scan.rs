@@ -118,6 +118,38 @@ pub fn scan_segment(path: &Path, kind: StoreKind, first_token: u64) -> Result<Sc
     }
 }
 
+/// Looks past a damaged frame at `from` for an intact frame that starts a
+/// later group commit (tokens beyond `after_token`). Finding one means the
+/// damaged frame had been fsync'd and confirmed: the damage is not a torn
+/// tail. Returns that frame's offset. Reads in bounded chunks.
+pub fn find_later_group(path: &Path, from: u64, after_token: u64) -> Result<Option<u64>, StoreError> {
+    let file = File::open(path).map_err(StoreError::io("open", path))?;
+    let file_len = file.metadata().map_err(StoreError::io("stat", path))?.len();
+    let mut start = from + 1;
+    while start < file_len {
+        let chunk = read_chunk(&file, path, start, SCAN_CHUNK_BYTES, file_len)?;
+        for at in 0..chunk.len() {
+            let Ok(frame) = format::decode_frame_header(&chunk[at..]) else { continue };
+            if !frame.group_start || frame.first_token <= after_token {
+                continue;
+            }
+            let offset = start + at as u64;
+            let whole = read_chunk(&file, path, offset, frame.total_len(), file_len)?;
+            if whole.len() == frame.total_len()
+                && format::for_each_record(&frame, &whole[format::FRAME_HEADER_LEN..], |_, _| {}).is_ok()
+            {
+                return Ok(Some(offset));
+            }
+        }
+        if chunk.len() <= format::FRAME_HEADER_LEN {
+            break;
+        }
+        // Overlap so a header across the chunk edge is seen.
+        start += (chunk.len() - format::FRAME_HEADER_LEN) as u64;
+    }
+    Ok(None)
+}
+
 fn read_chunk(file: &File, path: &Path, at: u64, len: usize, file_len: u64) -> Result<Vec<u8>, StoreError> {
     let len = len.min((file_len - at) as usize);
     let mut chunk = vec![0u8; len];

@@ -23,7 +23,7 @@ use super::event_fields;
 use super::format::{self, FrameProblem, HEADER_LEN, StoreKind};
 use super::index::{AggregateIndex, IndexEntry, TokenIndex};
 use super::metrics::StoreMetrics;
-use super::scan::{ScanResult, read_at_most, scan_segment};
+use super::scan::{ScanResult, find_later_group, read_at_most, scan_segment};
 
 /// Bytes read per step when streaming events (a larger frame is read whole).
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;
@@ -651,6 +651,12 @@ fn recover_active(context: &str, dir: &Path, kind: StoreKind, first: u64) -> Res
         }
     }
     let scan = scan_segment(&path, kind, first)?;
+    if let Some((offset, FrameProblem::Corrupt(reason))) = &scan.stopped
+        && let Some(later) = find_later_group(&path, *offset, scan.next_token)?
+    {
+        let reason = format!("{reason}; an intact later group commit at offset {later} shows this data was confirmed");
+        return Err(StoreError::Corrupt { path, offset: *offset, reason });
+    }
     let file = fs::OpenOptions::new().read(true).write(true).open(&path).map_err(StoreError::io("open", &path))?;
     if scan.valid_len < scan.file_len {
         let (offset, problem) = scan.stopped.clone().unwrap_or((scan.valid_len, FrameProblem::Incomplete));

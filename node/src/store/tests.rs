@@ -145,7 +145,7 @@ fn a_torn_tail_is_cut_and_the_store_continues() {
     // Half of a sixth transaction reached the disk before a crash.
     let mut frame = Vec::new();
     let sixth = event("a", 5, 50);
-    format::encode_frame(&mut frame, 5, std::iter::once(&sixth[..]));
+    format::encode_frame(&mut frame, 5, true, std::iter::once(&sixth[..]));
     let mut bytes = std::fs::read(&active).unwrap();
     let committed_len = bytes.len();
     bytes.extend_from_slice(&frame[..frame.len() / 2]);
@@ -156,6 +156,29 @@ fn a_torn_tail_is_cut_and_the_store_continues() {
     assert_eq!(std::fs::metadata(&active).unwrap().len(), committed_len as u64);
     store.append_blocking(vec![event("a", 5, 50)]).unwrap();
     assert_eq!(read_all(&store, 0).len(), 6);
+}
+
+#[test]
+fn damage_to_confirmed_data_in_the_active_segment_is_not_cut_as_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let active = {
+        let store = open(dir.path(), StoreOptions::default()).unwrap();
+        for seq in 0..5 {
+            // One transaction per group commit: each frame starts a group.
+            store.append_blocking(vec![event("a", seq, 50)]).unwrap();
+        }
+        let files = store.segment_files();
+        store.close();
+        files[0].paths[0].clone()
+    };
+    let mut bytes = std::fs::read(&active).unwrap();
+    let second_frame_record = format::HEADER_LEN as usize + (bytes.len() - format::HEADER_LEN as usize) / 5 + 40;
+    bytes[second_frame_record] ^= 0x10;
+    std::fs::write(&active, &bytes).unwrap();
+    let error = open(dir.path(), StoreOptions::default()).err().unwrap();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert!(error.to_string().contains("confirmed"), "{error}");
+    assert_eq!(std::fs::read(&active).unwrap(), bytes, "nothing was cut");
 }
 
 #[test]

@@ -199,7 +199,8 @@ impl Writer {
         let bytes: u64 = append.events.iter().map(|e| e.len() as u64).sum();
         let events = append.events.len() as u64;
         if events > 0 {
-            format::encode_frame(&mut self.buffer, first_token, append.events.iter().map(|e| &e[..]));
+            let group_start = self.buffer.is_empty();
+            format::encode_frame(&mut self.buffer, first_token, group_start, append.events.iter().map(|e| &e[..]));
             self.next_token += events;
         }
         self.pending.push(Pending {

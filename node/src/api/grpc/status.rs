@@ -101,6 +101,26 @@ pub fn from_store(error: &StoreError, writing: bool) -> Status {
     status(code, error.to_string())
 }
 
+/// Adds the error code to error responses that never reached a handler
+/// (tonic's own decode errors, unknown services and methods): those are
+/// "trailers-only" responses whose `grpc-status` is in the headers.
+pub fn add_missing_error_code<B>(mut response: tonic::codegen::http::Response<B>) -> tonic::codegen::http::Response<B> {
+    let headers = response.headers_mut();
+    let status = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+    if let Some(status) = status
+        && status != 0
+        && !headers.contains_key(ERROR_CODE_KEY)
+    {
+        let code = if Code::from_i32(status) == Code::Unimplemented {
+            ErrorCode::UnsupportedInstruction
+        } else {
+            ErrorCode::Other
+        };
+        headers.insert(ERROR_CODE_KEY, tonic::codegen::http::HeaderValue::from_static(code.as_str()));
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

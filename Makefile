@@ -1,0 +1,54 @@
+# Ranvier: the verbs. `make run` starts a local node; `make test` runs every test.
+CARGO ?= cargo
+RUN_DIR ?= .run/node1
+# Client gRPC, HTTP ports of `make run` (Axon Server's defaults).
+RUN_PORT ?= 8124
+RUN_HTTP_PORT ?= 8024
+
+.PHONY: build release run test test-unit test-black-box bench fmt fmt-check clippy verify clean
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release -p ranvier-node --bin ranvier
+
+## A local node with its data in $(RUN_DIR); Ctrl-C stops it cleanly.
+run: release
+	@mkdir -p $(RUN_DIR)
+	@echo "ranvier: data in $(abspath $(RUN_DIR))/data"
+	@echo "ranvier: clients connect to localhost:$(RUN_PORT) (gRPC, Axon protocol); HTTP on http://localhost:$(RUN_HTTP_PORT)"
+	cd $(RUN_DIR) && exec $(abspath target/release/ranvier) \
+		--set axoniq.axonserver.port=$(RUN_PORT) --set server.port=$(RUN_HTTP_PORT) \
+		--set axoniq.axonserver.hostname=localhost
+
+## Every test: unit and property tests, then black-box tests against real node processes.
+test:
+	$(CARGO) build -p ranvier-node --bin ranvier
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		echo "make test: cargo-nextest not found, using cargo test"; \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## The figures of the README's performance table (release build, fsync on).
+bench:
+	$(CARGO) build --release -p ranvier-node --bin ranvier
+	$(CARGO) bench -p ranvier-tests --bench node
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Read-only gate: formatting, lints, tests.
+verify: fmt-check clippy test
+
+clean:
+	$(CARGO) clean
+	rm -rf .run
