@@ -37,7 +37,9 @@ fn scaled(n: u64) -> u64 {
 fn bench_event(aggregate: &str, seq: i64) -> Event {
     let mut e = event(aggregate, seq, 0);
     let overhead = ranvier_tests::encoded_len(&e);
-    e.payload.as_mut().map(|p| p.data = vec![b'x'; EVENT_BYTES.saturating_sub(overhead + 3)].into());
+    if let Some(payload) = e.payload.as_mut() {
+        payload.data = vec![b'x'; EVENT_BYTES.saturating_sub(overhead + 3)].into();
+    }
     e
 }
 
