@@ -64,6 +64,33 @@ fn store_options(config: &Config, segment_size_bytes: u64) -> StoreOptions {
     }
 }
 
+/// How long a stopping node waits for open calls and connections to finish
+/// before it closes them; then the stores are closed either way.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Waits for a server task; once shutdown has begun, for at most the grace
+/// period, after which the task (and its connections) is aborted.
+async fn drain<T>(
+    mut task: tokio::task::JoinHandle<T>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::select! {
+        result = &mut task => return result,
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    match tokio::time::timeout(DRAIN_GRACE, &mut task).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                grace_ms = DRAIN_GRACE.as_millis() as u64,
+                "connections still open after the grace period; closing them"
+            );
+            task.abort();
+            task.await
+        }
+    }
+}
+
 /// Runs the node until `shutdown` completes. `on_ready` is called once the
 /// context stores are recovered and both servers accept calls.
 pub async fn run(
@@ -121,7 +148,8 @@ pub async fn run(
         client_heartbeat_timeout_ms: api.client_heartbeat_timeout_ms,
         client_heartbeat_frequency_ms: api.client_heartbeat_frequency_ms,
     };
-    let client_api = Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let client_api = Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone()));
     let http_state = Arc::new(HttpState {
         node: HttpNode {
             name: node.name.clone(),
@@ -135,7 +163,6 @@ pub async fn run(
         metrics: metrics.clone(),
     });
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
@@ -172,8 +199,8 @@ pub async fn run(
     tracing::info!(client = %client_addr, http = %http_addr, node = %config.node.name, "node serving");
     on_ready();
 
-    let grpc_result = grpc_task.await;
-    let http_result = http_task.await;
+    let grpc_result = drain(grpc_task, stopped.clone()).await;
+    let http_result = drain(http_task, stopped).await;
     drop(client_api);
     if let Ok(contexts) = Arc::try_unwrap(contexts) {
         tokio::task::spawn_blocking(move || contexts.close()).await.ok();
@@ -181,12 +208,12 @@ pub async fn run(
     tracing::info!("node stopped");
     match grpc_result {
         Ok(Err(error)) => return Err(NodeError::Grpc(error)),
-        Err(error) => return Err(NodeError::Http(std::io::Error::other(error))),
-        Ok(Ok(())) => {}
+        Err(error) if !error.is_cancelled() => return Err(NodeError::Http(std::io::Error::other(error))),
+        Err(_) | Ok(Ok(())) => {}
     }
     match http_result {
         Ok(Err(error)) => Err(NodeError::Http(error)),
-        Err(error) => Err(NodeError::Http(std::io::Error::other(error))),
-        Ok(Ok(())) => Ok(()),
+        Err(error) if !error.is_cancelled() => Err(NodeError::Http(std::io::Error::other(error))),
+        Err(_) | Ok(Ok(())) => Ok(()),
     }
 }

@@ -47,7 +47,9 @@ async fn a_torn_tail_is_cut_off_and_reported_and_the_node_continues() {
     client.append_event(tokio_stream::iter(vec![event("a", 10, 5)])).await.unwrap();
 }
 
-#[tokio::test]
+// Multi-threaded so the dropped clients' connections close while the test
+// thread blocks in `stop()`: a clean stop waits for open calls to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_a_closed_segment_stops_the_context_with_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let settings = ["axoniq.axonserver.event.segment-size=64KB", "ranvier.max-transaction-size=32KB"];
@@ -76,7 +78,7 @@ async fn a_flipped_byte_in_a_closed_segment_stops_the_context_with_file_and_offs
     assert!(refused.message().contains("corrupt"), "{}", refused.message());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_keeps_everything_and_restarts_where_it_left_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(dir.path(), &[]).unwrap();
@@ -105,4 +107,32 @@ fn a_malformed_property_fails_start_up_naming_the_file_line_and_key() {
     assert!(stderr.contains("axoniq.axonserver.port"), "{stderr}");
     assert!(stderr.contains("axonserver.properties:3"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "nothing was created before the settings were checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_tailing_streams_and_exits_cleanly() {
+    use ranvier_proto::event::GetEventsRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &[]).unwrap();
+    let mut client = node.event_store().await.unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender.send(GetEventsRequest { tracking_token: 0, number_of_permits: 10, ..Default::default() }).await.unwrap();
+    let mut stream =
+        client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    // The tracker is tailing an empty store when the node is told to stop.
+    let stopping = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let status = node.stop().unwrap();
+        (status, started.elapsed())
+    });
+    let end = stream.next().await;
+    let (status, took) = stopping.await.unwrap();
+    assert!(status.success(), "{status}");
+    assert!(took < std::time::Duration::from_secs(5), "stopping took {took:?}: open streams held it up");
+    // The client is told to reconnect, not that its stream completed.
+    match end {
+        Some(Err(status)) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    drop(sender);
 }

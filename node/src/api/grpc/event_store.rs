@@ -23,8 +23,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::ClientApi;
 use super::status::{ErrorCode, from_store, status, with_code};
+use super::{ClientApi, stopping_status, until};
 use crate::store::{Cursor, IndexEntry, SegmentStore, event_fields};
 
 /// Events per read batch of an aggregate stream.
@@ -165,11 +165,16 @@ async fn run_tracker(
     start: u64,
     sender: mpsc::Sender<Vec<Result<EventWithToken, Status>>>,
     permits_timeout: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut cursor = Some(Cursor::at(start));
     let mut committed = store.watch_next_token();
     let mut skipped_in_a_row = 0u32;
     loop {
+        if *stopping.borrow() {
+            let _ = sender.send(vec![Err(stopping_status())]).await;
+            return;
+        }
         if flow.closed.load(Ordering::SeqCst) {
             return;
         }
@@ -178,6 +183,10 @@ async fn run_tracker(
             tokio::select! {
                 _ = flow.wake.notified() => continue,
                 _ = sender.closed() => return,
+                _ = until(&mut stopping, |s| *s) => {
+                    let _ = sender.send(vec![Err(stopping_status())]).await;
+                    return;
+                }
                 _ = tokio::time::sleep(permits_timeout) => {
                     let error = status(ErrorCode::Other, "Timeout waiting for permits from client");
                     let _ = sender.send(vec![Err(error)]).await;
@@ -211,9 +220,13 @@ async fn run_tracker(
         };
         if batch.is_empty() {
             tokio::select! {
-                _ = committed.wait_for(|n| *n > next) => {}
+                _ = until(&mut committed, |n| *n > next) => {}
                 _ = flow.wake.notified() => {}
                 _ = sender.closed() => return,
+                _ = until(&mut stopping, |s| *s) => {
+                    let _ = sender.send(vec![Err(stopping_status())]).await;
+                    return;
+                }
             }
             continue;
         }
@@ -388,18 +401,25 @@ impl EventStore for EventStoreService {
         });
         flow.grant(&first);
         let listener = flow.clone();
+        let mut stopping = self.api.stopping.clone();
         tokio::spawn(async move {
             // Later requests only add permits and blacklist entries; their
             // tracking_token is ignored (dendrite re-sends the first request).
-            while let Ok(Some(more)) = inbound.message().await {
-                listener.grant(&more);
+            loop {
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(more)) => listener.grant(&more),
+                        Ok(None) | Err(_) => break,
+                    },
+                    _ = until(&mut stopping, |s| *s) => break,
+                }
             }
             listener.closed.store(true, Ordering::SeqCst);
             listener.wake.notify_one();
         });
         let timeout = Duration::from_millis(self.api.limits.new_permits_timeout_ms);
         let start = first.tracking_token.max(0) as u64;
-        tokio::spawn(run_tracker(store.events, flow, start, sender, timeout));
+        tokio::spawn(run_tracker(store.events, flow, start, sender, timeout, self.api.stopping.clone()));
         Ok(Response::new(BatchStream::new(receiver)))
     }
 

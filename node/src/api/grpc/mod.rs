@@ -18,7 +18,7 @@ use tonic::Request;
 
 use crate::contexts::Contexts;
 use crate::store::ContextStore;
-use status::{ErrorCode, status};
+use status::{ErrorCode, status, with_code};
 
 /// What the client API needs to know about this node.
 #[derive(Debug, Clone)]
@@ -67,6 +67,8 @@ pub struct ClientApi {
     pub limits: ApiLimits,
     /// Permits of 1 KiB each for event bytes held by open transactions.
     pub in_flight: Arc<Semaphore>,
+    /// Becomes true when the node stops: long-lived streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The context named by a request's metadata: `AxonIQ-Context`, then the
@@ -80,13 +82,31 @@ pub fn context_of<T>(request: &Request<T>) -> String {
         .to_owned()
 }
 
+/// The status a long-lived stream ends with when the node stops, so that
+/// clients reconnect (to this node after its restart, or another one).
+pub fn stopping_status() -> tonic::Status {
+    with_code(tonic::Status::unavailable("the node is shutting down"), ErrorCode::Other)
+}
+
+/// Waits until a watched value satisfies `condition` (or its sender is
+/// gone); holds no borrow of the value afterwards, so it can sit in a
+/// `select!` next to other awaits.
+pub async fn until<T>(receiver: &mut tokio::sync::watch::Receiver<T>, condition: impl FnMut(&T) -> bool) {
+    let _ = receiver.wait_for(condition).await;
+}
+
 impl ClientApi {
     /// Builds the shared state.
-    pub fn new(node: NodeIdentity, contexts: Arc<Contexts>, limits: ApiLimits) -> Self {
+    pub fn new(
+        node: NodeIdentity,
+        contexts: Arc<Contexts>,
+        limits: ApiLimits,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         // One transaction must always fit, or its client would wait forever.
         let bytes = limits.in_flight_bytes_max.max(limits.transaction_bytes_max + limits.transaction_events_max * 1024);
         let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
-        Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)) }
+        Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)), stopping }
     }
 
     /// The store of the request's context, or AXONIQ-6000.

@@ -18,8 +18,8 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::ClientApi;
 use super::status::{ErrorCode, status};
+use super::{ClientApi, stopping_status, until};
 
 /// Outbound instructions buffered per platform stream.
 const PLATFORM_OUTBOUND_QUEUE_MAX: usize = 32;
@@ -86,6 +86,7 @@ impl PlatformService for Platform {
         let (sender, receiver) = mpsc::channel(PLATFORM_OUTBOUND_QUEUE_MAX);
         let node_name = self.api.node.name.clone();
         let limits = self.api.limits.clone();
+        let mut stopping = self.api.stopping.clone();
         tokio::spawn(async move {
             let mut last_heartbeat: Option<tokio::time::Instant> = None;
             let frequency = Duration::from_millis(limits.client_heartbeat_frequency_ms.max(10));
@@ -106,6 +107,10 @@ impl PlatformService for Platform {
                         {
                             break;
                         }
+                    }
+                    _ = until(&mut stopping, |s| *s) => {
+                        let _ = sender.send(Err(stopping_status())).await;
+                        break;
                     }
                     _ = ticker.tick(), if limits.heartbeat_enabled => {
                         if last_heartbeat.is_some_and(|seen| seen.elapsed() > timeout) {
