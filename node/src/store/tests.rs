@@ -114,6 +114,33 @@ fn highest_sequence_and_aggregate_reads_span_closed_segments() {
 }
 
 #[test]
+fn readers_never_lose_sight_of_committed_events_while_segments_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), small_options()).unwrap();
+    store.append_blocking(vec![event("a", 0, 100)]).unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let highest = store.highest_sequence("a").unwrap().expect("a committed aggregate vanished");
+                assert!(highest >= seen, "highest sequence went back from {seen} to {highest}");
+                let plan = store.aggregate_plan("a", 0, i64::MAX).unwrap();
+                assert!(plan.len() as i64 >= highest + 1, "{} events planned, highest {highest}", plan.len());
+                seen = highest;
+            }
+        })
+    };
+    for seq in 1..300 {
+        store.append_blocking(vec![event("a", seq, 100)]).unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    reader.join().unwrap();
+    assert!(store.segment_files().len() > 5);
+}
+
+#[test]
 fn reopening_recovers_everything_committed() {
     let dir = tempfile::tempdir().unwrap();
     {

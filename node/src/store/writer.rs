@@ -304,56 +304,50 @@ impl Writer {
     }
 
     /// Closes the active segment and starts a new one at the next token.
+    ///
+    /// The side files are written while readers still see the segment as
+    /// active with its full index (the writer only reads the state here);
+    /// then, in one step under the write lock, the segment moves to the
+    /// closed list and a new active segment begins. A reader therefore never
+    /// sees the segment's events without an index.
     fn roll(&mut self) -> Result<(), StoreError> {
-        let (first, aggregates, tokens) = {
-            let mut state = self.shared.write_state();
-            let aggregates = std::mem::take(&mut state.active.aggregates);
-            let tokens = std::mem::take(&mut state.active.tokens);
-            (state.active.first_token, aggregates, tokens)
+        let (first, bloom) = {
+            let state = self.shared.read_state();
+            let first = state.active.first_token;
+            let bloom = write_side_files(
+                &self.shared.dir,
+                self.shared.kind,
+                first,
+                &state.active.aggregates,
+                &state.active.tokens,
+            )?;
+            (first, bloom)
         };
-        let result = self.roll_files(first, &aggregates, &tokens);
-        let mut state = self.shared.write_state();
-        match result {
-            Ok((file, bloom)) => {
-                state.closed.push(ClosedSegment { first_token: first, next_token: self.next_token, len: self.len });
-                state.active = ActiveSegment {
+        let file = create_segment(&self.shared.dir, self.shared.kind, self.next_token)?;
+        let (aggregates, tokens, closed) = {
+            let mut state = self.shared.write_state();
+            state.closed.push(ClosedSegment { first_token: first, next_token: self.next_token, len: self.len });
+            let old = std::mem::replace(
+                &mut state.active,
+                ActiveSegment {
                     first_token: self.next_token,
                     next_token: self.next_token,
                     len: HEADER_LEN,
                     aggregates: AggregateIndex::default(),
                     tokens: TokenIndex::default(),
-                };
-                let closed = state.closed.len();
-                drop(state);
-                self.file = file;
-                self.len = HEADER_LEN;
-                let cache = &self.shared.cache;
-                let _ = cache.get_or_load(first, Part::Bloom, || Ok::<_, ()>(Cached::Bloom(Arc::new(bloom))));
-                let _ = cache
-                    .get_or_load(first, Part::Aggregates, || Ok::<_, ()>(Cached::Aggregates(Arc::new(aggregates))));
-                let _ = cache.get_or_load(first, Part::Tokens, || Ok::<_, ()>(Cached::Tokens(Arc::new(tokens))));
-                self.shared.metrics.segments_closed.set(closed as i64);
-                tracing::info!(context = %self.shared.context, store = self.shared.kind.name(), segment = first, "closed segment");
-                Ok(())
-            }
-            Err(error) => {
-                // Put the indexes back: the segment stays active.
-                state.active.aggregates = aggregates;
-                state.active.tokens = tokens;
-                Err(error)
-            }
-        }
-    }
-
-    fn roll_files(
-        &self,
-        first: u64,
-        aggregates: &AggregateIndex,
-        tokens: &TokenIndex,
-    ) -> Result<(File, super::bloom::Bloom), StoreError> {
-        let bloom = write_side_files(&self.shared.dir, self.shared.kind, first, aggregates, tokens)?;
-        let file = create_segment(&self.shared.dir, self.shared.kind, self.next_token)?;
-        Ok((file, bloom))
+                },
+            );
+            (old.aggregates, old.tokens, state.closed.len())
+        };
+        self.file = file;
+        self.len = HEADER_LEN;
+        let cache = &self.shared.cache;
+        let _ = cache.get_or_load(first, Part::Bloom, || Ok::<_, ()>(Cached::Bloom(Arc::new(bloom))));
+        let _ = cache.get_or_load(first, Part::Aggregates, || Ok::<_, ()>(Cached::Aggregates(Arc::new(aggregates))));
+        let _ = cache.get_or_load(first, Part::Tokens, || Ok::<_, ()>(Cached::Tokens(Arc::new(tokens))));
+        self.shared.metrics.segments_closed.set(closed as i64);
+        tracing::info!(context = %self.shared.context, store = self.shared.kind.name(), segment = first, "closed segment");
+        Ok(())
     }
 
     fn fail(&self, reason: String) {
