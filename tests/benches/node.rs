@@ -140,6 +140,16 @@ async fn aggregate_latency(node: &Node, aggregate: &str, expected: usize, rounds
     histogram
 }
 
+/// CPU time (user + system) the node process has used, in seconds (100% = one core).
+fn cpu_seconds(node: &Node) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.pid())).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th overall.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn rss_mib(node: &Node) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap_or_default();
     let kib: f64 = status
@@ -148,6 +158,17 @@ fn rss_mib(node: &Node) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(f64::NAN);
     kib / 1024.0
+}
+
+/// Client connections shared by the load tasks (HTTP/2 multiplexes calls).
+const CONNECTIONS: usize = 8;
+
+async fn connect(node: &Node) -> Vec<Channel> {
+    let mut out = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        out.push(node.channel().await.unwrap());
+    }
+    out
 }
 
 fn ms(us: u64) -> f64 {
@@ -161,24 +182,25 @@ async fn main() {
     println!("machine fsync latency (4 KiB fdatasync): p50 {fsync_p50:.3} ms, p99 {fsync_p99:.3} ms");
 
     let mut node = Node::start(dir.path(), &[]).unwrap();
-    let channels: Vec<Channel> = {
-        let mut out = Vec::new();
-        for _ in 0..4 {
-            out.push(node.channel().await.unwrap());
-        }
-        out
-    };
-    println!("\n{:<44} {:>14} {:>10} {:>10}", "append (256 B events, fsync on)", "events/s", "p50 ms", "p99 ms");
+    let channels = connect(&node).await;
+    println!(
+        "\n{:<44} {:>14} {:>10} {:>10} {:>12}",
+        "append (256 B events, fsync on)", "events/s", "p50 ms", "p99 ms", "node CPU %"
+    );
     let mut at_zero = 0.0;
     for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
-        let total = scaled(if clients == 1 { 20_000 } else { 300_000 });
+        let total = scaled(if clients == 1 { 20_000 } else { 600_000 });
+        let cpu_before = cpu_seconds(&node);
+        let started = Instant::now();
         let load = append_load(&channels, clients, tx, total, &format!("c{clients}t{tx}")).await;
+        let cpu_share = (cpu_seconds(&node) - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
         let label = format!("{clients} client(s) x {tx}-event transactions");
         println!(
-            "{label:<44} {:>14.0} {:>10.3} {:>10.3}",
+            "{label:<44} {:>14.0} {:>10.3} {:>10.3} {:>12.0}",
             load.events_per_second,
             ms(load.latency.value_at_quantile(0.5)),
-            ms(load.latency.value_at_quantile(0.99))
+            ms(load.latency.value_at_quantile(0.99)),
+            cpu_share
         );
         if (clients, tx) == (64, 10) {
             at_zero = load.events_per_second;
@@ -220,15 +242,9 @@ async fn main() {
     let cold = aggregate_latency(&node, "hundred", 100, 1).await;
     println!("ListAggregateEvents right after restart (indexes not cached): {:.3} ms", ms(cold.value_at_quantile(0.5)));
 
-    let channels: Vec<Channel> = {
-        let mut out = Vec::new();
-        for _ in 0..4 {
-            out.push(node.channel().await.unwrap());
-        }
-        out
-    };
+    let channels = connect(&node).await;
     fill_to(&channels, &node, scaled(5_000_000), "fill5m").await;
-    let load = append_load(&channels, 64, 10, scaled(300_000), "at5m").await;
+    let load = append_load(&channels, 64, 10, scaled(600_000), "at5m").await;
     let stored = last_token(&node).await + 1;
     println!(
         "\nappend 64 x 10 at 0 events: {at_zero:.0} events/s; at {stored} events: {:.0} events/s ({:+.1}%, goal >= -10%)",

@@ -204,6 +204,19 @@ async fn blacklisted_payload_types_are_skipped_without_using_permits() {
 }
 
 #[tokio::test]
+async fn an_oversized_blacklist_is_refused() {
+    let (_dir, node) = start();
+    let mut client = node.event_store().await.unwrap();
+    let blacklist =
+        (0..1025).map(|i| PayloadDescription { r#type: format!("T{i}"), revision: String::new() }).collect();
+    let request = GetEventsRequest { number_of_permits: 1, blacklist, ..Default::default() };
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender.send(request).await.unwrap();
+    let refused = client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap_err();
+    assert_eq!(error_code(&refused).as_deref(), Some("AXONIQ-2311"));
+}
+
+#[tokio::test]
 async fn snapshots_are_checked_listed_and_served_before_later_events() {
     let (_dir, node) = start();
     append(&node, "default", (0..10).map(|s| event("s", s, 10)).collect()).await.unwrap();

@@ -277,7 +277,11 @@ fn storage_config(s: &Settings) -> Result<StorageConfig, ConfigError> {
 fn api_config(s: &Settings) -> Result<ApiConfig, ConfigError> {
     Ok(ApiConfig {
         max_message_size_bytes: s.read(&keys::MAX_MESSAGE_SIZE, positive_size())?,
-        transaction_events_max: s.read(&keys::MAX_EVENTS_PER_TRANSACTION, positive_count())?,
+        transaction_events_max: s.read(
+            &keys::MAX_EVENTS_PER_TRANSACTION,
+            // A frame's count field has 31 bits (the top bit is a flag).
+            bounded(value::count, 1..=(i32::MAX as u32), "expected a whole number from 1 to 2147483647"),
+        )?,
         transaction_bytes_max: s.read(&keys::MAX_TRANSACTION_SIZE, positive_size())?,
         new_permits_timeout_ms: s.read(&keys::NEW_PERMITS_TIMEOUT, value::duration_ms)?,
         check_sequence_nr_for_snapshots: s.read(&keys::CHECK_SEQUENCE_NR_FOR_SNAPSHOTS, value::boolean)?,

@@ -31,11 +31,19 @@ pub struct IndexEntry {
     pub pos: u32,
 }
 
+/// One aggregate's entries in a segment and their highest sequence number
+/// (kept so that sequence checks cost O(1) however long the aggregate is).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Run {
+    highest: i64,
+    entries: Vec<IndexEntry>,
+}
+
 /// Aggregate id → its entries in one segment, in the order written (which is
 /// sequence order for events; snapshots may repeat or skip numbers).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct AggregateIndex {
-    entries: HashMap<Box<str>, Vec<IndexEntry>>,
+    entries: HashMap<Box<str>, Run>,
     entry_count: usize,
     id_bytes: usize,
 }
@@ -44,17 +52,23 @@ impl AggregateIndex {
     /// Records one event.
     pub fn add(&mut self, id: &str, seq: i64, pos: u32) {
         self.entry_count += 1;
-        if let Some(list) = self.entries.get_mut(id) {
-            list.push(IndexEntry { seq, pos });
+        if let Some(run) = self.entries.get_mut(id) {
+            run.highest = run.highest.max(seq);
+            run.entries.push(IndexEntry { seq, pos });
             return;
         }
         self.id_bytes += id.len();
-        self.entries.insert(id.into(), vec![IndexEntry { seq, pos }]);
+        self.entries.insert(id.into(), Run { highest: seq, entries: vec![IndexEntry { seq, pos }] });
     }
 
     /// The entries of an aggregate, if it has any in this segment.
     pub fn get(&self, id: &str) -> Option<&[IndexEntry]> {
-        self.entries.get(id).map(Vec::as_slice)
+        self.entries.get(id).map(|run| run.entries.as_slice())
+    }
+
+    /// The highest sequence number of an aggregate in this segment.
+    pub fn highest(&self, id: &str) -> Option<i64> {
+        self.entries.get(id).map(|run| run.highest)
     }
 
     /// Number of distinct aggregates.
@@ -79,7 +93,7 @@ impl AggregateIndex {
         let mut ids: Vec<&Box<str>> = self.entries.keys().collect();
         ids.sort();
         for id in ids {
-            let list = &self.entries[id];
+            let list = &self.entries[id].entries;
             body.extend_from_slice(&(id.len() as u32).to_le_bytes());
             body.extend_from_slice(id.as_bytes());
             body.extend_from_slice(&(list.len() as u32).to_le_bytes());
@@ -111,7 +125,8 @@ impl AggregateIndex {
             }
             index.entry_count += list.len();
             index.id_bytes += id.len();
-            if index.entries.insert(id.into(), list).is_some() {
+            let highest = list.iter().map(|e| e.seq).max()?;
+            if index.entries.insert(id.into(), Run { highest, entries: list }).is_some() {
                 return None;
             }
         }

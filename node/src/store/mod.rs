@@ -228,14 +228,16 @@ impl SegmentStore {
         self.shared.read_state().failed.clone()
     }
 
-    /// Stops the writer after the queued transactions and waits for it.
+    /// Drops this handle; the last handle to close stops the writer after
+    /// the queued transactions and waits for it.
     pub fn close(self) {
         let Self { shared: _, queue, thread } = self;
         drop(queue);
+        if Arc::strong_count(&thread) != 1 {
+            return;
+        }
         let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle
-            && Arc::strong_count(&thread) == 1
-        {
+        if let Some(handle) = handle {
             let _ = handle.join();
         }
     }

@@ -110,6 +110,7 @@ impl Shared {
     ) -> Result<(Shared, File), StoreError> {
         fs::create_dir_all(dir).map_err(StoreError::io("create directory", dir))?;
         let lock = lock_dir(dir, kind)?;
+        remove_temp_files(dir, kind)?;
         let mut firsts = list_segments(dir, kind)?;
         if firsts.is_empty() {
             create_segment(dir, kind, 0)?;
@@ -180,31 +181,42 @@ impl Shared {
         })
     }
 
-    /// The entries of `id` in a closed segment, consulting its bloom first.
-    fn closed_entries(&self, segment: u64, id: &str) -> Result<Option<Vec<IndexEntry>>, StoreError> {
+    /// The aggregate index of a closed segment, unless its bloom filter says
+    /// the aggregate is not there.
+    fn closed_index(&self, segment: u64, id: &str) -> Result<Option<Arc<AggregateIndex>>, StoreError> {
         if let Cached::Bloom(bloom) = self.load_part(segment, Part::Bloom)?
             && !bloom.may_contain(id)
         {
             return Ok(None);
         }
         match self.load_part(segment, Part::Aggregates)? {
-            Cached::Aggregates(index) => Ok(index.get(id).map(<[IndexEntry]>::to_vec)),
+            Cached::Aggregates(index) => Ok(Some(index)),
             _ => Ok(None),
         }
+    }
+
+    /// The entries of `id` in a closed segment.
+    fn closed_entries(&self, segment: u64, id: &str) -> Result<Option<Vec<IndexEntry>>, StoreError> {
+        Ok(self.closed_index(segment, id)?.and_then(|index| index.get(id).map(<[IndexEntry]>::to_vec)))
+    }
+
+    /// The highest sequence of `id` in a closed segment.
+    fn closed_highest(&self, segment: u64, id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.closed_index(segment, id)?.and_then(|index| index.highest(id)))
     }
 
     /// The highest sequence number stored for an aggregate.
     pub fn highest_sequence(&self, id: &str) -> Result<Option<i64>, StoreError> {
         let closed: Vec<u64> = {
             let state = self.read_state();
-            if let Some(entries) = state.active.aggregates.get(id) {
-                return Ok(entries.iter().map(|e| e.seq).max());
+            if let Some(highest) = state.active.aggregates.highest(id) {
+                return Ok(Some(highest));
             }
             state.closed.iter().map(|s| s.first_token).collect()
         };
         for segment in closed.into_iter().rev() {
-            if let Some(entries) = self.closed_entries(segment, id)? {
-                return Ok(entries.iter().map(|e| e.seq).max());
+            if let Some(highest) = self.closed_highest(segment, id)? {
+                return Ok(Some(highest));
             }
         }
         Ok(None)
@@ -240,15 +252,16 @@ impl Shared {
     /// Reads the records at the given places, verifying each checksum.
     pub fn read_records(&self, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
         let mut out = Vec::with_capacity(places.len());
-        let mut open: Option<(u64, File, PathBuf)> = None;
+        let mut open: Option<(u64, File, PathBuf, u64)> = None;
         for (segment, entry) in places {
-            if open.as_ref().is_none_or(|(s, _, _)| s != segment) {
+            if open.as_ref().is_none_or(|(s, _, _, _)| s != segment) {
                 let path = self.path(*segment, self.kind.data_suffix());
                 let file = File::open(&path).map_err(StoreError::io("open", &path))?;
-                open = Some((*segment, file, path));
+                let len = file.metadata().map_err(StoreError::io("stat", &path))?.len();
+                open = Some((*segment, file, path, len));
             }
-            let Some((_, file, path)) = open.as_ref() else { continue };
-            out.push(read_record(file, path, u64::from(entry.pos))?);
+            let Some((_, file, path, len)) = open.as_ref() else { continue };
+            out.push(read_record(file, path, u64::from(entry.pos), *len)?);
         }
         Ok(out)
     }
@@ -507,11 +520,16 @@ fn read_frames(
     Ok(pushed)
 }
 
-/// Reads and verifies the record at `pos`.
-fn read_record(file: &File, path: &Path, pos: u64) -> Result<Bytes, StoreError> {
+/// Reads and verifies the record at `pos` of a file `file_len` bytes long.
+fn read_record(file: &File, path: &Path, pos: u64, file_len: u64) -> Result<Bytes, StoreError> {
     let mut header = [0u8; format::RECORD_HEADER_LEN];
     file.read_exact_at(&mut header, pos).map_err(StoreError::io("read", path))?;
     let len = format::read_u32(&header, 0) as usize;
+    // The length is not covered by the checksum: bound it before allocating.
+    if pos + (format::RECORD_HEADER_LEN + len) as u64 > file_len {
+        let reason = format!("record length {len} runs past the end of the file");
+        return Err(StoreError::Corrupt { path: path.to_path_buf(), offset: pos, reason });
+    }
     let mut record = BytesMut::zeroed(format::RECORD_HEADER_LEN + len);
     file.read_exact_at(&mut record, pos).map_err(StoreError::io("read", path))?;
     match format::decode_record(&record) {
@@ -532,6 +550,22 @@ fn lock_dir(dir: &Path, kind: StoreKind) -> Result<File, StoreError> {
     }
 }
 
+/// Removes this store's `.temp` files: writes that a crash interrupted
+/// before their rename, so never part of the store.
+fn remove_temp_files(dir: &Path, kind: StoreKind) -> Result<(), StoreError> {
+    let suffixes = [kind.data_suffix(), kind.index_suffix(), kind.token_index_suffix(), kind.bloom_suffix()];
+    for entry in fs::read_dir(dir).map_err(StoreError::io("list", dir))? {
+        let entry = entry.map_err(StoreError::io("list", dir))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".temp")) else { continue };
+        if suffixes.iter().any(|suffix| format::parse_segment_name(stem, suffix).is_some()) {
+            tracing::warn!(file = %entry.path().display(), "removing an unfinished write left by a crash");
+            fs::remove_file(entry.path()).map_err(StoreError::io("remove", entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 fn list_segments(dir: &Path, kind: StoreKind) -> Result<Vec<u64>, StoreError> {
     let mut firsts = Vec::new();
     for entry in fs::read_dir(dir).map_err(StoreError::io("list", dir))? {
@@ -548,16 +582,15 @@ fn list_segments(dir: &Path, kind: StoreKind) -> Result<Vec<u64>, StoreError> {
 /// Creates an empty segment file (header only), durably.
 pub fn create_segment(dir: &Path, kind: StoreKind, first_token: u64) -> Result<File, StoreError> {
     let path = format::segment_file(dir, first_token, kind.data_suffix());
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(StoreError::io("create", &path))?;
-    file.write_all_at(&format::encode_header(kind, first_token), 0).map_err(StoreError::io("write", &path))?;
-    file.sync_all().map_err(StoreError::io("fsync", &path))?;
+    if path.exists() {
+        let error = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a segment with this name exists");
+        return Err(StoreError::io("create", &path)(error));
+    }
+    // Header first, under a temporary name: a crash never leaves a segment
+    // file without its header.
+    write_durably(&path, &format::encode_header(kind, first_token))?;
     sync_dir(dir)?;
-    Ok(file)
+    fs::OpenOptions::new().read(true).write(true).open(&path).map_err(StoreError::io("open", &path))
 }
 
 /// Makes a directory's entries (new or renamed files) durable.
@@ -567,7 +600,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Writes a file atomically and durably: temp file, fsync, rename, dir fsync.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let temp = path.with_extension("temp");
+    let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    temp_name.push(".temp");
+    let temp = path.with_file_name(temp_name);
     fs::write(&temp, bytes).map_err(StoreError::io("write", &temp))?;
     File::open(&temp).and_then(|f| f.sync_all()).map_err(StoreError::io("fsync", &temp))?;
     fs::rename(&temp, path).map_err(StoreError::io("rename", &temp))?;
@@ -651,10 +686,11 @@ fn recover_active(context: &str, dir: &Path, kind: StoreKind, first: u64) -> Res
         }
     }
     let scan = scan_segment(&path, kind, first)?;
-    if let Some((offset, FrameProblem::Corrupt(reason))) = &scan.stopped
+    if let Some((offset, problem @ (FrameProblem::Corrupt(_) | FrameProblem::Empty))) = &scan.stopped
         && let Some(later) = find_later_group(&path, *offset, scan.next_token)?
     {
-        let reason = format!("{reason}; an intact later group commit at offset {later} shows this data was confirmed");
+        let reason =
+            format!("{problem:?}; an intact later group commit at offset {later} shows this data was confirmed");
         return Err(StoreError::Corrupt { path, offset: *offset, reason });
     }
     let file = fs::OpenOptions::new().read(true).write(true).open(&path).map_err(StoreError::io("open", &path))?;

@@ -259,6 +259,41 @@ fn corruption_found_while_reading_is_an_error_not_data() {
 }
 
 #[test]
+fn unfinished_temp_files_from_a_crash_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_options()).unwrap();
+        store.append_blocking(vec![event("a", 0, 10)]).unwrap();
+        store.close();
+    }
+    let stray = dir.path().join("00000000000000000000.index.temp");
+    let stray_segment = dir.path().join("00000000000000000001.events.temp");
+    std::fs::write(&stray, b"half").unwrap();
+    std::fs::write(&stray_segment, b"RNV").unwrap();
+    let store = open(dir.path(), small_options()).unwrap();
+    assert!(!stray.exists() && !stray_segment.exists());
+    assert_eq!(store.next_token(), 1);
+}
+
+#[test]
+fn a_damaged_record_length_is_reported_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), StoreOptions { validation_segments: 0, ..small_options() }).unwrap();
+    for seq in 0..30 {
+        store.append_blocking(vec![event("a", seq, 200)]).unwrap();
+    }
+    let plan = store.aggregate_plan("a", 0, 1).unwrap();
+    let (segment, entry) = plan[0];
+    let path = format::segment_file(dir.path(), segment, "events");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The high byte of the record's length field.
+    bytes[entry.pos as usize + 3] = 0x7f;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = store.read_records(&plan).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+}
+
+#[test]
 fn missing_index_files_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     {

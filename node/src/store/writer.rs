@@ -110,13 +110,17 @@ impl Writer {
             return;
         }
         for append in round {
-            if let Some(reason) = self.shared.read_state().failed.clone() {
-                let context = self.shared.context.clone();
-                let _ = append.reply.send(Err(StoreError::Unavailable { context, reason }));
+            if let Some(error) = self.failure() {
+                let _ = append.reply.send(Err(error));
                 continue;
             }
             if self.needs_roll(&append) {
                 self.flush();
+                // The flush may have failed: never roll (or write) past it.
+                if let Some(error) = self.failure() {
+                    let _ = append.reply.send(Err(error));
+                    continue;
+                }
                 if let Err(error) = self.roll() {
                     self.fail(format!("failed to roll over to a new segment: {error}"));
                     let _ = append.reply.send(Err(error));
@@ -126,6 +130,12 @@ impl Writer {
             self.stage(append);
         }
         self.flush();
+    }
+
+    /// The error every write gets once the store has failed.
+    fn failure(&self) -> Option<StoreError> {
+        let reason = self.shared.read_state().failed.clone()?;
+        Some(StoreError::Unavailable { context: self.shared.context.clone(), reason })
     }
 
     fn check_space(&self) -> Result<(), StoreError> {
@@ -254,6 +264,7 @@ impl Writer {
             let reason = format!("fsync of {} failed: {source}", path.display());
             self.fail(reason.clone());
             self.buffer.clear();
+            self.next_token = self.shared.read_state().active.next_token;
             for p in pending {
                 let _ = p.reply.send(Err(StoreError::Unavailable {
                     context: self.shared.context.clone(),
@@ -313,6 +324,14 @@ impl Writer {
     fn roll(&mut self) -> Result<(), StoreError> {
         let (first, bloom) = {
             let state = self.shared.read_state();
+            if state.active.next_token != self.next_token || state.active.len != self.len {
+                // Something was staged but not committed: closing now would
+                // leave a gap or garbage in a closed segment.
+                return Err(StoreError::Unavailable {
+                    context: self.shared.context.clone(),
+                    reason: "the active segment holds uncommitted data; not closing it".into(),
+                });
+            }
             let first = state.active.first_token;
             let bloom = write_side_files(
                 &self.shared.dir,

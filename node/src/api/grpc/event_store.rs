@@ -35,9 +35,19 @@ const RESPONSE_BATCHES_MAX: usize = 4;
 const LIST_BATCH_EVENTS_MAX: usize = 1000;
 /// About how many bytes ListEvents reads per batch.
 const LIST_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Most payload types one ListEvents stream may blacklist.
+const BLACKLIST_ENTRIES_MAX: usize = 1024;
 /// Blacklisted events skipped in a row before one is sent anyway, so the
 /// client can move its token forward.
 const BLACKLIST_SEND_AFTER: u32 = 1000;
+/// Event bytes a transaction may hold before it reserves them against the
+/// node's in-flight budget (so small transactions reserve once).
+const RESERVE_CHUNK_BYTES: usize = 64 * 1024;
+/// Memory an event costs beyond its bytes (handle, frame, index entry).
+const EVENT_OVERHEAD_BYTES: usize = 64;
+/// An open transaction that sends nothing for this long is abandoned, so it
+/// cannot hold its share of the in-flight budget forever.
+const APPEND_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an append waits for room among the in-flight bytes.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
 
@@ -50,6 +60,24 @@ impl EventStoreService {
     /// Serves EventStore from the shared API state.
     pub fn new(api: Arc<ClientApi>) -> Self {
         Self { api }
+    }
+}
+
+impl EventStoreService {
+    /// Takes room for `bytes` more event bytes among the node's in-flight
+    /// budget, waiting while other transactions hold it: this is how a busy
+    /// node slows its clients down instead of growing.
+    async fn reserve(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> Result<(), Status> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        let permit = tokio::time::timeout(IN_FLIGHT_WAIT, self.api.in_flight.clone().acquire_many_owned(kib))
+            .await
+            .map_err(|_| status(ErrorCode::TooManyRequests, "the node is busy: too many event bytes in flight"))?
+            .map_err(|_| status(ErrorCode::Other, "the node is shutting down"))?;
+        match held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
     }
 }
 
@@ -91,15 +119,26 @@ fn decode_stored(bytes: Bytes) -> Result<Event, Status> {
         .map_err(|e| status(ErrorCode::DatafileReadError, format!("a stored event does not decode: {e}")))
 }
 
-/// Reads the records of `plan` in batches into `sender` (blocking thread).
-fn stream_records(
+/// Runs blocking store work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work).await.map_err(blocking_error)?.map_err(|e| from_store(&e, false))
+}
+
+/// Streams the records of `plan` in batches: each batch is read on the
+/// blocking pool, then sent with back-pressure from the async side, so a
+/// slow client holds no thread. Returns false when the stream ended early
+/// (error sent, or the client left).
+async fn stream_records(
     store: &SegmentStore,
-    plan: &[(u64, IndexEntry)],
+    plan: Vec<(u64, IndexEntry)>,
     snapshot: bool,
     sender: &mpsc::Sender<Vec<Result<Event, Status>>>,
-) {
+) -> bool {
     for chunk in plan.chunks(AGGREGATE_BATCH_EVENTS) {
-        let batch: Vec<Result<Event, Status>> = match store.read_records(chunk) {
+        let (reader, places) = (store.clone(), chunk.to_vec());
+        let batch: Vec<Result<Event, Status>> = match blocking(move || reader.read_records(&places)).await {
             Ok(records) => records
                 .into_iter()
                 .map(|bytes| {
@@ -109,19 +148,20 @@ fn stream_records(
                     })
                 })
                 .collect(),
-            Err(error) => vec![Err(from_store(&error, false))],
+            Err(status) => vec![Err(status)],
         };
         let failed = batch.iter().any(Result::is_err);
-        if sender.blocking_send(batch).is_err() || failed {
-            return;
+        if sender.send(batch).await.is_err() || failed {
+            return false;
         }
     }
+    true
 }
 
-/// The latest snapshot of an aggregate with `min <= seq < max`.
-fn latest_snapshot(store: &SegmentStore, id: &str, min: i64, max: i64) -> Result<Option<(u64, IndexEntry)>, Status> {
-    let plan = store.aggregate_plan(id, min, max).map_err(|e| from_store(&e, false))?;
-    Ok(plan.into_iter().max_by_key(|(_, entry)| entry.seq))
+/// Reads an aggregate (events or snapshots) with `min <= seq < max`.
+async fn plan_of(store: &SegmentStore, id: &str, min: i64, max: i64) -> Result<Vec<(u64, IndexEntry)>, Status> {
+    let (reader, id) = (store.clone(), id.to_owned());
+    blocking(move || reader.aggregate_plan(&id, min, max)).await
 }
 
 /// Per ListEvents stream: permits granted and not yet used, the payload
@@ -134,18 +174,27 @@ struct Flow {
 }
 
 impl Flow {
-    fn grant(&self, request: &GetEventsRequest) {
+    /// Adds a request's permits and blacklist entries; refuses a blacklist
+    /// that would grow past [`BLACKLIST_ENTRIES_MAX`].
+    fn grant(&self, request: &GetEventsRequest) -> Result<(), Status> {
         if !request.blacklist.is_empty() {
             let mut blacklist = self.blacklist.lock().unwrap_or_else(|p| p.into_inner());
             for item in &request.blacklist {
                 let entry = (item.r#type.clone(), item.revision.clone());
-                if !blacklist.contains(&entry) {
-                    blacklist.push(entry);
+                if blacklist.contains(&entry) {
+                    continue;
                 }
+                if blacklist.len() >= BLACKLIST_ENTRIES_MAX {
+                    let message = format!("a blacklist holds at most {BLACKLIST_ENTRIES_MAX} payload types");
+                    return Err(status(ErrorCode::InvalidPropertyValue, message));
+                }
+                blacklist.push(entry);
             }
         }
-        self.permits.fetch_add(request.number_of_permits.max(0), Ordering::SeqCst);
+        let more = request.number_of_permits.max(0);
+        let _ = self.permits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| Some(p.saturating_add(more)));
         self.wake.notify_one();
+        Ok(())
     }
 
     fn is_blacklisted(&self, event: &[u8]) -> bool {
@@ -257,7 +306,13 @@ impl EventStore for EventStoreService {
         let mut events: Vec<Bytes> = Vec::new();
         let mut total_bytes = 0usize;
         let mut held: Option<OwnedSemaphorePermit> = None;
-        while let Some(event) = stream.message().await.map_err(|e| with_code(e, ErrorCode::Other))? {
+        let mut unreserved = 0usize;
+        loop {
+            let next = tokio::time::timeout(APPEND_IDLE_TIMEOUT, stream.message()).await.map_err(|_| {
+                let message = format!("no event or end of transaction for {} s", APPEND_IDLE_TIMEOUT.as_secs());
+                status(ErrorCode::Other, message)
+            })?;
+            let Some(event) = next.map_err(|e| with_code(e, ErrorCode::Other))? else { break };
             if events.len() >= limits.transaction_events_max {
                 let message = format!("a transaction holds at most {} events", limits.transaction_events_max);
                 return Err(status(ErrorCode::TooManyEvents, message));
@@ -268,16 +323,16 @@ impl EventStore for EventStoreService {
                 let message = format!("a transaction holds at most {} bytes of events", limits.transaction_bytes_max);
                 return Err(status(ErrorCode::PayloadTooLarge, message));
             }
-            let kib = (bytes.len() as u32).div_ceil(1024).max(1);
-            let permit = tokio::time::timeout(IN_FLIGHT_WAIT, self.api.in_flight.clone().acquire_many_owned(kib))
-                .await
-                .map_err(|_| status(ErrorCode::TooManyRequests, "the node is busy: too many event bytes in flight"))?
-                .map_err(|_| status(ErrorCode::Other, "the node is shutting down"))?;
-            match held.as_mut() {
-                Some(held) => held.merge(permit),
-                None => held = Some(permit),
-            }
+            // Charged with its bookkeeping, so empty events count too.
+            unreserved += bytes.len() + EVENT_OVERHEAD_BYTES;
             events.push(bytes);
+            if unreserved >= RESERVE_CHUNK_BYTES {
+                self.reserve(&mut held, unreserved).await?;
+                unreserved = 0;
+            }
+        }
+        if unreserved > 0 {
+            self.reserve(&mut held, unreserved).await?;
         }
         if !events.is_empty() {
             store.events.append(events).await.map_err(|e| from_store(&e, true))?;
@@ -295,11 +350,7 @@ impl EventStore for EventStoreService {
         if self.api.limits.check_sequence_nr_for_snapshots {
             let events = store.events.clone();
             let id = snapshot.aggregate_identifier.clone();
-            let highest = tokio::task::spawn_blocking(move || events.highest_sequence(&id))
-                .await
-                .map_err(blocking_error)?
-                .map_err(|e| from_store(&e, false))?
-                .unwrap_or(-1);
+            let highest = blocking(move || events.highest_sequence(&id)).await?.unwrap_or(-1);
             if snapshot.aggregate_sequence_number > highest {
                 let message = format!(
                     "Invalid sequence number {} for snapshot of aggregate {}, highest event is {}",
@@ -324,26 +375,31 @@ impl EventStore for EventStoreService {
         let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
         // Like Axon Server, max_sequence is exclusive and <= 0 means unbounded.
         let max = if request.max_sequence <= 0 { i64::MAX } else { request.max_sequence };
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
             let id = request.aggregate_id.as_str();
             let mut from = request.initial_sequence.max(0);
             if request.allow_snapshots {
-                match latest_snapshot(&store.snapshots, id, from, max) {
-                    Ok(Some(place)) => {
-                        stream_records(&store.snapshots, &[place], true, &sender);
-                        from = place.1.seq + 1;
+                match plan_of(&store.snapshots, id, from, max).await {
+                    Ok(plan) => {
+                        if let Some(latest) = plan.into_iter().max_by_key(|(_, entry)| entry.seq) {
+                            if !stream_records(&store.snapshots, vec![latest], true, &sender).await {
+                                return;
+                            }
+                            from = latest.1.seq + 1;
+                        }
                     }
-                    Ok(None) => {}
-                    Err(error) => {
-                        let _ = sender.blocking_send(vec![Err(error)]);
+                    Err(status) => {
+                        let _ = sender.send(vec![Err(status)]).await;
                         return;
                     }
                 }
             }
-            match store.events.aggregate_plan(id, from, max) {
-                Ok(plan) => stream_records(&store.events, &plan, false, &sender),
-                Err(error) => {
-                    let _ = sender.blocking_send(vec![Err(from_store(&error, false))]);
+            match plan_of(&store.events, id, from, max).await {
+                Ok(plan) => {
+                    stream_records(&store.events, plan, false, &sender).await;
+                }
+                Err(status) => {
+                    let _ = sender.send(vec![Err(status)]).await;
                 }
             }
         });
@@ -360,9 +416,8 @@ impl EventStore for EventStoreService {
         let request = request.into_inner();
         let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
         let max = if request.max_sequence <= 0 { i64::MAX } else { request.max_sequence };
-        tokio::task::spawn_blocking(move || {
-            let plan = store.snapshots.aggregate_plan(&request.aggregate_id, request.initial_sequence, max);
-            match plan {
+        tokio::spawn(async move {
+            match plan_of(&store.snapshots, &request.aggregate_id, request.initial_sequence, max).await {
                 Ok(mut plan) => {
                     // Highest sequence first; of equal ones, the latest written.
                     plan.reverse();
@@ -370,10 +425,10 @@ impl EventStore for EventStoreService {
                     if request.max_results > 0 {
                         plan.truncate(request.max_results as usize);
                     }
-                    stream_records(&store.snapshots, &plan, true, &sender);
+                    stream_records(&store.snapshots, plan, true, &sender).await;
                 }
-                Err(error) => {
-                    let _ = sender.blocking_send(vec![Err(from_store(&error, false))]);
+                Err(status) => {
+                    let _ = sender.send(vec![Err(status)]).await;
                 }
             }
         });
@@ -399,16 +454,22 @@ impl EventStore for EventStoreService {
             closed: AtomicBool::new(false),
             wake: Notify::new(),
         });
-        flow.grant(&first);
+        flow.grant(&first)?;
         let listener = flow.clone();
         let mut stopping = self.api.stopping.clone();
+        let refusals = sender.clone();
         tokio::spawn(async move {
             // Later requests only add permits and blacklist entries; their
             // tracking_token is ignored (dendrite re-sends the first request).
             loop {
                 tokio::select! {
                     message = inbound.message() => match message {
-                        Ok(Some(more)) => listener.grant(&more),
+                        Ok(Some(more)) => {
+                            if let Err(refused) = listener.grant(&more) {
+                                let _ = refusals.send(vec![Err(refused)]).await;
+                                break;
+                            }
+                        }
                         Ok(None) | Err(_) => break,
                     },
                     _ = until(&mut stopping, |s| *s) => break,
@@ -429,10 +490,7 @@ impl EventStore for EventStoreService {
     ) -> Result<Response<ReadHighestSequenceNrResponse>, Status> {
         let store = self.api.store(&request)?;
         let id = request.into_inner().aggregate_id;
-        let highest = tokio::task::spawn_blocking(move || store.events.highest_sequence(&id))
-            .await
-            .map_err(blocking_error)?
-            .map_err(|e| from_store(&e, false))?;
+        let highest = blocking(move || store.events.highest_sequence(&id)).await?;
         Ok(Response::new(ReadHighestSequenceNrResponse { to_sequence_nr: highest.unwrap_or(-1) }))
     }
 
@@ -461,10 +519,7 @@ impl EventStore for EventStoreService {
     async fn get_token_at(&self, request: Request<GetTokenAtRequest>) -> Result<Response<TrackingToken>, Status> {
         let store = self.api.store(&request)?;
         let instant = request.into_inner().instant;
-        let token = tokio::task::spawn_blocking(move || store.events.token_at(instant))
-            .await
-            .map_err(blocking_error)?
-            .map_err(|e| from_store(&e, false))?;
+        let token = blocking(move || store.events.token_at(instant)).await?;
         Ok(Response::new(TrackingToken { token: token as i64 }))
     }
 }
