@@ -16,11 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use prost::Message;
 use ranvier_proto::event::event_store_client::EventStoreClient;
 use ranvier_proto::event::{Event, GetAggregateEventsRequest, GetEventsRequest, GetLastTokenRequest};
+use ranvier_tests::raw::RawCodec;
 use ranvier_tests::{Node, event};
 use tokio_stream::StreamExt;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
 const EVENT_BYTES: usize = 256;
@@ -63,25 +67,43 @@ struct Load {
 }
 
 /// `clients` tasks append transactions of `tx_events` events to their own
-/// aggregates until `total_events` are confirmed.
+/// aggregates until `total_events` are confirmed. The events are encoded
+/// before the clock starts and sent as they are, so that the two cores this
+/// runs on measure the node rather than the load generator's protobuf work.
 async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, total_events: u64, tag: &str) -> Load {
+    let per_client = (total_events as usize).div_ceil(clients * tx_events) + 1;
+    let prepared: Vec<Vec<Vec<Bytes>>> = (0..clients)
+        .map(|client_id| {
+            let aggregate = format!("{tag}-{client_id}");
+            (0..per_client)
+                .map(|tx| {
+                    let first = (tx * tx_events) as i64;
+                    (first..first + tx_events as i64)
+                        .map(|seq| Bytes::from(bench_event(&aggregate, seq).encode_to_vec()))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for client_id in 0..clients {
-        let mut client = EventStoreClient::new(channels[client_id % channels.len()].clone());
+    for (client_id, transactions) in prepared.into_iter().enumerate() {
+        let mut grpc = tonic::client::Grpc::new(channels[client_id % channels.len()].clone());
         let done = done.clone();
-        let aggregate = format!("{tag}-{client_id}");
         tasks.spawn(async move {
             let mut latency = Histogram::<u64>::new(3).unwrap();
-            let mut seq = 0i64;
-            while done.load(Ordering::Relaxed) < total_events {
-                let events: Vec<Event> = (0..tx_events).map(|i| bench_event(&aggregate, seq + i as i64)).collect();
+            for events in transactions {
+                if done.load(Ordering::Relaxed) >= total_events {
+                    break;
+                }
+                let count = events.len() as u64;
                 let sent = Instant::now();
-                client.append_event(tokio_stream::iter(events)).await.unwrap();
+                grpc.ready().await.unwrap();
+                let path = PathAndQuery::from_static("/io.axoniq.axonserver.grpc.event.EventStore/AppendEvent");
+                grpc.client_streaming(tonic::Request::new(tokio_stream::iter(events)), path, RawCodec).await.unwrap();
                 latency.record(sent.elapsed().as_micros() as u64).unwrap();
-                seq += tx_events as i64;
-                done.fetch_add(tx_events as u64, Ordering::Relaxed);
+                done.fetch_add(count, Ordering::Relaxed);
             }
             latency
         });
@@ -94,13 +116,34 @@ async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, tot
     Load { events_per_second: events / started.elapsed().as_secs_f64(), latency }
 }
 
+/// Appends `total_events` with 64 clients × 10-event transactions, untimed.
+async fn fill(channels: &[Channel], total_events: u64, tag: &str) {
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for client_id in 0..64 {
+        let mut client = EventStoreClient::new(channels[client_id % channels.len()].clone());
+        let done = done.clone();
+        let aggregate = format!("{tag}-{client_id}");
+        tasks.spawn(async move {
+            let mut seq = 0i64;
+            while done.load(Ordering::Relaxed) < total_events {
+                let events: Vec<Event> = (0..10).map(|i| bench_event(&aggregate, seq + i)).collect();
+                client.append_event(tokio_stream::iter(events)).await.unwrap();
+                seq += 10;
+                done.fetch_add(10, Ordering::Relaxed);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
 /// Fills the store to `target` events with 64 clients × 10-event transactions.
 async fn fill_to(channels: &[Channel], node: &Node, target: u64, tag: &str) {
     let have = last_token(node).await + 1;
     if have as u64 >= target {
         return;
     }
-    append_load(channels, 64, 10, target - have as u64, tag).await;
+    fill(channels, target - have as u64, tag).await;
 }
 
 async fn last_token(node: &Node) -> i64 {

@@ -215,3 +215,50 @@ pub fn error_code(status: &tonic::Status) -> Option<String> {
 pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()
 }
+
+pub mod raw {
+    //! A codec that sends and receives message bytes as they are: to put
+    //! malformed messages on the wire, and for a load generator that encodes
+    //! its events before the clock starts.
+    use bytes::{Buf, BufMut, Bytes};
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    /// Bytes in, bytes out.
+    pub struct RawCodec;
+    /// Writes the bytes as the message.
+    pub struct RawEncoder;
+    /// Reads the message as bytes.
+    pub struct RawDecoder;
+
+    impl Codec for RawCodec {
+        type Encode = Bytes;
+        type Decode = Bytes;
+        type Encoder = RawEncoder;
+        type Decoder = RawDecoder;
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+        fn decoder(&mut self) -> RawDecoder {
+            RawDecoder
+        }
+    }
+
+    impl Encoder for RawEncoder {
+        type Item = Bytes;
+        type Error = Status;
+        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for RawDecoder {
+        type Item = Bytes;
+        type Error = Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+            let len = src.remaining();
+            Ok(Some(src.copy_to_bytes(len)))
+        }
+    }
+}

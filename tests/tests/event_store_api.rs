@@ -325,7 +325,9 @@ async fn malformed_bytes_get_an_error_not_a_crash() {
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/io.axoniq.axonserver.grpc.event.EventStore/AppendEvent");
     let garbage = vec![bytes::Bytes::from_static(&[0x12, 0xff, 0xff, 0xff, 0x0f, 0x01])];
-    let result = grpc.client_streaming(tonic::Request::new(tokio_stream::iter(garbage)), path, raw::RawCodec).await;
+    let result = grpc
+        .client_streaming(tonic::Request::new(tokio_stream::iter(garbage)), path, ranvier_tests::raw::RawCodec)
+        .await;
     let status = result.expect_err("garbage must be refused");
     assert!(error_code(&status).is_some(), "every error carries AxonIQ-ErrorCode: {status:?}");
     append(&node, "default", vec![event("ok", 0, 1)]).await.unwrap();
@@ -336,7 +338,7 @@ async fn malformed_bytes_get_an_error_not_a_crash() {
     let path =
         tonic::codegen::http::uri::PathAndQuery::from_static("/io.axoniq.axonserver.grpc.event.EventStore/GetTokenAt");
     let bad = bytes::Bytes::from_static(&[0x08, 0xff, 0xff]);
-    let status = grpc.unary(tonic::Request::new(bad), path, raw::RawCodec).await.unwrap_err();
+    let status = grpc.unary(tonic::Request::new(bad), path, ranvier_tests::raw::RawCodec).await.unwrap_err();
     assert!(error_code(&status).is_some(), "{status:?}");
 
     // A service this node does not serve yet.
@@ -344,49 +346,8 @@ async fn malformed_bytes_get_an_error_not_a_crash() {
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(
         "/io.axoniq.axonserver.grpc.command.CommandService/Dispatch",
     );
-    let status = grpc.unary(tonic::Request::new(bytes::Bytes::new()), path, raw::RawCodec).await.unwrap_err();
+    let status =
+        grpc.unary(tonic::Request::new(bytes::Bytes::new()), path, ranvier_tests::raw::RawCodec).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(error_code(&status).as_deref(), Some("AXONIQ-1002"));
-}
-
-mod raw {
-    //! A codec that sends bytes as they are, to put malformed messages on the wire.
-    use bytes::{Buf, BufMut, Bytes};
-    use tonic::Status;
-    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-
-    pub struct RawCodec;
-    pub struct RawEncoder;
-    pub struct RawDecoder;
-
-    impl Codec for RawCodec {
-        type Encode = Bytes;
-        type Decode = Bytes;
-        type Encoder = RawEncoder;
-        type Decoder = RawDecoder;
-        fn encoder(&mut self) -> RawEncoder {
-            RawEncoder
-        }
-        fn decoder(&mut self) -> RawDecoder {
-            RawDecoder
-        }
-    }
-
-    impl Encoder for RawEncoder {
-        type Item = Bytes;
-        type Error = Status;
-        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-            dst.put_slice(&item);
-            Ok(())
-        }
-    }
-
-    impl Decoder for RawDecoder {
-        type Item = Bytes;
-        type Error = Status;
-        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-            let len = src.remaining();
-            Ok(Some(src.copy_to_bytes(len)))
-        }
-    }
 }

@@ -69,10 +69,13 @@ impl EventStoreService {
     /// node slows its clients down instead of growing.
     async fn reserve(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> Result<(), Status> {
         let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
-        let permit = tokio::time::timeout(IN_FLIGHT_WAIT, self.api.in_flight.clone().acquire_many_owned(kib))
-            .await
-            .map_err(|_| status(ErrorCode::TooManyRequests, "the node is busy: too many event bytes in flight"))?
-            .map_err(|_| status(ErrorCode::Other, "the node is shutting down"))?;
+        let permit = match self.api.in_flight.clone().try_acquire_many_owned(kib) {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(IN_FLIGHT_WAIT, self.api.in_flight.clone().acquire_many_owned(kib))
+                .await
+                .map_err(|_| status(ErrorCode::TooManyRequests, "the node is busy: too many event bytes in flight"))?
+                .map_err(|_| status(ErrorCode::Other, "the node is shutting down"))?,
+        };
         match held.as_mut() {
             Some(held) => held.merge(permit),
             None => *held = Some(permit),
@@ -307,11 +310,25 @@ impl EventStore for EventStoreService {
         let mut total_bytes = 0usize;
         let mut held: Option<OwnedSemaphorePermit> = None;
         let mut unreserved = 0usize;
+        // One timer per transaction, re-armed only when it fires after
+        // activity: cheaper than a timer per message.
+        let mut last_activity = tokio::time::Instant::now();
+        let idle = tokio::time::sleep(APPEND_IDLE_TIMEOUT);
+        tokio::pin!(idle);
         loop {
-            let next = tokio::time::timeout(APPEND_IDLE_TIMEOUT, stream.message()).await.map_err(|_| {
-                let message = format!("no event or end of transaction for {} s", APPEND_IDLE_TIMEOUT.as_secs());
-                status(ErrorCode::Other, message)
-            })?;
+            let next = tokio::select! {
+                biased;
+                next = stream.message() => next,
+                _ = &mut idle => {
+                    if last_activity.elapsed() >= APPEND_IDLE_TIMEOUT {
+                        let message = format!("no event or end of transaction for {} s", APPEND_IDLE_TIMEOUT.as_secs());
+                        return Err(status(ErrorCode::Other, message));
+                    }
+                    idle.as_mut().reset(last_activity + APPEND_IDLE_TIMEOUT);
+                    continue;
+                }
+            };
+            last_activity = tokio::time::Instant::now();
             let Some(event) = next.map_err(|e| with_code(e, ErrorCode::Other))? else { break };
             if events.len() >= limits.transaction_events_max {
                 let message = format!("a transaction holds at most {} events", limits.transaction_events_max);
