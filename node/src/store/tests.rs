@@ -35,6 +35,18 @@ fn open(dir: &Path, options: StoreOptions) -> Result<SegmentStore, StoreError> {
     SegmentStore::open("default", StoreKind::Events, dir, options, StoreMetrics::detached(), Arc::new(FsSpace))
 }
 
+/// Appends `count` one-event transactions to aggregate "a", closes the
+/// store and returns its segment files (oldest first).
+fn filled(dir: &Path, options: StoreOptions, count: i64, payload_len: usize) -> Vec<SegmentFiles> {
+    let store = open(dir, options).unwrap();
+    for seq in 0..count {
+        store.append_blocking(vec![event("a", seq, payload_len)]).unwrap();
+    }
+    let files = store.segment_files();
+    store.close();
+    files
+}
+
 fn read_all(store: &SegmentStore, from: u64) -> Vec<(u64, Bytes)> {
     let mut cursor = Cursor::at(from);
     let mut out = Vec::new();
@@ -160,15 +172,7 @@ fn reopening_recovers_everything_committed() {
 #[test]
 fn a_torn_tail_is_cut_and_the_store_continues() {
     let dir = tempfile::tempdir().unwrap();
-    let active = {
-        let store = open(dir.path(), StoreOptions::default()).unwrap();
-        for seq in 0..5 {
-            store.append_blocking(vec![event("a", seq, 50)]).unwrap();
-        }
-        let files = store.segment_files();
-        store.close();
-        files[0].paths[0].clone()
-    };
+    let active = filled(dir.path(), StoreOptions::default(), 5, 50)[0].paths[0].clone();
     // Half of a sixth transaction reached the disk before a crash.
     let mut frame = Vec::new();
     let sixth = event("a", 5, 50);
@@ -188,16 +192,8 @@ fn a_torn_tail_is_cut_and_the_store_continues() {
 #[test]
 fn damage_to_confirmed_data_in_the_active_segment_is_not_cut_as_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let active = {
-        let store = open(dir.path(), StoreOptions::default()).unwrap();
-        for seq in 0..5 {
-            // One transaction per group commit: each frame starts a group.
-            store.append_blocking(vec![event("a", seq, 50)]).unwrap();
-        }
-        let files = store.segment_files();
-        store.close();
-        files[0].paths[0].clone()
-    };
+    // One transaction per group commit: each frame starts a group.
+    let active = filled(dir.path(), StoreOptions::default(), 5, 50)[0].paths[0].clone();
     let mut bytes = std::fs::read(&active).unwrap();
     let second_frame_record = format::HEADER_LEN as usize + (bytes.len() - format::HEADER_LEN as usize) / 5 + 40;
     bytes[second_frame_record] ^= 0x10;
@@ -211,15 +207,7 @@ fn damage_to_confirmed_data_in_the_active_segment_is_not_cut_as_a_torn_tail() {
 #[test]
 fn a_flipped_byte_in_a_closed_segment_stops_the_open_naming_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = {
-        let store = open(dir.path(), small_options()).unwrap();
-        for seq in 0..30 {
-            store.append_blocking(vec![event("a", seq, 200)]).unwrap();
-        }
-        let files = store.segment_files();
-        store.close();
-        files[0].paths[0].clone()
-    };
+    let closed = filled(dir.path(), small_options(), 30, 200)[0].paths[0].clone();
     let mut bytes = std::fs::read(&closed).unwrap();
     let offset = 600;
     bytes[offset] ^= 0x01;
@@ -296,15 +284,8 @@ fn a_damaged_record_length_is_reported_not_allocated() {
 #[test]
 fn missing_index_files_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path(), small_options()).unwrap();
-        for seq in 0..30 {
-            store.append_blocking(vec![event("a", seq, 200)]).unwrap();
-        }
-        let index = store.segment_files()[0].paths[1].clone();
-        store.close();
-        std::fs::remove_file(index).unwrap();
-    }
+    let index = filled(dir.path(), small_options(), 30, 200)[0].paths[1].clone();
+    std::fs::remove_file(index).unwrap();
     let store = open(dir.path(), small_options()).unwrap();
     assert_eq!(store.aggregate_plan("a", 0, i64::MAX).unwrap().len(), 30);
 }
