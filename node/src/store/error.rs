@@ -74,6 +74,15 @@ pub enum StoreError {
         /// The first token on disk.
         first: u64,
     },
+    /// A replicated transaction whose log entry the store already holds
+    /// (a re-applied entry after a restart); nothing was written.
+    #[error("log entry {log_index} is already applied (the store holds up to {last})")]
+    AlreadyApplied {
+        /// The entry offered.
+        log_index: u64,
+        /// The highest entry the store holds.
+        last: u64,
+    },
     /// Another process holds the store directory.
     #[error("the store directory {path} is in use by another process")]
     Locked {
@@ -111,6 +120,9 @@ impl StoreError {
             }
             StoreError::TokenGone { token, first } => StoreError::TokenGone { token: *token, first: *first },
             StoreError::Locked { path } => StoreError::Locked { path: path.clone() },
+            StoreError::AlreadyApplied { log_index, last } => {
+                StoreError::AlreadyApplied { log_index: *log_index, last: *last }
+            }
         }
     }
 

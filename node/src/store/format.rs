@@ -7,9 +7,9 @@
 //! ```text
 //! segment  := header frame*
 //! header   := magic "RNVRSEG1" (8) | version u16 = 1 | kind u16 (1 events, 2 snapshots)
-//!             | reserved u32 = 0 | first_token u64                         (24 bytes)
-//! frame    := body_len u32 | flags_count u32 | first_token u64
-//!             | header_crc u32 (CRC-32 of the 16 bytes before it)          (20 bytes)
+//!             | reserved u32 = 0 | first_token u64 | base_log_index u64    (32 bytes)
+//! frame    := body_len u32 | flags_count u32 | first_token u64 | log_index u64
+//!             | header_crc u32 (CRC-32 of the 24 bytes before it)          (28 bytes)
 //!             record{event_count}
 //! record   := len u32 | crc u32 (CRC-32 of data) | data[len]   (an encoded `Event`)
 //! ```
@@ -18,6 +18,11 @@
 //! the first frame of a group commit (one write + one fsync). A frame from a
 //! later group commit proves the earlier ones were fsync'd, which is how
 //! recovery tells a torn tail from damage to confirmed data.
+//!
+//! `log_index` is the replication log entry the transaction came from (0 on a
+//! node that does not replicate), and a segment's `base_log_index` is the
+//! last one applied before the segment began: so the store itself records,
+//! atomically with the events, how far the replicated log has been applied.
 //!
 //! `body_len` is the sum of the records' sizes (8 + len each). One frame is
 //! one client transaction, so a frame is either wholly valid or is the torn
@@ -32,9 +37,9 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"RNVRSEG1";
 /// The segment format written by this version.
 pub const SEGMENT_VERSION: u16 = 1;
 /// Size of the segment header in bytes.
-pub const HEADER_LEN: u64 = 24;
+pub const HEADER_LEN: u64 = 32;
 /// Size of a frame header in bytes.
-pub const FRAME_HEADER_LEN: usize = 20;
+pub const FRAME_HEADER_LEN: usize = 28;
 /// Size of a record header in bytes (length and checksum).
 pub const RECORD_HEADER_LEN: usize = 8;
 /// Top bit of a frame's count field: first frame of a group commit.
@@ -115,13 +120,19 @@ pub fn parse_segment_name(name: &str, suffix: &str) -> Option<u64> {
 }
 
 /// Encodes a segment header.
-pub fn encode_header(kind: StoreKind, first_token: u64) -> [u8; HEADER_LEN as usize] {
+pub fn encode_header(kind: StoreKind, first_token: u64, base_log_index: u64) -> [u8; HEADER_LEN as usize] {
     let mut header = [0u8; HEADER_LEN as usize];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
     header[8..10].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
     header[10..12].copy_from_slice(&kind.code().to_le_bytes());
     header[16..24].copy_from_slice(&first_token.to_le_bytes());
+    header[24..32].copy_from_slice(&base_log_index.to_le_bytes());
     header
+}
+
+/// The `base_log_index` of a header that passed [`check_header`].
+pub fn header_base_log_index(header: &[u8]) -> u64 {
+    read_u64(header, 24)
 }
 
 /// Why a segment header was refused.
@@ -181,6 +192,7 @@ pub fn check_header(bytes: &[u8], kind: StoreKind, first_token: u64) -> Result<(
 pub fn encode_frame<'a>(
     out: &mut Vec<u8>,
     first_token: u64,
+    log_index: u64,
     group_start: bool,
     events: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
 ) {
@@ -192,7 +204,8 @@ pub fn encode_frame<'a>(
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&(count as u32 | flags).to_le_bytes());
     out.extend_from_slice(&first_token.to_le_bytes());
-    let header_crc = crc32fast::hash(&out[start..start + 16]);
+    out.extend_from_slice(&log_index.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[start..start + 24]);
     out.extend_from_slice(&header_crc.to_le_bytes());
     for event in events {
         out.extend_from_slice(&(event.len() as u32).to_le_bytes());
@@ -217,6 +230,8 @@ pub struct FrameHeader {
     pub first_token: u64,
     /// First frame of a group commit.
     pub group_start: bool,
+    /// The replication log entry this transaction came from (0: none).
+    pub log_index: u64,
 }
 
 impl FrameHeader {
@@ -247,8 +262,8 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, FrameProblem> {
     if header.iter().all(|b| *b == 0) {
         return Err(FrameProblem::Empty);
     }
-    let stored_crc = read_u32(header, 16);
-    if crc32fast::hash(&header[..16]) != stored_crc {
+    let stored_crc = read_u32(header, 24);
+    if crc32fast::hash(&header[..24]) != stored_crc {
         return Err(FrameProblem::Corrupt("frame header checksum mismatch".into()));
     }
     let flags_count = read_u32(header, 4);
@@ -257,6 +272,7 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, FrameProblem> {
         event_count: flags_count & !GROUP_START_FLAG,
         first_token: read_u64(header, 8),
         group_start: flags_count & GROUP_START_FLAG != 0,
+        log_index: read_u64(header, 16),
     };
     if (frame.event_count as u64) * (RECORD_HEADER_LEN as u64) > frame.body_len as u64 {
         return Err(FrameProblem::Corrupt("frame holds more records than bytes".into()));
@@ -355,7 +371,8 @@ mod tests {
 
     #[test]
     fn header_checks_every_field() {
-        let header = encode_header(StoreKind::Events, 7);
+        let header = encode_header(StoreKind::Events, 7, 3);
+        assert_eq!(header_base_log_index(&header), 3);
         assert_eq!(check_header(&header, StoreKind::Events, 7), Ok(()));
         assert_eq!(check_header(&header, StoreKind::Snapshots, 7), Err(HeaderProblem::Kind(1)));
         assert_eq!(check_header(&header, StoreKind::Events, 8), Err(HeaderProblem::FirstToken { header: 7, name: 8 }));
@@ -369,12 +386,13 @@ mod tests {
     fn frame_round_trips_and_detects_flips() {
         let events: Vec<&[u8]> = vec![b"one", b"", b"three"];
         let mut out = Vec::new();
-        encode_frame(&mut out, 100, true, events.iter().copied());
+        encode_frame(&mut out, 100, 42, true, events.iter().copied());
         assert_eq!(out.len(), frame_len(events.iter().map(|e| e.len())));
         let frame = decode_frame_header(&out).unwrap();
         assert_eq!(frame.first_token, 100);
         assert_eq!(frame.event_count, 3);
         assert!(frame.group_start);
+        assert_eq!(frame.log_index, 42);
         assert_eq!(frame.total_len(), out.len());
         let mut seen = Vec::new();
         for_each_record(&frame, &out[FRAME_HEADER_LEN..], |_, d| seen.push(d.to_vec())).unwrap();

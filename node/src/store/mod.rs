@@ -142,20 +142,33 @@ impl SegmentStore {
     /// Appends one transaction atomically and waits until it is durable.
     /// Returns the token of its first event.
     pub async fn append(&self, events: Vec<Bytes>) -> Result<u64, StoreError> {
+        self.append_tagged(events, 0).await
+    }
+
+    /// Appends the transaction of replication log entry `log_index`, which
+    /// must be above [`Self::last_log_index`]; the index is stored with the
+    /// events, atomically.
+    pub async fn append_tagged(&self, events: Vec<Bytes>, log_index: u64) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let closed =
-            || StoreError::Unavailable { context: self.shared.context.clone(), reason: "the store is closed".into() };
-        self.queue.send(writer::Append { events, reply }).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        self.queue.send(writer::Append { events, log_index, reply }).await.map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// The highest replication log index whose transaction this store holds
+    /// (0 when none).
+    pub fn last_log_index(&self) -> u64 {
+        self.shared.read_state().last_log_index
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Unavailable { context: self.shared.context.clone(), reason: "the store is closed".into() }
     }
 
     /// Appends from a thread that is not a tokio task (tests, tools).
     pub fn append_blocking(&self, events: Vec<Bytes>) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let closed =
-            || StoreError::Unavailable { context: self.shared.context.clone(), reason: "the store is closed".into() };
-        self.queue.blocking_send(writer::Append { events, reply }).map_err(|_| closed())?;
-        answer.blocking_recv().map_err(|_| closed())?
+        self.queue.blocking_send(writer::Append { events, log_index: 0, reply }).map_err(|_| self.closed())?;
+        answer.blocking_recv().map_err(|_| self.closed())?
     }
 
     /// The context this store belongs to.

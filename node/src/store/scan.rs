@@ -29,6 +29,8 @@ pub struct ScanResult {
     pub tokens: TokenIndex,
     /// Where and why the scan stopped before the end of the file, if it did.
     pub stopped: Option<(u64, FrameProblem)>,
+    /// The highest replication log index of the header and the valid frames.
+    pub last_log_index: u64,
 }
 
 /// Whether an event of this kind is indexed by aggregate id.
@@ -51,7 +53,13 @@ pub fn scan_segment(path: &Path, kind: StoreKind, first_token: u64) -> Result<Sc
         offset: 0,
         reason: problem.to_string(),
     })?;
-    let mut result = ScanResult { next_token: first_token, valid_len: HEADER_LEN, file_len, ..Default::default() };
+    let mut result = ScanResult {
+        next_token: first_token,
+        valid_len: HEADER_LEN,
+        file_len,
+        last_log_index: format::header_base_log_index(&header),
+        ..Default::default()
+    };
     let mut chunk = Vec::new();
     let mut chunk_start = HEADER_LEN;
     loop {
@@ -114,6 +122,7 @@ pub fn scan_segment(path: &Path, kind: StoreKind, first_token: u64) -> Result<Sc
         }
         result.tokens.offer(frame.first_token, at as u32, first_timestamp.unwrap_or(0));
         result.next_token = frame.first_token + u64::from(frame.event_count);
+        result.last_log_index = result.last_log_index.max(frame.log_index);
         result.valid_len = at + frame.total_len() as u64;
     }
 }

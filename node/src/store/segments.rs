@@ -63,6 +63,8 @@ pub struct State {
     pub active: ActiveSegment,
     /// Set when the writer met a failure it cannot undo; writes are refused.
     pub failed: Option<String>,
+    /// The highest replication log index applied to this store (0: none).
+    pub last_log_index: u64,
 }
 
 /// Files of one segment, for backups.
@@ -113,15 +115,16 @@ impl Shared {
         remove_temp_files(dir, kind)?;
         let mut firsts = list_segments(dir, kind)?;
         if firsts.is_empty() {
-            create_segment(dir, kind, 0)?;
+            create_segment(dir, kind, 0, 0)?;
             firsts.push(0);
         }
         let closed = recover_closed(dir, kind, &firsts, options.validation_segments)?;
         let active_first = *firsts.last().unwrap_or(&0);
-        let (active, file) = recover_active(context, dir, kind, active_first)?;
+        let (active, last_log_index, file) = recover_active(context, dir, kind, active_first)?;
+        let active = (active, last_log_index);
         metrics.segments_closed.set(closed.len() as i64);
-        let (committed, _) = watch::channel(active.next_token);
-        let state = State { closed, active, failed: None };
+        let (committed, _) = watch::channel(active.0.next_token);
+        let state = State { closed, last_log_index: active.1, active: active.0, failed: None };
         let shared = Shared {
             context: context.to_owned(),
             kind,
@@ -580,7 +583,7 @@ fn list_segments(dir: &Path, kind: StoreKind) -> Result<Vec<u64>, StoreError> {
 }
 
 /// Creates an empty segment file (header only), durably.
-pub fn create_segment(dir: &Path, kind: StoreKind, first_token: u64) -> Result<File, StoreError> {
+pub fn create_segment(dir: &Path, kind: StoreKind, first_token: u64, base_log_index: u64) -> Result<File, StoreError> {
     let path = format::segment_file(dir, first_token, kind.data_suffix());
     if path.exists() {
         let error = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a segment with this name exists");
@@ -588,7 +591,7 @@ pub fn create_segment(dir: &Path, kind: StoreKind, first_token: u64) -> Result<F
     }
     // Header first, under a temporary name: a crash never leaves a segment
     // file without its header.
-    write_durably(&path, &format::encode_header(kind, first_token))?;
+    write_durably(&path, &format::encode_header(kind, first_token, base_log_index))?;
     sync_dir(dir)?;
     fs::OpenOptions::new().read(true).write(true).open(&path).map_err(StoreError::io("open", &path))
 }
@@ -675,7 +678,12 @@ fn check_closed_scan(path: &Path, scan: &ScanResult, next: u64) -> Result<(), St
     Ok(())
 }
 
-fn recover_active(context: &str, dir: &Path, kind: StoreKind, first: u64) -> Result<(ActiveSegment, File), StoreError> {
+fn recover_active(
+    context: &str,
+    dir: &Path,
+    kind: StoreKind,
+    first: u64,
+) -> Result<(ActiveSegment, u64, File), StoreError> {
     let path = format::segment_file(dir, first, kind.data_suffix());
     for suffix in [kind.index_suffix(), kind.token_index_suffix(), kind.bloom_suffix()] {
         // Side files of the active segment are left over from a roll that
@@ -716,5 +724,5 @@ fn recover_active(context: &str, dir: &Path, kind: StoreKind, first: u64) -> Res
         aggregates: scan.aggregates,
         tokens: scan.tokens,
     };
-    Ok((active, file))
+    Ok((active, scan.last_log_index, file))
 }

@@ -152,6 +152,56 @@ fn readers_never_lose_sight_of_committed_events_while_segments_roll() {
     assert!(store.segment_files().len() > 5);
 }
 
+#[tokio::test]
+async fn replicated_transactions_record_their_log_index_with_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), small_options()).unwrap();
+        assert_eq!(store.last_log_index(), 0);
+        for seq in 0..30 {
+            // Log indexes may skip (entries for other contexts, refused ones).
+            store.append_tagged(vec![event("a", seq, 200)], 10 + seq as u64 * 2).await.unwrap();
+        }
+        assert_eq!(store.last_log_index(), 68);
+        let again = store.append_tagged(vec![event("a", 30, 10)], 68).await.unwrap_err();
+        assert!(matches!(again, StoreError::AlreadyApplied { log_index: 68, last: 68 }), "{again}");
+        assert_eq!(store.next_token(), 30, "a re-applied entry writes nothing");
+        store.close();
+    }
+    // After a restart (and several roll-overs) the store still knows.
+    let store = open(dir.path(), small_options()).unwrap();
+    assert!(store.segment_files().len() > 1);
+    assert_eq!(store.last_log_index(), 68);
+}
+
+#[test]
+fn a_fresh_segment_remembers_the_log_index_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    {
+        let store = open(dir.path(), StoreOptions { segment_size_bytes: 600, ..small_options() }).unwrap();
+        runtime.block_on(store.append_tagged(vec![event("a", 0, 400)], 7)).unwrap();
+        // This one does not fit: the segment rolls first, so the new active
+        // segment starts empty until the write, then holds index 9.
+        runtime.block_on(store.append_tagged(vec![event("a", 1, 400)], 9)).unwrap();
+        store.close();
+    }
+    // Cut the active segment's only frame: only the header remains.
+    let newest = {
+        let mut files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "events"))
+            .collect();
+        files.sort();
+        files.pop().unwrap()
+    };
+    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(format::HEADER_LEN + 5).unwrap();
+    let store = open(dir.path(), small_options()).unwrap();
+    assert_eq!(store.next_token(), 1);
+    assert_eq!(store.last_log_index(), 7, "the header carries the index applied before the segment");
+}
+
 #[test]
 fn reopening_recovers_everything_committed() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +226,7 @@ fn a_torn_tail_is_cut_and_the_store_continues() {
     // Half of a sixth transaction reached the disk before a crash.
     let mut frame = Vec::new();
     let sixth = event("a", 5, 50);
-    format::encode_frame(&mut frame, 5, true, std::iter::once(&sixth[..]));
+    format::encode_frame(&mut frame, 5, 0, true, std::iter::once(&sixth[..]));
     let mut bytes = std::fs::read(&active).unwrap();
     let committed_len = bytes.len();
     bytes.extend_from_slice(&frame[..frame.len() / 2]);

@@ -34,6 +34,9 @@ use super::segments::{ActiveSegment, ClosedSegment, Shared, create_segment, writ
 pub struct Append {
     /// The encoded `Event`s, in order.
     pub events: Vec<Bytes>,
+    /// The replication log entry they come from; 0 when not replicated.
+    /// Must be above every log index the store already holds.
+    pub log_index: u64,
     /// Receives the first token of the transaction, or why it was refused.
     pub reply: oneshot::Sender<Result<u64, StoreError>>,
 }
@@ -48,6 +51,7 @@ struct Pending {
     first_timestamp: i64,
     events: u64,
     bytes: u64,
+    log_index: u64,
 }
 
 /// The writer thread's own state.
@@ -58,6 +62,8 @@ pub struct Writer {
     /// File length including everything written this round.
     len: u64,
     next_token: u64,
+    /// Highest log index staged or committed.
+    last_log_index: u64,
     buffer: Vec<u8>,
     pending: Vec<Pending>,
     /// Highest sequence per aggregate among this round's accepted transactions.
@@ -67,9 +73,9 @@ pub struct Writer {
 impl Writer {
     /// A writer for the recovered store.
     pub fn new(shared: Arc<Shared>, file: File, space: Arc<dyn DiskSpace>) -> Self {
-        let (len, next_token) = {
+        let (len, next_token, last_log_index) = {
             let state = shared.read_state();
-            (state.active.len, state.active.next_token)
+            (state.active.len, state.active.next_token, state.last_log_index)
         };
         Self {
             shared,
@@ -77,6 +83,7 @@ impl Writer {
             file,
             len,
             next_token,
+            last_log_index,
             buffer: Vec::new(),
             pending: Vec::new(),
             round_sequences: HashMap::new(),
@@ -168,6 +175,11 @@ impl Writer {
 
     /// Validates one transaction and, if accepted, frames it into the buffer.
     fn stage(&mut self, append: Append) {
+        if append.log_index != 0 && append.log_index <= self.last_log_index {
+            let error = StoreError::AlreadyApplied { log_index: append.log_index, last: self.last_log_index };
+            let _ = append.reply.send(Err(error));
+            return;
+        }
         let frame_pos = self.len + self.buffer.len() as u64;
         let mut index = Vec::new();
         let mut first_timestamp = 0;
@@ -210,7 +222,8 @@ impl Writer {
         let events = append.events.len() as u64;
         if events > 0 {
             let group_start = self.buffer.is_empty();
-            format::encode_frame(&mut self.buffer, first_token, group_start, append.events.iter().map(|e| &e[..]));
+            let records = append.events.iter().map(|e| &e[..]);
+            format::encode_frame(&mut self.buffer, first_token, append.log_index, group_start, records);
             self.next_token += events;
         }
         self.pending.push(Pending {
@@ -221,7 +234,9 @@ impl Writer {
             first_timestamp,
             events,
             bytes,
+            log_index: append.log_index,
         });
+        self.last_log_index = self.last_log_index.max(append.log_index);
     }
 
     fn expected_sequence(&self, tx: &HashMap<String, i64>, id: &str) -> Result<i64, StoreError> {
@@ -264,7 +279,7 @@ impl Writer {
             let reason = format!("fsync of {} failed: {source}", path.display());
             self.fail(reason.clone());
             self.buffer.clear();
-            self.next_token = self.shared.read_state().active.next_token;
+            self.rewind();
             for p in pending {
                 let _ = p.reply.send(Err(StoreError::Unavailable {
                     context: self.shared.context.clone(),
@@ -277,9 +292,16 @@ impl Writer {
         self.publish(pending);
     }
 
+    /// Forgets what was staged but not committed.
+    fn rewind(&mut self) {
+        let state = self.shared.read_state();
+        self.next_token = state.active.next_token;
+        self.last_log_index = state.last_log_index;
+    }
+
     /// Removes a partly written buffer so the file ends at the committed length.
     fn undo_write(&mut self, path: &std::path::Path) {
-        self.next_token = self.shared.read_state().active.next_token;
+        self.rewind();
         if let Err(error) = self.file.set_len(self.len) {
             self.fail(format!("failed to cut a failed write off {}: {error}", path.display()));
         }
@@ -300,6 +322,8 @@ impl Writer {
             }
             active.len += written;
             active.next_token = self.next_token;
+            let highest = pending.iter().map(|p| p.log_index).max().unwrap_or(0);
+            state.last_log_index = state.last_log_index.max(highest);
         }
         self.len += written;
         self.buffer.clear();
@@ -342,7 +366,7 @@ impl Writer {
             )?;
             (first, bloom)
         };
-        let file = create_segment(&self.shared.dir, self.shared.kind, self.next_token)?;
+        let file = create_segment(&self.shared.dir, self.shared.kind, self.next_token, self.last_log_index)?;
         let (aggregates, tokens, closed) = {
             let mut state = self.shared.write_state();
             state.closed.push(ClosedSegment { first_token: first, next_token: self.next_token, len: self.len });
