@@ -6,6 +6,7 @@
 //! - [`store`]: the event store of one context (segment files, group commit,
 //!   indexes, recovery).
 //! - [`contexts`]: which contexts this node stores, and their stores.
+//! - [`raft`]: replication groups on openraft (in progress: the durable log).
 //! - [`api::grpc`]: the client gRPC API (Axon protocol) on port 8124.
 //! - [`api::http`]: health, readiness, metrics and node info on port 8024.
 //! - [`server`]: wires them together and drains on shutdown.
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod config;
 pub mod contexts;
+pub mod raft;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,575 @@
+//! The durable Raft log of one replication group: **log entry segment files**
+//! in `<log-storage-folder>/<group>/`, plus the vote and the last purged log
+//! id in small files written atomically.
+//!
+//! Invariants: entries are contiguous by index (no holes); an `append` is one
+//! write and one `fdatasync` before openraft is told it is flushed; a vote is
+//! durable before `save_vote` returns; purged entries are never read again.
+//! Recovery at open cuts a torn record off the last segment (an append that
+//! was never reported flushed) and fails on damage anywhere else.
+//!
+//! ```text
+//! segment := magic "RNVRLOG1" | first_index u64 | record*
+//! record  := len u32 | crc u32 (CRC-32 of body) | body
+//! body    := term u64 | index u64 | kind u8 | payload
+//!            kind 0 blank | 1 command (see `encode_command`) | 2 membership (JSON)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{self, File};
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::vote::leader_id_std::CommittedLeaderId;
+
+use super::types::{Entry, GroupCommand, LogId, Membership, TypeConfig, Vote};
+
+const MAGIC: [u8; 8] = *b"RNVRLOG1";
+const SEGMENT_HEADER_LEN: u64 = 16;
+const RECORD_HEADER_LEN: usize = 8;
+
+/// Where an entry sits.
+#[derive(Debug, Clone, Copy)]
+struct Location {
+    segment: u64,
+    pos: u64,
+    term: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first_index: u64,
+    path: PathBuf,
+    len: u64,
+}
+
+struct LogFiles {
+    dir: PathBuf,
+    segment_bytes_max: u64,
+    /// Ascending by first index; the last one is appended to.
+    segments: Vec<Segment>,
+    active: Option<File>,
+    entries: BTreeMap<u64, Location>,
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+}
+
+/// The log store of one group; clones share it (openraft's log readers).
+#[derive(Clone)]
+pub struct LogStore {
+    files: Arc<Mutex<LogFiles>>,
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn with_path(path: &Path, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
+    dir.join(format!("{first_index:020}.log"))
+}
+
+/// Writes a small file atomically and durably.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    temp_name.push(".temp");
+    let temp = path.with_file_name(temp_name);
+    fs::write(&temp, bytes).map_err(|e| with_path(&temp, e))?;
+    File::open(&temp).and_then(|f| f.sync_all()).map_err(|e| with_path(&temp, e))?;
+    fs::rename(&temp, path).map_err(|e| with_path(path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| with_path(dir, e))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(with_path(path, e)),
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Encodes a command compactly (events stay raw bytes):
+/// `tag u8 | context_len u32 | context | count u32 | (len u32 | bytes)*`.
+fn encode_command(out: &mut Vec<u8>, command: &GroupCommand) {
+    let (tag, context, items): (u8, &str, Vec<&Bytes>) = match command {
+        GroupCommand::AppendEvents { context, events } => (1, context, events.iter().collect()),
+        GroupCommand::AppendSnapshot { context, snapshot } => (2, context, vec![snapshot]),
+    };
+    out.push(tag);
+    put_u32(out, context.len() as u32);
+    out.extend_from_slice(context.as_bytes());
+    put_u32(out, items.len() as u32);
+    for item in items {
+        put_u32(out, item.len() as u32);
+        out.extend_from_slice(item);
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> io::Result<&'a [u8]> {
+        let end = self.at.checked_add(len).filter(|end| *end <= self.bytes.len());
+        let end = end.ok_or_else(|| invalid("a log record is shorter than its fields".into()))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> io::Result<u32> {
+        let mut raw = [0u8; 4];
+        raw.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(raw))
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(raw))
+    }
+}
+
+fn decode_command(reader: &mut Reader<'_>, body: &Bytes) -> io::Result<GroupCommand> {
+    let tag = reader.u8()?;
+    let context_len = reader.u32()? as usize;
+    let context = std::str::from_utf8(reader.take(context_len)?)
+        .map_err(|_| invalid("a log record's context is not UTF-8".into()))?
+        .to_owned();
+    let count = reader.u32()? as usize;
+    let mut items = Vec::with_capacity(count.min(body.len() / 4));
+    for _ in 0..count {
+        let len = reader.u32()? as usize;
+        let start = reader.at;
+        reader.take(len)?;
+        items.push(body.slice(start..start + len));
+    }
+    match (tag, items.len()) {
+        (1, _) => Ok(GroupCommand::AppendEvents { context, events: items }),
+        (2, 1) => Ok(GroupCommand::AppendSnapshot { context, snapshot: items.swap_remove(0) }),
+        _ => Err(invalid(format!("unknown log command tag {tag}"))),
+    }
+}
+
+/// Encodes one entry as a record (header included).
+fn encode_record(entry: &Entry) -> io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(64);
+    put_u64(&mut body, entry.log_id.leader_id.term);
+    put_u64(&mut body, entry.log_id.index);
+    match &entry.payload {
+        EntryPayload::Blank => body.push(0),
+        EntryPayload::Normal(command) => {
+            body.push(1);
+            encode_command(&mut body, command);
+        }
+        EntryPayload::Membership(membership) => {
+            body.push(2);
+            serde_json::to_writer(&mut body, membership).map_err(io::Error::other)?;
+        }
+    }
+    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + body.len());
+    put_u32(&mut record, body.len() as u32);
+    put_u32(&mut record, crc32fast::hash(&body));
+    record.extend_from_slice(&body);
+    Ok(record)
+}
+
+/// Decodes a record body (its checksum already verified).
+fn decode_body(body: Bytes) -> io::Result<Entry> {
+    let mut reader = Reader { bytes: &body, at: 0 };
+    let term = reader.u64()?;
+    let index = reader.u64()?;
+    let log_id = LogId::new(CommittedLeaderId::new(term), index);
+    let payload = match reader.u8()? {
+        0 => EntryPayload::Blank,
+        1 => EntryPayload::Normal(decode_command(&mut reader, &body)?),
+        2 => {
+            let membership: Membership =
+                serde_json::from_slice(&body[reader.at..]).map_err(|e| invalid(format!("membership record: {e}")))?;
+            EntryPayload::Membership(membership)
+        }
+        kind => return Err(invalid(format!("unknown log record kind {kind}"))),
+    };
+    Ok(Entry::new(log_id, payload))
+}
+
+/// Reads a record at `pos`: its body, or why it is not a whole record.
+fn read_record(file: &File, pos: u64, file_len: u64) -> Result<Bytes, String> {
+    if pos + RECORD_HEADER_LEN as u64 > file_len {
+        return Err("a record header is cut short".into());
+    }
+    let mut header = [0u8; RECORD_HEADER_LEN];
+    file.read_exact_at(&mut header, pos).map_err(|e| e.to_string())?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if pos + RECORD_HEADER_LEN as u64 + len > file_len {
+        return Err("a record is cut short".into());
+    }
+    let mut body = vec![0u8; len as usize];
+    file.read_exact_at(&mut body, pos + RECORD_HEADER_LEN as u64).map_err(|e| e.to_string())?;
+    if crc32fast::hash(&body) != crc {
+        return Err("a record's checksum does not match".into());
+    }
+    Ok(Bytes::from(body))
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the log in `dir`, recovering it.
+    pub fn open(dir: &Path, segment_bytes_max: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| with_path(dir, e))?;
+        let vote = read_json(&dir.join("vote.json"))?;
+        let last_purged: Option<LogId> = read_json(&dir.join("purged.json"))?;
+        let mut firsts = Vec::new();
+        for item in fs::read_dir(dir).map_err(|e| with_path(dir, e))? {
+            let name = item.map_err(|e| with_path(dir, e))?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".temp") {
+                fs::remove_file(dir.join(name)).map_err(|e| with_path(&dir.join(name), e))?;
+            } else if let Some(first) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+                firsts.push(first);
+            }
+        }
+        firsts.sort_unstable();
+        let mut files = LogFiles {
+            dir: dir.to_path_buf(),
+            segment_bytes_max,
+            segments: Vec::new(),
+            active: None,
+            entries: BTreeMap::new(),
+            vote,
+            last_purged,
+        };
+        for (i, first) in firsts.iter().enumerate() {
+            files.recover_segment(*first, i + 1 == firsts.len())?;
+        }
+        let purged_up_to = files.last_purged.map(|id| id.index);
+        if let Some(purged) = purged_up_to {
+            files.entries.retain(|index, _| *index > purged);
+        }
+        Ok(Self { files: Arc::new(Mutex::new(files)) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogFiles> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_range(&self, range: impl RangeBounds<u64>) -> io::Result<Vec<Entry>> {
+        let files = self.lock();
+        let start = match range.start_bound() {
+            Bound::Included(s) => Bound::Included(*s),
+            Bound::Excluded(s) => Bound::Excluded(*s),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => Bound::Included(*e),
+            Bound::Excluded(e) => Bound::Excluded(*e),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e)) = (start, end)
+            && s >= e
+        {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut open: Option<(u64, File, u64)> = None;
+        for (index, location) in files.entries.range((start, end)) {
+            if open.as_ref().is_none_or(|(s, _, _)| *s != location.segment) {
+                let path = segment_path(&files.dir, location.segment);
+                let file = File::open(&path).map_err(|e| with_path(&path, e))?;
+                let len = file.metadata().map_err(|e| with_path(&path, e))?.len();
+                open = Some((location.segment, file, len));
+            }
+            let Some((_, file, len)) = open.as_ref() else { continue };
+            let body = read_record(file, location.pos, *len).map_err(|reason| {
+                invalid(format!(
+                    "log entry {index} in {}: {reason}",
+                    segment_path(&files.dir, location.segment).display()
+                ))
+            })?;
+            out.push(decode_body(body)?);
+        }
+        Ok(out)
+    }
+}
+
+impl LogFiles {
+    /// Scans one segment into the index. The last segment may end in a torn
+    /// record (cut off); any other damage is an error.
+    fn recover_segment(&mut self, first: u64, last: bool) -> io::Result<()> {
+        let path = segment_path(&self.dir, first);
+        let file = fs::OpenOptions::new().read(true).write(true).open(&path).map_err(|e| with_path(&path, e))?;
+        let file_len = file.metadata().map_err(|e| with_path(&path, e))?.len();
+        let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
+        let header_ok = file_len >= SEGMENT_HEADER_LEN
+            && file.read_exact_at(&mut header, 0).is_ok()
+            && header[..8] == MAGIC
+            && u64::from_le_bytes(header[8..16].try_into().unwrap_or_default()) == first;
+        if !header_ok {
+            return Err(invalid(format!("{}: not a log segment starting at entry {first}", path.display())));
+        }
+        let mut pos = SEGMENT_HEADER_LEN;
+        let mut expected = first;
+        while pos < file_len {
+            let body = match read_record(&file, pos, file_len) {
+                Ok(body) => body,
+                Err(reason) if last => {
+                    tracing::warn!(segment = %path.display(), offset = pos, %reason, "cut a torn log record (never reported flushed)");
+                    file.set_len(pos).and_then(|()| file.sync_all()).map_err(|e| with_path(&path, e))?;
+                    break;
+                }
+                Err(reason) => return Err(invalid(format!("{} at offset {pos}: {reason}", path.display()))),
+            };
+            let entry = decode_body(body.clone())?;
+            if entry.log_id.index != expected {
+                return Err(invalid(format!(
+                    "{} at offset {pos}: entry {} where {expected} was expected",
+                    path.display(),
+                    entry.log_id.index
+                )));
+            }
+            let len = (RECORD_HEADER_LEN + body.len()) as u32;
+            self.entries.insert(expected, Location { segment: first, pos, term: entry.log_id.leader_id.term });
+            pos += u64::from(len);
+            expected += 1;
+        }
+        self.segments.push(Segment { first_index: first, path, len: pos });
+        if last {
+            self.active = Some(file);
+        }
+        Ok(())
+    }
+
+    fn log_id_at(&self, index: u64) -> Option<LogId> {
+        self.entries.get(&index).map(|l| LogId::new(CommittedLeaderId::new(l.term), index))
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        match self.entries.last_key_value() {
+            Some((index, l)) => Some(LogId::new(CommittedLeaderId::new(l.term), *index)),
+            None => self.last_purged,
+        }
+    }
+
+    fn start_segment(&mut self, first_index: u64) -> io::Result<()> {
+        let path = segment_path(&self.dir, first_index);
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN as usize);
+        header.extend_from_slice(&MAGIC);
+        put_u64(&mut header, first_index);
+        write_atomically(&path, &header)?;
+        let file = fs::OpenOptions::new().read(true).write(true).open(&path).map_err(|e| with_path(&path, e))?;
+        self.segments.push(Segment { first_index, path, len: SEGMENT_HEADER_LEN });
+        self.active = Some(file);
+        Ok(())
+    }
+
+    fn append(&mut self, entries: Vec<Entry>) -> io::Result<()> {
+        let mut next = self.entries.last_key_value().map(|(i, _)| i + 1);
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut placed: Vec<(u64, Location)> = Vec::new();
+        for entry in entries {
+            let index = entry.log_id.index;
+            if next.is_some_and(|n| n != index) {
+                return Err(invalid(format!("log entry {index} would leave a hole (next is {next:?})")));
+            }
+            next = Some(index + 1);
+            let record = encode_record(&entry)?;
+            let active_len = self.segments.last().map(|s| s.len);
+            let full = active_len.is_some_and(|len| {
+                let used = len + buffer.len() as u64;
+                used > SEGMENT_HEADER_LEN && used + record.len() as u64 > self.segment_bytes_max
+            });
+            if self.active.is_none() || full {
+                self.flush(&mut buffer, &mut placed)?;
+                self.start_segment(index)?;
+            }
+            let segment = self.segments.last().map_or(index, |s| s.first_index);
+            let pos = self.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.len) + buffer.len() as u64;
+            placed.push((index, Location { segment, pos, term: entry.log_id.leader_id.term }));
+            buffer.extend_from_slice(&record);
+        }
+        self.flush(&mut buffer, &mut placed)
+    }
+
+    /// Writes the buffered records to the active segment and fsyncs them.
+    fn flush(&mut self, buffer: &mut Vec<u8>, placed: &mut Vec<(u64, Location)>) -> io::Result<()> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let (Some(file), Some(segment)) = (self.active.as_ref(), self.segments.last_mut()) else {
+            return Err(invalid("no active log segment".into()));
+        };
+        let written = file.write_all_at(buffer, segment.len).and_then(|()| file.sync_data());
+        if let Err(error) = written {
+            // Never leave half a batch behind an fsync failure or short write.
+            let _ = file.set_len(segment.len);
+            return Err(with_path(&segment.path, error));
+        }
+        segment.len += buffer.len() as u64;
+        self.entries.extend(placed.drain(..));
+        buffer.clear();
+        Ok(())
+    }
+
+    /// Deletes every entry after `last` (all of them for `None`).
+    fn truncate_after(&mut self, last: Option<u64>) -> io::Result<()> {
+        let from = last.map_or(0, |l| l + 1);
+        let Some(first_cut) = self.entries.range(from..).next().map(|(_, l)| *l) else { return Ok(()) };
+        self.entries.split_off(&from);
+        while let Some(segment) = self.segments.last() {
+            if segment.first_index < first_cut.segment {
+                break;
+            }
+            if segment.first_index == first_cut.segment && first_cut.pos > SEGMENT_HEADER_LEN {
+                let Some(file) = self.active.as_ref() else { break };
+                let segment_path = segment.path.clone();
+                file.set_len(first_cut.pos).and_then(|()| file.sync_all()).map_err(|e| with_path(&segment_path, e))?;
+                if let Some(segment) = self.segments.last_mut() {
+                    segment.len = first_cut.pos;
+                }
+                break;
+            }
+            let path = segment.path.clone();
+            fs::remove_file(&path).map_err(|e| with_path(&path, e))?;
+            self.segments.pop();
+            self.reopen_last()?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    fn reopen_last(&mut self) -> io::Result<()> {
+        self.active = match self.segments.last() {
+            Some(segment) => Some(
+                fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&segment.path)
+                    .map_err(|e| with_path(&segment.path, e))?,
+            ),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Forgets every entry up to and including `upto`; deletes segments that
+    /// hold nothing newer.
+    fn purge(&mut self, upto: LogId) -> io::Result<()> {
+        write_atomically(&self.dir.join("purged.json"), &serde_json::to_vec(&upto).map_err(io::Error::other)?)?;
+        self.last_purged = Some(upto);
+        self.entries = self.entries.split_off(&(upto.index + 1));
+        loop {
+            let whole = match (self.segments.first(), self.segments.get(1)) {
+                (Some(_), Some(next)) => next.first_index <= upto.index + 1,
+                (Some(only), None) => self.entries.is_empty() && only.first_index <= upto.index + 1,
+                _ => false,
+            };
+            if !whole {
+                break;
+            }
+            let segment = self.segments.remove(0);
+            fs::remove_file(&segment.path).map_err(|e| with_path(&segment.path, e))?;
+            if self.segments.is_empty() {
+                self.active = None;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.read_range(range)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.lock().vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let files = self.lock();
+        Ok(LogState { last_purged_log_id: files.last_purged, last_log_id: files.last_log_id() })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let mut files = self.lock();
+        let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
+        write_atomically(&files.dir.join("vote.json"), &bytes)?;
+        files.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let result = self.lock().append(entries.into_iter().collect());
+        match result {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(error) => {
+                callback.io_completed(Err(io::Error::new(error.kind(), error.to_string())));
+                Err(error)
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        self.lock().truncate_after(last_log_id.map(|id| id.index))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.lock().purge(log_id)
+    }
+}
+
+impl LogStore {
+    /// The log id of the entry at `index`, if the log holds it.
+    pub fn log_id_at(&self, index: u64) -> Option<LogId> {
+        self.lock().log_id_at(index)
+    }
+}
+
+#[cfg(test)]
+mod tests;

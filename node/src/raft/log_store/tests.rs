@@ -1,0 +1,209 @@
+//! The log store against openraft's storage contract (its test suite), and
+//! its own durability: restart, torn records, purge and truncation on disk.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::{RaftSnapshotBuilder, StorageError};
+use tokio_stream::StreamExt;
+
+use super::*;
+use crate::raft::types::GroupResponse;
+
+/// A minimal in-memory state machine, only so that openraft's suite can
+/// drive the log store (the real state machine applies to context stores).
+#[derive(Clone, Default)]
+struct MemoryMachine {
+    state: Arc<Mutex<MachineState>>,
+}
+
+#[derive(Default)]
+struct MachineState {
+    applied: Option<LogId>,
+    membership: StoredMembershipOf<TypeConfig>,
+    snapshot: Option<(SnapshotMetaOf<TypeConfig>, Vec<u8>)>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for MemoryMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
+        let mut state = self.state.lock().unwrap();
+        let meta =
+            SnapshotMetaOf::<TypeConfig> { last_log_id: state.applied, last_membership: state.membership.clone() };
+        let data = serde_json::to_vec(&state.applied).unwrap();
+        state.snapshot = Some((meta.clone(), data.clone()));
+        Ok(openraft::Snapshot { meta, snapshot: Cursor::new(data) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for MemoryMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = MemoryMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let state = self.state.lock().unwrap();
+        Ok((state.applied, state.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: tokio_stream::Stream<Item = Result<openraft::storage::EntryResponder<TypeConfig>, io::Error>>
+            + Unpin
+            + Send,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            {
+                let mut state = self.state.lock().unwrap();
+                state.applied = Some(entry.log_id);
+                if let EntryPayload::Membership(m) = &entry.payload {
+                    state.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
+                }
+            }
+            if let Some(responder) = responder {
+                responder.send(GroupResponse::Appended { first_token: 0 });
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: Cursor<Vec<u8>>,
+    ) -> Result<(), io::Error> {
+        let mut state = self.state.lock().unwrap();
+        state.applied = meta.last_log_id;
+        state.membership = meta.last_membership.clone();
+        state.snapshot = Some((meta.clone(), snapshot.into_inner()));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>>, io::Error> {
+        let state = self.state.lock().unwrap();
+        Ok(state.snapshot.clone().map(|(meta, data)| openraft::Snapshot { meta, snapshot: Cursor::new(data) }))
+    }
+}
+
+/// A fresh log in a fresh directory (with small segments, so that the suite
+/// also crosses segment boundaries) for every test of the suite.
+struct Fresh;
+
+impl StoreBuilder<TypeConfig, LogStore, MemoryMachine, tempfile::TempDir> for Fresh {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, MemoryMachine), StorageError<TypeConfig>> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), 256).unwrap();
+        Ok((dir, store, MemoryMachine::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_openraft_storage_suite() {
+    Suite::test_all(Fresh).await.unwrap();
+}
+
+fn entry(term: u64, index: u64, context: &str) -> Entry {
+    let command = GroupCommand::AppendEvents {
+        context: context.into(),
+        events: vec![Bytes::from(vec![index as u8; 40]), Bytes::from_static(b"")],
+    };
+    Entry::new(LogId::new(CommittedLeaderId::new(term), index), EntryPayload::Normal(command))
+}
+
+async fn append(store: &mut LogStore, entries: Vec<Entry>) {
+    store.append(entries, IOFlushed::noop()).await.unwrap();
+}
+
+#[tokio::test]
+async fn entries_and_vote_survive_a_restart_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let written: Vec<Entry> = (1..=40).map(|i| entry(1 + i / 20, i, "orders")).collect();
+    {
+        let mut store = LogStore::open(dir.path(), 512).unwrap();
+        append(&mut store, written[..25].to_vec()).await;
+        append(&mut store, written[25..].to_vec()).await;
+        store.save_vote(&Vote::new(3, 2)).await.unwrap();
+    }
+    let segments = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+        .count();
+    assert!(segments > 3, "small segments rolled: {segments}");
+    let mut store = LogStore::open(dir.path(), 512).unwrap();
+    assert_eq!(store.read_range(..).unwrap(), written);
+    assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(written[39].log_id));
+}
+
+#[tokio::test]
+async fn a_torn_record_at_the_end_is_cut_and_earlier_damage_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = {
+        let mut store = LogStore::open(dir.path(), 1 << 20).unwrap();
+        append(&mut store, (1..=5).map(|i| entry(1, i, "c")).collect()).await;
+        segment_path(dir.path(), 1)
+    };
+    let full = std::fs::read(&path).unwrap();
+    // A crash during the sixth append: half a record.
+    let mut torn = full.clone();
+    torn.extend_from_slice(&encode_record(&entry(1, 6, "c")).unwrap()[..30]);
+    std::fs::write(&path, &torn).unwrap();
+    {
+        let mut store = LogStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.get_log_state().await.unwrap().last_log_id.map(|id| id.index), Some(5));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), full.len() as u64);
+        append(&mut store, vec![entry(1, 6, "c")]).await;
+    }
+    // Damage to an entry that is followed by others is not a torn tail.
+    let mut damaged = std::fs::read(&path).unwrap();
+    damaged[SEGMENT_HEADER_LEN as usize + 12] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    // The damaged record is in the last segment, so it is cut there; put it
+    // in an earlier segment by adding a later one.
+    let later = segment_path(dir.path(), 7);
+    let mut header = MAGIC.to_vec();
+    header.extend_from_slice(&7u64.to_le_bytes());
+    std::fs::write(&later, header).unwrap();
+    let error = LogStore::open(dir.path(), 1 << 20).err().expect("damage must be reported");
+    assert!(error.to_string().contains("checksum"), "{error}");
+}
+
+#[tokio::test]
+async fn purge_and_truncate_delete_files_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = LogStore::open(dir.path(), 300).unwrap();
+        append(&mut store, (1..=30).map(|i| entry(1, i, "c")).collect()).await;
+        store.purge(LogId::new(CommittedLeaderId::new(1), 20)).await.unwrap();
+        store.truncate_after(Some(LogId::new(CommittedLeaderId::new(1), 25))).await.unwrap();
+        append(&mut store, (26..=28).map(|i| entry(2, i, "c")).collect()).await;
+    }
+    let first_files: Vec<u64> = {
+        let mut v: Vec<u64> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                e.unwrap().file_name().to_str().and_then(|n| n.strip_suffix(".log")).and_then(|s| s.parse().ok())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(first_files[0] > 1, "segments wholly before the purge point are deleted: {first_files:?}");
+    let mut store = LogStore::open(dir.path(), 300).unwrap();
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id.map(|id| id.index), Some(20));
+    assert_eq!(state.last_log_id, Some(LogId::new(CommittedLeaderId::new(2), 28)));
+    let read = store.read_range(..).unwrap();
+    let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
+    assert_eq!(indexes, (21..=28).collect::<Vec<_>>());
+    assert_eq!(read.last().unwrap().log_id.leader_id.term, 2, "truncated entries were replaced");
+}
