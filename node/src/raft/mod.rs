@@ -1,6 +1,9 @@
-//! Replication groups on openraft (work in progress): the type configuration
-//! and the durable Raft log. The state machine (applying entries to context
-//! stores), the internal network and group management follow.
+//! Replication groups on openraft (work in progress): the type configuration,
+//! the durable Raft log (`log_store`) and the state machine that applies
+//! committed entries to the context stores (`state_machine`). The internal
+//! network, group management and snapshots (catch-up by segment files)
+//! follow.
 
 pub mod log_store;
+pub mod state_machine;
 pub mod types;

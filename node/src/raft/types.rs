@@ -59,6 +59,8 @@ impl fmt::Display for GroupCommand {
 /// The outcome of applying a [`GroupCommand`], the same on every replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupResponse {
+    /// An entry with nothing to store (blank, membership) was applied.
+    Applied,
     /// Stored; the token of the first event.
     Appended {
         /// First token of the transaction.

@@ -149,9 +149,22 @@ impl SegmentStore {
     /// must be above [`Self::last_log_index`]; the index is stored with the
     /// events, atomically.
     pub async fn append_tagged(&self, events: Vec<Bytes>, log_index: u64) -> Result<u64, StoreError> {
+        let answer = self.submit(events, log_index).await?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Queues a transaction for the writer and returns as soon as it is
+    /// queued (in order with every other submission), with the receiver of
+    /// its outcome: callers can queue many and then wait, so that one group
+    /// commit takes them all.
+    pub async fn submit(
+        &self,
+        events: Vec<Bytes>,
+        log_index: u64,
+    ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue.send(writer::Append { events, log_index, reply }).await.map_err(|_| self.closed())?;
-        answer.await.map_err(|_| self.closed())?
+        Ok(answer)
     }
 
     /// The highest replication log index whose transaction this store holds

@@ -1,0 +1,214 @@
+//! The state machine of a replication group: applies committed log entries
+//! to the context stores of this replica, deterministically, so that every
+//! replica accepts or refuses the same transactions and assigns the same
+//! tokens.
+//!
+//! Each transaction is written with its log index (see `store::format`), so
+//! the stores themselves record how far the log has been applied; replaying
+//! an entry after a restart is refused by the store as already applied and
+//! changes nothing. `applied.json` (last applied log id and membership) is
+//! only a hint written after the stores: it may lag, never lead.
+//!
+//! Not yet: snapshots. Groups run with openraft's snapshot policy `Never`
+//! and keep their whole log, so a new member catches up by replaying it;
+//! streaming segment files to far-behind members comes with log purging.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio_stream::{Stream, StreamExt};
+
+use super::types::{Entry, GroupCommand, GroupResponse, LogId, TypeConfig};
+use crate::store::{ContextStore, StoreError};
+
+/// Finds the store of a context on this replica.
+pub trait ContextStores: Send + Sync + 'static {
+    /// The context's store, or why it has none.
+    fn store(&self, context: &str) -> Result<ContextStore, String>;
+}
+
+impl ContextStores for crate::contexts::Contexts {
+    fn store(&self, context: &str) -> Result<ContextStore, String> {
+        match self.get(context) {
+            Some(Ok(store)) => Ok(store.clone()),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err(format!("No eventstore found for context {context}")),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct AppliedHint {
+    applied: Option<LogId>,
+    membership: StoredMembershipOf<TypeConfig>,
+}
+
+/// The state machine of one group on this node.
+#[derive(Clone)]
+pub struct GroupStateMachine {
+    stores: Arc<dyn ContextStores>,
+    hint_path: PathBuf,
+    applied: Option<LogId>,
+    membership: StoredMembershipOf<TypeConfig>,
+}
+
+/// What a store answered for one entry, awaited after the whole batch was
+/// handed to the stores (so one group commit can take many entries).
+enum Pending {
+    Store(oneshot::Receiver<Result<u64, StoreError>>),
+    Ready(GroupResponse),
+    Failed(StoreError),
+}
+
+fn refused(code: &str, message: impl Into<String>) -> GroupResponse {
+    GroupResponse::Refused { code: code.into(), message: message.into() }
+}
+
+impl GroupStateMachine {
+    /// The state machine of the group whose files live in `dir`.
+    pub fn open(dir: &Path, stores: Arc<dyn ContextStores>) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let hint_path = dir.join("applied.json");
+        let hint: AppliedHint = match std::fs::read(&hint_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => AppliedHint::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self { stores, hint_path, applied: hint.applied, membership: hint.membership })
+    }
+
+    /// Queues one command at its store without waiting for the fsync.
+    async fn start(&self, index: u64, command: GroupCommand) -> Pending {
+        let (context, events, snapshot) = match command {
+            GroupCommand::AppendEvents { context, events } => (context, events, false),
+            GroupCommand::AppendSnapshot { context, snapshot } => (context, vec![snapshot], true),
+        };
+        let store = match self.stores.store(&context) {
+            Ok(store) => store,
+            Err(reason) => return Pending::Ready(refused("AXONIQ-6000", reason)),
+        };
+        let target = if snapshot { store.snapshots } else { store.events };
+        match target.submit(events, index).await {
+            Ok(answer) => Pending::Store(answer),
+            Err(error) => Pending::Failed(error),
+        }
+    }
+
+    /// Applies committed entries in log order and answers each. All store
+    /// writes of the batch are queued before any is awaited.
+    pub async fn apply_batch(&mut self, entries: Vec<Entry>) -> io::Result<Vec<GroupResponse>> {
+        let mut started = Vec::with_capacity(entries.len());
+        let mut last = None;
+        for entry in entries {
+            last = Some(entry.log_id);
+            let pending = match entry.payload {
+                EntryPayload::Blank => Pending::Ready(GroupResponse::Applied),
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership);
+                    Pending::Ready(GroupResponse::Applied)
+                }
+                EntryPayload::Normal(command) => self.start(entry.log_id.index, command).await,
+            };
+            started.push(pending);
+        }
+        let mut responses = Vec::with_capacity(started.len());
+        for pending in started {
+            responses.push(finish(pending).await?);
+        }
+        if last.is_some() {
+            self.applied = last;
+            self.write_hint()?;
+        }
+        Ok(responses)
+    }
+
+    fn write_hint(&self) -> io::Result<()> {
+        let hint = AppliedHint { applied: self.applied, membership: self.membership.clone() };
+        let bytes = serde_json::to_vec(&hint).map_err(io::Error::other)?;
+        let temp = self.hint_path.with_extension("json.temp");
+        std::fs::write(&temp, bytes)?;
+        std::fs::rename(&temp, &self.hint_path)
+    }
+}
+
+/// Turns a store's answer into the entry's response. Failures that are not
+/// the same on every replica (I/O, a full disk) must not become a refusal:
+/// they stop the state machine instead.
+async fn finish(pending: Pending) -> io::Result<GroupResponse> {
+    let answer = match pending {
+        Pending::Ready(response) => return Ok(response),
+        Pending::Failed(error) => Err(error),
+        Pending::Store(answer) => answer.await.map_err(|_| io::Error::other("a store stopped while applying"))?,
+    };
+    match answer {
+        Ok(first_token) => Ok(GroupResponse::Appended { first_token }),
+        Err(error @ StoreError::InvalidSequence { .. }) => Ok(refused("AXONIQ-2000", error.to_string())),
+        Err(error @ StoreError::Malformed { .. }) => Ok(refused("AXONIQ-2311", error.to_string())),
+        Err(StoreError::AlreadyApplied { last, .. }) => {
+            Ok(refused("AXONIQ-0001", format!("already applied (the store holds entries up to {last})")))
+        }
+        Err(error) => Err(io::Error::other(format!("failed to apply a log entry: {error}"))),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
+    type SnapshotData = std::io::Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Self::SnapshotData>, io::Error> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "replication group snapshots are not supported yet"))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for GroupStateMachine {
+    type SnapshotData = std::io::Cursor<Vec<u8>>;
+    type SnapshotBuilder = GroupStateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembershipOf<TypeConfig>), io::Error> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        let mut batch = Vec::new();
+        let mut responders = Vec::new();
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            batch.push(entry);
+            responders.push(responder);
+        }
+        let responses = self.apply_batch(batch).await?;
+        for (response, responder) in responses.into_iter().zip(responders) {
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMetaOf<TypeConfig>,
+        _snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "replication group snapshots are not supported yet"))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! Applying log entries to real context stores: tokens and refusals are the
+//! same on every replica, and replaying entries after a restart changes
+//! nothing.
+
+use bytes::Bytes;
+use openraft::entry::RaftEntry;
+use openraft::vote::leader_id_std::CommittedLeaderId;
+
+use super::*;
+use crate::store::{FsSpace, StoreMetrics, StoreOptions};
+
+struct Two(ContextStore);
+
+impl ContextStores for Two {
+    fn store(&self, context: &str) -> Result<ContextStore, String> {
+        if context == "orders" { Ok(self.0.clone()) } else { Err(format!("No eventstore found for context {context}")) }
+    }
+}
+
+fn open_store(dir: &Path) -> ContextStore {
+    let metrics = (StoreMetrics::detached(), StoreMetrics::detached());
+    ContextStore::open("orders", dir, dir, StoreOptions::default(), StoreOptions::default(), metrics, Arc::new(FsSpace))
+        .unwrap()
+}
+
+fn event(aggregate: &str, seq: i64) -> Bytes {
+    use prost::Message;
+    let event = ranvier_proto::event::Event {
+        message_identifier: format!("{aggregate}/{seq}"),
+        aggregate_identifier: aggregate.into(),
+        aggregate_sequence_number: seq,
+        aggregate_type: "Order".into(),
+        ..Default::default()
+    };
+    Bytes::from(event.encode_to_vec())
+}
+
+fn append(index: u64, context: &str, events: Vec<Bytes>) -> Entry {
+    let command = GroupCommand::AppendEvents { context: context.into(), events };
+    Entry::new(LogId::new(CommittedLeaderId::new(1), index), EntryPayload::Normal(command))
+}
+
+fn entries() -> Vec<Entry> {
+    vec![
+        Entry::new_blank(LogId::new(CommittedLeaderId::new(1), 1)),
+        append(2, "orders", vec![event("a", 0), event("a", 1)]),
+        append(3, "orders", vec![event("a", 1)]),
+        append(4, "billing", vec![event("b", 0)]),
+        append(5, "orders", vec![event("a", 2)]),
+    ]
+}
+
+#[tokio::test]
+async fn entries_apply_with_the_same_tokens_and_refusals_everywhere() {
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut outcomes = Vec::new();
+    for dir in [&first, &second] {
+        let store = open_store(&dir.path().join("data"));
+        let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store.clone()))).unwrap();
+        let responses = machine.apply_batch(entries()).await.unwrap();
+        assert_eq!(responses[0], GroupResponse::Applied);
+        assert_eq!(responses[1], GroupResponse::Appended { first_token: 0 });
+        assert!(matches!(&responses[2], GroupResponse::Refused { code, .. } if code == "AXONIQ-2000"));
+        assert!(matches!(&responses[3], GroupResponse::Refused { code, .. } if code == "AXONIQ-6000"));
+        assert_eq!(responses[4], GroupResponse::Appended { first_token: 2 });
+        assert_eq!(store.events.next_token(), 3);
+        assert_eq!(store.events.last_log_index(), 5);
+        let (applied, _) = machine.applied_state().await.unwrap();
+        assert_eq!(applied.map(|id| id.index), Some(5));
+        outcomes.push(responses);
+    }
+    assert_eq!(outcomes[0], outcomes[1], "replicas agree");
+}
+
+#[tokio::test]
+async fn replaying_entries_after_a_restart_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("data"));
+    {
+        let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store.clone()))).unwrap();
+        machine.apply_batch(entries()).await.unwrap();
+    }
+    // The applied hint was lost: openraft replays the committed entries.
+    std::fs::remove_file(dir.path().join("log/applied.json")).unwrap();
+    let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store.clone()))).unwrap();
+    assert_eq!(machine.applied_state().await.unwrap().0, None);
+    machine.apply_batch(entries()).await.unwrap();
+    assert_eq!(store.events.next_token(), 3, "no event was stored twice");
+    machine.apply_batch(vec![append(6, "orders", vec![event("a", 3)])]).await.unwrap();
+    assert_eq!(store.events.next_token(), 4);
+}
