@@ -7,3 +7,9 @@
 pub mod log_store;
 pub mod state_machine;
 pub mod types;
+
+/// A replication group's Raft instance on this node.
+pub type GroupRaft = openraft::Raft<types::TypeConfig, state_machine::GroupStateMachine>;
+
+#[cfg(test)]
+mod cluster_tests;

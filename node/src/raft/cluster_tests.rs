@@ -1,0 +1,235 @@
+//! Three replicas of one group in one process, over an in-memory network:
+//! entries committed through the leader land identically in every replica's
+//! context store, and after the leader is lost the others elect a new one
+//! and go on. (Separate processes and real networks are tested in `tests/`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::errors::{RPCError, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft::{Config, SnapshotPolicy};
+
+use super::GroupRaft;
+use super::log_store::LogStore;
+use super::state_machine::{ContextStores, GroupStateMachine};
+use super::types::{GroupCommand, GroupResponse, MemberNode, TypeConfig};
+use crate::store::{ContextStore, FsSpace, StoreMetrics, StoreOptions};
+
+type C = TypeConfig;
+
+/// Delivers RPCs straight to the target's Raft; nodes in `down` are unreachable.
+#[derive(Clone, Default)]
+struct Router {
+    nodes: Arc<Mutex<BTreeMap<u64, GroupRaft>>>,
+    down: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+struct Link {
+    target: u64,
+    router: Router,
+}
+
+impl Router {
+    fn reach(&self, target: u64) -> Result<GroupRaft, Unreachable<C>> {
+        let down = self.down.lock().unwrap().contains(&target);
+        match self.nodes.lock().unwrap().get(&target) {
+            Some(raft) if !down => Ok(raft.clone()),
+            _ => Err(Unreachable::from_string(format!("node {target} is down"))),
+        }
+    }
+}
+
+impl RaftNetworkFactory<C> for Router {
+    type Network = Link;
+
+    async fn new_client(&mut self, target: u64, _node: &MemberNode) -> Link {
+        Link { target, router: self.clone() }
+    }
+}
+
+impl RaftNetworkV2<C> for Link {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        let raft = self.router.reach(self.target)?;
+        raft.append_entries(rpc).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<C>, _option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let raft = self.router.reach(self.target)?;
+        raft.vote(rpc).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, Cursor<Vec<u8>>>,
+        _cancel: impl std::future::Future<Output = openraft::errors::ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let raft = self.router.reach(self.target)?;
+        raft.install_full_snapshot(vote, snapshot).await.map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))
+    }
+}
+
+struct OneContext(ContextStore);
+
+impl ContextStores for OneContext {
+    fn store(&self, context: &str) -> Result<ContextStore, String> {
+        if context == "orders" { Ok(self.0.clone()) } else { Err(format!("No eventstore found for context {context}")) }
+    }
+}
+
+struct Replica {
+    raft: GroupRaft,
+    store: ContextStore,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_replica(id: u64, router: &Router) -> Replica {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = (StoreMetrics::detached(), StoreMetrics::detached());
+    let data = dir.path().join("data");
+    let store = ContextStore::open(
+        "orders",
+        &data,
+        &data,
+        StoreOptions::default(),
+        StoreOptions::default(),
+        metrics,
+        Arc::new(FsSpace),
+    )
+    .unwrap();
+    let log = LogStore::open(&dir.path().join("log"), 1 << 20).unwrap();
+    let machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(OneContext(store.clone()))).unwrap();
+    let config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
+        snapshot_policy: SnapshotPolicy::Never,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let raft = GroupRaft::new(id, Arc::new(config), router.clone(), log, machine).await.unwrap();
+    router.nodes.lock().unwrap().insert(id, raft.clone());
+    Replica { raft, store, _dir: dir }
+}
+
+fn event(aggregate: &str, seq: i64) -> Bytes {
+    use prost::Message;
+    let event = ranvier_proto::event::Event {
+        message_identifier: format!("{aggregate}/{seq}"),
+        aggregate_identifier: aggregate.into(),
+        aggregate_sequence_number: seq,
+        aggregate_type: "Order".into(),
+        ..Default::default()
+    };
+    Bytes::from(event.encode_to_vec())
+}
+
+async fn leader_among(replicas: &[&Replica]) -> u64 {
+    let metrics = replicas[0]
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+        .await
+        .unwrap();
+    metrics.current_leader.unwrap()
+}
+
+/// Writes through a node that has become leader. A fresh leader may refuse
+/// writes briefly (its lease); clients retry on "forward to leader", and so
+/// does this, a bounded number of times.
+async fn write_through(raft: &GroupRaft, command: GroupCommand) -> openraft::raft::ClientWriteResponse<C> {
+    raft.wait(Some(Duration::from_secs(10))).state(openraft::ServerState::Leader, "leader").await.unwrap();
+    for _ in 0..100 {
+        match raft.client_write(command.clone()).await {
+            Ok(done) => return done,
+            Err(error) if error.forward_to_leader().is_some() => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(error) => panic!("write failed: {error}"),
+        }
+    }
+    panic!("the leader never accepted the write");
+}
+
+fn read_all(store: &ContextStore) -> Vec<Bytes> {
+    let mut cursor = crate::store::Cursor::at(0);
+    store.events.read_batch(&mut cursor, 10_000, 1 << 24).unwrap().into_iter().map(|(_, e)| e).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_commit_identically_and_survive_losing_the_leader() {
+    let router = Router::default();
+    let mut replicas = Vec::new();
+    for id in 1..=3 {
+        replicas.push(start_replica(id, &router).await);
+    }
+    let members: BTreeMap<u64, MemberNode> =
+        (1..=3).map(|id| (id, MemberNode { name: format!("node-{id}"), internal_addr: String::new() })).collect();
+    replicas[0].raft.initialize(members).await.unwrap();
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let leader = leader_among(&all).await;
+
+    // Writes go through the leader and are answered once applied there.
+    let leader_raft = &replicas[(leader - 1) as usize].raft;
+    let write = |events| GroupCommand::AppendEvents { context: "orders".into(), events };
+    let first = write_through(leader_raft, write(vec![event("a", 0), event("a", 1)])).await;
+    assert_eq!(first.data, GroupResponse::Appended { first_token: 0 });
+    let conflict = write_through(leader_raft, write(vec![event("a", 1)])).await;
+    assert!(matches!(conflict.data, GroupResponse::Refused { ref code, .. } if code == "AXONIQ-2000"));
+    let third = write_through(leader_raft, write(vec![event("a", 2)])).await;
+    assert_eq!(third.data, GroupResponse::Appended { first_token: 2 });
+
+    for replica in &replicas {
+        replica
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(third.log_id.index), "applied")
+            .await
+            .unwrap();
+    }
+    let expected = vec![event("a", 0), event("a", 1), event("a", 2)];
+    for replica in &replicas {
+        assert_eq!(read_all(&replica.store), expected, "every replica holds the same events at the same tokens");
+    }
+
+    // The leader goes away: the other two elect a new leader and go on.
+    router.down.lock().unwrap().insert(leader);
+    replicas[(leader - 1) as usize].raft.shutdown().await.unwrap();
+    let survivors: Vec<&Replica> =
+        replicas.iter().enumerate().filter(|(i, _)| *i as u64 + 1 != leader).map(|(_, r)| r).collect();
+    let new_leader = survivors[0]
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.current_leader.is_some_and(|l| l != leader), "a new leader")
+        .await
+        .unwrap()
+        .current_leader
+        .unwrap();
+    let new_leader_raft = &replicas[(new_leader - 1) as usize].raft;
+    let after = write_through(new_leader_raft, write(vec![event("a", 3)])).await;
+    assert_eq!(after.data, GroupResponse::Appended { first_token: 3 });
+    for replica in &survivors {
+        replica
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(after.log_id.index), "applied")
+            .await
+            .unwrap();
+        assert_eq!(read_all(&replica.store).len(), 4);
+    }
+    for replica in &survivors {
+        replica.raft.shutdown().await.unwrap();
+    }
+}
