@@ -32,6 +32,12 @@ pub mod io {
     }
 }
 
+/// `ranvier.cluster`: Ranvier's internal API between nodes (port 8224).
+#[allow(clippy::all, clippy::unwrap_used, clippy::expect_used, clippy::panic, rust_2018_idioms, missing_docs)]
+pub mod cluster {
+    tonic::include_proto!("ranvier.cluster");
+}
+
 /// `io.axoniq.axonserver.grpc`: messages shared by every service.
 pub use io::axoniq::axonserver::grpc as common;
 /// `io.axoniq.axonserver.grpc.command`: CommandService.

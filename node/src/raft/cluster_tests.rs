@@ -1,7 +1,7 @@
 //! Three replicas of one group in one process, over an in-memory network:
 //! entries committed through the leader land identically in every replica's
 //! context store, and after the leader is lost the others elect a new one
-//! and go on. (Separate processes and real networks are tested in `tests/`.)
+//! and go on — over an in-memory network and over the internal gRPC API.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::errors::{RPCError, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{NetSnapshot, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{Config, SnapshotPolicy};
 
 use super::GroupRaft;
 use super::log_store::LogStore;
+use super::network::{Groups, GrpcNetwork, RaftRpcService};
 use super::state_machine::{ContextStores, GroupStateMachine};
 use super::types::{GroupCommand, GroupResponse, MemberNode, TypeConfig};
 use crate::store::{ContextStore, FsSpace, StoreMetrics, StoreOptions};
@@ -96,7 +97,11 @@ struct Replica {
     _dir: tempfile::TempDir,
 }
 
-async fn start_replica(id: u64, router: &Router) -> Replica {
+async fn start_replica<N>(id: u64, network: N) -> Replica
+where
+    N: RaftNetworkFactory<C>,
+    N::Network: NetSnapshot<C, SnapshotData = Cursor<Vec<u8>>>,
+{
     let dir = tempfile::tempdir().unwrap();
     let metrics = (StoreMetrics::detached(), StoreMetrics::detached());
     let data = dir.path().join("data");
@@ -121,8 +126,7 @@ async fn start_replica(id: u64, router: &Router) -> Replica {
     }
     .validate()
     .unwrap();
-    let raft = GroupRaft::new(id, Arc::new(config), router.clone(), log, machine).await.unwrap();
-    router.nodes.lock().unwrap().insert(id, raft.clone());
+    let raft = GroupRaft::new(id, Arc::new(config), network, log, machine).await.unwrap();
     Replica { raft, store, _dir: dir }
 }
 
@@ -173,14 +177,59 @@ async fn three_replicas_commit_identically_and_survive_losing_the_leader() {
     let router = Router::default();
     let mut replicas = Vec::new();
     for id in 1..=3 {
-        replicas.push(start_replica(id, &router).await);
+        let replica = start_replica(id, router.clone()).await;
+        router.nodes.lock().unwrap().insert(id, replica.raft.clone());
+        replicas.push(replica);
     }
-    let members: BTreeMap<u64, MemberNode> =
-        (1..=3).map(|id| (id, MemberNode { name: format!("node-{id}"), internal_addr: String::new() })).collect();
+    let addresses = vec![String::new(); 3];
+    scenario(replicas, addresses, |leader| {
+        router.down.lock().unwrap().insert(leader);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_replicate_over_the_internal_grpc_api() {
+    use ranvier_proto::cluster::raft_service_server::RaftServiceServer;
+    let token = Some("s3cret".to_owned());
+    let mut replicas = Vec::new();
+    let mut addresses = Vec::new();
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addresses.push(listener.local_addr().unwrap().to_string());
+        let replica = start_replica(id, GrpcNetwork::new("default", token.clone())).await;
+        let groups = Groups::default();
+        groups.insert("default", replica.raft.clone());
+        let service = RaftServiceServer::new(RaftRpcService::new(groups, token.clone()));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        servers
+            .push(tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming)));
+        replicas.push(replica);
+    }
+    // A caller without the internal token is refused.
+    let mut stranger =
+        ranvier_proto::cluster::raft_service_client::RaftServiceClient::connect(format!("http://{}", addresses[0]))
+            .await
+            .unwrap();
+    let refused = stranger
+        .vote(ranvier_proto::cluster::RaftRequest { group: "default".into(), json: Bytes::from_static(b"{}") })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    scenario(replicas, addresses, |leader| servers[(leader - 1) as usize].abort()).await;
+}
+
+/// Forms the group, commits through the leader, checks every replica, cuts
+/// the leader off with `cut_off`, and commits through the new leader.
+async fn scenario(replicas: Vec<Replica>, addresses: Vec<String>, cut_off: impl FnOnce(u64)) {
+    let members: BTreeMap<u64, MemberNode> = (1..=3)
+        .map(|id| (id, MemberNode { name: format!("node-{id}"), internal_addr: addresses[(id - 1) as usize].clone() }))
+        .collect();
     replicas[0].raft.initialize(members).await.unwrap();
     let all: Vec<&Replica> = replicas.iter().collect();
     let leader = leader_among(&all).await;
-
     // Writes go through the leader and are answered once applied there.
     let leader_raft = &replicas[(leader - 1) as usize].raft;
     let write = |events| GroupCommand::AppendEvents { context: "orders".into(), events };
@@ -205,7 +254,7 @@ async fn three_replicas_commit_identically_and_survive_losing_the_leader() {
     }
 
     // The leader goes away: the other two elect a new leader and go on.
-    router.down.lock().unwrap().insert(leader);
+    cut_off(leader);
     replicas[(leader - 1) as usize].raft.shutdown().await.unwrap();
     let survivors: Vec<&Replica> =
         replicas.iter().enumerate().filter(|(i, _)| *i as u64 + 1 != leader).map(|(_, r)| r).collect();

@@ -11,7 +11,10 @@ use openraft::{RaftSnapshotBuilder, StorageError};
 use tokio_stream::StreamExt;
 
 use super::*;
-use crate::raft::types::GroupResponse;
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry;
+
+use crate::raft::types::{GroupCommand, GroupResponse};
 
 /// A minimal in-memory state machine, only so that openraft's suite can
 /// drive the log store (the real state machine applies to context stores).

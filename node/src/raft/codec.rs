@@ -1,0 +1,138 @@
+//! The compact binary encoding of log entries, shared by the log store (on
+//! disk) and the internal network (on the wire): event bytes are carried as
+//! they are, never re-encoded.
+//!
+//! ```text
+//! entry   := term u64 | index u64 | kind u8 | payload
+//!            kind 0 blank | 1 command | 2 membership (JSON)
+//! command := tag u8 (1 events, 2 snapshot) | context_len u32 | context
+//!            | count u32 | (len u32 | bytes)*
+//! ```
+
+use std::io;
+
+use bytes::Bytes;
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry;
+use openraft::vote::leader_id_std::CommittedLeaderId;
+
+use super::types::{Entry, GroupCommand, LogId, Membership};
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+pub(crate) fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+pub(crate) fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Encodes a command compactly (events stay raw bytes):
+/// `tag u8 | context_len u32 | context | count u32 | (len u32 | bytes)*`.
+fn encode_command(out: &mut Vec<u8>, command: &GroupCommand) {
+    let (tag, context, items): (u8, &str, Vec<&Bytes>) = match command {
+        GroupCommand::AppendEvents { context, events } => (1, context, events.iter().collect()),
+        GroupCommand::AppendSnapshot { context, snapshot } => (2, context, vec![snapshot]),
+    };
+    out.push(tag);
+    put_u32(out, context.len() as u32);
+    out.extend_from_slice(context.as_bytes());
+    put_u32(out, items.len() as u32);
+    for item in items {
+        put_u32(out, item.len() as u32);
+        out.extend_from_slice(item);
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> io::Result<&'a [u8]> {
+        let end = self.at.checked_add(len).filter(|end| *end <= self.bytes.len());
+        let end = end.ok_or_else(|| invalid("a log record is shorter than its fields".into()))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> io::Result<u32> {
+        let mut raw = [0u8; 4];
+        raw.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(raw))
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(raw))
+    }
+}
+
+fn decode_command(reader: &mut Reader<'_>, body: &Bytes) -> io::Result<GroupCommand> {
+    let tag = reader.u8()?;
+    let context_len = reader.u32()? as usize;
+    let context = std::str::from_utf8(reader.take(context_len)?)
+        .map_err(|_| invalid("a log record's context is not UTF-8".into()))?
+        .to_owned();
+    let count = reader.u32()? as usize;
+    let mut items = Vec::with_capacity(count.min(body.len() / 4));
+    for _ in 0..count {
+        let len = reader.u32()? as usize;
+        let start = reader.at;
+        reader.take(len)?;
+        items.push(body.slice(start..start + len));
+    }
+    match (tag, items.len()) {
+        (1, _) => Ok(GroupCommand::AppendEvents { context, events: items }),
+        (2, 1) => Ok(GroupCommand::AppendSnapshot { context, snapshot: items.swap_remove(0) }),
+        _ => Err(invalid(format!("unknown log command tag {tag}"))),
+    }
+}
+
+/// Encodes an entry.
+pub fn encode_entry(entry: &Entry) -> io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(64);
+    put_u64(&mut body, entry.log_id.leader_id.term);
+    put_u64(&mut body, entry.log_id.index);
+    match &entry.payload {
+        EntryPayload::Blank => body.push(0),
+        EntryPayload::Normal(command) => {
+            body.push(1);
+            encode_command(&mut body, command);
+        }
+        EntryPayload::Membership(membership) => {
+            body.push(2);
+            serde_json::to_writer(&mut body, membership).map_err(io::Error::other)?;
+        }
+    }
+    Ok(body)
+}
+
+/// Decodes an entry (event bytes are slices of `body`, not copies).
+pub fn decode_entry(body: Bytes) -> io::Result<Entry> {
+    let mut reader = Reader { bytes: &body, at: 0 };
+    let term = reader.u64()?;
+    let index = reader.u64()?;
+    let log_id = LogId::new(CommittedLeaderId::new(term), index);
+    let payload = match reader.u8()? {
+        0 => EntryPayload::Blank,
+        1 => EntryPayload::Normal(decode_command(&mut reader, &body)?),
+        2 => {
+            let membership: Membership =
+                serde_json::from_slice(&body[reader.at..]).map_err(|e| invalid(format!("membership record: {e}")))?;
+            EntryPayload::Membership(membership)
+        }
+        kind => return Err(invalid(format!("unknown log record kind {kind}"))),
+    };
+    Ok(Entry::new(log_id, payload))
+}

@@ -1,0 +1,257 @@
+//! Raft RPCs between nodes over the internal gRPC port (8224): the client
+//! side that openraft uses to reach the other members of a group
+//! ([`GrpcNetwork`]) and the service that receives their RPCs for every
+//! group hosted here ([`RaftRpcService`]).
+//!
+//! When `axoniq.axonserver.accesscontrol.internal-token` is set, every call
+//! carries it as `AxonIQ-InternalToken` and calls without it are refused.
+//! Connections are made lazily and re-established by tonic after failures;
+//! an unreachable member is reported as such, so openraft backs off.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use ranvier_proto::cluster::raft_service_client::RaftServiceClient;
+use ranvier_proto::cluster::raft_service_server::RaftService;
+use ranvier_proto::cluster::{AppendEntriesMessage, RaftReply, RaftRequest, SnapshotMessage};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use super::GroupRaft;
+use super::codec::{decode_entry, encode_entry};
+use super::types::{MemberNode, TypeConfig};
+
+type C = TypeConfig;
+
+/// The metadata key of the internal token.
+pub const INTERNAL_TOKEN_KEY: &str = "axoniq-internaltoken";
+
+/// Creates the links of one group to the other members.
+#[derive(Clone)]
+pub struct GrpcNetwork {
+    group: String,
+    token: Option<String>,
+}
+
+impl GrpcNetwork {
+    /// The network of `group`, sending `token` on every call when set.
+    pub fn new(group: &str, token: Option<String>) -> Self {
+        Self { group: group.to_owned(), token }
+    }
+}
+
+/// The link to one member.
+pub struct GrpcLink {
+    group: String,
+    token: Option<String>,
+    target: u64,
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+impl RaftNetworkFactory<C> for GrpcNetwork {
+    type Network = GrpcLink;
+
+    async fn new_client(&mut self, target: u64, node: &MemberNode) -> GrpcLink {
+        let client = Endpoint::from_shared(format!("http://{}", node.internal_addr))
+            .map(|endpoint| RaftServiceClient::new(endpoint.tcp_nodelay(true).connect_lazy()))
+            .map_err(|e| format!("bad internal address {:?} of node {target}: {e}", node.internal_addr));
+        GrpcLink { group: self.group.clone(), token: self.token.clone(), target, client }
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Bytes, NetworkError<C>> {
+    serde_json::to_vec(value).map(Bytes::from).map_err(|e| NetworkError::new(&e))
+}
+
+/// Sorts a failed call: a member that cannot be reached (so openraft backs
+/// off) or another network failure.
+fn status_error(target: u64, status: &Status) -> RPCError<C> {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+            RPCError::Unreachable(Unreachable::from_string(format!("node {target}: {}", status.message())))
+        }
+        _ => RPCError::Network(NetworkError::from_string(format!("node {target}: {status}"))),
+    }
+}
+
+fn parse_reply<T: DeserializeOwned>(target: u64, reply: RaftReply) -> Result<T, RPCError<C>> {
+    if !reply.error.is_empty() {
+        return Err(RPCError::Unreachable(Unreachable::from_string(format!("node {target}: {}", reply.error))));
+    }
+    serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+}
+
+impl GrpcLink {
+    fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(option.soft_ttl());
+        if let Some(token) = self.token.as_deref()
+            && let Ok(value) = token.parse()
+        {
+            request.metadata_mut().insert(INTERNAL_TOKEN_KEY, value);
+        }
+        request
+    }
+
+    fn client(&self) -> Result<RaftServiceClient<Channel>, RPCError<C>> {
+        self.client.clone().map_err(|reason| RPCError::Unreachable(Unreachable::from_string(reason)))
+    }
+}
+
+impl RaftNetworkV2<C> for GrpcLink {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        let entries = rpc
+            .entries
+            .iter()
+            .map(|entry| encode_entry(entry).map(Bytes::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let message = AppendEntriesMessage {
+            group: self.group.clone(),
+            vote_json: to_json(&rpc.vote)?,
+            prev_log_id_json: to_json(&rpc.prev_log_id)?,
+            leader_commit_json: to_json(&rpc.leader_commit)?,
+            entries,
+        };
+        let request = self.request(message, &option);
+        let reply = self.client()?.append_entries(request).await.map_err(|s| status_error(self.target, &s))?;
+        parse_reply(self.target, reply.into_inner())
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let message = RaftRequest { group: self.group.clone(), json: to_json(&rpc)? };
+        let request = self.request(message, &option);
+        let reply = self.client()?.vote(request).await.map_err(|s| status_error(self.target, &s))?;
+        parse_reply(self.target, reply.into_inner())
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, Cursor<Vec<u8>>>,
+        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let message = SnapshotMessage {
+            group: self.group.clone(),
+            vote_json: to_json(&vote)?,
+            meta_json: to_json(&snapshot.meta)?,
+            data: Bytes::from(snapshot.snapshot.into_inner()),
+        };
+        let request = self.request(message, &option);
+        let reply = self.client()?.install_snapshot(request).await.map_err(|s| status_error(self.target, &s))?;
+        Ok(parse_reply(self.target, reply.into_inner())?)
+    }
+}
+
+/// The groups hosted on this node, by name.
+#[derive(Clone, Default)]
+pub struct Groups {
+    groups: Arc<RwLock<HashMap<String, GroupRaft>>>,
+}
+
+impl Groups {
+    /// Hosts a group.
+    pub fn insert(&self, name: &str, raft: GroupRaft) {
+        self.groups.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), raft);
+    }
+
+    /// A hosted group.
+    pub fn get(&self, name: &str) -> Option<GroupRaft> {
+        self.groups.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+}
+
+/// Receives the Raft RPCs of every group hosted here.
+pub struct RaftRpcService {
+    groups: Groups,
+    token: Option<String>,
+}
+
+impl RaftRpcService {
+    /// Serves `groups`, requiring `token` when set.
+    pub fn new(groups: Groups, token: Option<String>) -> Self {
+        Self { groups, token }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(expected) = self.token.as_deref() else { return Ok(()) };
+        match request.metadata().get(INTERNAL_TOKEN_KEY).and_then(|v| v.to_str().ok()) {
+            Some(token) if token == expected => Ok(()),
+            Some(_) => Err(Status::permission_denied("invalid internal token")),
+            None => Err(Status::permission_denied("missing internal token")),
+        }
+    }
+
+    fn group(&self, name: &str) -> Result<GroupRaft, Status> {
+        self.groups.get(name).ok_or_else(|| Status::not_found(format!("replication group {name} is not hosted here")))
+    }
+}
+
+fn from_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Status> {
+    serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+}
+
+fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Response<RaftReply>, Status> {
+    let reply = match result {
+        Ok(value) => RaftReply {
+            json: serde_json::to_vec(&value).map(Bytes::from).map_err(|e| Status::internal(e.to_string()))?,
+            error: String::new(),
+        },
+        Err(error) => RaftReply { json: Bytes::new(), error: error.to_string() },
+    };
+    Ok(Response::new(reply))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftRpcService {
+    async fn append_entries(&self, request: Request<AppendEntriesMessage>) -> Result<Response<RaftReply>, Status> {
+        self.authorize(&request)?;
+        let message = request.into_inner();
+        let raft = self.group(&message.group)?;
+        let entries = message
+            .entries
+            .into_iter()
+            .map(decode_entry)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(format!("malformed log entry: {e}")))?;
+        let rpc = AppendEntriesRequest {
+            vote: from_json(&message.vote_json, "vote")?,
+            prev_log_id: from_json(&message.prev_log_id_json, "previous log id")?,
+            leader_commit: from_json(&message.leader_commit_json, "leader commit")?,
+            entries,
+        };
+        reply(raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.authorize(&request)?;
+        let message = request.into_inner();
+        let raft = self.group(&message.group)?;
+        reply(raft.vote(from_json(&message.json, "vote request")?).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<SnapshotMessage>) -> Result<Response<RaftReply>, Status> {
+        self.authorize(&request)?;
+        let message = request.into_inner();
+        let raft = self.group(&message.group)?;
+        let vote = from_json(&message.vote_json, "vote")?;
+        let meta = from_json(&message.meta_json, "snapshot metadata")?;
+        let snapshot = openraft::Snapshot { meta, snapshot: Cursor::new(message.data.to_vec()) };
+        reply(raft.install_full_snapshot(vote, snapshot).await)
+    }
+}
