@@ -90,6 +90,22 @@ pub const MAX_CONNECTIONS: Key = key("ranvier.max-connections", "1024");
 /// Contexts to create besides `default`, comma-separated.
 pub const AUTOCLUSTER_CONTEXTS: Key = key("axoniq.axonserver.autocluster.contexts", "");
 
+// === clustering ===
+
+/// `host[:port]` (internal port, default 8224) of the node that forms the cluster on a clean
+/// start; empty for a standalone node.
+pub const AUTOCLUSTER_FIRST: Key = key("axoniq.axonserver.autocluster.first", "");
+/// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
+pub const INTERNAL_TOKEN: Key = key("axoniq.axonserver.accesscontrol.internal-token", "");
+/// Directory of the replication log files, one subdirectory per replication group.
+pub const LOG_STORAGE_FOLDER: Key = key("axoniq.axonserver.replication.log-storage-folder", "./log");
+/// Shortest time a follower waits for the leader before starting an election (ms).
+pub const MIN_ELECTION_TIMEOUT: Key = key("axoniq.axonserver.replication.min-election-timeout", "1000");
+/// Longest such time (ms); each follower picks a random time in between.
+pub const MAX_ELECTION_TIMEOUT: Key = key("axoniq.axonserver.replication.max-election-timeout", "2500");
+/// How often an idle leader sends heartbeats (ms).
+pub const HEARTBEAT_TIMEOUT: Key = key("axoniq.axonserver.replication.heartbeat-timeout", "300");
+
 /// Every implemented key, in the order the start-up log lists them.
 pub const ALL: &[Key] = &[
     NAME,
@@ -121,22 +137,55 @@ pub const ALL: &[Key] = &[
     CLIENT_HEARTBEAT_FREQUENCY,
     MAX_CONNECTIONS,
     AUTOCLUSTER_CONTEXTS,
+    AUTOCLUSTER_FIRST,
+    INTERNAL_TOKEN,
+    LOG_STORAGE_FOLDER,
+    MIN_ELECTION_TIMEOUT,
+    MAX_ELECTION_TIMEOUT,
+    HEARTBEAT_TIMEOUT,
 ];
 
 /// Keys Axon Server or Spring Boot understand that Ranvier accepts and ignores with a warning,
 /// so existing property files keep working. A trailing `.*` matches every key under the
 /// prefix; anything else matches exactly. Store tuning keys are in [`IGNORED_STORE_TUNING`].
 pub const IGNORED: &[&str] = &[
-    "axoniq.axonserver.accesscontrol.*",
+    "axoniq.axonserver.accesscontrol.enabled",
+    "axoniq.axonserver.accesscontrol.token",
+    "axoniq.axonserver.accesscontrol.admin-token",
+    "axoniq.axonserver.accesscontrol.cache-ttl",
+    "axoniq.axonserver.accesscontrol.systemtokenfile",
+    "axoniq.axonserver.accesscontrol.token-dir",
+    "axoniq.axonserver.accesscontrol.default-token",
+    "axoniq.axonserver.accesscontrol.jwt.*",
     "axoniq.axonserver.ssl.*",
     "axoniq.axonserver.tags.*",
-    "axoniq.axonserver.replication.*",
+    "axoniq.axonserver.replication.min-active-backups",
+    "axoniq.axonserver.replication.max-entries-per-batch",
+    "axoniq.axonserver.replication.flow-buffer",
+    "axoniq.axonserver.replication.snapshot-flow-buffer",
+    "axoniq.axonserver.replication.max-snapshot-chunks-per-batch",
+    "axoniq.axonserver.replication.max-replication-round",
+    "axoniq.axonserver.replication.log-compaction-enabled",
+    "axoniq.axonserver.replication.log-retention-hours",
+    "axoniq.axonserver.replication.force-snapshot-on-join",
+    "axoniq.axonserver.replication.wait-for-leader-timeout",
+    "axoniq.axonserver.replication.initial-election-timeout",
+    "axoniq.axonserver.replication.segment-size",
+    "axoniq.axonserver.replication.log-suffix",
+    "axoniq.axonserver.replication.index-suffix",
+    "axoniq.axonserver.replication.sync-interval",
+    "axoniq.axonserver.replication.force-interval",
+    "axoniq.axonserver.replication.validation-segments",
+    "axoniq.axonserver.replication.primary-cleanup-delay",
+    "axoniq.axonserver.replication.secondary-cleanup-delay",
+    "axoniq.axonserver.replication.max-indexes-in-memory",
+    "axoniq.axonserver.replication.use-mmap-index",
+    "axoniq.axonserver.replication.force-clean-mmap-index",
     "axoniq.axonserver.cluster-template.*",
     "axoniq.axonserver.query.*",
     "axoniq.axonserver.metrics.*",
     "axoniq.axonserver.event.storages.*",
     "axoniq.axonserver.event.aggregate.*",
-    "axoniq.axonserver.autocluster.first",
     "axoniq.axonserver.devmode.enabled",
     "axoniq.axonserver.standalone",
     "axoniq.axonserver.snapshot.validation-segments",
@@ -268,7 +317,6 @@ mod tests {
     fn ignored_patterns_match_prefixes_and_exact_keys() {
         assert!(is_ignored("axoniq.axonserver.accesscontrol.enabled"));
         assert!(is_ignored("axoniq.axonserver.ssl.cert-chain-file"));
-        assert!(is_ignored("axoniq.axonserver.autocluster.first"));
         assert!(is_ignored("axoniq.axonserver.snapshot.retention-time"));
         assert!(is_ignored("axoniq.axonserver.event.bloom-index-fpp"));
         assert!(is_ignored("logging.level.io.axoniq"));

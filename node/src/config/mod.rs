@@ -59,6 +59,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The client gRPC API.
     pub api: ApiConfig,
+    /// Clustering: formation, the internal token, replication timing.
+    pub cluster: ClusterConfig,
     /// Contexts this node serves: [`DEFAULT_CONTEXT`] first, then
     /// `axoniq.axonserver.autocluster.contexts` in order, without duplicates.
     pub contexts: Vec<String>,
@@ -88,6 +90,24 @@ pub struct NodeConfig {
     pub internal_port: u16,
     /// `server.port`: HTTP port (REST, health, metrics); 0 picks a free port. Default 8024.
     pub http_port: u16,
+}
+
+/// Clustering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `axoniq.axonserver.autocluster.first`: `host:port` of the node that forms the cluster
+    /// (port defaults to 8224); `None` for a standalone node.
+    pub autocluster_first: Option<String>,
+    /// `axoniq.axonserver.accesscontrol.internal-token`: required on node-to-node calls.
+    pub internal_token: Option<String>,
+    /// `axoniq.axonserver.replication.log-storage-folder`: replication logs. Default `./log`.
+    pub log_dir: PathBuf,
+    /// `axoniq.axonserver.replication.min-election-timeout` in ms. Default 1000.
+    pub election_timeout_min_ms: u64,
+    /// `axoniq.axonserver.replication.max-election-timeout` in ms. Default 2500.
+    pub election_timeout_max_ms: u64,
+    /// `axoniq.axonserver.replication.heartbeat-timeout` in ms. Default 300.
+    pub heartbeat_ms: u64,
 }
 
 /// The event and snapshot store.
@@ -183,6 +203,7 @@ pub fn load(sources: &Sources<'_>) -> Result<Config, ConfigError> {
         node: node_config(&settings, &sources.system_hostname)?,
         storage: storage_config(&settings)?,
         api: api_config(&settings)?,
+        cluster: cluster_config(&settings)?,
         contexts: contexts(&settings)?,
     };
     check_relations(&settings, &config)?;
@@ -226,6 +247,13 @@ impl Config {
             (keys::CLIENT_HEARTBEAT_FREQUENCY.name, api.client_heartbeat_frequency_ms.to_string()),
             (keys::MAX_CONNECTIONS.name, api.max_connections.to_string()),
             (keys::AUTOCLUSTER_CONTEXTS.name, self.contexts.join(",")),
+            (keys::AUTOCLUSTER_FIRST.name, self.cluster.autocluster_first.clone().unwrap_or_default()),
+            // A secret: only whether it is set is shown.
+            (keys::INTERNAL_TOKEN.name, self.cluster.internal_token.as_ref().map_or("", |_| "<set>").to_owned()),
+            (keys::LOG_STORAGE_FOLDER.name, path(&self.cluster.log_dir)),
+            (keys::MIN_ELECTION_TIMEOUT.name, self.cluster.election_timeout_min_ms.to_string()),
+            (keys::MAX_ELECTION_TIMEOUT.name, self.cluster.election_timeout_max_ms.to_string()),
+            (keys::HEARTBEAT_TIMEOUT.name, self.cluster.heartbeat_ms.to_string()),
         ]
     }
 }
@@ -289,6 +317,41 @@ fn api_config(s: &Settings) -> Result<ApiConfig, ConfigError> {
         client_heartbeat_timeout_ms: s.read(&keys::CLIENT_HEARTBEAT_TIMEOUT, positive_duration())?,
         client_heartbeat_frequency_ms: s.read(&keys::CLIENT_HEARTBEAT_FREQUENCY, positive_duration())?,
         max_connections: s.read(&keys::MAX_CONNECTIONS, positive_count())?,
+    })
+}
+
+/// `host[:port]` with the internal port's default.
+fn internal_address(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, value::port(port)?),
+        None => (text, 8224),
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("expected host[:port]".into());
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+fn cluster_config(s: &Settings) -> Result<ClusterConfig, ConfigError> {
+    let min = s.read(&keys::MIN_ELECTION_TIMEOUT, positive_duration())?;
+    let max = s.read(&keys::MAX_ELECTION_TIMEOUT, positive_duration())?;
+    let heartbeat = s.read(&keys::HEARTBEAT_TIMEOUT, positive_duration())?;
+    if max <= min {
+        return Err(
+            s.invalid(&keys::MAX_ELECTION_TIMEOUT, format!("must be above the min-election-timeout ({min} ms)"))
+        );
+    }
+    if heartbeat >= min {
+        return Err(s.invalid(&keys::HEARTBEAT_TIMEOUT, format!("must be below the min-election-timeout ({min} ms)")));
+    }
+    Ok(ClusterConfig {
+        autocluster_first: s.read_opt(&keys::AUTOCLUSTER_FIRST, internal_address)?,
+        internal_token: s.read_opt(&keys::INTERNAL_TOKEN, |t| Ok::<_, String>(t.to_owned()))?,
+        log_dir: s.read(&keys::LOG_STORAGE_FOLDER, directory)?,
+        election_timeout_min_ms: min,
+        election_timeout_max_ms: max,
+        heartbeat_ms: heartbeat,
     })
 }
 

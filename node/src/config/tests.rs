@@ -79,9 +79,36 @@ fn defaults() {
             client_heartbeat_frequency_ms: 500,
             max_connections: 1024,
         },
+        cluster: ClusterConfig {
+            autocluster_first: None,
+            internal_token: None,
+            log_dir: "./log".into(),
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2500,
+            heartbeat_ms: 300,
+        },
         contexts: vec!["default".into()],
     };
     assert_eq!(config, expected);
+}
+
+#[test]
+fn cluster_settings_are_read_and_checked() {
+    let config = load_sets(&[
+        "axoniq.axonserver.autocluster.first=node-1",
+        "axoniq.axonserver.accesscontrol.internal-token=t0k",
+    ])
+    .unwrap();
+    assert_eq!(config.cluster.autocluster_first.as_deref(), Some("node-1:8224"));
+    assert_eq!(config.cluster.internal_token.as_deref(), Some("t0k"));
+    let config = load_sets(&["axoniq.axonserver.autocluster.first=node-1:9000"]).unwrap();
+    assert_eq!(config.cluster.autocluster_first.as_deref(), Some("node-1:9000"));
+    let error = error_of(load_sets(&["axoniq.axonserver.autocluster.first=node-1:x"]));
+    assert!(error.contains("axoniq.axonserver.autocluster.first"), "{error}");
+    let error = error_of(load_sets(&["axoniq.axonserver.replication.max-election-timeout=900"]));
+    assert!(error.contains("max-election-timeout"), "{error}");
+    // Other replication keys Axon Server knows are still accepted and ignored.
+    assert!(load_sets(&["axoniq.axonserver.replication.flow-buffer=10"]).is_ok());
 }
 
 #[test]
