@@ -13,6 +13,7 @@
 //! - [`telemetry`]: logging and the metric registry.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod contexts;
 pub mod raft;

@@ -16,10 +16,12 @@ use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::status::add_missing_error_code;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
 use crate::api::http::{self, HttpNode, HttpState};
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::contexts::{ContextOptions, Contexts};
 use crate::store::{FsSpace, StoreOptions};
 use crate::telemetry::Metrics;
+use tokio_stream::wrappers::TcpListenerStream;
 
 /// The sockets a node serves on, bound by the caller.
 pub struct Listeners {
@@ -27,6 +29,8 @@ pub struct Listeners {
     pub client: TcpListener,
     /// HTTP (health, metrics, node info).
     pub http: TcpListener,
+    /// Internal gRPC between nodes; required when the node is clustered.
+    pub internal: Option<TcpListener>,
 }
 
 /// Why the node stopped with an error.
@@ -41,6 +45,47 @@ pub enum NodeError {
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    /// The replication groups could not start.
+    #[error("clustering failed: {0}")]
+    Cluster(String),
+}
+
+/// Starts the replication groups, serves the internal API on `listener`
+/// and begins forming the cluster.
+async fn start_cluster(
+    config: &Config,
+    first: &str,
+    listener: TcpListener,
+    contexts: Arc<Contexts>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<Arc<Cluster>, NodeError> {
+    let node = &config.node;
+    let port = listener.local_addr().map_err(NodeError::Address)?.port();
+    let settings = ClusterSettings {
+        name: node.name.clone(),
+        internal_addr: format!("{}:{port}", host_with_domain(&node.internal_hostname, &node.internal_domain)),
+        first: first.to_owned(),
+        token: config.cluster.internal_token.clone(),
+        log_dir: std::path::absolute(&config.cluster.log_dir).unwrap_or_else(|_| config.cluster.log_dir.clone()),
+        groups: config.contexts.clone(),
+        election_timeout_min_ms: config.cluster.election_timeout_min_ms,
+        election_timeout_max_ms: config.cluster.election_timeout_max_ms,
+        heartbeat_ms: config.cluster.heartbeat_ms,
+    };
+    let cluster = Cluster::start(settings, contexts).await.map_err(|e| NodeError::Cluster(e.to_string()))?;
+    let (raft, membership) = cluster.services();
+    let server = tonic::transport::Server::builder().add_service(raft).add_service(membership);
+    let mut stop = stopped.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(error) = server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await {
+            tracing::error!(%error, "the internal gRPC server failed");
+        }
+    });
+    cluster.spawn_formation(stopped);
+    Ok(cluster)
 }
 
 fn host_with_domain(host: &str, domain: &Option<String>) -> String {
@@ -149,7 +194,15 @@ pub async fn run(
         client_heartbeat_frequency_ms: api.client_heartbeat_frequency_ms,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let client_api = Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone()));
+    let cluster = match (&config.cluster.autocluster_first, listeners.internal) {
+        (Some(first), Some(internal)) => {
+            Some(start_cluster(&config, first, internal, contexts.clone(), stopped.clone()).await?)
+        }
+        (Some(_), None) => return Err(NodeError::Cluster("a clustered node needs its internal port bound".into())),
+        _ => None,
+    };
+    let client_api =
+        Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone(), cluster.clone()));
     let http_state = Arc::new(HttpState {
         node: HttpNode {
             name: node.name.clone(),
@@ -202,6 +255,9 @@ pub async fn run(
     let grpc_result = drain(grpc_task, stopped.clone()).await;
     let http_result = drain(http_task, stopped).await;
     drop(client_api);
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
     if let Ok(contexts) = Arc::try_unwrap(contexts) {
         tokio::task::spawn_blocking(move || contexts.close()).await.ok();
     }

@@ -211,6 +211,28 @@ pub fn error_code(status: &tonic::Status) -> Option<String> {
     status.metadata().get("axoniq-errorcode").and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
+/// A TCP port that was free a moment ago on 127.0.0.1 (for settings that
+/// other nodes must know before the node starts, like the internal port).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until `condition` holds, checking every 20 ms, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Encoded size of an event (for byte budgets in tests).
 pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()

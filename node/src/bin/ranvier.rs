@@ -54,8 +54,17 @@ async fn serve(config: config::Config) -> anyhow::Result<()> {
     let ip = config.node.bind_address;
     let client = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.node.client_port)).await?;
     let http = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.node.http_port)).await?;
-    let ready = format!("READY client={} http={} node={}", client.local_addr()?, http.local_addr()?, config.node.name);
-    server::run(config, Listeners { client, http }, shutdown_signal(), move || println!("{ready}")).await?;
+    let internal = match config.cluster.autocluster_first {
+        Some(_) => Some(tokio::net::TcpListener::bind(SocketAddr::new(ip, config.node.internal_port)).await?),
+        None => None,
+    };
+    let mut ready =
+        format!("READY client={} http={} node={}", client.local_addr()?, http.local_addr()?, config.node.name);
+    if let Some(internal) = &internal {
+        ready.push_str(&format!(" internal={}", internal.local_addr()?));
+    }
+    let listeners = Listeners { client, http, internal };
+    server::run(config, listeners, shutdown_signal(), move || println!("{ready}")).await?;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::status::{ErrorCode, from_store, status, with_code};
+use super::status::{ErrorCode, from_store, from_write, status, with_code};
 use super::{ClientApi, stopping_status, until};
 use crate::store::{Cursor, IndexEntry, SegmentStore, event_fields};
 
@@ -352,7 +352,14 @@ impl EventStore for EventStoreService {
             self.reserve(&mut held, unreserved).await?;
         }
         if !events.is_empty() {
-            store.events.append(events).await.map_err(|e| from_store(&e, true))?;
+            match &self.api.cluster {
+                Some(cluster) => {
+                    cluster.append(store.events.context(), events, false).await.map_err(|e| from_write(&e))?;
+                }
+                None => {
+                    store.events.append(events).await.map_err(|e| from_store(&e, true))?;
+                }
+            }
         }
         drop(held);
         Ok(Response::new(Confirmation { success: true }))
@@ -377,7 +384,14 @@ impl EventStore for EventStoreService {
             }
         }
         let bytes = Bytes::from(snapshot.encode_to_vec());
-        store.snapshots.append(vec![bytes]).await.map_err(|e| from_store(&e, true))?;
+        match &self.api.cluster {
+            Some(cluster) => {
+                cluster.append(store.snapshots.context(), vec![bytes], true).await.map_err(|e| from_write(&e))?;
+            }
+            None => {
+                store.snapshots.append(vec![bytes]).await.map_err(|e| from_store(&e, true))?;
+            }
+        }
         Ok(Response::new(Confirmation { success: true }))
     }
 

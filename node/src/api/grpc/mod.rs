@@ -69,6 +69,9 @@ pub struct ClientApi {
     pub in_flight: Arc<Semaphore>,
     /// Becomes true when the node stops: long-lived streams end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Set on a clustered node: writes go through the context's replication
+    /// group instead of straight to the local store.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The context named by a request's metadata: `AxonIQ-Context`, then the
@@ -102,11 +105,12 @@ impl ClientApi {
         contexts: Arc<Contexts>,
         limits: ApiLimits,
         stopping: tokio::sync::watch::Receiver<bool>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Self {
         // One transaction must always fit, or its client would wait forever.
         let bytes = limits.in_flight_bytes_max.max(limits.transaction_bytes_max + limits.transaction_events_max * 1024);
         let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
-        Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)), stopping }
+        Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)), stopping, cluster }
     }
 
     /// The store of the request's context, or AXONIQ-6000.

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     TooManyEvents,
     /// AXONIQ-2311: a request field has an invalid value.
     InvalidPropertyValue,
+    /// AXONIQ-2100: the context's replication group has no leader.
+    NoLeaderAvailable,
     /// AXONIQ-6000: no event store for the context.
     NoEventStore,
     /// AXONIQ-6001: the client went away.
@@ -43,6 +45,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "AXONIQ-2001",
             ErrorCode::TooManyEvents => "AXONIQ-2002",
             ErrorCode::InvalidPropertyValue => "AXONIQ-2311",
+            ErrorCode::NoLeaderAvailable => "AXONIQ-2100",
             ErrorCode::NoEventStore => "AXONIQ-6000",
             ErrorCode::ClientDisconnected => "AXONIQ-6001",
             ErrorCode::DatafileReadError => "AXONIQ-9000",
@@ -60,7 +63,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge | ErrorCode::TooManyEvents | ErrorCode::InvalidPropertyValue => {
                 Code::InvalidArgument
             }
-            ErrorCode::NoEventStore | ErrorCode::ClientDisconnected => Code::NotFound,
+            ErrorCode::NoEventStore | ErrorCode::ClientDisconnected | ErrorCode::NoLeaderAvailable => Code::NotFound,
             ErrorCode::DatafileReadError | ErrorCode::DatafileWriteError | ErrorCode::Other => Code::Cancelled,
         }
     }
@@ -86,6 +89,26 @@ pub fn with_code(mut status: Status, code: ErrorCode) -> Status {
         status.metadata_mut().insert(ERROR_CODE_KEY, value);
     }
     status
+}
+
+/// Maps a clustered write's failure.
+pub fn from_write(error: &crate::cluster::WriteError) -> Status {
+    use crate::cluster::WriteError;
+    match error {
+        WriteError::Refused { code, message } => {
+            let known = [
+                ErrorCode::InvalidSequence,
+                ErrorCode::NoEventStore,
+                ErrorCode::InvalidPropertyValue,
+                ErrorCode::PayloadTooLarge,
+                ErrorCode::TooManyEvents,
+            ];
+            let code = known.into_iter().find(|c| c.as_str() == code).unwrap_or(ErrorCode::Other);
+            status(code, message.clone())
+        }
+        WriteError::NoLeader(message) => status(ErrorCode::NoLeaderAvailable, message.clone()),
+        WriteError::Failed(message) => status(ErrorCode::DatafileWriteError, message.clone()),
+    }
 }
 
 /// Maps a store error for a write (`writing`) or a read.
