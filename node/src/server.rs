@@ -214,6 +214,7 @@ pub async fn run(
         },
         contexts: contexts.clone(),
         metrics: metrics.clone(),
+        cluster: cluster.clone(),
     });
 
     tokio::spawn(async move {

@@ -50,6 +50,7 @@ pub struct Node {
     pub http_addr: String,
     settings: Vec<String>,
     stderr_log: PathBuf,
+    name: String,
 }
 
 impl Node {
@@ -108,6 +109,7 @@ impl Node {
         Ok(Node {
             client_addr: field("client")?,
             http_addr: field("http")?,
+            name: field("node")?,
             child: Some(child),
             dir,
             settings,
@@ -136,6 +138,11 @@ impl Node {
         let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         Ok((code, body))
+    }
+
+    /// The node's name, from its READY line.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The node's process id (0 when stopped).

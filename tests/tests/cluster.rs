@@ -103,3 +103,111 @@ async fn three_nodes_form_a_cluster_by_autocluster_and_agree() {
     }
     drop(client);
 }
+
+/// The name of the `default` group's leader as node `via` sees it.
+fn leader_of(via: &Node) -> Option<String> {
+    let (_, body) = via.http_get("/v1/public/replicationgroups").ok()?;
+    let groups: serde_json::Value = serde_json::from_str(&body).ok()?;
+    groups.as_array()?.iter().find(|g| g["name"] == "default")?["leader"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_leader_under_load_loses_nothing_and_it_catches_up() {
+    use ranvier_proto::event::ReadHighestSequenceNrRequest;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path());
+    let probe = nodes[0].event_store().await.unwrap();
+    eventually(Duration::from_secs(30), "the cluster to form", || {
+        let mut probe = probe.clone();
+        async move { probe.append_event(tokio_stream::iter(vec![event("probe", 0, 1)])).await.is_ok() }
+    })
+    .await
+    .unwrap();
+    let mut leader_name = None;
+    eventually(Duration::from_secs(10), "a known leader", || {
+        leader_name = leader_of(&nodes[0]);
+        let known = leader_name.is_some();
+        async move { known }
+    })
+    .await
+    .unwrap();
+    let leader = nodes.iter().position(|n| Some(n.name()) == leader_name.as_deref()).unwrap();
+    drop(probe);
+
+    // Writers on the two followers, each with its own aggregate. A write that
+    // fails is not confirmed; the writer re-reads its aggregate and goes on.
+    let confirmed: Arc<Mutex<Vec<(String, i64, tokio::time::Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for (w, node) in nodes.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, n)| n).cycle().take(4).enumerate()
+    {
+        let mut client = node.event_store().await.unwrap();
+        let (confirmed, stop) = (confirmed.clone(), stop.clone());
+        writers.spawn(async move {
+            let aggregate = format!("writer-{w}");
+            let mut seq = 0i64;
+            while !stop.load(Ordering::SeqCst) {
+                let tx = vec![event(&aggregate, seq, 100), event(&aggregate, seq + 1, 100)];
+                match client.append_event(tokio_stream::iter(tx)).await {
+                    Ok(_) => {
+                        confirmed.lock().unwrap().push((aggregate.clone(), seq, tokio::time::Instant::now()));
+                        seq += 2;
+                    }
+                    Err(_) => {
+                        let request =
+                            ReadHighestSequenceNrRequest { aggregate_id: aggregate.clone(), from_sequence_nr: 0 };
+                        if let Ok(highest) = client.read_highest_sequence_nr(request).await {
+                            seq = highest.into_inner().to_sequence_nr + 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+    }
+    eventually(Duration::from_secs(30), "writes before the kill", || async { confirmed.lock().unwrap().len() >= 40 })
+        .await
+        .unwrap();
+
+    let killed_at = tokio::time::Instant::now();
+    nodes[leader].kill9().unwrap();
+    eventually(Duration::from_secs(30), "writes after the kill", || async {
+        confirmed.lock().unwrap().iter().filter(|(_, _, at)| *at > killed_at).count() >= 40
+    })
+    .await
+    .unwrap();
+    let resumed = confirmed.lock().unwrap().iter().map(|(_, _, at)| *at).filter(|at| *at > killed_at).min().unwrap();
+    assert!(resumed - killed_at < Duration::from_secs(2), "writes resumed {:?} after the kill", resumed - killed_at);
+    stop.store(true, Ordering::SeqCst);
+    while writers.join_next().await.is_some() {}
+    let confirmed = confirmed.lock().unwrap().clone();
+
+    // The killed node comes back and catches up.
+    let restarted = nodes.remove(leader).restart().unwrap();
+    nodes.push(restarted);
+    let last = last_token(&nodes[0]).await;
+    for node in &nodes {
+        eventually(Duration::from_secs(30), "every node to hold every event", || async {
+            last_token(node).await == last
+        })
+        .await
+        .unwrap();
+    }
+    let all = read_all(&nodes[0], last + 1).await;
+    for node in &nodes[1..] {
+        assert_eq!(read_all(node, last + 1).await, all, "replicas hold identical events");
+    }
+    let mut ids = std::collections::HashSet::new();
+    for bytes in &all {
+        let stored = <ranvier_proto::event::Event as prost::Message>::decode(bytes.clone()).unwrap();
+        assert!(ids.insert(stored.message_identifier.clone()), "duplicate {}", stored.message_identifier);
+    }
+    for (aggregate, seq, _) in &confirmed {
+        for s in [*seq, seq + 1] {
+            assert!(ids.contains(&format!("{aggregate}/{s}")), "confirmed event {aggregate}/{s} lost");
+        }
+    }
+}

@@ -314,6 +314,36 @@ impl Cluster {
         }
     }
 
+    /// What this node sees of each group: leader, term, log position and
+    /// members with their roles (Axon's `/v1/public/replicationgroups` shape).
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let mut out = Vec::new();
+        for group in &self.settings.groups {
+            let Some(raft) = self.groups.get(group) else { continue };
+            let metrics = raft.metrics().borrow_watched().clone();
+            let membership = metrics.membership_config.membership();
+            let name_of = |id: &u64| membership.get_node(id).map(|n| n.name.clone());
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let roles: Vec<serde_json::Value> = membership
+                .nodes()
+                .map(|(id, node)| {
+                    let role = if voters.contains(id) { "PRIMARY" } else { "LEARNER" };
+                    serde_json::json!({ "node": node.name, "role": role })
+                })
+                .collect();
+            out.push(serde_json::json!({
+                "name": group,
+                "leader": metrics.current_leader.as_ref().and_then(name_of),
+                "term": metrics.current_term,
+                "lastLogIndex": metrics.last_log_index,
+                "appliedIndex": metrics.last_applied.map(|id| id.index),
+                "roles": roles,
+            }));
+        }
+        out
+    }
+
     /// Stops every group.
     pub async fn shutdown(&self) {
         for group in &self.settings.groups {

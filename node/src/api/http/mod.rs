@@ -40,6 +40,8 @@ pub struct HttpState {
     pub contexts: Arc<Contexts>,
     /// The metric registry.
     pub metrics: Arc<Metrics>,
+    /// The replication groups, on a clustered node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The router.
@@ -54,6 +56,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/actuator/prometheus", get(metrics))
         .route("/v1/public", get(public_nodes))
         .route("/v1/public/me", get(public_me))
+        .route("/v1/public/replicationgroups", get(replication_groups))
         .with_state(state)
 }
 
@@ -101,6 +104,11 @@ fn node_json(node: &HttpNode) -> serde_json::Value {
         "httpPort": node.http_port,
         "connected": true,
     })
+}
+
+/// Each replication group as this node sees it (empty on a standalone node).
+async fn replication_groups(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
+    Json(serde_json::Value::Array(state.cluster.as_ref().map(|c| c.status()).unwrap_or_default()))
 }
 
 async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
