@@ -1,11 +1,11 @@
-# Ranvier: the verbs. `make run` starts a local node; `make test` runs every test.
+# Ranvier: the verbs. `make run` starts a local three-node cluster; `make test` runs every test.
 CARGO ?= cargo
-RUN_DIR ?= .run/node1
+RUN_DIR ?= .run/single
 # Client gRPC, HTTP ports of `make run` (Axon Server's defaults).
 RUN_PORT ?= 8124
 RUN_HTTP_PORT ?= 8024
 
-.PHONY: build release run test test-unit test-black-box bench fmt fmt-check clippy verify clean
+.PHONY: build release run run-single test test-unit test-black-box bench fmt fmt-check clippy verify clean
 
 build:
 	$(CARGO) build --workspace
@@ -13,8 +13,12 @@ build:
 release:
 	$(CARGO) build --release -p ranvier-node --bin ranvier
 
-## A local node with its data in $(RUN_DIR); Ctrl-C stops it cleanly.
+## A local three-node cluster, formed by autocluster; Ctrl-C stops it cleanly.
 run: release
+	./scripts/run-cluster.sh
+
+## One standalone node with its data in $(RUN_DIR); Ctrl-C stops it cleanly.
+run-single: release
 	@mkdir -p $(RUN_DIR)
 	@echo "ranvier: data in $(abspath $(RUN_DIR))/data"
 	@echo "ranvier: clients connect to localhost:$(RUN_PORT) (gRPC, Axon protocol); HTTP on http://localhost:$(RUN_HTTP_PORT)"
