@@ -218,11 +218,84 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// The three-node figures: appends through the leader with every replica
+/// fsyncing, and the time from killing the leader to the next confirmed write.
+async fn cluster_figures(fsync_p99: f64) {
+    let dir = tempfile::tempdir_in(std::env::var("RANVIER_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
+    let mut probe = nodes[0].event_store().await.unwrap();
+    let mut formed = false;
+    for _ in 0..1500 {
+        if probe.append_event(tokio_stream::iter(vec![bench_event("probe", 0)])).await.is_ok() {
+            formed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(formed, "the cluster did not form");
+    let leader_name = ranvier_tests::leader_of(&nodes[0], "default").unwrap();
+    let leader = nodes.iter().position(|n| n.name() == leader_name).unwrap();
+    let channels = connect(&nodes[leader]).await;
+
+    // Round trip of a cheap call, for the latency goal.
+    let mut rtt = Histogram::<u64>::new(3).unwrap();
+    let mut client = nodes[leader].event_store().await.unwrap();
+    for _ in 0..500 {
+        let started = Instant::now();
+        client.get_last_token(GetLastTokenRequest {}).await.unwrap();
+        rtt.record(started.elapsed().as_micros() as u64).unwrap();
+    }
+    let rtt_p99 = ms(rtt.value_at_quantile(0.99));
+    println!(
+        "\nthree-node cluster on loopback (all PRIMARY, fsync on every replica; gRPC round trip p99 {rtt_p99:.3} ms)"
+    );
+    println!("{:<44} {:>14} {:>10} {:>10}", "append through the leader", "events/s", "p50 ms", "p99 ms");
+    for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
+        let total = scaled(if clients == 1 { 5_000 } else { 200_000 });
+        let load = append_load(&channels, clients, tx, total, &format!("cluster-c{clients}t{tx}")).await;
+        let label = format!("{clients} client(s) x {tx}-event transactions");
+        println!(
+            "{label:<44} {:>14.0} {:>10.3} {:>10.3}",
+            load.events_per_second,
+            ms(load.latency.value_at_quantile(0.5)),
+            ms(load.latency.value_at_quantile(0.99))
+        );
+        if (clients, tx) == (1, 1) {
+            let p99 = ms(load.latency.value_at_quantile(0.99));
+            println!("  single-client p99 = {:.2} x fsync p99 + RTT (goal <= 4)", (p99 - rtt_p99) / fsync_p99);
+        }
+        if (clients, tx) == (64, 10) {
+            println!("  goal for 64 x 10: >= 100,000 events/s");
+        }
+    }
+
+    // Failover: kill -9 the leader, then write through a survivor until one
+    // is confirmed (election timeouts 300-600 ms).
+    let survivor = (leader + 1) % 3;
+    let mut client = nodes[survivor].event_store().await.unwrap();
+    let killed_at = Instant::now();
+    nodes[leader].kill9().unwrap();
+    loop {
+        if client.append_event(tokio_stream::iter(vec![bench_event("after-failover", 0)])).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    println!(
+        "failover: first confirmed write {:.0} ms after kill -9 of the leader",
+        killed_at.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir_in(std::env::var("RANVIER_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
     let (fsync_p50, fsync_p99) = fsync_latency();
     println!("machine fsync latency (4 KiB fdatasync): p50 {fsync_p50:.3} ms, p99 {fsync_p99:.3} ms");
+    if std::env::var("RANVIER_BENCH").as_deref() == Ok("cluster") {
+        cluster_figures(fsync_p99).await;
+        return;
+    }
 
     let mut node = Node::start(dir.path(), &[]).unwrap();
     let channels = connect(&node).await;
@@ -294,4 +367,7 @@ async fn main() {
         load.events_per_second,
         (load.events_per_second / at_zero - 1.0) * 100.0
     );
+    drop(channels);
+    drop(node);
+    cluster_figures(fsync_p99).await;
 }

@@ -240,6 +240,38 @@ where
     Ok(())
 }
 
+/// Starts `count` nodes on loopback that form a cluster by autocluster
+/// (node-1 is the first), with the internal token set and election timeouts
+/// of 300-600 ms, plus `extra` settings for every node.
+pub fn start_cluster(dir: &Path, count: usize, extra: &[&str]) -> anyhow::Result<Vec<Node>> {
+    let ports: Vec<u16> = (0..count).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+    let first = format!("127.0.0.1:{}", ports[0]);
+    let mut nodes = Vec::with_capacity(count);
+    for (i, port) in ports.iter().enumerate() {
+        let mut settings = vec![
+            format!("axoniq.axonserver.name=node-{}", i + 1),
+            "axoniq.axonserver.internal-hostname=127.0.0.1".to_owned(),
+            format!("axoniq.axonserver.internal-port={port}"),
+            format!("axoniq.axonserver.autocluster.first={first}"),
+            "axoniq.axonserver.accesscontrol.internal-token=cluster-secret".to_owned(),
+            "axoniq.axonserver.replication.min-election-timeout=300".to_owned(),
+            "axoniq.axonserver.replication.max-election-timeout=600".to_owned(),
+            "axoniq.axonserver.replication.heartbeat-timeout=100".to_owned(),
+        ];
+        settings.extend(extra.iter().map(|s| s.to_string()));
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        nodes.push(Node::start(&dir.join(format!("node-{}", i + 1)), &settings)?);
+    }
+    Ok(nodes)
+}
+
+/// The leader of replication group `group` as node `via` sees it.
+pub fn leader_of(via: &Node, group: &str) -> Option<String> {
+    let (_, body) = via.http_get("/v1/public/replicationgroups").ok()?;
+    let groups: serde_json::Value = serde_json::from_str(&body).ok()?;
+    groups.as_array()?.iter().find(|g| g["name"] == group)?["leader"].as_str().map(str::to_owned)
+}
+
 /// Encoded size of an event (for byte budgets in tests).
 pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()

@@ -4,28 +4,11 @@
 use std::time::Duration;
 
 use ranvier_proto::event::{GetEventsRequest, GetLastTokenRequest};
-use ranvier_tests::{Node, error_code, event, eventually, free_port};
+use ranvier_tests::{Node, error_code, event, eventually};
 use tokio_stream::StreamExt;
 
 fn start_cluster(dir: &std::path::Path) -> Vec<Node> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
-    let first = format!("127.0.0.1:{}", ports[0]);
-    (0..3)
-        .map(|i| {
-            let settings = [
-                format!("axoniq.axonserver.name=node-{}", i + 1),
-                "axoniq.axonserver.internal-hostname=127.0.0.1".to_owned(),
-                format!("axoniq.axonserver.internal-port={}", ports[i]),
-                format!("axoniq.axonserver.autocluster.first={first}"),
-                "axoniq.axonserver.accesscontrol.internal-token=cluster-secret".to_owned(),
-                "axoniq.axonserver.replication.min-election-timeout=300".to_owned(),
-                "axoniq.axonserver.replication.max-election-timeout=600".to_owned(),
-                "axoniq.axonserver.replication.heartbeat-timeout=100".to_owned(),
-            ];
-            let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-            Node::start(&dir.join(format!("node-{}", i + 1)), &settings).unwrap()
-        })
-        .collect()
+    ranvier_tests::start_cluster(dir, 3, &[]).unwrap()
 }
 
 async fn last_token(node: &Node) -> i64 {
@@ -104,11 +87,8 @@ async fn three_nodes_form_a_cluster_by_autocluster_and_agree() {
     drop(client);
 }
 
-/// The name of the `default` group's leader as node `via` sees it.
 fn leader_of(via: &Node) -> Option<String> {
-    let (_, body) = via.http_get("/v1/public/replicationgroups").ok()?;
-    let groups: serde_json::Value = serde_json::from_str(&body).ok()?;
-    groups.as_array()?.iter().find(|g| g["name"] == "default")?["leader"].as_str().map(str::to_owned)
+    ranvier_tests::leader_of(via, "default")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
