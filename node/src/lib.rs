@@ -20,3 +20,6 @@ pub mod raft;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+pub(crate) mod test_util;

@@ -131,15 +131,7 @@ where
 }
 
 fn event(aggregate: &str, seq: i64) -> Bytes {
-    use prost::Message;
-    let event = ranvier_proto::event::Event {
-        message_identifier: format!("{aggregate}/{seq}"),
-        aggregate_identifier: aggregate.into(),
-        aggregate_sequence_number: seq,
-        aggregate_type: "Order".into(),
-        ..Default::default()
-    };
-    Bytes::from(event.encode_to_vec())
+    crate::test_util::event(aggregate, seq, 0)
 }
 
 async fn leader_among(replicas: &[&Replica]) -> u64 {

@@ -5,27 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use prost::Message;
-use ranvier_proto::event::Event;
 
 use super::*;
-
-pub(crate) fn event(aggregate: &str, seq: i64, payload_len: usize) -> Bytes {
-    let event = Event {
-        message_identifier: format!("{aggregate}-{seq}"),
-        aggregate_identifier: aggregate.into(),
-        aggregate_sequence_number: seq,
-        aggregate_type: if aggregate.is_empty() { String::new() } else { "Order".into() },
-        timestamp: 1_000 + seq,
-        payload: Some(ranvier_proto::common::SerializedObject {
-            r#type: "Placed".into(),
-            revision: String::new(),
-            data: Bytes::from(vec![b'x'; payload_len]),
-        }),
-        ..Default::default()
-    };
-    Bytes::from(event.encode_to_vec())
-}
+use crate::test_util::event;
 
 pub(crate) fn small_options() -> StoreOptions {
     StoreOptions { segment_size_bytes: 4096, validation_segments: 100, ..StoreOptions::default() }

@@ -7,7 +7,6 @@ use openraft::entry::RaftEntry;
 use openraft::vote::leader_id_std::CommittedLeaderId;
 
 use super::*;
-use crate::store::{FsSpace, StoreMetrics, StoreOptions};
 
 struct Two(ContextStore);
 
@@ -18,21 +17,11 @@ impl ContextStores for Two {
 }
 
 fn open_store(dir: &Path) -> ContextStore {
-    let metrics = (StoreMetrics::detached(), StoreMetrics::detached());
-    ContextStore::open("orders", dir, dir, StoreOptions::default(), StoreOptions::default(), metrics, Arc::new(FsSpace))
-        .unwrap()
+    crate::test_util::context_store(dir, "orders")
 }
 
 fn event(aggregate: &str, seq: i64) -> Bytes {
-    use prost::Message;
-    let event = ranvier_proto::event::Event {
-        message_identifier: format!("{aggregate}/{seq}"),
-        aggregate_identifier: aggregate.into(),
-        aggregate_sequence_number: seq,
-        aggregate_type: "Order".into(),
-        ..Default::default()
-    };
-    Bytes::from(event.encode_to_vec())
+    crate::test_util::event(aggregate, seq, 0)
 }
 
 fn append(index: u64, context: &str, events: Vec<Bytes>) -> Entry {
