@@ -5,7 +5,7 @@ RUN_DIR ?= .run/single
 RUN_PORT ?= 8124
 RUN_HTTP_PORT ?= 8024
 
-.PHONY: build release run run-single test test-unit test-black-box bench fmt fmt-check clippy verify clean
+.PHONY: build release run run-single test image test-unit test-black-box bench fmt fmt-check clippy verify clean
 
 build:
 	$(CARGO) build --workspace
@@ -26,15 +26,26 @@ run-single: release
 		--set axoniq.axonserver.port=$(RUN_PORT) --set server.port=$(RUN_HTTP_PORT) \
 		--set axoniq.axonserver.hostname=localhost
 
-## Every test: unit and property tests, then black-box tests against real node processes.
+## Every test: unit and property tests, then black-box tests against real node
+## processes and, when Docker is here, node containers (partitions).
 test:
 	$(CARGO) build -p ranvier-node --bin ranvier
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+	@if docker info >/dev/null 2>&1; then \
+		./scripts/build-image.sh; \
+	else \
+		echo "make test: *** Docker is not available: the container tests (tests/tests/partition.rs) are SKIPPED ***"; \
+	fi
+	@skip=1; docker info >/dev/null 2>&1 && skip=0; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		RANVIER_SKIP_CONTAINER_TESTS=$$skip $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		echo "make test: cargo-nextest not found, using cargo test"; \
-		$(CARGO) test --workspace --no-fail-fast; \
+		RANVIER_SKIP_CONTAINER_TESTS=$$skip $(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## The container image of the partition tests (a static binary, FROM scratch).
+image:
+	./scripts/build-image.sh
 
 ## The figures of the README's performance table (release build, fsync on).
 bench:

@@ -277,6 +277,8 @@ pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()
 }
 
+pub mod docker;
+
 pub mod raw {
     //! A codec that sends and receives message bytes as they are: to put
     //! malformed messages on the wire, and for a load generator that encodes

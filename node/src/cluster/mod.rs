@@ -43,6 +43,10 @@ use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
 const LOG_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Attempts of a write while leadership settles.
 const WRITE_ATTEMPTS: u32 = 50;
+/// A write not committed within this time is answered with a timeout (it
+/// may still commit later; it was never confirmed). Bounds how long a node
+/// cut off from its group's majority keeps clients waiting.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between join attempts, at most.
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -103,6 +107,8 @@ pub enum WriteError {
     },
     /// No leader became known in time.
     NoLeader(String),
+    /// Proposed but not committed in time (e.g. cut off from the majority).
+    Timeout(String),
     /// Anything else (network, storage).
     Failed(String),
 }
@@ -272,9 +278,13 @@ impl Cluster {
         };
         let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
         for _ in 0..WRITE_ATTEMPTS {
-            let error = match raft.client_write(command.clone()).await {
-                Ok(written) => return outcome(written.data),
-                Err(error) => error,
+            let error = match tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command.clone())).await {
+                Ok(Ok(written)) => return outcome(written.data),
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    let message = format!("not committed within {} s for context {context}", COMMIT_TIMEOUT.as_secs());
+                    return Err(WriteError::Timeout(message));
+                }
             };
             let Some(forward) = error.forward_to_leader() else { return Err(WriteError::Failed(error.to_string())) };
             match (&forward.leader_id, &forward.leader_node) {
@@ -400,11 +410,14 @@ impl ClusterService for ClusterRpc {
         } else {
             GroupCommand::AppendEvents { context: request.context, events: request.events }
         };
-        let written = raft.client_write(command).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let written = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command))
+            .await
+            .map_err(|_| Status::deadline_exceeded("not committed in time"))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let reply = match outcome(written.data) {
             Ok(first_token) => ForwardedReply { first_token: first_token as i64, ..Default::default() },
             Err(WriteError::Refused { code, message }) => ForwardedReply { first_token: -1, error_code: code, message },
-            Err(WriteError::NoLeader(message) | WriteError::Failed(message)) => {
+            Err(WriteError::NoLeader(message) | WriteError::Failed(message) | WriteError::Timeout(message)) => {
                 return Err(Status::unavailable(message));
             }
         };

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     InvalidPropertyValue,
     /// AXONIQ-2100: the context's replication group has no leader.
     NoLeaderAvailable,
+    /// AXONIQ-10003: a write was not replicated in time.
+    ReplicationTimeout,
     /// AXONIQ-6000: no event store for the context.
     NoEventStore,
     /// AXONIQ-6001: the client went away.
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::TooManyEvents => "AXONIQ-2002",
             ErrorCode::InvalidPropertyValue => "AXONIQ-2311",
             ErrorCode::NoLeaderAvailable => "AXONIQ-2100",
+            ErrorCode::ReplicationTimeout => "AXONIQ-10003",
             ErrorCode::NoEventStore => "AXONIQ-6000",
             ErrorCode::ClientDisconnected => "AXONIQ-6001",
             ErrorCode::DatafileReadError => "AXONIQ-9000",
@@ -64,7 +67,10 @@ impl ErrorCode {
                 Code::InvalidArgument
             }
             ErrorCode::NoEventStore | ErrorCode::ClientDisconnected | ErrorCode::NoLeaderAvailable => Code::NotFound,
-            ErrorCode::DatafileReadError | ErrorCode::DatafileWriteError | ErrorCode::Other => Code::Cancelled,
+            ErrorCode::DatafileReadError
+            | ErrorCode::DatafileWriteError
+            | ErrorCode::ReplicationTimeout
+            | ErrorCode::Other => Code::Cancelled,
         }
     }
 }
@@ -107,6 +113,7 @@ pub fn from_write(error: &crate::cluster::WriteError) -> Status {
             status(code, message.clone())
         }
         WriteError::NoLeader(message) => status(ErrorCode::NoLeaderAvailable, message.clone()),
+        WriteError::Timeout(message) => status(ErrorCode::ReplicationTimeout, message.clone()),
         WriteError::Failed(message) => status(ErrorCode::DatafileWriteError, message.clone()),
     }
 }
