@@ -39,6 +39,19 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
+/// A command that runs the node binary without the test tools' own
+/// `RANVIER_*` variables (`RANVIER_BIN`, `RANVIER_SKIP_CONTAINER_TESTS`, …):
+/// the node refuses variables that name none of its settings.
+pub fn node_command() -> anyhow::Result<Command> {
+    let mut command = Command::new(node_binary()?);
+    for (name, _) in std::env::vars() {
+        if (name.starts_with("RANVIER_") && name != "RANVIER_LOG") || name.starts_with("AXONIQ_") {
+            command.env_remove(name);
+        }
+    }
+    Ok(command)
+}
+
 /// A running node process.
 pub struct Node {
     child: Option<Child>,
@@ -64,7 +77,7 @@ impl Node {
         std::fs::create_dir_all(&dir)?;
         let stderr_log = dir.join("node.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log)?;
-        let mut command = Command::new(node_binary()?);
+        let mut command = node_command()?;
         command
             .current_dir(&dir)
             .args(["--set", "axoniq.axonserver.port=0", "--set", "server.port=0"])
@@ -73,12 +86,6 @@ impl Node {
             .env("RANVIER_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
-        // The test tools' own RANVIER_* variables are not node settings.
-        for (name, _) in std::env::vars() {
-            if (name.starts_with("RANVIER_") && name != "RANVIER_LOG") || name.starts_with("AXONIQ_") {
-                command.env_remove(name);
-            }
-        }
         for setting in &settings {
             command.args(["--set", setting]);
         }

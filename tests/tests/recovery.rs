@@ -100,8 +100,7 @@ fn a_malformed_property_fails_start_up_naming_the_file_line_and_key() {
         "# node\naxoniq.axonserver.name=n1\naxoniq.axonserver.port=eighty\n",
     )
     .unwrap();
-    let output =
-        std::process::Command::new(ranvier_tests::node_binary().unwrap()).current_dir(dir.path()).output().unwrap();
+    let output = ranvier_tests::node_command().unwrap().current_dir(dir.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("axoniq.axonserver.port"), "{stderr}");
