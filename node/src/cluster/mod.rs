@@ -18,6 +18,8 @@
 //! role changes, the admin REST API and `ranvierctl` (all in the clustering
 //! issue).
 
+pub mod roles;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
