@@ -274,3 +274,31 @@ async fn scenario(replicas: Vec<Replica>, addresses: Vec<String>, cut_off: impl 
         replica.raft.shutdown().await.unwrap();
     }
 }
+
+/// Not a timing assertion: prints the in-process write latency, to tell the
+/// Raft path's own cost from the cost of three processes on two cores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "diagnostic; run with --ignored --nocapture"]
+async fn print_in_process_write_latency() {
+    let router = Router::default();
+    let mut replicas = Vec::new();
+    for id in 1..=3 {
+        let replica = start_replica(id, router.clone()).await;
+        router.nodes.lock().unwrap().insert(id, replica.raft.clone());
+        replicas.push(replica);
+    }
+    let members: BTreeMap<u64, MemberNode> =
+        (1..=3).map(|id| (id, MemberNode { name: format!("node-{id}"), internal_addr: String::new() })).collect();
+    replicas[0].raft.initialize(members).await.unwrap();
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let leader = leader_among(&all).await;
+    let raft = &replicas[(leader - 1) as usize].raft;
+    write_through(raft, GroupCommand::AppendEvents { context: "orders".into(), events: vec![event("w", 0)] }).await;
+    let started = std::time::Instant::now();
+    for seq in 1..=300 {
+        raft.client_write(GroupCommand::AppendEvents { context: "orders".into(), events: vec![event("w", seq)] })
+            .await
+            .unwrap();
+    }
+    println!("in-process write latency: {:?} per write", started.elapsed() / 300);
+}

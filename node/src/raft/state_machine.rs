@@ -27,6 +27,9 @@ use tokio_stream::{Stream, StreamExt};
 use super::types::{Entry, GroupCommand, GroupResponse, LogId, TypeConfig};
 use crate::store::{ContextStore, StoreError};
 
+/// How often, at most, the applied hint is rewritten.
+const HINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Finds the store of a context on this replica.
 pub trait ContextStores: Send + Sync + 'static {
     /// The context's store, or why it has none.
@@ -54,6 +57,10 @@ struct AppliedHint {
 pub struct GroupStateMachine {
     stores: Arc<dyn ContextStores>,
     hint_path: PathBuf,
+    /// When the hint was last written; it is rewritten at most every
+    /// [`HINT_INTERVAL`] (or on a membership change), since it only bounds
+    /// how much a restart replays.
+    hint_written: Option<tokio::time::Instant>,
     applied: Option<LogId>,
     membership: StoredMembershipOf<TypeConfig>,
 }
@@ -80,7 +87,7 @@ impl GroupStateMachine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => AppliedHint::default(),
             Err(e) => return Err(e),
         };
-        Ok(Self { stores, hint_path, applied: hint.applied, membership: hint.membership })
+        Ok(Self { stores, hint_path, hint_written: None, applied: hint.applied, membership: hint.membership })
     }
 
     /// Queues one command at its store without waiting for the fsync.
@@ -105,12 +112,14 @@ impl GroupStateMachine {
     pub async fn apply_batch(&mut self, entries: Vec<Entry>) -> io::Result<Vec<GroupResponse>> {
         let mut started = Vec::with_capacity(entries.len());
         let mut last = None;
+        let mut membership_changed = false;
         for entry in entries {
             last = Some(entry.log_id);
             let pending = match entry.payload {
                 EntryPayload::Blank => Pending::Ready(GroupResponse::Applied),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership);
+                    membership_changed = true;
                     Pending::Ready(GroupResponse::Applied)
                 }
                 EntryPayload::Normal(command) => self.start(entry.log_id.index, command).await,
@@ -123,7 +132,11 @@ impl GroupStateMachine {
         }
         if last.is_some() {
             self.applied = last;
-            self.write_hint()?;
+            let due = self.hint_written.is_none_or(|at| at.elapsed() >= HINT_INTERVAL);
+            if due || membership_changed {
+                self.write_hint()?;
+                self.hint_written = Some(tokio::time::Instant::now());
+            }
         }
         Ok(responses)
     }

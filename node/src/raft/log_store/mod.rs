@@ -2,9 +2,14 @@
 //! in `<log-storage-folder>/<group>/`, plus the vote and the last purged log
 //! id in small files written atomically.
 //!
-//! Invariants: entries are contiguous by index (no holes); an `append` is one
-//! write and one `fdatasync` before openraft is told it is flushed; a vote is
-//! durable before `save_vote` returns; purged entries are never read again.
+//! Invariants: entries are contiguous by index (no holes); an `append` writes
+//! its entries (readable at once) and hands the fsync to the log's flusher
+//! thread, which syncs every file touched since its last round with one
+//! `fdatasync` each and only then tells openraft the entries are flushed, in
+//! order — so the leader replicates while its own fsync runs, and concurrent
+//! appends share one fsync. A vote is durable before `save_vote` returns;
+//! purged entries are never read again; after an fsync failure the log
+//! refuses further appends.
 //! Recovery at open cuts a torn record off the last segment (an append that
 //! was never reported flushed) and fails on damage anywhere else.
 //!
@@ -54,7 +59,9 @@ struct LogFiles {
     segment_bytes_max: u64,
     /// Ascending by first index; the last one is appended to.
     segments: Vec<Segment>,
-    active: Option<File>,
+    active: Option<Arc<File>>,
+    /// Files written since the last hand-over to the flusher.
+    unsynced: Vec<Arc<File>>,
     entries: BTreeMap<u64, Location>,
     vote: Option<Vote>,
     last_purged: Option<LogId>,
@@ -64,6 +71,48 @@ struct LogFiles {
 #[derive(Clone)]
 pub struct LogStore {
     files: Arc<Mutex<LogFiles>>,
+    flusher: std::sync::mpsc::SyncSender<Flush>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+/// Files to fsync before telling openraft that an append is durable.
+struct Flush {
+    files: Vec<Arc<File>>,
+    callback: IOFlushed<TypeConfig>,
+}
+
+/// Appends handed to the flusher and not yet synced, at most.
+const FLUSH_QUEUE_MAX: usize = 1024;
+
+/// The flusher thread: syncs in arrival order, many appends per round.
+fn run_flusher(queue: std::sync::mpsc::Receiver<Flush>, failed: Arc<Mutex<Option<String>>>) {
+    while let Ok(first) = queue.recv() {
+        let mut round = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            round.push(next);
+        }
+        let mut files: Vec<Arc<File>> = Vec::new();
+        for flush in &round {
+            for file in &flush.files {
+                if !files.iter().any(|f| Arc::ptr_eq(f, file)) {
+                    files.push(file.clone());
+                }
+            }
+        }
+        let synced = files.iter().try_for_each(|file| file.sync_data());
+        if let Err(error) = &synced {
+            let reason = format!("fsync of the replication log failed: {error}");
+            tracing::error!(%reason, "the replication log stops accepting entries");
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        }
+        for flush in round {
+            let result = match &synced {
+                Ok(()) => Ok(()),
+                Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+            };
+            flush.callback.io_completed(result);
+        }
+    }
 }
 
 fn invalid(message: String) -> io::Error {
@@ -153,6 +202,7 @@ impl LogStore {
             segment_bytes_max,
             segments: Vec::new(),
             active: None,
+            unsynced: Vec::new(),
             entries: BTreeMap::new(),
             vote,
             last_purged,
@@ -164,7 +214,14 @@ impl LogStore {
         if let Some(purged) = purged_up_to {
             files.entries.retain(|index, _| *index > purged);
         }
-        Ok(Self { files: Arc::new(Mutex::new(files)) })
+        let (flusher, queue) = std::sync::mpsc::sync_channel(FLUSH_QUEUE_MAX);
+        let failed = Arc::new(Mutex::new(None));
+        let flag = failed.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flusher".into())
+            .spawn(move || run_flusher(queue, flag))
+            .map_err(|e| with_path(dir, e))?;
+        Ok(Self { files: Arc::new(Mutex::new(files)), flusher, failed })
     }
 
     fn lock(&self) -> MutexGuard<'_, LogFiles> {
@@ -252,7 +309,7 @@ impl LogFiles {
         }
         self.segments.push(Segment { first_index: first, path, len: pos });
         if last {
-            self.active = Some(file);
+            self.active = Some(Arc::new(file));
         }
         Ok(())
     }
@@ -276,7 +333,7 @@ impl LogFiles {
         write_atomically(&path, &header)?;
         let file = fs::OpenOptions::new().read(true).write(true).open(&path).map_err(|e| with_path(&path, e))?;
         self.segments.push(Segment { first_index, path, len: SEGMENT_HEADER_LEN });
-        self.active = Some(file);
+        self.active = Some(Arc::new(file));
         Ok(())
     }
 
@@ -308,7 +365,8 @@ impl LogFiles {
         self.flush(&mut buffer, &mut placed)
     }
 
-    /// Writes the buffered records to the active segment and fsyncs them.
+    /// Writes the buffered records to the active segment (the fsync is the
+    /// flusher's).
     fn flush(&mut self, buffer: &mut Vec<u8>, placed: &mut Vec<(u64, Location)>) -> io::Result<()> {
         if buffer.is_empty() {
             return Ok(());
@@ -316,11 +374,13 @@ impl LogFiles {
         let (Some(file), Some(segment)) = (self.active.as_ref(), self.segments.last_mut()) else {
             return Err(invalid("no active log segment".into()));
         };
-        let written = file.write_all_at(buffer, segment.len).and_then(|()| file.sync_data());
-        if let Err(error) = written {
-            // Never leave half a batch behind an fsync failure or short write.
+        if let Err(error) = file.write_all_at(buffer, segment.len) {
+            // Never leave half a batch behind a short write.
             let _ = file.set_len(segment.len);
             return Err(with_path(&segment.path, error));
+        }
+        if !self.unsynced.iter().any(|f| Arc::ptr_eq(f, file)) {
+            self.unsynced.push(file.clone());
         }
         segment.len += buffer.len() as u64;
         self.entries.extend(placed.drain(..));
@@ -356,13 +416,13 @@ impl LogFiles {
 
     fn reopen_last(&mut self) -> io::Result<()> {
         self.active = match self.segments.last() {
-            Some(segment) => Some(
+            Some(segment) => Some(Arc::new(
                 fs::OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(&segment.path)
                     .map_err(|e| with_path(&segment.path, e))?,
-            ),
+            )),
             None => None,
         };
         Ok(())
@@ -431,10 +491,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let result = self.lock().append(entries.into_iter().collect());
+        if let Some(reason) = self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            callback.io_completed(Err(io::Error::other(reason.clone())));
+            return Err(io::Error::other(reason));
+        }
+        let result = {
+            let mut files = self.lock();
+            files.append(entries.into_iter().collect()).map(|()| std::mem::take(&mut files.unsynced))
+        };
         match result {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
+            Ok(files) => {
+                if let Err(std::sync::mpsc::SendError(flush)) = self.flusher.send(Flush { files, callback }) {
+                    flush.callback.io_completed(Err(io::Error::other("the replication log flusher stopped")));
+                }
                 Ok(())
             }
             Err(error) => {
