@@ -74,6 +74,26 @@ async fn three_nodes_form_a_cluster_by_autocluster_and_agree() {
         assert_eq!(read_all(node, 5).await, first, "replicas hold identical events");
     }
 
+    // A snapshot through a follower is stored on every replica's snapshot store.
+    let mut snapshot = event("order-1", 4, 16);
+    snapshot.message_identifier = "snapshot-4".into();
+    client.append_snapshot(snapshot).await.unwrap();
+    for node in &nodes {
+        eventually(Duration::from_secs(10), "the snapshot on every replica", || async {
+            let mut store = node.event_store().await.unwrap();
+            let request = ranvier_proto::event::GetAggregateSnapshotsRequest {
+                aggregate_id: "order-1".into(),
+                initial_sequence: 0,
+                max_sequence: 100,
+                max_results: 0,
+            };
+            let listed: Vec<_> = store.list_aggregate_snapshots(request).await.unwrap().into_inner().collect().await;
+            listed.len() == 1 && listed[0].as_ref().is_ok_and(|e| e.message_identifier == "snapshot-4")
+        })
+        .await
+        .unwrap();
+    }
+
     // A conflict is refused the same way whichever node the client uses.
     let conflict = client.append_event(tokio_stream::iter(vec![event("order-1", 2, 8)])).await.unwrap_err();
     assert_eq!(error_code(&conflict).as_deref(), Some("AXONIQ-2000"), "{conflict:?}");
