@@ -19,6 +19,8 @@
 //! issue).
 
 pub mod roles;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -187,17 +189,28 @@ impl Cluster {
     }
 
     async fn form(&self) {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let first = self.settings.internal_addr == self.settings.first;
         let mut pending = Vec::new();
         for group in &self.settings.groups {
             let Some(raft) = self.groups.get(group) else { continue };
-            if !raft.is_initialized().await.unwrap_or(false) {
+            let initialized = raft.is_initialized().await.unwrap_or(false);
+            // A node stopped between being added as a learner and being made
+            // a voter comes back initialized but still a learner: it asks
+            // again. A node absent from the membership (removed) does not.
+            let learner = {
+                let metrics = raft.metrics().borrow_watched().clone();
+                let membership = metrics.membership_config.membership();
+                membership.learner_ids().any(|id| id == self.node_id)
+            };
+            if !initialized || (!first && learner) {
                 pending.push((group.clone(), raft));
             }
         }
         if pending.is_empty() {
             return;
         }
-        if self.settings.internal_addr == self.settings.first {
+        if first {
             for (group, raft) in pending {
                 let members = BTreeMap::from([(self.node_id, self.me())]);
                 match raft.initialize(members).await {
@@ -263,6 +276,16 @@ impl Cluster {
             Some(token) if token == expected => Ok(()),
             _ => Err(Status::permission_denied("missing or invalid internal token")),
         }
+    }
+
+    /// This node's Raft of a group.
+    pub fn group(&self, name: &str) -> Option<GroupRaft> {
+        self.groups.get(name)
+    }
+
+    /// This node's Raft node id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
     }
 
     /// Stores a client transaction through the context's group: here when
