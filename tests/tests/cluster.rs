@@ -62,6 +62,13 @@ async fn three_nodes_form_a_cluster_by_autocluster_and_agree() {
         .unwrap();
     }
     assert!(nodes[0].log().contains("formed replication group"), "node-1 formed the groups");
+    for node in &nodes {
+        eventually(Duration::from_secs(10), "every node to report ready", || async {
+            node.http_get("/ready").is_ok_and(|(code, body)| code == 200 && body.contains("replicationGroups"))
+        })
+        .await
+        .unwrap();
+    }
     for node in &nodes[1..] {
         eventually(Duration::from_secs(10), "the others to report joining", || async {
             node.log().contains("joined the cluster")

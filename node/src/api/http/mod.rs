@@ -64,8 +64,10 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "UP" }))
 }
 
-/// Ready once every context store has opened; a stopped context (corrupt
-/// store) keeps the node unready and says why.
+/// Ready once every context store has opened and, on a clustered node, every
+/// replication group has a leader this node knows; a stopped context
+/// (corrupt store) or a group without a leader keeps the node unready and
+/// says why.
 async fn ready(State(state): State<Arc<HttpState>>) -> Response {
     let contexts: serde_json::Map<String, serde_json::Value> = state
         .contexts
@@ -81,9 +83,31 @@ async fn ready(State(state): State<Arc<HttpState>>) -> Response {
             (name.to_owned(), detail)
         })
         .collect();
-    let up = contexts.values().all(|c| c["status"] == "UP");
+    let groups: serde_json::Map<String, serde_json::Value> = state
+        .cluster
+        .as_ref()
+        .map(|cluster| cluster.status())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|group| {
+            let name = group["name"].as_str().unwrap_or_default().to_owned();
+            let detail = match group["leader"].as_str() {
+                Some(leader) => json!({ "status": "UP", "leader": leader }),
+                None => {
+                    json!({ "status": "DOWN", "reason": "no leader known (forming, or cut off from the majority)" })
+                }
+            };
+            (name, detail)
+        })
+        .collect();
+    let up = contexts.values().chain(groups.values()).all(|c| c["status"] == "UP");
     let code = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "status": if up { "UP" } else { "DOWN" }, "contexts": contexts });
+    let mut body = json!({ "status": if up { "UP" } else { "DOWN" }, "contexts": contexts });
+    if state.cluster.is_some()
+        && let Some(object) = body.as_object_mut()
+    {
+        object.insert("replicationGroups".into(), serde_json::Value::Object(groups));
+    }
     (code, Json(body)).into_response()
 }
 
