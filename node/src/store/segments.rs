@@ -21,7 +21,7 @@ use super::cache::{Cached, IndexCache, Part};
 use super::error::StoreError;
 use super::event_fields;
 use super::format::{self, FrameProblem, HEADER_LEN, StoreKind};
-use super::index::{AggregateIndex, IndexEntry, TokenIndex};
+use super::index::{AggregateIndex, IndexEntry, TokenIndex, TokenMark};
 use super::metrics::StoreMetrics;
 use super::scan::{ScanResult, find_later_group, read_at_most, scan_segment};
 
@@ -384,6 +384,20 @@ impl Shared {
         out
     }
 
+    /// The token marks of a segment (the active one's from memory).
+    fn token_marks(&self, segment: u64) -> Result<Vec<TokenMark>, StoreError> {
+        {
+            let state = self.read_state();
+            if state.active.first_token == segment {
+                return Ok(state.active.tokens.marks().to_vec());
+            }
+        }
+        match self.load_part(segment, Part::Tokens)? {
+            Cached::Tokens(tokens) => Ok(tokens.marks().to_vec()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// The first token whose event has `timestamp >= instant` (epoch ms),
     /// assuming timestamps grow with tokens; the next token when none does.
     pub fn token_at(&self, instant: i64) -> Result<u64, StoreError> {
@@ -407,7 +421,11 @@ impl Shared {
                 break;
             }
         }
-        let mut cursor = Cursor::at(start);
+        // Within it, start at the last token mark older than the instant, so
+        // that at most one mark's spacing is scanned rather than the segment.
+        let marks = self.token_marks(start)?;
+        let from = marks.iter().take_while(|m| m.timestamp < instant).last().map_or(start, |m| m.token);
+        let mut cursor = Cursor::at(from);
         loop {
             let batch = self.read_batch(&mut cursor, 4096, READ_CHUNK_BYTES)?;
             if batch.is_empty() {

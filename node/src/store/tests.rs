@@ -185,6 +185,24 @@ fn a_fresh_segment_remembers_the_log_index_before_it() {
 }
 
 #[test]
+fn token_at_finds_the_first_event_at_or_after_an_instant_across_marks_and_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { segment_size_bytes: 512 * 1024, ..small_options() };
+    let store = open(dir.path(), options).unwrap();
+    // Timestamps are 1000 + seq (see `event`), one event per transaction.
+    for chunk in 0..50 {
+        let tx: Vec<Bytes> = (0..100).map(|i| event("a", chunk * 100 + i, 200)).collect();
+        store.append_blocking(tx).unwrap();
+    }
+    assert!(store.segment_files().len() > 1);
+    for (instant, expected) in
+        [(0, 0), (1000, 0), (1001, 1), (2500, 1500), (4321, 3321), (5999, 4999), (6000, 5000), (9999, 5000)]
+    {
+        assert_eq!(store.token_at(instant).unwrap(), expected, "instant {instant}");
+    }
+}
+
+#[test]
 fn reopening_recovers_everything_committed() {
     let dir = tempfile::tempdir().unwrap();
     {
