@@ -159,6 +159,11 @@ async fn write_through(raft: &GroupRaft, command: GroupCommand) -> openraft::raf
     panic!("the leader never accepted the write");
 }
 
+/// Waits until `replica` has applied the log up to `index`.
+async fn applied(replica: &Replica, index: u64) {
+    replica.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(index), "applied").await.unwrap();
+}
+
 fn read_all(store: &ContextStore) -> Vec<Bytes> {
     let mut cursor = crate::store::Cursor::at(0);
     store.events.read_batch(&mut cursor, 10_000, 1 << 24).unwrap().into_iter().map(|(_, e)| e).collect()
@@ -233,12 +238,7 @@ async fn scenario(replicas: Vec<Replica>, addresses: Vec<String>, cut_off: impl 
     assert_eq!(third.data, GroupResponse::Appended { first_token: 2 });
 
     for replica in &replicas {
-        replica
-            .raft
-            .wait(Some(Duration::from_secs(10)))
-            .applied_index_at_least(Some(third.log_id.index), "applied")
-            .await
-            .unwrap();
+        applied(replica, third.log_id.index).await;
     }
     let expected = vec![event("a", 0), event("a", 1), event("a", 2)];
     for replica in &replicas {
@@ -262,12 +262,7 @@ async fn scenario(replicas: Vec<Replica>, addresses: Vec<String>, cut_off: impl 
     let after = write_through(new_leader_raft, write(vec![event("a", 3)])).await;
     assert_eq!(after.data, GroupResponse::Appended { first_token: 3 });
     for replica in &survivors {
-        replica
-            .raft
-            .wait(Some(Duration::from_secs(10)))
-            .applied_index_at_least(Some(after.log_id.index), "applied")
-            .await
-            .unwrap();
+        applied(replica, after.log_id.index).await;
         assert_eq!(read_all(&replica.store).len(), 4);
     }
     for replica in &survivors {
