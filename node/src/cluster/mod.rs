@@ -39,7 +39,7 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::GroupRaft;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Groups, GrpcNetwork, INTERNAL_TOKEN_KEY, RaftRpcService};
+use crate::raft::network::{Groups, GrpcNetwork, RaftRpcService, attach_internal_token, check_internal_token};
 use crate::raft::state_machine::{ContextStores, GroupStateMachine};
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
 
@@ -262,20 +262,12 @@ impl Cluster {
 
     fn with_token<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
-        if let Some(token) = self.settings.token.as_deref()
-            && let Ok(value) = token.parse()
-        {
-            request.metadata_mut().insert(INTERNAL_TOKEN_KEY, value);
-        }
+        attach_internal_token(&mut request, self.settings.token.as_deref());
         request
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(expected) = self.settings.token.as_deref() else { return Ok(()) };
-        match request.metadata().get(INTERNAL_TOKEN_KEY).and_then(|v| v.to_str().ok()) {
-            Some(token) if token == expected => Ok(()),
-            _ => Err(Status::permission_denied("missing or invalid internal token")),
-        }
+        check_internal_token(request, self.settings.token.as_deref())
     }
 
     /// This node's Raft of a group.

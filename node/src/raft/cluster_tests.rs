@@ -130,6 +130,17 @@ where
     Replica { raft, store, _dir: dir }
 }
 
+/// Three replicas reachable through `router`.
+async fn in_memory_replicas(router: &Router) -> Vec<Replica> {
+    let mut replicas = Vec::new();
+    for id in 1..=3 {
+        let replica = start_replica(id, router.clone()).await;
+        router.nodes.lock().unwrap().insert(id, replica.raft.clone());
+        replicas.push(replica);
+    }
+    replicas
+}
+
 fn event(aggregate: &str, seq: i64) -> Bytes {
     crate::test_util::event(aggregate, seq, 0)
 }
@@ -172,12 +183,7 @@ fn read_all(store: &ContextStore) -> Vec<Bytes> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_commit_identically_and_survive_losing_the_leader() {
     let router = Router::default();
-    let mut replicas = Vec::new();
-    for id in 1..=3 {
-        let replica = start_replica(id, router.clone()).await;
-        router.nodes.lock().unwrap().insert(id, replica.raft.clone());
-        replicas.push(replica);
-    }
+    let replicas = in_memory_replicas(&router).await;
     let addresses = vec![String::new(); 3];
     scenario(replicas, addresses, |leader| {
         router.down.lock().unwrap().insert(leader);
@@ -276,12 +282,7 @@ async fn scenario(replicas: Vec<Replica>, addresses: Vec<String>, cut_off: impl 
 #[ignore = "diagnostic; run with --ignored --nocapture"]
 async fn print_in_process_write_latency() {
     let router = Router::default();
-    let mut replicas = Vec::new();
-    for id in 1..=3 {
-        let replica = start_replica(id, router.clone()).await;
-        router.nodes.lock().unwrap().insert(id, replica.raft.clone());
-        replicas.push(replica);
-    }
+    let replicas = in_memory_replicas(&router).await;
     let members: BTreeMap<u64, MemberNode> =
         (1..=3).map(|id| (id, MemberNode { name: format!("node-{id}"), internal_addr: String::new() })).collect();
     replicas[0].raft.initialize(members).await.unwrap();

@@ -34,6 +34,26 @@ type C = TypeConfig;
 /// The metadata key of the internal token.
 pub const INTERNAL_TOKEN_KEY: &str = "axoniq-internaltoken";
 
+/// Adds the internal token (when one is configured) to an outgoing call.
+pub fn attach_internal_token<T>(request: &mut Request<T>, token: Option<&str>) {
+    if let Some(token) = token
+        && let Ok(value) = token.parse()
+    {
+        request.metadata_mut().insert(INTERNAL_TOKEN_KEY, value);
+    }
+}
+
+/// Refuses an incoming call without the expected internal token (when one
+/// is configured).
+pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> Result<(), Status> {
+    let Some(expected) = expected else { return Ok(()) };
+    match request.metadata().get(INTERNAL_TOKEN_KEY).and_then(|v| v.to_str().ok()) {
+        Some(token) if token == expected => Ok(()),
+        Some(_) => Err(Status::permission_denied("invalid internal token")),
+        None => Err(Status::permission_denied("missing internal token")),
+    }
+}
+
 /// Creates the links of one group to the other members.
 #[derive(Clone)]
 pub struct GrpcNetwork {
@@ -93,11 +113,7 @@ impl GrpcLink {
     fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(option.soft_ttl());
-        if let Some(token) = self.token.as_deref()
-            && let Ok(value) = token.parse()
-        {
-            request.metadata_mut().insert(INTERNAL_TOKEN_KEY, value);
-        }
+        attach_internal_token(&mut request, self.token.as_deref());
         request
     }
 
@@ -189,12 +205,7 @@ impl RaftRpcService {
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(expected) = self.token.as_deref() else { return Ok(()) };
-        match request.metadata().get(INTERNAL_TOKEN_KEY).and_then(|v| v.to_str().ok()) {
-            Some(token) if token == expected => Ok(()),
-            Some(_) => Err(Status::permission_denied("invalid internal token")),
-            None => Err(Status::permission_denied("missing internal token")),
-        }
+        check_internal_token(request, self.token.as_deref())
     }
 
     fn group(&self, name: &str) -> Result<GroupRaft, Status> {
