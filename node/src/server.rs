@@ -16,6 +16,7 @@ use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::status::add_missing_error_code;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
 use crate::api::http::{self, HttpNode, HttpState};
+use crate::cluster::model::NodeInfo;
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::contexts::{ContextOptions, Contexts};
@@ -54,23 +55,29 @@ pub enum NodeError {
 /// and begins forming the cluster.
 async fn start_cluster(
     config: &Config,
-    first: &str,
     listener: TcpListener,
+    identity: &NodeIdentity,
     contexts: Arc<Contexts>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Arc<Cluster>, NodeError> {
     let node = &config.node;
     let port = listener.local_addr().map_err(NodeError::Address)?.port();
     let settings = ClusterSettings {
-        name: node.name.clone(),
-        internal_addr: format!("{}:{port}", host_with_domain(&node.internal_hostname, &node.internal_domain)),
-        first: first.to_owned(),
+        node: NodeInfo {
+            name: node.name.clone(),
+            internal_addr: format!("{}:{port}", host_with_domain(&node.internal_hostname, &node.internal_domain)),
+            host_name: identity.host_name.clone(),
+            grpc_port: identity.grpc_port,
+            http_port: identity.http_port,
+        },
+        first: config.cluster.autocluster_first.clone(),
+        contexts: config.contexts.clone(),
         token: config.cluster.internal_token.clone(),
         log_dir: std::path::absolute(&config.cluster.log_dir).unwrap_or_else(|_| config.cluster.log_dir.clone()),
-        groups: config.contexts.clone(),
         election_timeout_min_ms: config.cluster.election_timeout_min_ms,
         election_timeout_max_ms: config.cluster.election_timeout_max_ms,
         heartbeat_ms: config.cluster.heartbeat_ms,
+        min_active_backups: config.cluster.min_active_backups as usize,
     };
     let cluster = Cluster::start(settings, contexts).await.map_err(|e| NodeError::Cluster(e.to_string()))?;
     let (raft, membership) = cluster.services();
@@ -84,7 +91,7 @@ async fn start_cluster(
             tracing::error!(%error, "the internal gRPC server failed");
         }
     });
-    cluster.spawn_formation(stopped);
+    cluster.spawn(stopped);
     Ok(cluster)
 }
 
@@ -158,17 +165,12 @@ pub async fn run(
             *dir = absolute;
         }
     }
-    let names = config.contexts.clone();
+    // A clustered node opens the contexts the cluster model gives it (and
+    // keeps any it finds on disk until the model says otherwise).
+    let names = if config.cluster.enabled { Vec::new() } else { config.contexts.clone() };
     let opener_metrics = metrics.clone();
     let contexts = tokio::task::spawn_blocking(move || {
-        Contexts::open(
-            &names,
-            &storage.events_dir,
-            &storage.snapshots_dir,
-            &options,
-            &opener_metrics,
-            Arc::new(FsSpace),
-        )
+        Contexts::open(&names, &storage.events_dir, &storage.snapshots_dir, &options, opener_metrics, Arc::new(FsSpace))
     })
     .await
     .map_err(|e| NodeError::Http(std::io::Error::other(e)))?;
@@ -194,11 +196,11 @@ pub async fn run(
         client_heartbeat_frequency_ms: api.client_heartbeat_frequency_ms,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let cluster = match (&config.cluster.autocluster_first, listeners.internal) {
-        (Some(first), Some(internal)) => {
-            Some(start_cluster(&config, first, internal, contexts.clone(), stopped.clone()).await?)
+    let cluster = match (config.cluster.enabled, listeners.internal) {
+        (true, Some(internal)) => {
+            Some(start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone()).await?)
         }
-        (Some(_), None) => return Err(NodeError::Cluster("a clustered node needs its internal port bound".into())),
+        (true, None) => return Err(NodeError::Cluster("a clustered node needs its internal port bound".into())),
         _ => None,
     };
     let client_api =

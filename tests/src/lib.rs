@@ -272,6 +272,21 @@ pub fn start_cluster(dir: &Path, count: usize, extra: &[&str]) -> anyhow::Result
     Ok(nodes)
 }
 
+/// Waits until `via` sees `voters` voting members and a leader in `group`
+/// (autocluster adds the other nodes one membership step at a time).
+pub async fn wait_voters(via: &Node, group: &str, voters: usize) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(30), &format!("{voters} voters in {group}"), || async {
+        let Ok((_, body)) = via.http_get("/v1/public/replicationgroups") else { return false };
+        let Ok(groups) = serde_json::from_str::<serde_json::Value>(&body) else { return false };
+        let Some(found) = groups.as_array().and_then(|g| g.iter().find(|g| g["name"] == group).cloned()) else {
+            return false;
+        };
+        let counted = found["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["raft"] == "voter").count());
+        counted == voters && found["leader"].is_string()
+    })
+    .await
+}
+
 /// The leader of replication group `group` as node `via` sees it.
 pub fn leader_of(via: &Node, group: &str) -> Option<String> {
     let (_, body) = via.http_get("/v1/public/replicationgroups").ok()?;

@@ -54,9 +54,9 @@ async fn serve(config: config::Config) -> anyhow::Result<()> {
     let ip = config.node.bind_address;
     let client = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.node.client_port)).await?;
     let http = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.node.http_port)).await?;
-    let internal = match config.cluster.autocluster_first {
-        Some(_) => Some(tokio::net::TcpListener::bind(SocketAddr::new(ip, config.node.internal_port)).await?),
-        None => None,
+    let internal = match config.cluster.enabled {
+        true => Some(tokio::net::TcpListener::bind(SocketAddr::new(ip, config.node.internal_port)).await?),
+        false => None,
     };
     let mut ready =
         format!("READY client={} http={} node={}", client.local_addr()?, http.local_addr()?, config.node.name);

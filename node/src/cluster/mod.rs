@@ -1,24 +1,30 @@
-//! Clustering of this node (work in progress): runs one replication group per
-//! context on openraft, forms the cluster by autocluster, and routes client
-//! writes to each group's leader.
+//! Clustering of this node: the `_admin` replication group and the cluster
+//! model it replicates (`model`), one openraft group per replication group
+//! this node stores, formation (autocluster, init-cluster, register-node),
+//! the reconciler that makes local groups, stores and Raft memberships
+//! follow the model (`reconcile`), and routing of client writes and admin
+//! changes to the leader of their group (`rpc` serves the forwarded calls).
 //!
-//! Formation (`axoniq.axonserver.autocluster.first`): on a clean start the
-//! node whose internal `host:port` is the configured first initialises every
-//! group with itself as the only member; every other node asks the first to
-//! join, and is added as a learner, caught up, then made a voter (PRIMARY).
-//! A node whose groups already have a membership (a restart) does neither.
+//! Roles map onto Raft like this (see `roles`): PRIMARY members are voters;
+//! ACTIVE_BACKUP, PASSIVE_BACKUP and SECONDARY members are learners;
+//! MESSAGING_ONLY nodes are not members. Axon's commit rule — a majority of
+//! primaries **and** `min-active-backups` active backups — is kept as: Raft
+//! commits on the primaries' majority, and the leader confirms a write to
+//! its client only once `min-active-backups` active backups hold it (and
+//! refuses new writes while fewer are in sync). Axon's active backups grant
+//! every vote unconditionally, so their votes carry no information and
+//! leaving them out of elections changes nothing.
 //!
-//! Writes: a client's transaction is proposed on this node's group; when
-//! another node leads, it is forwarded to the leader over the internal API;
-//! while no leader is known the node waits up to the election timeout, then
-//! answers that no leader is available. Reads are served from the local
-//! replica.
-//!
-//! Not yet: the `_admin` group and its model, roles other than PRIMARY,
-//! role changes, the admin REST API and `ranvierctl` (all in the clustering
-//! issue).
+//! Formation (`axoniq.axonserver.autocluster.first`) acts on a clean start
+//! only: the first node initialises `_admin` with itself and founds the
+//! cluster with the configured contexts in one admin entry; every other node
+//! asks the first to register it as a PRIMARY of those contexts, and the
+//! leaders then add it to the groups' Raft memberships.
 
+pub mod model;
+mod reconcile;
 pub mod roles;
+mod rpc;
 #[cfg(test)]
 mod tests;
 
@@ -28,20 +34,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::ChangeMembers;
 use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
-use ranvier_proto::cluster::cluster_service_server::{ClusterService, ClusterServiceServer};
+use ranvier_proto::cluster::cluster_service_server::ClusterServiceServer;
 use ranvier_proto::cluster::raft_service_server::RaftServiceServer;
-use ranvier_proto::cluster::{ForwardedAppend, ForwardedReply, JoinReply, JoinRequest};
+use ranvier_proto::cluster::{AdminProposal, ForwardedAppend};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
+use crate::contexts::Contexts;
 use crate::raft::GroupRaft;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Groups, GrpcNetwork, RaftRpcService, attach_internal_token, check_internal_token};
-use crate::raft::state_machine::{ContextStores, GroupStateMachine};
+use crate::raft::state_machine::GroupStateMachine;
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
+use model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
+use roles::Role;
+pub use rpc::ClusterRpc;
 
 /// Size of one replication log segment file.
 const LOG_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -57,24 +66,25 @@ const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// What the cluster needs from the node's configuration.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
-    /// This node's name.
-    pub name: String,
-    /// This node's internal `host:port`.
-    pub internal_addr: String,
-    /// The internal `host:port` of the node that forms the cluster.
-    pub first: String,
+    /// This node as the cluster model lists it (name, addresses, ports).
+    pub node: NodeInfo,
+    /// The internal `host:port` of the node that forms the cluster by
+    /// autocluster; `None` to form it by hand (init-cluster, register-node).
+    pub first: Option<String>,
+    /// Contexts to create (first node) or join (the others) by autocluster.
+    pub contexts: Vec<String>,
     /// Required on node-to-node calls, when set.
     pub token: Option<String>,
     /// Replication logs, one directory per group.
     pub log_dir: PathBuf,
-    /// The groups (one per context).
-    pub groups: Vec<String>,
     /// Election timeout range and heartbeat interval, in ms.
     pub election_timeout_min_ms: u64,
     /// Upper end of the election timeout.
     pub election_timeout_max_ms: u64,
     /// Leader heartbeat interval.
     pub heartbeat_ms: u64,
+    /// Active backups that must hold a write before it is confirmed.
+    pub min_active_backups: usize,
 }
 
 /// Why the cluster could not start.
@@ -99,7 +109,7 @@ pub enum ClusterError {
     },
 }
 
-/// Why a clustered write did not store.
+/// Why a clustered write (or admin change) did not take effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteError {
     /// Refused the same way on every replica (Axon error code and message).
@@ -109,12 +119,24 @@ pub enum WriteError {
         /// For the client.
         message: String,
     },
-    /// No leader became known in time.
+    /// No leader became known in time, or the group cannot accept writes
+    /// (too few active backups in sync).
     NoLeader(String),
     /// Proposed but not committed in time (e.g. cut off from the majority).
     Timeout(String),
     /// Anything else (network, storage).
     Failed(String),
+}
+
+impl WriteError {
+    fn message(&self) -> &str {
+        match self {
+            WriteError::Refused { message, .. }
+            | WriteError::NoLeader(message)
+            | WriteError::Timeout(message)
+            | WriteError::Failed(message) => message,
+        }
+    }
 }
 
 /// A stable node id for Raft from the node's name (FNV-1a, never 0).
@@ -131,14 +153,20 @@ pub fn node_id(name: &str) -> u64 {
 pub struct Cluster {
     settings: ClusterSettings,
     node_id: u64,
+    raft_config: Arc<openraft::Config>,
     groups: Groups,
+    contexts: Arc<Contexts>,
+    model: watch::Receiver<Arc<ClusterModel>>,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Group → contexts whose stores this node opened for it.
+    hosted: tokio::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl Cluster {
-    /// Opens every group's log and state machine and starts its Raft.
-    pub async fn start(settings: ClusterSettings, stores: Arc<dyn ContextStores>) -> Result<Arc<Self>, ClusterError> {
-        let node_id = node_id(&settings.name);
+    /// Opens the `_admin` group (with the cluster model) and starts its Raft;
+    /// the other groups are opened by the reconciler as the model lists them.
+    pub async fn start(settings: ClusterSettings, contexts: Arc<Contexts>) -> Result<Arc<Self>, ClusterError> {
+        let node_id = node_id(&settings.node.name);
         let raft_config = openraft::Config {
             cluster_name: "ranvier".into(),
             heartbeat_interval: settings.heartbeat_ms,
@@ -150,86 +178,112 @@ impl Cluster {
         .validate()
         .map_err(|e| ClusterError::Raft { group: String::new(), reason: e.to_string() })?;
         let raft_config = Arc::new(raft_config);
+        let open = |source| ClusterError::Open { group: ADMIN.into(), source };
+        let dir = settings.log_dir.join(ADMIN);
+        let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
+        let (machine, model) = GroupStateMachine::open_admin(&dir, contexts.clone()).map_err(open)?;
+        let network = GrpcNetwork::new(ADMIN, settings.token.clone());
+        let admin = GroupRaft::new(node_id, raft_config.clone(), network, log, machine)
+            .await
+            .map_err(|e| ClusterError::Raft { group: ADMIN.into(), reason: e.to_string() })?;
         let groups = Groups::default();
-        for group in &settings.groups {
-            let open = |source| ClusterError::Open { group: group.clone(), source };
-            let dir = settings.log_dir.join(group);
-            let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
-            let machine = GroupStateMachine::open(&dir, stores.clone()).map_err(open)?;
-            let network = GrpcNetwork::new(group, settings.token.clone());
-            let raft = GroupRaft::new(node_id, raft_config.clone(), network, log, machine)
-                .await
-                .map_err(|e| ClusterError::Raft { group: group.clone(), reason: e.to_string() })?;
-            groups.insert(group, raft);
-        }
-        tracing::info!(node = %settings.name, node_id, groups = ?settings.groups, "replication groups started");
-        Ok(Arc::new(Self { settings, node_id, groups, channels: Mutex::new(HashMap::new()) }))
+        groups.insert(ADMIN, admin);
+        tracing::info!(node = %settings.node.name, node_id, "cluster runtime started");
+        Ok(Arc::new(Self {
+            settings,
+            node_id,
+            raft_config,
+            groups,
+            contexts,
+            model,
+            channels: Mutex::new(HashMap::new()),
+            hosted: tokio::sync::Mutex::new(BTreeMap::new()),
+        }))
     }
 
-    /// The internal gRPC services: Raft traffic and cluster membership/forwarding.
+    /// Opens a data group's log and state machine and starts its Raft.
+    async fn open_group(&self, group: &str) -> Result<GroupRaft, ClusterError> {
+        let open = |source| ClusterError::Open { group: group.to_owned(), source };
+        let dir = self.settings.log_dir.join(group);
+        let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
+        let machine = GroupStateMachine::open(&dir, self.contexts.clone()).map_err(open)?;
+        let network = GrpcNetwork::new(group, self.settings.token.clone());
+        let raft = GroupRaft::new(self.node_id, self.raft_config.clone(), network, log, machine)
+            .await
+            .map_err(|e| ClusterError::Raft { group: group.to_owned(), reason: e.to_string() })?;
+        self.groups.insert(group, raft.clone());
+        tracing::info!(%group, "replication group opened");
+        Ok(raft)
+    }
+
+    /// The internal gRPC services: Raft traffic and forwarding.
     pub fn services(self: &Arc<Self>) -> (RaftServiceServer<RaftRpcService>, ClusterServiceServer<ClusterRpc>) {
         let raft = RaftServiceServer::new(RaftRpcService::new(self.groups.clone(), self.settings.token.clone()));
-        (raft, ClusterServiceServer::new(ClusterRpc { cluster: self.clone() }))
+        (raft, ClusterServiceServer::new(ClusterRpc::new(self.clone())))
     }
 
-    fn me(&self) -> MemberNode {
-        MemberNode { name: self.settings.name.clone(), internal_addr: self.settings.internal_addr.clone() }
+    fn member_node(info: &NodeInfo) -> MemberNode {
+        MemberNode { name: info.name.clone(), internal_addr: info.internal_addr.clone() }
     }
 
-    /// Forms the cluster in the background (see the module docs); stops
-    /// trying when `stopping` turns true.
-    pub fn spawn_formation(self: &Arc<Self>, mut stopping: watch::Receiver<bool>) {
+    /// The cluster model as this node's `_admin` replica holds it.
+    pub fn model(&self) -> Arc<ClusterModel> {
+        self.model.borrow().clone()
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.settings.node.name
+    }
+
+    /// Forms the cluster in the background (see the module docs) and runs
+    /// the reconciler; both stop when `stopping` turns true.
+    pub fn spawn(self: &Arc<Self>, stopping: watch::Receiver<bool>) {
         let cluster = self.clone();
+        let mut stop = stopping.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = cluster.form() => {}
-                _ = stopping.wait_for(|s| *s) => {}
+                _ = stop.wait_for(|s| *s) => {}
             }
         });
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.run_reconciler(stopping).await });
     }
 
     async fn form(&self) {
-        use openraft::type_config::async_runtime::WatchReceiver;
-        let first = self.settings.internal_addr == self.settings.first;
-        let mut pending = Vec::new();
-        for group in &self.settings.groups {
-            let Some(raft) = self.groups.get(group) else { continue };
-            let initialized = raft.is_initialized().await.unwrap_or(false);
-            // A node stopped between being added as a learner and being made
-            // a voter comes back initialized but still a learner: it asks
-            // again. A node absent from the membership (removed) does not.
-            let learner = {
-                let metrics = raft.metrics().borrow_watched().clone();
-                let membership = metrics.membership_config.membership();
-                membership.learner_ids().any(|id| id == self.node_id)
-            };
-            if !initialized || (!first && learner) {
-                pending.push((group.clone(), raft));
-            }
-        }
-        if pending.is_empty() {
+        let Some(first) = self.settings.first.clone() else { return };
+        let Some(admin) = self.groups.get(ADMIN) else { return };
+        if admin.is_initialized().await.unwrap_or(true) {
             return;
         }
-        if first {
-            for (group, raft) in pending {
-                let members = BTreeMap::from([(self.node_id, self.me())]);
-                match raft.initialize(members).await {
-                    Ok(()) => tracing::info!(%group, "formed replication group with this node"),
-                    Err(error) => tracing::warn!(%group, %error, "failed to form replication group"),
-                }
-            }
-            return;
-        }
-        let groups: Vec<String> = pending.into_iter().map(|(group, _)| group).collect();
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.join(&groups).await {
-                Ok(joined) => {
-                    tracing::info!(first = %self.settings.first, groups = ?joined, "joined the cluster");
+            let result = if first == self.settings.node.internal_addr {
+                self.init_cluster(self.settings.contexts.clone()).await
+            } else {
+                self.join(&first, self.settings.contexts.clone()).await
+            };
+            match result {
+                Ok(()) if first == self.settings.node.internal_addr => {
+                    tracing::info!(contexts = ?self.settings.contexts, "founded the cluster (autocluster)");
+                    return;
+                }
+                Ok(()) => {
+                    tracing::info!(%first, contexts = ?self.settings.contexts, "joined the cluster (autocluster)");
+                    return;
+                }
+                Err(WriteError::Refused { code, message }) if code == "AXONIQ-2306" => {
+                    tracing::info!(%message, "this node is already part of the cluster");
+                    return;
+                }
+                // The first node has not founded the cluster yet: ask again.
+                Err(WriteError::Refused { code, message }) if code != "AXONIQ-2307" => {
+                    tracing::error!(%code, %message, "autocluster refused; fix the configuration or use ranvierctl");
                     return;
                 }
                 Err(error) => {
-                    tracing::info!(first = %self.settings.first, %error, "joining the cluster; retrying");
+                    tracing::info!(%first, error = error.message(), "forming the cluster; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
                 }
@@ -237,15 +291,63 @@ impl Cluster {
         }
     }
 
-    async fn join(&self, groups: &[String]) -> Result<Vec<String>, Status> {
-        let request = JoinRequest {
-            node_name: self.settings.name.clone(),
-            internal_addr: self.settings.internal_addr.clone(),
-            groups: groups.to_vec(),
-        };
-        let mut client = ClusterServiceClient::new(self.channel(&self.settings.first)?);
-        let reply = client.join(self.with_token(request)).await?;
-        Ok(reply.into_inner().joined)
+    /// Founds the cluster on this node (init-cluster): `_admin` with this
+    /// node as its only member, and the given contexts.
+    pub async fn init_cluster(&self, contexts: Vec<String>) -> Result<(), WriteError> {
+        let admin = self.groups.get(ADMIN).ok_or_else(|| WriteError::Failed("no _admin group".into()))?;
+        if self.model().initialized() {
+            return Err(WriteError::Refused {
+                code: "AXONIQ-2306".into(),
+                message: "this node is already a member of a cluster".into(),
+            });
+        }
+        if !admin.is_initialized().await.map_err(|e| WriteError::Failed(e.to_string()))? {
+            let members = BTreeMap::from([(self.node_id, Self::member_node(&self.settings.node))]);
+            admin.initialize(members).await.map_err(|e| WriteError::Failed(e.to_string()))?;
+        }
+        let command = AdminCommand::InitCluster { node: self.settings.node.clone(), contexts };
+        let proposed = self.propose(ADMIN, GroupCommand::Admin(command), true).await?;
+        self.settled(proposed).await
+    }
+
+    /// Waits until this node's replica of the model holds an applied admin
+    /// change (so the caller reads its own change here), then answers it.
+    async fn settled(&self, proposed: Proposed) -> Result<(), WriteError> {
+        applied(proposed.response)?;
+        if let Some(admin) = self.groups.get(ADMIN) {
+            let waiter = admin.wait(Some(COMMIT_TIMEOUT));
+            if waiter.applied_index_at_least(Some(proposed.index), "the change").await.is_err() {
+                let message = "the change was applied, but has not reached this node yet".to_owned();
+                return Err(WriteError::Timeout(message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the cluster, through the node at internal `addr`, to register
+    /// this node as a PRIMARY of `contexts` (register-node).
+    pub async fn join(&self, addr: &str, contexts: Vec<String>) -> Result<(), WriteError> {
+        if self.model().nodes.contains_key(&self.settings.node.name) {
+            return Err(WriteError::Refused {
+                code: "AXONIQ-2306".into(),
+                message: "this node is already a member of a cluster".into(),
+            });
+        }
+        let command = AdminCommand::JoinCluster { node: self.settings.node.clone(), contexts };
+        let proposed = self.forward(addr, &GroupCommand::Admin(command), true).await?;
+        applied(proposed.response)
+    }
+
+    /// Proposes a change of the cluster model, wherever `_admin` leads.
+    pub async fn admin(&self, command: AdminCommand) -> Result<(), WriteError> {
+        if !self.model().initialized() {
+            return Err(WriteError::Refused {
+                code: "AXONIQ-2307".into(),
+                message: "this node is not part of an initialised cluster (run init-cluster or register-node)".into(),
+            });
+        }
+        let proposed = self.propose(ADMIN, GroupCommand::Admin(command), true).await?;
+        self.settled(proposed).await
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, Status> {
@@ -255,7 +357,7 @@ impl Cluster {
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| Status::invalid_argument(format!("bad internal address {addr}: {e}")))?;
-        let channel = endpoint.tcp_nodelay(true).connect_lazy();
+        let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(2)).connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -283,89 +385,263 @@ impl Cluster {
     /// Stores a client transaction through the context's group: here when
     /// this node leads, else at the leader.
     pub async fn append(&self, context: &str, events: Vec<Bytes>, snapshot: bool) -> Result<u64, WriteError> {
-        let Some(raft) = self.groups.get(context) else {
-            let message = format!("No eventstore found for context {context}");
-            return Err(WriteError::Refused { code: "AXONIQ-6000".into(), message });
-        };
         let command = if snapshot {
             let event = events.into_iter().next().unwrap_or_default();
             GroupCommand::AppendSnapshot { context: context.to_owned(), snapshot: event }
         } else {
             GroupCommand::AppendEvents { context: context.to_owned(), events }
         };
+        match self.propose_write(context, command, true).await?.response {
+            GroupResponse::Appended { first_token } => Ok(first_token),
+            GroupResponse::Refused { code, message } => Err(WriteError::Refused { code, message }),
+            GroupResponse::Applied => Err(WriteError::Failed("the entry stored nothing".into())),
+        }
+    }
+
+    async fn propose_write(&self, context: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
+        let model = self.model();
+        let Some(group) = model.group_of(context).filter(|_| context != ADMIN) else {
+            let message = format!("No eventstore found for context {context}");
+            return Err(WriteError::Refused { code: "AXONIQ-6000".into(), message });
+        };
+        self.propose(group, command, relay).await
+    }
+
+    /// Proposes a command to `group`: on this node when it leads, else at
+    /// the leader (when `relay`); from a node that hosts no replica, at a
+    /// member that does.
+    async fn propose(&self, group: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
+        let Some(raft) = self.groups.get(group) else {
+            if !relay {
+                return Err(WriteError::NoLeader(format!("replication group {group} is not hosted here")));
+            }
+            return self.relay_to_member(group, &command).await;
+        };
         let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
         for _ in 0..WRITE_ATTEMPTS {
+            if matches!(command, GroupCommand::AppendEvents { .. } | GroupCommand::AppendSnapshot { .. }) {
+                self.check_active_backups(group, &raft)?;
+            }
             let error = match tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command.clone())).await {
-                Ok(Ok(written)) => return outcome(written.data),
+                Ok(Ok(written)) => {
+                    if !matches!(command, GroupCommand::Admin(_)) {
+                        self.await_active_backups(group, &raft, written.log_id.index).await?;
+                    }
+                    return Ok(Proposed { response: written.data, index: written.log_id.index });
+                }
                 Ok(Err(error)) => error,
                 Err(_) => {
-                    let message = format!("not committed within {} s for context {context}", COMMIT_TIMEOUT.as_secs());
+                    let message = format!("not committed within {} s in group {group}", COMMIT_TIMEOUT.as_secs());
                     return Err(WriteError::Timeout(message));
                 }
             };
             let Some(forward) = error.forward_to_leader() else { return Err(WriteError::Failed(error.to_string())) };
             match (&forward.leader_id, &forward.leader_node) {
                 (Some(leader), Some(node)) if *leader != self.node_id => {
-                    return self.forward(&node.internal_addr, context, &command).await;
+                    if !relay {
+                        return Err(WriteError::NoLeader(format!("this node does not lead group {group}")));
+                    }
+                    return self.forward(&node.internal_addr, &command, false).await;
                 }
                 (Some(_), _) => tokio::time::sleep(Duration::from_millis(20)).await,
                 (None, _) => {
                     let known = raft.wait(Some(wait)).metrics(|m| m.current_leader.is_some(), "a leader").await;
                     if known.is_err() {
-                        return Err(WriteError::NoLeader(format!("no leader for context {context}")));
+                        return Err(WriteError::NoLeader(format!("no leader for replication group {group}")));
                     }
                 }
             }
         }
-        Err(WriteError::NoLeader(format!("no leader accepted the write for context {context}")))
+        Err(WriteError::NoLeader(format!("no leader accepted the write for replication group {group}")))
     }
 
-    async fn forward(&self, leader: &str, context: &str, command: &GroupCommand) -> Result<u64, WriteError> {
-        let (events, snapshot) = match command {
-            GroupCommand::AppendEvents { events, .. } => (events.clone(), false),
-            GroupCommand::AppendSnapshot { snapshot, .. } => (vec![snapshot.clone()], true),
+    /// From a node without a replica of `group` (MESSAGING_ONLY, or not a
+    /// member): hands the command to a storing member, which forwards it
+    /// to the leader.
+    async fn relay_to_member(&self, group: &str, command: &GroupCommand) -> Result<Proposed, WriteError> {
+        let model = self.model();
+        let members: Vec<&NodeInfo> = model
+            .groups
+            .get(group)
+            .map(|g| {
+                g.members
+                    .iter()
+                    .filter(|(_, role)| **role == Role::Primary)
+                    .filter_map(|(name, _)| model.nodes.get(name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut last = WriteError::NoLeader(format!("replication group {group} has no reachable primary"));
+        for member in members {
+            match self.forward(&member.internal_addr, command, true).await {
+                Err(error @ WriteError::NoLeader(_)) => last = error,
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// Active backups of `group`, as Raft node ids.
+    fn active_backups(&self, group: &str) -> Vec<u64> {
+        let model = self.model();
+        model
+            .groups
+            .get(group)
+            .map(|g| g.members.iter().filter(|(_, r)| **r == Role::ActiveBackup).map(|(n, _)| node_id(n)).collect())
+            .unwrap_or_default()
+    }
+
+    fn backup_wait(&self) -> Duration {
+        Duration::from_millis(self.settings.election_timeout_max_ms * 2)
+    }
+
+    /// On the leader: refuses a new write while fewer than
+    /// `min-active-backups` active backups answered heartbeats recently.
+    fn check_active_backups(&self, group: &str, raft: &GroupRaft) -> Result<(), WriteError> {
+        use openraft::Instant;
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let backups = self.active_backups(group);
+        let need = self.settings.min_active_backups;
+        if backups.is_empty() || need == 0 {
+            return Ok(());
+        }
+        let metrics = raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(self.node_id) {
+            return Ok(());
+        }
+        let Some(heartbeats) = metrics.heartbeat.as_ref() else { return Ok(()) };
+        let recent = backups
+            .iter()
+            .filter(|id| {
+                heartbeats.get(id).and_then(|at| at.as_ref()).is_some_and(|at| at.elapsed() <= self.backup_wait())
+            })
+            .count();
+        if recent >= need { Ok(()) } else { Err(self.too_few_backups(group, recent, need)) }
+    }
+
+    fn too_few_backups(&self, group: &str, have: usize, need: usize) -> WriteError {
+        WriteError::NoLeader(format!(
+            "replication group {group} accepts no writes: {have} of {need} required active backup(s) \
+             (axoniq.axonserver.replication.min-active-backups) are in sync; writes resume when they are"
+        ))
+    }
+
+    /// On the leader, after the commit: waits until `min-active-backups`
+    /// active backups hold the entry before the write is confirmed.
+    async fn await_active_backups(&self, group: &str, raft: &GroupRaft, index: u64) -> Result<(), WriteError> {
+        let backups = self.active_backups(group);
+        let need = self.settings.min_active_backups;
+        if backups.is_empty() || need == 0 {
+            return Ok(());
+        }
+        let holding = |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| {
+            let Some(replication) = m.replication.as_ref() else { return 0 };
+            backups
+                .iter()
+                .filter(|id| replication.get(id).and_then(|l| l.as_ref()).is_some_and(|l| l.index >= index))
+                .count()
         };
-        let message = ForwardedAppend { context: context.to_owned(), events, snapshot };
-        let channel = self.channel(leader).map_err(|s| WriteError::Failed(s.message().to_owned()))?;
-        let reply = ClusterServiceClient::new(channel)
-            .append(self.with_token(message))
-            .await
-            .map_err(|s| {
-                WriteError::NoLeader(format!("the leader at {leader} did not take the write: {}", s.message()))
-            })?
-            .into_inner();
-        if reply.error_code.is_empty() {
-            Ok(reply.first_token as u64)
-        } else {
-            Err(WriteError::Refused { code: reply.error_code, message: reply.message })
+        let waited = raft.wait(Some(self.backup_wait())).metrics(|m| holding(m) >= need, "active backups").await;
+        match waited {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                use openraft::type_config::async_runtime::WatchReceiver;
+                let have = holding(&raft.metrics().borrow_watched().clone());
+                Err(self.too_few_backups(group, have, need))
+            }
         }
     }
 
-    /// What this node sees of each group: leader, term, log position and
-    /// members with their roles (Axon's `/v1/public/replicationgroups` shape).
+    /// Sends a command to the node at internal `addr`.
+    async fn forward(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
+        let channel = self.channel(addr).map_err(|s| WriteError::Failed(s.message().to_owned()))?;
+        let unreachable =
+            |s: Status| WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message()));
+        let mut client = ClusterServiceClient::new(channel);
+        match command {
+            GroupCommand::AppendEvents { context, events } => {
+                let message =
+                    ForwardedAppend { context: context.clone(), events: events.clone(), snapshot: false, relay };
+                let reply = client.append(self.with_token(message)).await.map_err(unreachable)?.into_inner();
+                Ok(Proposed { response: rpc::append_response(reply), index: 0 })
+            }
+            GroupCommand::AppendSnapshot { context, snapshot } => {
+                let events = vec![snapshot.clone()];
+                let message = ForwardedAppend { context: context.clone(), events, snapshot: true, relay };
+                let reply = client.append(self.with_token(message)).await.map_err(unreachable)?.into_inner();
+                Ok(Proposed { response: rpc::append_response(reply), index: 0 })
+            }
+            GroupCommand::Admin(admin) => {
+                let command_json = serde_json::to_vec(admin).map_err(|e| WriteError::Failed(e.to_string()))?;
+                let message = AdminProposal { command_json: command_json.into(), relay };
+                let reply = client.propose(self.with_token(message)).await.map_err(unreachable)?.into_inner();
+                let response = if reply.error_code.is_empty() {
+                    GroupResponse::Applied
+                } else {
+                    GroupResponse::Refused { code: reply.error_code, message: reply.message }
+                };
+                Ok(Proposed { response, index: reply.log_index })
+            }
+        }
+    }
+
+    /// Every replication group of the model as this node sees it: leader,
+    /// members with roles (Axon's `/v1/public/replicationgroups` shape),
+    /// contexts and, where this node hosts a replica, its Raft state; where
+    /// it leads, each member's match index and lag.
     pub fn status(&self) -> Vec<serde_json::Value> {
         use openraft::type_config::async_runtime::WatchReceiver;
+        let model = self.model();
         let mut out = Vec::new();
-        for group in &self.settings.groups {
-            let Some(raft) = self.groups.get(group) else { continue };
-            let metrics = raft.metrics().borrow_watched().clone();
-            let membership = metrics.membership_config.membership();
-            let name_of = |id: &u64| membership.get_node(id).map(|n| n.name.clone());
-            let voters: BTreeSet<u64> = membership.voter_ids().collect();
-            let roles: Vec<serde_json::Value> = membership
-                .nodes()
-                .map(|(id, node)| {
-                    let role = if voters.contains(id) { "PRIMARY" } else { "LEARNER" };
-                    serde_json::json!({ "node": node.name, "role": role })
+        for (group, info) in &model.groups {
+            let raft = self.groups.get(group);
+            let metrics = raft.as_ref().map(|r| r.metrics().borrow_watched().clone());
+            let leader = metrics.as_ref().and_then(|m| {
+                let membership = m.membership_config.membership();
+                m.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
+            });
+            let members: Vec<serde_json::Value> = info
+                .members
+                .iter()
+                .map(|(node, role)| {
+                    let id = node_id(node);
+                    let raft_role = metrics.as_ref().map(|m| {
+                        let membership = m.membership_config.membership();
+                        if membership.voter_ids().any(|v| v == id) {
+                            "voter"
+                        } else if membership.learner_ids().any(|l| l == id) {
+                            "learner"
+                        } else {
+                            "none"
+                        }
+                    });
+                    let matched = metrics
+                        .as_ref()
+                        .and_then(|m| m.replication.as_ref())
+                        .and_then(|r| r.get(&id).cloned().flatten())
+                        .map(|l| l.index);
+                    let last = metrics.as_ref().and_then(|m| m.last_log_index);
+                    let lag = matched.zip(last).map(|(m, l)| l.saturating_sub(m));
+                    serde_json::json!({
+                        "node": node, "role": role.name(), "raft": raft_role, "matchIndex": matched, "lag": lag,
+                    })
                 })
+                .collect();
+            let roles: Vec<serde_json::Value> = info
+                .members
+                .iter()
+                .map(|(node, role)| serde_json::json!({ "node": node, "role": role.name() }))
                 .collect();
             out.push(serde_json::json!({
                 "name": group,
-                "leader": metrics.current_leader.as_ref().and_then(name_of),
-                "term": metrics.current_term,
-                "lastLogIndex": metrics.last_log_index,
-                "appliedIndex": metrics.last_applied.map(|id| id.index),
+                "leader": leader,
+                "hosted": raft.is_some(),
+                "term": metrics.as_ref().map(|m| m.current_term),
+                "lastLogIndex": metrics.as_ref().and_then(|m| m.last_log_index),
+                "appliedIndex": metrics.as_ref().and_then(|m| m.last_applied.map(|id| id.index)),
                 "roles": roles,
+                "members": members,
+                "contexts": model.contexts_of(group),
             }));
         }
         out
@@ -373,8 +649,8 @@ impl Cluster {
 
     /// Stops every group.
     pub async fn shutdown(&self) {
-        for group in &self.settings.groups {
-            if let Some(raft) = self.groups.get(group)
+        for group in self.groups.names() {
+            if let Some(raft) = self.groups.get(&group)
                 && let Err(error) = raft.shutdown().await
             {
                 tracing::warn!(%group, %error, "replication group did not stop cleanly");
@@ -383,61 +659,16 @@ impl Cluster {
     }
 }
 
-fn outcome(response: GroupResponse) -> Result<u64, WriteError> {
+/// What a proposal came to, and where in its group's log.
+struct Proposed {
+    response: GroupResponse,
+    /// The entry's log index (0 when a forwarded write does not say).
+    index: u64,
+}
+
+fn applied(response: GroupResponse) -> Result<(), WriteError> {
     match response {
-        GroupResponse::Appended { first_token } => Ok(first_token),
         GroupResponse::Refused { code, message } => Err(WriteError::Refused { code, message }),
-        GroupResponse::Applied => Err(WriteError::Failed("the entry stored nothing".into())),
-    }
-}
-
-/// The internal ClusterService.
-pub struct ClusterRpc {
-    cluster: Arc<Cluster>,
-}
-
-#[tonic::async_trait]
-impl ClusterService for ClusterRpc {
-    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
-        self.cluster.authorize(&request)?;
-        let request = request.into_inner();
-        let id = node_id(&request.node_name);
-        let node = MemberNode { name: request.node_name.clone(), internal_addr: request.internal_addr.clone() };
-        let mut joined = Vec::new();
-        for group in &request.groups {
-            let Some(raft) = self.cluster.groups.get(group) else { continue };
-            raft.add_learner(id, node.clone(), true).await.map_err(|e| Status::unavailable(e.to_string()))?;
-            let voters = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-            raft.change_membership(voters, false).await.map_err(|e| Status::unavailable(e.to_string()))?;
-            tracing::info!(%group, node = %request.node_name, "node joined replication group as PRIMARY");
-            joined.push(group.clone());
-        }
-        Ok(Response::new(JoinReply { joined }))
-    }
-
-    async fn append(&self, request: Request<ForwardedAppend>) -> Result<Response<ForwardedReply>, Status> {
-        self.cluster.authorize(&request)?;
-        let request = request.into_inner();
-        let Some(raft) = self.cluster.groups.get(&request.context) else {
-            return Err(Status::not_found(format!("context {} is not hosted here", request.context)));
-        };
-        let command = if request.snapshot {
-            let snapshot = request.events.into_iter().next().unwrap_or_default();
-            GroupCommand::AppendSnapshot { context: request.context, snapshot }
-        } else {
-            GroupCommand::AppendEvents { context: request.context, events: request.events }
-        };
-        let written = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command))
-            .await
-            .map_err(|_| Status::deadline_exceeded("not committed in time"))?
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let reply = match outcome(written.data) {
-            Ok(first_token) => ForwardedReply { first_token: first_token as i64, ..Default::default() },
-            Err(WriteError::Refused { code, message }) => ForwardedReply { first_token: -1, error_code: code, message },
-            Err(WriteError::NoLeader(message) | WriteError::Failed(message) | WriteError::Timeout(message)) => {
-                return Err(Status::unavailable(message));
-            }
-        };
-        Ok(Response::new(reply))
+        GroupResponse::Applied | GroupResponse::Appended { .. } => Ok(()),
     }
 }

@@ -4,8 +4,9 @@
 //! election rule of Axon Server's replication groups (a majority of primaries
 //! plus `min-active-backups` active backups).
 //!
-//! Today every member joins as PRIMARY; the admin API that assigns the other
-//! roles, and the group runtime that applies these decisions, build on this.
+//! The reconciler (`cluster::reconcile`) turns roles into Raft membership
+//! with [`Role::raft_shape`]; the leader applies the active-backup part of
+//! the commit rule before it confirms a write (`cluster` module docs).
 
 use std::fmt;
 use std::str::FromStr;
@@ -89,11 +90,13 @@ impl Role {
         matches!(self, Role::Primary | Role::MessagingOnly)
     }
 
-    /// Its place in the group's Raft.
+    /// Its place in the group's Raft. Only primaries vote: Axon's active
+    /// backups grant every vote unconditionally, so Ranvier keeps them as
+    /// learners and enforces `min-active-backups` at the leader instead.
     pub fn raft_shape(self) -> RaftShape {
         match self {
-            Role::Primary | Role::ActiveBackup => RaftShape::Voter,
-            Role::PassiveBackup | Role::Secondary => RaftShape::Learner,
+            Role::Primary => RaftShape::Voter,
+            Role::ActiveBackup | Role::PassiveBackup | Role::Secondary => RaftShape::Learner,
             Role::MessagingOnly => RaftShape::None,
         }
     }
@@ -148,7 +151,7 @@ mod tests {
         // (role, stores, votes, may lead, serves clients, raft shape)
         let table = [
             (Primary, true, true, true, true, RaftShape::Voter),
-            (ActiveBackup, true, true, false, false, RaftShape::Voter),
+            (ActiveBackup, true, true, false, false, RaftShape::Learner),
             (PassiveBackup, true, false, false, false, RaftShape::Learner),
             (Secondary, true, false, false, false, RaftShape::Learner),
             (MessagingOnly, false, false, false, true, RaftShape::None),

@@ -1,97 +1,94 @@
-//! Cluster formation in one process, over real internal gRPC servers.
+//! Cluster formation, the model and role changes in one process, over real
+//! internal gRPC servers and real stores in temporary directories.
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::model::{ADMIN, AdminCommand};
+use super::roles::Role;
 use super::*;
-use crate::raft::state_machine::ContextStores;
-use crate::store::ContextStore;
-
-struct Stores(ContextStore);
-
-impl ContextStores for Stores {
-    fn store(&self, context: &str) -> Result<ContextStore, String> {
-        if context == "default" { Ok(self.0.clone()) } else { Err(format!("no context {context}")) }
-    }
-}
+use crate::contexts::{ContextOptions, Contexts};
+use crate::store::{FsSpace, StoreOptions};
+use crate::telemetry::Metrics;
 
 struct Member {
     cluster: Arc<Cluster>,
-    _dir: tempfile::TempDir,
+    contexts: Arc<Contexts>,
+    dir: tempfile::TempDir,
 }
 
-async fn member(name: &str, listener: tokio::net::TcpListener, first: &str) -> Member {
+async fn member(
+    name: &str,
+    listener: tokio::net::TcpListener,
+    first: &str,
+    stopping: &watch::Receiver<bool>,
+) -> Member {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
+    let addr = listener.local_addr().unwrap();
     let settings = ClusterSettings {
-        name: name.into(),
-        internal_addr: listener.local_addr().unwrap().to_string(),
-        first: first.into(),
+        node: NodeInfo {
+            name: name.into(),
+            internal_addr: addr.to_string(),
+            host_name: "localhost".into(),
+            grpc_port: 1,
+            http_port: 2,
+        },
+        first: Some(first.into()),
+        contexts: vec!["default".into()],
         token: Some("t".into()),
         log_dir: dir.path().join("log"),
-        groups: vec!["default".into()],
         election_timeout_min_ms: 300,
         election_timeout_max_ms: 600,
         heartbeat_ms: 100,
+        min_active_backups: 1,
     };
-    let store = crate::test_util::context_store(&dir.path().join("data"), "default");
-    let cluster = Cluster::start(settings, Arc::new(Stores(store))).await.unwrap();
-    let (raft, membership) = cluster.services();
+    let options = ContextOptions { events: StoreOptions::default(), snapshots: StoreOptions::default() };
+    let data = dir.path().join("data");
+    let contexts = Arc::new(Contexts::open(
+        &[],
+        &data.join("events"),
+        &data.join("snapshots"),
+        &options,
+        Arc::new(Metrics::new()),
+        Arc::new(FsSpace),
+    ));
+    let cluster = Cluster::start(settings, contexts.clone()).await.unwrap();
+    let (raft, forwarding) = cluster.services();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(
-        tonic::transport::Server::builder().add_service(raft).add_service(membership).serve_with_incoming(incoming),
+        tonic::transport::Server::builder().add_service(raft).add_service(forwarding).serve_with_incoming(incoming),
     );
-    Member { cluster, _dir: dir }
+    cluster.spawn(stopping.clone());
+    Member { cluster, contexts, dir }
 }
 
-fn role_of(cluster: &Cluster, node: &str) -> Option<String> {
-    let status = cluster.status();
-    let roles = status.first()?["roles"].as_array()?.clone();
-    roles.iter().find(|r| r["node"] == node).and_then(|r| r["role"].as_str().map(str::to_owned))
+/// `node`'s role in `group` as (model role, Raft shape) seen by `on`.
+fn member_state(on: &Cluster, group: &str, node: &str) -> Option<(String, String)> {
+    let status = on.status();
+    let group = status.iter().find(|g| g["name"] == group)?;
+    let member = group["members"].as_array()?.iter().find(|m| m["node"] == node)?;
+    Some((member["role"].as_str()?.to_owned(), member["raft"].as_str().unwrap_or("?").to_owned()))
+}
+
+fn leader_of(members: &[&Member], group: &str) -> Option<usize> {
+    members.iter().position(|m| {
+        m.cluster.group(group).is_some_and(|raft| {
+            use openraft::type_config::async_runtime::WatchReceiver;
+            raft.metrics().borrow_watched().current_leader == Some(m.cluster.node_id())
+        })
+    })
 }
 
 async fn until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !condition() {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_left_as_a_learner_asks_again_and_becomes_primary() {
-    let listeners = bind_listeners(3).await;
-    let first = listeners[0].local_addr().unwrap().to_string();
-    let mut listeners = listeners.into_iter();
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let one = member("node-1", listeners.next().unwrap(), &first).await;
-    let two = member("node-2", listeners.next().unwrap(), &first).await;
-    one.cluster.spawn_formation(stopping.clone());
-    two.cluster.spawn_formation(stopping.clone());
-    until("node-2 to join as PRIMARY", || role_of(&one.cluster, "node-2").as_deref() == Some("PRIMARY")).await;
-
-    // node-3 stops half-way through joining: added as a learner only.
-    let three = member("node-3", listeners.next().unwrap(), &first).await;
-    let leader = one.cluster.group("default").unwrap();
-    let node = MemberNode { name: "node-3".into(), internal_addr: three.cluster.settings.internal_addr.clone() };
-    // (An earlier membership change may still be settling: retry while so.)
-    let mut added = false;
-    for _ in 0..200 {
-        if leader.add_learner(three.cluster.node_id(), node.clone(), true).await.is_ok() {
-            added = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(added, "node-3 could not be added as a learner");
-    until("node-3 to see itself as a learner", || role_of(&three.cluster, "node-3").as_deref() == Some("LEARNER"))
-        .await;
-
-    // Its formation (as after a restart) asks to join again.
-    three.cluster.spawn_formation(stopping.clone());
-    until("node-3 to become PRIMARY", || role_of(&one.cluster, "node-3").as_deref() == Some("PRIMARY")).await;
-    let _ = stop.send(true);
-    for member in [&one, &two, &three] {
-        member.cluster.shutdown().await;
     }
 }
 
@@ -101,4 +98,230 @@ async fn bind_listeners(count: usize) -> Vec<tokio::net::TcpListener> {
         out.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
     }
     out
+}
+
+async fn three_nodes(stopping: &watch::Receiver<bool>) -> Vec<Member> {
+    let listeners = bind_listeners(3).await;
+    let first = listeners[0].local_addr().unwrap().to_string();
+    let mut members = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        members.push(member(&format!("node-{}", i + 1), listener, &first, stopping).await);
+    }
+    for group in [ADMIN, "default"] {
+        for node in ["node-1", "node-2", "node-3"] {
+            let want = Some(("PRIMARY".to_string(), "voter".to_string()));
+            until(&format!("{node} to vote in {group}"), || {
+                members
+                    .iter()
+                    .any(|m| leader_of(&[m], group).is_some() && member_state(&m.cluster, group, node) == want)
+            })
+            .await;
+        }
+    }
+    members
+}
+
+fn event(aggregate: &str, seq: i64) -> Bytes {
+    crate::test_util::event(aggregate, seq, 64)
+}
+
+/// Inode of every event segment file of `context` on a member.
+fn segment_inodes(member: &Member, context: &str) -> Vec<(String, u64)> {
+    let dir = member.dir.path().join("data/events").join(context);
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".events"))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().ino()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocluster_builds_the_model_and_every_member_stores_the_writes() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let model = members[2].cluster.model();
+    assert_eq!(model.nodes.len(), 3);
+    assert_eq!(model.group_of("default"), Some("default"));
+    // A write through any node lands on every replica.
+    let token = members[2].cluster.append("default", vec![event("a", 0), event("a", 1)], false).await.unwrap();
+    assert_eq!(token, 0);
+    for member in &members {
+        let contexts = member.contexts.clone();
+        until("the write on every replica", move || {
+            contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 2)
+        })
+        .await;
+    }
+    // Unknown contexts are refused as Axon does.
+    let refused = members[0].cluster.append("nope", vec![event("b", 0)], false).await.unwrap_err();
+    assert!(matches!(refused, WriteError::Refused { ref code, .. } if code == "AXONIQ-6000"), "{refused:?}");
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_change_in_place_without_copying_the_store() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    for seq in 0..20 {
+        members[0].cluster.append("default", vec![event("a", seq)], false).await.unwrap();
+    }
+    let third = &members[2];
+    let contexts = third.contexts.clone();
+    until("node-3 to hold the events", move || {
+        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 20)
+    })
+    .await;
+    let before = segment_inodes(third, "default");
+    assert!(!before.is_empty());
+
+    let set = |node: &str, role| AdminCommand::SetMember { group: "default".into(), node: node.into(), role };
+    let mut seq = 20;
+    for (role, shape) in [
+        (Role::Secondary, "learner"),
+        (Role::Primary, "voter"),
+        (Role::ActiveBackup, "learner"),
+        (Role::Primary, "voter"),
+    ] {
+        members[1].cluster.admin(set("node-3", role)).await.unwrap();
+        let want = Some((role.name().to_string(), shape.to_string()));
+        until(&format!("node-3 to be {role} ({shape})"), || {
+            members
+                .iter()
+                .any(|m| leader_of(&[m], "default").is_some() && member_state(&m.cluster, "default", "node-3") == want)
+        })
+        .await;
+        // Writes go on through every change.
+        members[0].cluster.append("default", vec![event("a", seq)], false).await.unwrap();
+        seq += 1;
+    }
+    let contexts = third.contexts.clone();
+    let expected = seq as u64;
+    until("node-3 to hold every write", move || {
+        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == expected)
+    })
+    .await;
+    assert_eq!(segment_inodes(third, "default"), before, "the store was not copied again");
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_role_changes_hands_over_first() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let refs: Vec<&Member> = members.iter().collect();
+    let leader = leader_of(&refs, "default").unwrap();
+    let name = format!("node-{}", leader + 1);
+    let command = AdminCommand::SetMember { group: "default".into(), node: name.clone(), role: Role::PassiveBackup };
+    members[0].cluster.admin(command).await.unwrap();
+    let want = Some(("PASSIVE_BACKUP".to_string(), "learner".to_string()));
+    until("the old leader to become a learner", || {
+        members
+            .iter()
+            .any(|m| leader_of(&[m], "default").is_some() && member_state(&m.cluster, "default", &name) == want)
+    })
+    .await;
+    assert_ne!(leader_of(&refs, "default"), Some(leader), "a learner does not lead");
+    members[leader].cluster.append("default", vec![event("x", 0)], false).await.unwrap();
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_deletes_its_files_unless_preserved_and_reuses_them_when_added_back() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    members[0].cluster.append("default", vec![event("a", 0)], false).await.unwrap();
+    let third = &members[2];
+    let contexts = third.contexts.clone();
+    until("node-3 to hold the event", move || {
+        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 1)
+    })
+    .await;
+    let before = segment_inodes(third, "default");
+    let remove = |preserve| AdminCommand::RemoveMember { group: "default".into(), node: "node-3".into(), preserve };
+
+    members[0].cluster.admin(remove(true)).await.unwrap();
+    until("node-3 to close the group", || third.cluster.group("default").is_none()).await;
+    assert!(third.contexts.get("default").is_none());
+    assert_eq!(segment_inodes(third, "default"), before, "preserved files stay");
+    members[0].cluster.append("default", vec![event("a", 1)], false).await.unwrap();
+
+    let add = AdminCommand::SetMember { group: "default".into(), node: "node-3".into(), role: Role::Primary };
+    members[1].cluster.admin(add.clone()).await.unwrap();
+    let contexts = third.contexts.clone();
+    until("node-3 to catch up after rejoining", move || {
+        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 2)
+    })
+    .await;
+    assert_eq!(segment_inodes(third, "default")[0], before[0], "the preserved segment was reused");
+
+    members[0].cluster.admin(remove(false)).await.unwrap();
+    let (events, log) = (third.dir.path().join("data/events/default"), third.dir.path().join("log/default"));
+    until("node-3 to delete its files (no preserve)", || !events.exists() && !log.exists()).await;
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_and_groups_are_created_and_deleted_through_the_model() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let roles = BTreeMap::from([
+        ("node-1".to_string(), Role::Primary),
+        ("node-2".to_string(), Role::Primary),
+        ("node-3".to_string(), Role::MessagingOnly),
+    ]);
+    members[2].cluster.admin(AdminCommand::CreateGroup { name: "sales".into(), members: roles }).await.unwrap();
+    members[2]
+        .cluster
+        .admin(AdminCommand::CreateContext { name: "orders".into(), group: "sales".into() })
+        .await
+        .unwrap();
+    // A messaging-only member stores nothing but its clients can write.
+    let mut token = None;
+    for _ in 0..100 {
+        match members[2].cluster.append("orders", vec![event("o", 0)], false).await {
+            Ok(first) => {
+                token = Some(first);
+                break;
+            }
+            Err(WriteError::NoLeader(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(token, Some(0));
+    assert!(members[2].cluster.group("sales").is_none());
+    assert!(members[2].contexts.get("orders").is_none());
+    assert!(!members[2].dir.path().join("data/events/orders").exists());
+    let contexts = members[1].contexts.clone();
+    until("node-2 to store orders", move || {
+        contexts.get("orders").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 1)
+    })
+    .await;
+
+    let refused = members[0].cluster.admin(AdminCommand::DeleteGroup { name: "sales".into(), preserve: false }).await;
+    assert!(matches!(refused, Err(WriteError::Refused { ref code, .. }) if code == "AXONIQ-2309"), "{refused:?}");
+    members[0].cluster.admin(AdminCommand::DeleteContext { name: "orders".into(), preserve: false }).await.unwrap();
+    members[0].cluster.admin(AdminCommand::DeleteGroup { name: "sales".into(), preserve: false }).await.unwrap();
+    for member in &members[..2] {
+        until("the group to close", || member.cluster.group("sales").is_none()).await;
+        assert!(!member.dir.path().join("data/events/orders").exists());
+    }
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
 }

@@ -95,6 +95,12 @@ pub const AUTOCLUSTER_CONTEXTS: Key = key("axoniq.axonserver.autocluster.context
 /// `host[:port]` (internal port, default 8224) of the node that forms the cluster on a clean
 /// start; empty for a standalone node.
 pub const AUTOCLUSTER_FIRST: Key = key("axoniq.axonserver.autocluster.first", "");
+/// Run the cluster runtime without autocluster, to form the cluster by hand
+/// (`ranvierctl init-cluster` / `register-node`). Implied by `autocluster.first`.
+pub const CLUSTERED: Key = key("ranvier.clustered", "false");
+/// Active backups that must hold a write before it is confirmed; with fewer in
+/// sync, a group that has active backups accepts no writes.
+pub const MIN_ACTIVE_BACKUPS: Key = key("axoniq.axonserver.replication.min-active-backups", "1");
 /// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
 pub const INTERNAL_TOKEN: Key = key("axoniq.axonserver.accesscontrol.internal-token", "");
 /// Directory of the replication log files, one subdirectory per replication group.
@@ -138,6 +144,8 @@ pub const ALL: &[Key] = &[
     MAX_CONNECTIONS,
     AUTOCLUSTER_CONTEXTS,
     AUTOCLUSTER_FIRST,
+    CLUSTERED,
+    MIN_ACTIVE_BACKUPS,
     INTERNAL_TOKEN,
     LOG_STORAGE_FOLDER,
     MIN_ELECTION_TIMEOUT,
@@ -159,7 +167,6 @@ pub const IGNORED: &[&str] = &[
     "axoniq.axonserver.accesscontrol.jwt.*",
     "axoniq.axonserver.ssl.*",
     "axoniq.axonserver.tags.*",
-    "axoniq.axonserver.replication.min-active-backups",
     "axoniq.axonserver.replication.max-entries-per-batch",
     "axoniq.axonserver.replication.flow-buffer",
     "axoniq.axonserver.replication.snapshot-flow-buffer",

@@ -98,6 +98,10 @@ pub struct ClusterConfig {
     /// `axoniq.axonserver.autocluster.first`: `host:port` of the node that forms the cluster
     /// (port defaults to 8224); `None` for a standalone node.
     pub autocluster_first: Option<String>,
+    /// Runs the cluster runtime (`ranvier.clustered`, or implied by `autocluster_first`).
+    pub enabled: bool,
+    /// `axoniq.axonserver.replication.min-active-backups`. Default 1.
+    pub min_active_backups: u32,
     /// `axoniq.axonserver.accesscontrol.internal-token`: required on node-to-node calls.
     pub internal_token: Option<String>,
     /// `axoniq.axonserver.replication.log-storage-folder`: replication logs. Default `./log`.
@@ -249,6 +253,8 @@ impl Config {
             (keys::AUTOCLUSTER_CONTEXTS.name, self.contexts.join(",")),
             (keys::AUTOCLUSTER_FIRST.name, self.cluster.autocluster_first.clone().unwrap_or_default()),
             // A secret: only whether it is set is shown.
+            (keys::CLUSTERED.name, self.cluster.enabled.to_string()),
+            (keys::MIN_ACTIVE_BACKUPS.name, self.cluster.min_active_backups.to_string()),
             (keys::INTERNAL_TOKEN.name, self.cluster.internal_token.as_ref().map_or("", |_| "<set>").to_owned()),
             (keys::LOG_STORAGE_FOLDER.name, path(&self.cluster.log_dir)),
             (keys::MIN_ELECTION_TIMEOUT.name, self.cluster.election_timeout_min_ms.to_string()),
@@ -345,8 +351,11 @@ fn cluster_config(s: &Settings) -> Result<ClusterConfig, ConfigError> {
     if heartbeat >= min {
         return Err(s.invalid(&keys::HEARTBEAT_TIMEOUT, format!("must be below the min-election-timeout ({min} ms)")));
     }
+    let autocluster_first = s.read_opt(&keys::AUTOCLUSTER_FIRST, internal_address)?;
     Ok(ClusterConfig {
-        autocluster_first: s.read_opt(&keys::AUTOCLUSTER_FIRST, internal_address)?,
+        enabled: autocluster_first.is_some() || s.read(&keys::CLUSTERED, value::boolean)?,
+        autocluster_first,
+        min_active_backups: s.read(&keys::MIN_ACTIVE_BACKUPS, value::count)?,
         internal_token: s.read_opt(&keys::INTERNAL_TOKEN, |t| Ok::<_, String>(t.to_owned()))?,
         log_dir: s.read(&keys::LOG_STORAGE_FOLDER, directory)?,
         election_timeout_min_ms: min,

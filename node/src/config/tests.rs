@@ -81,6 +81,8 @@ fn defaults() {
         },
         cluster: ClusterConfig {
             autocluster_first: None,
+            enabled: false,
+            min_active_backups: 1,
             internal_token: None,
             log_dir: "./log".into(),
             election_timeout_min_ms: 1000,

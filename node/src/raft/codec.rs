@@ -7,6 +7,7 @@
 //!            kind 0 blank | 1 command | 2 membership (JSON)
 //! command := tag u8 (1 events, 2 snapshot) | context_len u32 | context
 //!            | count u32 | (len u32 | bytes)*
+//!          | tag u8 (3 admin) | JSON of the admin command
 //! ```
 
 use std::io;
@@ -32,10 +33,14 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, value: u64) {
 
 /// Encodes a command compactly (events stay raw bytes):
 /// `tag u8 | context_len u32 | context | count u32 | (len u32 | bytes)*`.
-fn encode_command(out: &mut Vec<u8>, command: &GroupCommand) {
+fn encode_command(out: &mut Vec<u8>, command: &GroupCommand) -> io::Result<()> {
     let (tag, context, items): (u8, &str, Vec<&Bytes>) = match command {
         GroupCommand::AppendEvents { context, events } => (1, context, events.iter().collect()),
         GroupCommand::AppendSnapshot { context, snapshot } => (2, context, vec![snapshot]),
+        GroupCommand::Admin(admin) => {
+            out.push(3);
+            return serde_json::to_writer(out, admin).map_err(io::Error::other);
+        }
     };
     out.push(tag);
     put_u32(out, context.len() as u32);
@@ -45,6 +50,7 @@ fn encode_command(out: &mut Vec<u8>, command: &GroupCommand) {
         put_u32(out, item.len() as u32);
         out.extend_from_slice(item);
     }
+    Ok(())
 }
 
 struct Reader<'a> {
@@ -80,6 +86,10 @@ impl<'a> Reader<'a> {
 
 fn decode_command(reader: &mut Reader<'_>, body: &Bytes) -> io::Result<GroupCommand> {
     let tag = reader.u8()?;
+    if tag == 3 {
+        let admin = serde_json::from_slice(&body[reader.at..]).map_err(|e| invalid(format!("admin record: {e}")))?;
+        return Ok(GroupCommand::Admin(admin));
+    }
     let context_len = reader.u32()? as usize;
     let context = std::str::from_utf8(reader.take(context_len)?)
         .map_err(|_| invalid("a log record's context is not UTF-8".into()))?
@@ -108,7 +118,7 @@ pub fn encode_entry(entry: &Entry) -> io::Result<Vec<u8>> {
         EntryPayload::Blank => body.push(0),
         EntryPayload::Normal(command) => {
             body.push(1);
-            encode_command(&mut body, command);
+            encode_command(&mut body, command)?;
         }
         EntryPayload::Membership(membership) => {
             body.push(2);

@@ -190,6 +190,18 @@ impl Groups {
     pub fn get(&self, name: &str) -> Option<GroupRaft> {
         self.groups.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
+
+    /// Stops hosting a group (the caller shuts its Raft down).
+    pub fn remove(&self, name: &str) -> Option<GroupRaft> {
+        self.groups.write().unwrap_or_else(|p| p.into_inner()).remove(name)
+    }
+
+    /// The hosted groups' names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.groups.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        names.sort();
+        names
+    }
 }
 
 /// Receives the Raft RPCs of every group hosted here.

@@ -9,6 +9,13 @@
 //! changes nothing. `applied.json` (last applied log id and membership) is
 //! only a hint written after the stores: it may lag, never lead.
 //!
+//! The `_admin` group's state machine also holds the cluster model
+//! (`cluster::model`): admin commands change it, and the hint then carries
+//! the model and is written (and fsync'd) before the batch is answered, so
+//! an admin entry at or below the hint's applied index is already in the
+//! model and is skipped on replay. Every change is published on a watch
+//! channel for the node's reconciler.
+//!
 //! Not yet: snapshots. Groups run with openraft's snapshot policy `Never`
 //! and keep their whole log, so a new member catches up by replaying it;
 //! streaming segment files to far-behind members comes with log purging.
@@ -21,10 +28,11 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_stream::{Stream, StreamExt};
 
 use super::types::{Entry, GroupCommand, GroupResponse, LogId, TypeConfig};
+use crate::cluster::model::ClusterModel;
 use crate::store::{ContextStore, StoreError};
 
 /// How often, at most, the applied hint is rewritten.
@@ -32,17 +40,15 @@ const HINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Finds the store of a context on this replica.
 pub trait ContextStores: Send + Sync + 'static {
-    /// The context's store, or why it has none.
+    /// The context's store — opened (created) if this replica has none yet,
+    /// since a committed entry must be applied the same way everywhere — or
+    /// why it cannot be.
     fn store(&self, context: &str) -> Result<ContextStore, String>;
 }
 
 impl ContextStores for crate::contexts::Contexts {
     fn store(&self, context: &str) -> Result<ContextStore, String> {
-        match self.get(context) {
-            Some(Ok(store)) => Ok(store.clone()),
-            Some(Err(reason)) => Err(reason.clone()),
-            None => Err(format!("No eventstore found for context {context}")),
-        }
+        self.ensure(context)
     }
 }
 
@@ -50,6 +56,18 @@ impl ContextStores for crate::contexts::Contexts {
 struct AppliedHint {
     applied: Option<LogId>,
     membership: StoredMembershipOf<TypeConfig>,
+    /// The cluster model, in the `_admin` group only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<ClusterModel>,
+}
+
+/// The cluster model of the `_admin` group's state machine.
+#[derive(Clone)]
+struct AdminState {
+    model: ClusterModel,
+    /// Admin entries up to this index are in the model already.
+    durable_index: u64,
+    publish: Arc<watch::Sender<Arc<ClusterModel>>>,
 }
 
 /// The state machine of one group on this node.
@@ -63,6 +81,7 @@ pub struct GroupStateMachine {
     hint_written: Option<tokio::time::Instant>,
     applied: Option<LogId>,
     membership: StoredMembershipOf<TypeConfig>,
+    admin: Option<AdminState>,
 }
 
 /// What a store answered for one entry, awaited after the whole batch was
@@ -87,7 +106,44 @@ impl GroupStateMachine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => AppliedHint::default(),
             Err(e) => return Err(e),
         };
-        Ok(Self { stores, hint_path, hint_written: None, applied: hint.applied, membership: hint.membership })
+        let admin = hint.model.map(|model| AdminState {
+            durable_index: hint.applied.map_or(0, |id| id.index),
+            publish: Arc::new(watch::channel(Arc::new(model.clone())).0),
+            model,
+        });
+        Ok(Self { stores, hint_path, hint_written: None, applied: hint.applied, membership: hint.membership, admin })
+    }
+
+    /// The `_admin` group's state machine: also holds the cluster model,
+    /// published on the returned channel after every change.
+    pub fn open_admin(
+        dir: &Path,
+        stores: Arc<dyn ContextStores>,
+    ) -> io::Result<(Self, watch::Receiver<Arc<ClusterModel>>)> {
+        let mut machine = Self::open(dir, stores)?;
+        let admin = machine.admin.take().unwrap_or_else(|| AdminState {
+            model: ClusterModel::default(),
+            durable_index: 0,
+            publish: Arc::new(watch::channel(Arc::new(ClusterModel::default())).0),
+        });
+        let receiver = admin.publish.subscribe();
+        machine.admin = Some(admin);
+        Ok((machine, receiver))
+    }
+
+    /// Applies an admin command to the model, or refuses it the same way
+    /// on every replica. Entries already in the durable model are skipped.
+    fn apply_admin(&mut self, index: u64, command: &crate::cluster::model::AdminCommand) -> (GroupResponse, bool) {
+        let Some(admin) = self.admin.as_mut() else {
+            return (refused("AXONIQ-2309", "admin commands belong to the _admin replication group"), false);
+        };
+        if index <= admin.durable_index {
+            return (GroupResponse::Applied, false);
+        }
+        match admin.model.apply(command) {
+            Ok(()) => (GroupResponse::Applied, true),
+            Err(refusal) => (refused(refusal.code, refusal.message), false),
+        }
     }
 
     /// Queues one command at its store without waiting for the fsync.
@@ -95,6 +151,7 @@ impl GroupStateMachine {
         let (context, events, snapshot) = match command {
             GroupCommand::AppendEvents { context, events } => (context, events, false),
             GroupCommand::AppendSnapshot { context, snapshot } => (context, vec![snapshot], true),
+            GroupCommand::Admin(_) => return Pending::Ready(refused("AXONIQ-2309", "not an admin group")),
         };
         let store = match self.stores.store(&context) {
             Ok(store) => store,
@@ -113,6 +170,7 @@ impl GroupStateMachine {
         let mut started = Vec::with_capacity(entries.len());
         let mut last = None;
         let mut membership_changed = false;
+        let mut model_changed = false;
         for entry in entries {
             last = Some(entry.log_id);
             let pending = match entry.payload {
@@ -121,6 +179,11 @@ impl GroupStateMachine {
                     self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership);
                     membership_changed = true;
                     Pending::Ready(GroupResponse::Applied)
+                }
+                EntryPayload::Normal(GroupCommand::Admin(command)) => {
+                    let (response, changed) = self.apply_admin(entry.log_id.index, &command);
+                    model_changed |= changed;
+                    Pending::Ready(response)
                 }
                 EntryPayload::Normal(command) => self.start(entry.log_id.index, command).await,
             };
@@ -133,19 +196,30 @@ impl GroupStateMachine {
         if last.is_some() {
             self.applied = last;
             let due = self.hint_written.is_none_or(|at| at.elapsed() >= HINT_INTERVAL);
-            if due || membership_changed {
+            if due || membership_changed || model_changed {
                 self.write_hint()?;
                 self.hint_written = Some(tokio::time::Instant::now());
+            }
+            if let Some(admin) = self.admin.as_mut() {
+                admin.durable_index = self.applied.map_or(0, |id| id.index).max(admin.durable_index);
+                if model_changed {
+                    admin.publish.send_replace(Arc::new(admin.model.clone()));
+                }
             }
         }
         Ok(responses)
     }
 
+    /// Writes the hint atomically and durably (temp file, fsync, rename).
     fn write_hint(&self) -> io::Result<()> {
-        let hint = AppliedHint { applied: self.applied, membership: self.membership.clone() };
+        use std::io::Write;
+        let model = self.admin.as_ref().map(|admin| admin.model.clone());
+        let hint = AppliedHint { applied: self.applied, membership: self.membership.clone(), model };
         let bytes = serde_json::to_vec(&hint).map_err(io::Error::other)?;
         let temp = self.hint_path.with_extension("json.temp");
-        std::fs::write(&temp, bytes)?;
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(&bytes)?;
+        file.sync_data()?;
         std::fs::rename(&temp, &self.hint_path)
     }
 }

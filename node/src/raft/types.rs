@@ -7,6 +7,8 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::model::AdminCommand;
+
 openraft::declare_raft_types!(
     /// Type configuration of every replication group.
     pub TypeConfig:
@@ -45,6 +47,8 @@ pub enum GroupCommand {
         /// The encoded `Event` holding the snapshot.
         snapshot: Bytes,
     },
+    /// A change to the cluster model (only in the `_admin` group).
+    Admin(AdminCommand),
 }
 
 impl fmt::Display for GroupCommand {
@@ -52,6 +56,7 @@ impl fmt::Display for GroupCommand {
         match self {
             GroupCommand::AppendEvents { context, events } => write!(f, "append {} events to {context}", events.len()),
             GroupCommand::AppendSnapshot { context, .. } => write!(f, "append a snapshot to {context}"),
+            GroupCommand::Admin(command) => write!(f, "{command}"),
         }
     }
 }

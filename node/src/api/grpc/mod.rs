@@ -117,7 +117,7 @@ impl ClientApi {
     pub fn store<T>(&self, request: &Request<T>) -> Result<ContextStore, tonic::Status> {
         let context = context_of(request);
         match self.contexts.get(&context) {
-            Some(Ok(store)) => Ok(store.clone()),
+            Some(Ok(store)) => Ok(store),
             Some(Err(reason)) => Err(status(ErrorCode::NoEventStore, format!("context {context}: {reason}"))),
             None => Err(status(ErrorCode::NoEventStore, format!("No eventstore found for context {context}"))),
         }

@@ -71,7 +71,8 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(state): State<Arc<HttpState>>) -> Response {
     let contexts: serde_json::Map<String, serde_json::Value> = state
         .contexts
-        .iter()
+        .list()
+        .into_iter()
         .map(|(name, store)| {
             let detail = match store {
                 Ok(store) => match store.events.failure() {
@@ -80,7 +81,7 @@ async fn ready(State(state): State<Arc<HttpState>>) -> Response {
                 },
                 Err(reason) => json!({ "status": "DOWN", "reason": reason }),
             };
-            (name.to_owned(), detail)
+            (name, detail)
         })
         .collect();
     let groups: serde_json::Map<String, serde_json::Value> = state
@@ -89,6 +90,7 @@ async fn ready(State(state): State<Arc<HttpState>>) -> Response {
         .map(|cluster| cluster.status())
         .unwrap_or_default()
         .into_iter()
+        .filter(|group| group["hosted"] == true)
         .map(|group| {
             let name = group["name"].as_str().unwrap_or_default().to_owned();
             let detail = match group["leader"].as_str() {
@@ -141,7 +143,7 @@ async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<serde_json::V
 
 async fn public_me(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
     let mut me = node_json(&state.node);
-    let names: Vec<&str> = state.contexts.iter().map(|(name, _)| name).collect();
+    let names: Vec<String> = state.contexts.list().into_iter().map(|(name, _)| name).collect();
     if let Some(object) = me.as_object_mut() {
         object.insert("clustered".into(), json!(false));
         object.insert("authentication".into(), json!(false));

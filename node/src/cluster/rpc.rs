@@ -1,0 +1,98 @@
+//! The internal ClusterService: a client transaction or an admin change
+//! forwarded by another node, run here (this node leads the group) or
+//! relayed once more to the leader (when the sender hosts no replica).
+
+use std::sync::Arc;
+
+use ranvier_proto::cluster::cluster_service_server::ClusterService;
+use ranvier_proto::cluster::{
+    AdminProposal, AdminReply, ForwardedAppend, ForwardedReply, MembershipQuery, MembershipReply,
+};
+use tonic::{Request, Response, Status};
+
+use super::model::{ADMIN, AdminCommand};
+use super::{Cluster, WriteError};
+use crate::raft::types::{GroupCommand, GroupResponse};
+
+/// Serves forwarded calls for a [`Cluster`].
+pub struct ClusterRpc {
+    cluster: Arc<Cluster>,
+}
+
+impl ClusterRpc {
+    pub(super) fn new(cluster: Arc<Cluster>) -> Self {
+        Self { cluster }
+    }
+}
+
+/// The answer to a forwarded transaction, as the forwarding node sees it.
+pub(super) fn append_response(reply: ForwardedReply) -> GroupResponse {
+    if reply.error_code.is_empty() {
+        GroupResponse::Appended { first_token: reply.first_token.max(0) as u64 }
+    } else {
+        GroupResponse::Refused { code: reply.error_code, message: reply.message }
+    }
+}
+
+fn unavailable(error: WriteError) -> Status {
+    match error {
+        WriteError::Timeout(message) => Status::deadline_exceeded(message),
+        WriteError::NoLeader(message) | WriteError::Failed(message) => Status::unavailable(message),
+        WriteError::Refused { message, .. } => Status::failed_precondition(message),
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for ClusterRpc {
+    async fn append(&self, request: Request<ForwardedAppend>) -> Result<Response<ForwardedReply>, Status> {
+        self.cluster.authorize(&request)?;
+        let request = request.into_inner();
+        let context = request.context.clone();
+        let command = if request.snapshot {
+            let snapshot = request.events.into_iter().next().unwrap_or_default();
+            GroupCommand::AppendSnapshot { context: request.context, snapshot }
+        } else {
+            GroupCommand::AppendEvents { context: request.context, events: request.events }
+        };
+        let reply = match self.cluster.propose_write(&context, command, request.relay).await.map(|p| p.response) {
+            Ok(GroupResponse::Appended { first_token }) => {
+                ForwardedReply { first_token: first_token as i64, ..Default::default() }
+            }
+            Ok(GroupResponse::Refused { code, message }) | Err(WriteError::Refused { code, message }) => {
+                ForwardedReply { first_token: -1, error_code: code, message }
+            }
+            Ok(GroupResponse::Applied) => return Err(Status::internal("the entry stored nothing")),
+            Err(error) => return Err(unavailable(error)),
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn propose(&self, request: Request<AdminProposal>) -> Result<Response<AdminReply>, Status> {
+        self.cluster.authorize(&request)?;
+        let request = request.into_inner();
+        let command: AdminCommand = serde_json::from_slice(&request.command_json)
+            .map_err(|e| Status::invalid_argument(format!("malformed admin command: {e}")))?;
+        let proposed = self.cluster.propose(ADMIN, GroupCommand::Admin(command), request.relay).await;
+        let reply = match proposed.map(|p| (p.response, p.index)) {
+            Ok((GroupResponse::Refused { code, message }, _)) | Err(WriteError::Refused { code, message }) => {
+                AdminReply { error_code: code, message, log_index: 0 }
+            }
+            Ok((_, log_index)) => AdminReply { log_index, ..Default::default() },
+            Err(error) => return Err(unavailable(error)),
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn membership(&self, request: Request<MembershipQuery>) -> Result<Response<MembershipReply>, Status> {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        self.cluster.authorize(&request)?;
+        let group = request.into_inner().group;
+        let Some(raft) = self.cluster.groups.get(&group) else {
+            return Ok(Response::new(MembershipReply::default()));
+        };
+        let metrics = raft.metrics().borrow_watched().clone();
+        let members = metrics.membership_config.membership().nodes().map(|(_, node)| node.name.clone()).collect();
+        let leader = metrics.current_leader == Some(self.cluster.node_id);
+        Ok(Response::new(MembershipReply { leader, members }))
+    }
+}
