@@ -11,7 +11,7 @@ build:
 	$(CARGO) build --workspace
 
 release:
-	$(CARGO) build --release -p ranvier-node --bin ranvier
+	$(CARGO) build --release -p ranvier-node --bins
 
 ## A local three-node cluster, formed by autocluster; Ctrl-C stops it cleanly.
 run: release
@@ -29,7 +29,7 @@ run-single: release
 ## Every test: unit and property tests, then black-box tests against real node
 ## processes and, when Docker is here, node containers (partitions).
 test:
-	$(CARGO) build -p ranvier-node --bin ranvier
+	$(CARGO) build -p ranvier-node --bins
 	@if docker info >/dev/null 2>&1; then \
 		./scripts/build-image.sh; \
 	else \
@@ -49,7 +49,7 @@ image:
 
 ## The figures of the README's performance table (release build, fsync on).
 bench:
-	$(CARGO) build --release -p ranvier-node --bin ranvier
+	$(CARGO) build --release -p ranvier-node --bins
 	$(CARGO) bench -p ranvier-tests --bench node
 
 fmt:

@@ -39,6 +39,18 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
+/// Runs `ranvierctl` (built next to the node binary) with `args`; returns
+/// its exit code, standard output and standard error.
+pub fn ranvierctl(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let binary = node_binary()?.with_file_name("ranvierctl");
+    let output = Command::new(&binary).args(args).output().with_context(|| format!("run {}", binary.display()))?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
 /// A command that runs the node binary without the test tools' own
 /// `RANVIER_*` variables (`RANVIER_BIN`, `RANVIER_SKIP_CONTAINER_TESTS`, …):
 /// the node refuses variables that name none of its settings.
@@ -64,6 +76,7 @@ pub struct Node {
     settings: Vec<String>,
     stderr_log: PathBuf,
     name: String,
+    internal_addr: Option<String>,
 }
 
 impl Node {
@@ -117,6 +130,7 @@ impl Node {
             client_addr: field("client")?,
             http_addr: field("http")?,
             name: field("node")?,
+            internal_addr: field("internal").ok(),
             child: Some(child),
             dir,
             settings,
@@ -145,6 +159,11 @@ impl Node {
         let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         Ok((code, body))
+    }
+
+    /// The internal `host:port` from its READY line (clustered nodes).
+    pub fn internal_addr(&self) -> Option<&str> {
+        self.internal_addr.as_deref()
     }
 
     /// The node's name, from its READY line.
@@ -251,15 +270,28 @@ where
 /// (node-1 is the first), with the internal token set and election timeouts
 /// of 300-600 ms, plus `extra` settings for every node.
 pub fn start_cluster(dir: &Path, count: usize, extra: &[&str]) -> anyhow::Result<Vec<Node>> {
+    start_nodes(dir, count, true, extra)
+}
+
+/// Starts `count` clustered nodes on loopback (internal token set, election
+/// timeouts of 300-600 ms); with `autocluster` node-1 founds the cluster and
+/// the others join, else they wait for `ranvierctl init-cluster` and
+/// `register-node`.
+pub fn start_nodes(dir: &Path, count: usize, autocluster: bool, extra: &[&str]) -> anyhow::Result<Vec<Node>> {
     let ports: Vec<u16> = (0..count).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
     let first = format!("127.0.0.1:{}", ports[0]);
     let mut nodes = Vec::with_capacity(count);
     for (i, port) in ports.iter().enumerate() {
+        let formation = if autocluster {
+            format!("axoniq.axonserver.autocluster.first={first}")
+        } else {
+            "ranvier.clustered=true".to_owned()
+        };
         let mut settings = vec![
             format!("axoniq.axonserver.name=node-{}", i + 1),
             "axoniq.axonserver.internal-hostname=127.0.0.1".to_owned(),
             format!("axoniq.axonserver.internal-port={port}"),
-            format!("axoniq.axonserver.autocluster.first={first}"),
+            formation,
             "axoniq.axonserver.accesscontrol.internal-token=cluster-secret".to_owned(),
             "axoniq.axonserver.replication.min-election-timeout=300".to_owned(),
             "axoniq.axonserver.replication.max-election-timeout=600".to_owned(),

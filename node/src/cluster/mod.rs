@@ -252,11 +252,12 @@ impl Cluster {
     }
 
     async fn form(&self) {
-        let Some(first) = self.settings.first.clone() else { return };
         let Some(admin) = self.groups.get(ADMIN) else { return };
         if admin.is_initialized().await.unwrap_or(true) {
+            self.refresh_registration().await;
             return;
         }
+        let Some(first) = self.settings.first.clone() else { return };
         let mut backoff = Duration::from_millis(100);
         loop {
             let result = if first == self.settings.node.internal_addr {
@@ -284,6 +285,33 @@ impl Cluster {
                 }
                 Err(error) => {
                     tracing::info!(%first, error = error.message(), "forming the cluster; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// After a restart: when this node's addresses or ports changed since it
+    /// registered, registers them again (clients are sent to them).
+    async fn refresh_registration(&self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let model = self.model();
+            match model.nodes.get(&self.settings.node.name) {
+                Some(known) if *known != self.settings.node => {}
+                _ => return,
+            }
+            match self.admin(AdminCommand::RegisterNode(self.settings.node.clone())).await {
+                Ok(()) => {
+                    tracing::info!("registered this node's new addresses");
+                    return;
+                }
+                Err(WriteError::Refused { code, message }) => {
+                    tracing::error!(%code, %message, "could not register this node's new addresses");
+                    return;
+                }
+                Err(_) => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
                 }
@@ -509,11 +537,24 @@ impl Cluster {
         if metrics.current_leader != Some(self.node_id) {
             return Ok(());
         }
-        let Some(heartbeats) = metrics.heartbeat.as_ref() else { return Ok(()) };
+        // In sync: holds the whole log, or answered recently (openraft
+        // refreshes the heartbeat metric lazily, so an idle group relies on
+        // the first test).
+        let last = metrics.last_log_index.unwrap_or(0);
         let recent = backups
             .iter()
             .filter(|id| {
-                heartbeats.get(id).and_then(|at| at.as_ref()).is_some_and(|at| at.elapsed() <= self.backup_wait())
+                let holds_all = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .is_some_and(|matched| matched.index >= last);
+                let answered = metrics
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(id).cloned().flatten())
+                    .is_some_and(|at| at.elapsed() <= self.backup_wait());
+                holds_all || answered
             })
             .count();
         if recent >= need { Ok(()) } else { Err(self.too_few_backups(group, recent, need)) }

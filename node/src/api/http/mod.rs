@@ -1,7 +1,9 @@
 //! The HTTP API on port 8024: health and readiness (plain and Spring-style
 //! paths, so existing probes keep working), Prometheus metrics, and the
-//! public node info of `/v1/public`. The admin and backup endpoints join
-//! this router in later work.
+//! public node info of `/v1/public`, and on a clustered node the admin API
+//! (`admin`). The backup endpoints join this router in later work.
+
+mod admin;
 
 use std::sync::Arc;
 
@@ -57,6 +59,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1/public", get(public_nodes))
         .route("/v1/public/me", get(public_me))
         .route("/v1/public/replicationgroups", get(replication_groups))
+        .merge(admin::routes())
         .with_state(state)
 }
 
@@ -137,15 +140,22 @@ async fn replication_groups(State(state): State<Arc<HttpState>>) -> Json<serde_j
     Json(serde_json::Value::Array(state.cluster.as_ref().map(|c| c.status()).unwrap_or_default()))
 }
 
+/// The cluster's nodes (a standalone node lists itself).
 async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
-    Json(json!([node_json(&state.node)]))
+    match &state.cluster {
+        Some(cluster) if cluster.model().initialized() => {
+            let model = cluster.model();
+            Json(model.nodes.values().map(|n| admin::node_json(&model, n)).collect())
+        }
+        _ => Json(json!([node_json(&state.node)])),
+    }
 }
 
 async fn public_me(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
     let mut me = node_json(&state.node);
     let names: Vec<String> = state.contexts.list().into_iter().map(|(name, _)| name).collect();
     if let Some(object) = me.as_object_mut() {
-        object.insert("clustered".into(), json!(false));
+        object.insert("clustered".into(), json!(state.cluster.is_some()));
         object.insert("authentication".into(), json!(false));
         object.insert("ssl".into(), json!(false));
         object.insert("contextNames".into(), json!(names));

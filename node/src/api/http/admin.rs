@@ -1,0 +1,395 @@
+//! The admin REST API of a clustered node (paths and bodies follow Axon
+//! Server EE, PROTOCOL.md §4.3): cluster nodes, init-cluster and
+//! register-node, replication groups and their members' roles, contexts.
+//! Every change is proposed to the `_admin` group (from any node) and
+//! answered once applied; errors carry `AxonIQ-ErrorCode` and Axon's
+//! `{"success":false,"message":…}` body.
+//!
+//! One deliberate difference: adding a node that is already a member of a
+//! group with another role changes its role in place (Axon 4.4 ignores it).
+
+// Helpers return the finished error response as `Err`: one per request,
+// on the way out, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::HttpState;
+use crate::cluster::model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
+use crate::cluster::roles::Role;
+use crate::cluster::{Cluster, WriteError};
+
+/// The admin routes.
+pub fn routes() -> Router<Arc<HttpState>> {
+    Router::new()
+        .route("/v1/cluster", get(list_nodes).post(register_node))
+        .route("/v1/cluster/{name}", get(get_node))
+        .route("/v1/context/init", post(init_cluster))
+        .route("/v1/context", post(create_context))
+        .route("/v1/context/{name}", delete(delete_context))
+        .route("/v1/public/context", get(list_contexts))
+        .route("/v1/public/visiblecontexts", get(visible_contexts))
+        .route("/v1/replicationgroups", post(create_group))
+        .route("/v1/replicationgroups/roles", get(roles))
+        .route("/v1/replicationgroups/{group}", delete(delete_group))
+        .route("/v1/replicationgroups/{group}/{node}", post(add_member).delete(remove_member))
+}
+
+/// An admin answer: Axon's `RestResponse` with the error code header.
+fn answer(status: StatusCode, code: Option<&str>, message: impl Into<String>) -> Response {
+    let message = message.into();
+    let body = json!({ "success": code.is_none(), "message": message });
+    let mut response = (status, Json(body)).into_response();
+    if let Some(code) = code
+        && let Ok(value) = HeaderValue::from_str(code)
+    {
+        response.headers_mut().insert("AxonIQ-ErrorCode", value);
+    }
+    response
+}
+
+fn refused(code: &str, message: impl Into<String>) -> Response {
+    let status = match code {
+        "AXONIQ-1301" | "AXONIQ-1302" => StatusCode::NOT_FOUND,
+        "AXONIQ-1304" | "AXONIQ-1305" | "AXONIQ-2308" | "AXONIQ-2309" => StatusCode::BAD_REQUEST,
+        "AXONIQ-2304" | "AXONIQ-2307" => StatusCode::FORBIDDEN,
+        "AXONIQ-2306" => StatusCode::CONFLICT,
+        "AXONIQ-2100" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    answer(status, Some(code), message)
+}
+
+fn from_write(error: WriteError) -> Response {
+    match error {
+        WriteError::Refused { code, message } => refused(&code, message),
+        WriteError::NoLeader(message) => refused("AXONIQ-2100", message),
+        WriteError::Timeout(message) => answer(StatusCode::GATEWAY_TIMEOUT, Some("AXONIQ-10003"), message),
+        WriteError::Failed(message) => refused("AXONIQ-0001", message),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    refused("AXONIQ-2308", message)
+}
+
+/// The cluster runtime, or the answer for a standalone node.
+fn cluster(state: &HttpState) -> Result<&Arc<Cluster>, Response> {
+    state.cluster.as_ref().ok_or_else(|| {
+        refused(
+            "AXONIQ-2301",
+            "this node runs standalone: start it with autocluster.first or ranvier.clustered=true to cluster it",
+        )
+    })
+}
+
+async fn run(state: &HttpState, command: AdminCommand, done: &str) -> Response {
+    let cluster = match cluster(state) {
+        Ok(cluster) => cluster,
+        Err(response) => return response,
+    };
+    match cluster.admin(command).await {
+        Ok(()) => answer(StatusCode::OK, None, done),
+        Err(error) => from_write(error),
+    }
+}
+
+pub(super) fn node_json(model: &ClusterModel, node: &NodeInfo) -> serde_json::Value {
+    let (host, port) = node.internal_addr.rsplit_once(':').unwrap_or((node.internal_addr.as_str(), ""));
+    let groups: Vec<&str> = model
+        .groups
+        .iter()
+        .filter(|(_, g)| g.members.contains_key(&node.name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    json!({
+        "name": node.name,
+        "hostName": node.host_name,
+        "grpcPort": node.grpc_port,
+        "httpPort": node.http_port,
+        "internalHostName": host,
+        "internalGrpcPort": port.parse::<u16>().ok(),
+        "replicationGroups": groups,
+        "connected": true,
+        "tags": {},
+    })
+}
+
+async fn list_nodes(State(state): State<Arc<HttpState>>) -> Response {
+    let cluster = match cluster(&state) {
+        Ok(cluster) => cluster,
+        Err(response) => return response,
+    };
+    let model = cluster.model();
+    let nodes: Vec<serde_json::Value> = model.nodes.values().map(|n| node_json(&model, n)).collect();
+    Json(nodes).into_response()
+}
+
+async fn get_node(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
+    let cluster = match cluster(&state) {
+        Ok(cluster) => cluster,
+        Err(response) => return response,
+    };
+    let model = cluster.model();
+    match model.nodes.get(&name) {
+        Some(node) => Json(node_json(&model, node)).into_response(),
+        None => refused("AXONIQ-1301", format!("node {name} is not registered")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinRequest {
+    internal_host_name: Option<String>,
+    internal_grpc_port: Option<u16>,
+    context: Option<String>,
+    #[serde(default)]
+    no_contexts: bool,
+}
+
+/// register-node: sent to the joining node, which asks the node at
+/// `internalHostName:internalGrpcPort` to register it.
+async fn register_node(State(state): State<Arc<HttpState>>, body: Option<Json<JoinRequest>>) -> Response {
+    let cluster = match cluster(&state) {
+        Ok(cluster) => cluster,
+        Err(response) => return response,
+    };
+    let Some(Json(request)) = body else { return bad_request("expected a JSON body with internalHostName") };
+    let Some(host) = request.internal_host_name.filter(|h| !h.trim().is_empty()) else {
+        return bad_request("internalHostName is required");
+    };
+    if request.context.is_some() && request.no_contexts {
+        return bad_request("set either context or noContexts, not both");
+    }
+    let contexts = match (request.context, request.no_contexts) {
+        (Some(context), _) => vec![context],
+        (None, true) => Vec::new(),
+        (None, false) => vec!["default".to_owned()],
+    };
+    let addr = format!("{}:{}", host.trim(), request.internal_grpc_port.unwrap_or(8224));
+    match cluster.join(&addr, contexts).await {
+        Ok(()) => answer(StatusCode::ACCEPTED, None, "Accepted join request, may take a while to process"),
+        Err(error) => from_write(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ContextQuery {
+    context: Option<String>,
+}
+
+/// init-cluster: founds the cluster on this node.
+async fn init_cluster(State(state): State<Arc<HttpState>>, Query(query): Query<ContextQuery>) -> Response {
+    let cluster = match cluster(&state) {
+        Ok(cluster) => cluster,
+        Err(response) => return response,
+    };
+    let context = query.context.unwrap_or_else(|| "default".to_owned());
+    match cluster.init_cluster(vec![context.clone()]).await {
+        Ok(()) => answer(StatusCode::OK, None, format!("Cluster initialised with _admin and {context}")),
+        Err(error) => from_write(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberJson {
+    node: String,
+    role: Option<String>,
+}
+
+/// Roles from `[{node, role}]` plus plain node names (as PRIMARY).
+fn members(roles: Vec<MemberJson>, nodes: Vec<String>) -> Result<BTreeMap<String, Role>, Response> {
+    let mut out = BTreeMap::new();
+    for name in nodes {
+        out.insert(name, Role::Primary);
+    }
+    for member in roles {
+        let role = match member.role.as_deref() {
+            None | Some("") => Role::Primary,
+            Some(text) => text.parse::<Role>().map_err(|e| bad_request(e.to_string()))?,
+        };
+        out.insert(member.node, role);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContextJson {
+    context: Option<String>,
+    replication_group: Option<String>,
+    #[serde(default)]
+    roles: Vec<MemberJson>,
+    #[serde(default)]
+    nodes: Vec<String>,
+}
+
+/// register-context: creates the context, and its replication group first
+/// when the group does not exist yet.
+async fn create_context(State(state): State<Arc<HttpState>>, body: Option<Json<ContextJson>>) -> Response {
+    let cluster = match cluster(&state) {
+        Ok(cluster) => cluster,
+        Err(response) => return response,
+    };
+    let Some(Json(request)) = body else { return bad_request("expected a JSON body with context") };
+    let Some(context) = request.context.filter(|c| !c.is_empty()) else { return bad_request("context is required") };
+    let group = request.replication_group.filter(|g| !g.is_empty()).unwrap_or_else(|| context.clone());
+    if !cluster.model().groups.contains_key(&group) {
+        let members = match members(request.roles, request.nodes) {
+            Ok(members) => members,
+            Err(response) => return response,
+        };
+        if members.is_empty() {
+            return refused("AXONIQ-2308", "Missing replication group nodes");
+        }
+        if let Err(error) = cluster.admin(AdminCommand::CreateGroup { name: group.clone(), members }).await {
+            return from_write(error);
+        }
+    }
+    run(&state, AdminCommand::CreateContext { name: context, group }, "Context created").await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PreserveQuery {
+    #[serde(default)]
+    preserve_event_store: bool,
+}
+
+async fn delete_context(
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+    Query(query): Query<PreserveQuery>,
+) -> Response {
+    let command = AdminCommand::DeleteContext { name, preserve: query.preserve_event_store };
+    run(&state, command, "Context deleted").await
+}
+
+fn roles_json(model: &ClusterModel, group: &str) -> Vec<serde_json::Value> {
+    model
+        .groups
+        .get(group)
+        .map(|g| g.members.iter().map(|(node, role)| json!({ "node": node, "role": role.name() })).collect())
+        .unwrap_or_default()
+}
+
+async fn list_contexts(State(state): State<Arc<HttpState>>) -> Response {
+    let cluster = match cluster(&state) {
+        Ok(cluster) => cluster,
+        Err(response) => return response,
+    };
+    let model = cluster.model();
+    let leaders: BTreeMap<String, serde_json::Value> = cluster
+        .status()
+        .into_iter()
+        .map(|g| (g["name"].as_str().unwrap_or_default().to_owned(), g["leader"].clone()))
+        .collect();
+    let contexts: Vec<serde_json::Value> = model
+        .contexts
+        .iter()
+        .filter(|(name, _)| name.as_str() != ADMIN)
+        .map(|(name, info)| {
+            json!({
+                "context": name,
+                "replicationGroup": info.group,
+                "leader": leaders.get(&info.group).cloned().unwrap_or(serde_json::Value::Null),
+                "roles": roles_json(&model, &info.group),
+                "metaData": {},
+                "changePending": false,
+            })
+        })
+        .collect();
+    Json(contexts).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VisibleQuery {
+    #[serde(default)]
+    include_admin: bool,
+}
+
+async fn visible_contexts(State(state): State<Arc<HttpState>>, Query(query): Query<VisibleQuery>) -> Response {
+    let names: Vec<String> = match &state.cluster {
+        Some(cluster) => cluster
+            .model()
+            .contexts
+            .keys()
+            .filter(|name| query.include_admin || name.as_str() != ADMIN)
+            .cloned()
+            .collect(),
+        None => state.contexts.list().into_iter().map(|(name, _)| name).collect(),
+    };
+    Json(names).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupJson {
+    name: Option<String>,
+    #[serde(default)]
+    roles: Vec<MemberJson>,
+}
+
+async fn create_group(State(state): State<Arc<HttpState>>, body: Option<Json<GroupJson>>) -> Response {
+    let Some(Json(request)) = body else { return bad_request("expected a JSON body with name and roles") };
+    let Some(name) = request.name.filter(|n| !n.is_empty()) else { return bad_request("name is required") };
+    let members = match members(request.roles, Vec::new()) {
+        Ok(members) => members,
+        Err(response) => return response,
+    };
+    if members.is_empty() {
+        return refused("AXONIQ-2309", "Add at least one node");
+    }
+    run(&state, AdminCommand::CreateGroup { name, members }, "Replication group created").await
+}
+
+async fn delete_group(
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+    Query(query): Query<PreserveQuery>,
+) -> Response {
+    let command = AdminCommand::DeleteGroup { name, preserve: query.preserve_event_store };
+    run(&state, command, "Replication group deleted").await
+}
+
+#[derive(Debug, Deserialize)]
+struct RoleQuery {
+    role: Option<String>,
+}
+
+/// add-node-to-replication-group, and change-role for a current member.
+async fn add_member(
+    State(state): State<Arc<HttpState>>,
+    Path((group, node)): Path<(String, String)>,
+    Query(query): Query<RoleQuery>,
+) -> Response {
+    let role = match query.role.as_deref().map(str::parse::<Role>).transpose() {
+        Ok(role) => role.unwrap_or(Role::Primary),
+        Err(error) => return bad_request(error.to_string()),
+    };
+    let done = format!("{node} is {role} in {group}");
+    run(&state, AdminCommand::SetMember { group, node, role }, &done).await
+}
+
+async fn remove_member(
+    State(state): State<Arc<HttpState>>,
+    Path((group, node)): Path<(String, String)>,
+    Query(query): Query<PreserveQuery>,
+) -> Response {
+    let done = format!("{node} removed from {group}");
+    let command = AdminCommand::RemoveMember { group, node, preserve: query.preserve_event_store };
+    run(&state, command, &done).await
+}
+
+async fn roles() -> Json<Vec<&'static str>> {
+    Json(Role::ALL.iter().map(|r| r.name()).collect())
+}

@@ -1,0 +1,415 @@
+//! `ranvierctl`: the admin command line of a Ranvier cluster, with the
+//! commands and options of Axon Server's CLI (PROTOCOL.md §4.4), over the
+//! admin REST API of any node (`-S`, default `http://localhost:8024`).
+//!
+//! Exit codes: 0 done; 1 the server refused (its error code and message
+//! are printed); 2 bad usage; 3 the server could not be reached.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage: ranvierctl <command> [options]   (common: -S <url> -t <token> -o txt|json)
+
+commands:
+  init-cluster [-c <context>]
+  register-node -h <internal-host> [-p <internal-port>] [-c <context> | --no-contexts]
+  cluster
+  register-replication-group -g <group> -n <primaries> [-a <active>] [-p <passive>] [-m <messaging>] [-sec <secondary>]
+  add-node-to-replication-group -g <group> -n <node> [-r <role>]
+  change-role -g <group> -n <node> -r <role>
+  delete-node-from-replication-group -g <group> -n <node> [--preserve-event-store]
+  delete-replication-group -g <group> [--preserve-event-store]
+  replication-groups
+  register-context -c <context> [-g <group>] [-n <primaries>] [-a ..] [-p ..] [-m ..] [-sec ..]
+  delete-context -c <context> [--preserve-event-store]
+  contexts
+
+roles: PRIMARY, ACTIVE_BACKUP, PASSIVE_BACKUP, SECONDARY, MESSAGING_ONLY; lists are comma separated";
+
+/// A command-line mistake.
+struct Usage(String);
+
+/// Options after the command: `-x value` pairs and `--flags`.
+struct Options {
+    values: BTreeMap<String, String>,
+    flags: Vec<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, Usage> {
+        let mut values = BTreeMap::new();
+        let mut flags = Vec::new();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--preserve-event-store" | "--no-contexts" => flags.push(arg.clone()),
+                name if name.starts_with('-') => {
+                    let value = args.next().ok_or_else(|| Usage(format!("{name} needs a value")))?;
+                    values.insert(canonical(name).to_owned(), value.clone());
+                }
+                other => return Err(Usage(format!("unexpected argument {other:?}"))),
+            }
+        }
+        Ok(Self { values, flags })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    fn required(&self, name: &str, what: &str) -> Result<&str, Usage> {
+        self.get(name).ok_or_else(|| Usage(format!("{name} <{what}> is required")))
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Long option names to the short ones Axon's CLI documents.
+fn canonical(name: &str) -> &str {
+    match name {
+        "--server" => "-S",
+        "--access-token" => "-t",
+        "--output" => "-o",
+        "--context" => "-c",
+        "--replication-group" => "-g",
+        "--node" | "--nodes" => "-n",
+        "--role" => "-r",
+        "--internal-host" => "-h",
+        "--internal-port" | "--passive-backup" => "-p",
+        "--active-backup" => "-a",
+        "--messaging-only" => "-m",
+        "--secondary" => "-sec",
+        other => other,
+    }
+}
+
+/// A request for the server.
+struct Call {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+fn call(method: &'static str, path: String, body: Option<Value>) -> Call {
+    Call { method, path, body }
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'@') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `[{node, role}]` from the role list options.
+fn roles(options: &Options) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (option, role) in [
+        ("-n", "PRIMARY"),
+        ("-a", "ACTIVE_BACKUP"),
+        ("-p", "PASSIVE_BACKUP"),
+        ("-sec", "SECONDARY"),
+        ("-m", "MESSAGING_ONLY"),
+    ] {
+        for node in options.list(option) {
+            out.push(json!({ "node": node, "role": role }));
+        }
+    }
+    out
+}
+
+fn preserve(options: &Options) -> &'static str {
+    if options.flag("--preserve-event-store") { "?preserveEventStore=true" } else { "" }
+}
+
+/// What a command asks of the server.
+fn plan(command: &str, options: &Options) -> Result<Call, Usage> {
+    let role_query =
+        |role: Option<&str>| role.map(|r| format!("?role={}", encode(&r.to_ascii_uppercase()))).unwrap_or_default();
+    Ok(match command {
+        "init-cluster" => {
+            let query = options.get("-c").map(|c| format!("?context={}", encode(c))).unwrap_or_default();
+            call("POST", format!("/v1/context/init{query}"), None)
+        }
+        "register-node" => {
+            let host = options.required("-h", "internal-host")?;
+            let port: u16 = options
+                .get("-p")
+                .unwrap_or("8224")
+                .parse()
+                .map_err(|_| Usage("-p <internal-port> must be a port number".into()))?;
+            let mut body = json!({ "internalHostName": host, "internalGrpcPort": port });
+            if let Some(context) = options.get("-c") {
+                body["context"] = json!(context);
+            }
+            if options.flag("--no-contexts") {
+                body["noContexts"] = json!(true);
+            }
+            call("POST", "/v1/cluster".into(), Some(body))
+        }
+        "cluster" => call("GET", "/v1/public".into(), None),
+        "register-replication-group" => {
+            let group = options.required("-g", "replication-group")?;
+            options.required("-n", "primary nodes")?;
+            call("POST", "/v1/replicationgroups".into(), Some(json!({ "name": group, "roles": roles(options) })))
+        }
+        "add-node-to-replication-group" | "change-role" => {
+            let group = options.required("-g", "replication-group")?;
+            let node = options.required("-n", "node")?;
+            let role = if command == "change-role" { Some(options.required("-r", "role")?) } else { options.get("-r") };
+            call("POST", format!("/v1/replicationgroups/{}/{}{}", encode(group), encode(node), role_query(role)), None)
+        }
+        "delete-node-from-replication-group" => {
+            let group = options.required("-g", "replication-group")?;
+            let node = options.required("-n", "node")?;
+            call(
+                "DELETE",
+                format!("/v1/replicationgroups/{}/{}{}", encode(group), encode(node), preserve(options)),
+                None,
+            )
+        }
+        "delete-replication-group" => {
+            let group = options.required("-g", "replication-group")?;
+            call("DELETE", format!("/v1/replicationgroups/{}{}", encode(group), preserve(options)), None)
+        }
+        "replication-groups" => call("GET", "/v1/public/replicationgroups".into(), None),
+        "register-context" => {
+            let context = options.required("-c", "context")?;
+            let mut body = json!({ "context": context, "roles": roles(options), "nodes": options.list("-n") });
+            if let Some(group) = options.get("-g") {
+                body["replicationGroup"] = json!(group);
+            }
+            call("POST", "/v1/context".into(), Some(body))
+        }
+        "delete-context" => {
+            let context = options.required("-c", "context")?;
+            call("DELETE", format!("/v1/context/{}{}", encode(context), preserve(options)), None)
+        }
+        "contexts" => call("GET", "/v1/public/context".into(), None),
+        other => return Err(Usage(format!("unknown command {other:?}"))),
+    })
+}
+
+/// A server answer.
+struct Answer {
+    status: u16,
+    error_code: Option<String>,
+    body: String,
+}
+
+/// Why the server could not be asked.
+struct Unreachable(String);
+
+/// `http://host:port` → (host, port).
+fn server(url: &str) -> Result<(String, u16), Usage> {
+    let rest =
+        url.strip_prefix("http://").ok_or_else(|| Usage(format!("-S {url}: only http:// servers are supported")))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port.parse().map_err(|_| Usage(format!("-S {url}: bad port")))?;
+            Ok((host.to_owned(), port))
+        }
+        None if !authority.is_empty() => Ok((authority.to_owned(), 80)),
+        None => Err(Usage(format!("-S {url}: no host"))),
+    }
+}
+
+fn send(host: &str, port: u16, token: Option<&str>, request: &Call) -> Result<Answer, Unreachable> {
+    let unreachable = |e: std::io::Error| Unreachable(format!("{host}:{port}: {e}"));
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(unreachable)?
+        .next()
+        .ok_or_else(|| Unreachable(format!("{host}: no address")))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(unreachable)?;
+    let body = request.body.as_ref().map(Value::to_string).unwrap_or_default();
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
+        request.method,
+        request.path,
+        body.len()
+    );
+    if request.body.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    if let Some(token) = token {
+        head.push_str(&format!("AxonIQ-Access-Token: {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).map_err(unreachable)?;
+    stream.write_all(body.as_bytes()).map_err(unreachable)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(unreachable)?;
+    parse_answer(&raw).ok_or_else(|| Unreachable(format!("{host}:{port}: not an HTTP answer")))
+}
+
+fn parse_answer(raw: &[u8]) -> Option<Answer> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let mut error_code = None;
+    let mut chunked = false;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        if name == "axoniq-errorcode" {
+            error_code = Some(value.to_owned());
+        } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
+            chunked = true;
+        }
+    }
+    let mut body = raw[split + 4..].to_vec();
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Answer { status, error_code, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+/// Prints a listing as text (one line per item) or the JSON as it came.
+fn print_listing(command: &str, body: &str, json_output: bool) {
+    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if json_output || !value.is_array() {
+        println!("{body}");
+        return;
+    }
+    let items = value.as_array().cloned().unwrap_or_default();
+    let roles = |item: &Value| {
+        item["roles"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|m| format!("{}:{}", m["node"].as_str().unwrap_or("?"), m["role"].as_str().unwrap_or("?")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let text = |v: &Value| {
+        v.as_str().map(str::to_owned).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })
+    };
+    match command {
+        "cluster" => {
+            println!("{:<20} {:<30} {:>8} {:>8} {:<30}", "NAME", "HOST", "GRPC", "HTTP", "INTERNAL");
+            for node in items {
+                let internal = format!("{}:{}", text(&node["internalHostName"]), text(&node["internalGrpcPort"]));
+                let row =
+                    (text(&node["name"]), text(&node["hostName"]), text(&node["grpcPort"]), text(&node["httpPort"]));
+                println!("{:<20} {:<30} {:>8} {:>8} {:<30}", row.0, row.1, row.2, row.3, internal);
+            }
+        }
+        "replication-groups" => {
+            println!("{:<20} {:<15} {:<20} ROLES", "NAME", "LEADER", "CONTEXTS");
+            for group in items {
+                let contexts = group["contexts"]
+                    .as_array()
+                    .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default();
+                println!(
+                    "{:<20} {:<15} {:<20} {}",
+                    text(&group["name"]),
+                    text(&group["leader"]),
+                    contexts,
+                    roles(&group)
+                );
+            }
+        }
+        _ => {
+            println!("{:<20} {:<20} {:<15} ROLES", "CONTEXT", "REPLICATION GROUP", "LEADER");
+            for context in items {
+                let row = (text(&context["context"]), text(&context["replicationGroup"]), text(&context["leader"]));
+                println!("{:<20} {:<20} {:<15} {}", row.0, row.1, row.2, roles(&context));
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    if matches!(command.as_str(), "help" | "--help" | "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let prepared = Options::parse(&args[1..]).and_then(|options| {
+        let url = options.get("-S").unwrap_or("http://localhost:8024").to_owned();
+        let (host, port) = server(&url)?;
+        let request = plan(&command, &options)?;
+        let json_output = match options.get("-o") {
+            None | Some("txt") => false,
+            Some("json") => true,
+            Some(other) => return Err(Usage(format!("-o {other}: expected txt or json"))),
+        };
+        Ok((host, port, options.get("-t").map(str::to_owned), request, json_output))
+    });
+    let (host, port, token, request, json_output) = match prepared {
+        Ok(prepared) => prepared,
+        Err(Usage(message)) => {
+            eprintln!("ranvierctl: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let answer = match send(&host, port, token.as_deref(), &request) {
+        Ok(answer) => answer,
+        Err(Unreachable(message)) => {
+            eprintln!("ranvierctl: cannot reach the server: {message}");
+            return ExitCode::from(3);
+        }
+    };
+    let message = serde_json::from_str::<Value>(&answer.body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| answer.body.trim().to_owned());
+    if !(200..300).contains(&answer.status) {
+        let code = answer.error_code.unwrap_or_else(|| format!("HTTP {}", answer.status));
+        eprintln!("ranvierctl: {command} failed: {code}: {message}");
+        return ExitCode::from(1);
+    }
+    if request.method == "GET" {
+        print_listing(&command, &answer.body, json_output);
+    } else if json_output {
+        println!("{}", answer.body);
+    } else {
+        println!("{message}");
+    }
+    ExitCode::SUCCESS
+}
