@@ -13,6 +13,7 @@ use ranvier_proto::event::event_store_server::EventStoreServer;
 use tokio::net::TcpListener;
 
 use crate::api::grpc::incoming::incoming;
+use crate::api::grpc::proxy::ContextProxyLayer;
 use crate::api::grpc::status::add_missing_error_code;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
 use crate::api::http::{self, HttpNode, HttpState};
@@ -229,6 +230,7 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))
         .layer(tower::util::MapResponseLayer::new(add_missing_error_code))
+        .layer(ContextProxyLayer::new(cluster.clone(), contexts.clone()))
         .add_service(
             PlatformServiceServer::new(Platform::new(client_api.clone())).max_decoding_message_size(max_message),
         )

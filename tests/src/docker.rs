@@ -133,6 +133,16 @@ impl Container {
         groups.as_array()?.iter().find(|g| g["name"] == "default")?["leader"].as_str().map(str::to_owned)
     }
 
+    /// How many voting members the `default` group has, as this node sees it.
+    pub fn default_voters(&self) -> usize {
+        let Ok(body) = self.http_get("/v1/public/replicationgroups") else { return 0 };
+        let Ok(groups) = serde_json::from_str::<serde_json::Value>(&body) else { return 0 };
+        let group = groups.as_array().and_then(|g| g.iter().find(|g| g["name"] == "default").cloned());
+        group
+            .and_then(|g| g["members"].as_array().map(|m| m.iter().filter(|m| m["raft"] == "voter").count()))
+            .unwrap_or(0)
+    }
+
     /// An EventStore client.
     pub async fn event_store(
         &self,

@@ -194,3 +194,37 @@ async fn an_active_backup_down_blocks_writes_and_a_passive_backup_never_does() {
     let last = last_token(&nodes[0], "ledger").await.unwrap();
     holds(&active, "ledger", last).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messaging_only_node_stores_nothing_and_serves_its_clients() {
+    use ranvier_proto::event::GetAggregateEventsRequest;
+    use tokio_stream::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = formed_by_hand(dir.path()).await;
+    ok(&nodes[0], &["register-context", "-c", "shop", "-n", "node-1,node-2", "-m", "node-3"]);
+    wait_voters(&nodes[0], "shop", 2).await.unwrap();
+    let groups = ok(&nodes[2], &["replication-groups", "-o", "json"]);
+    assert!(groups.contains("MESSAGING_ONLY"), "{groups}");
+
+    // A client of node-3 appends and reads; node-3 holds no event files.
+    let messaging = &nodes[2];
+    eventually(Duration::from_secs(20), "a write through the messaging-only node", || async {
+        append(messaging, "shop", "cart-1", 0).await.is_ok()
+    })
+    .await
+    .unwrap();
+    append(messaging, "shop", "cart-1", 1).await.unwrap();
+    let conflict = append(messaging, "shop", "cart-1", 1).await.unwrap_err();
+    assert_eq!(error_code(&conflict).as_deref(), Some("AXONIQ-2000"), "errors pass through unchanged");
+    assert_eq!(last_token(messaging, "shop").await, Some(1));
+    let mut client = messaging.event_store().await.unwrap();
+    let request = GetAggregateEventsRequest { aggregate_id: "cart-1".into(), ..Default::default() };
+    let events: Vec<_> =
+        client.list_aggregate_events(in_context(request, "shop")).await.unwrap().into_inner().collect().await;
+    let sequences: Vec<i64> = events.into_iter().map(|e| e.unwrap().aggregate_sequence_number).collect();
+    assert_eq!(sequences, vec![0, 1]);
+    holds(&nodes[1], "shop", 1).await;
+    assert!(!messaging.dir.join("data").join("shop").exists(), "a messaging-only node stores no events");
+    assert!(!messaging.dir.join("log").join("shop").exists(), "and keeps no replication log");
+}

@@ -53,6 +53,9 @@ async fn a_partitioned_minority_confirms_nothing_and_replicas_converge_after_hea
     })
     .await
     .unwrap();
+    eventually(Duration::from_secs(30), "every node to vote in default", || async { nodes[0].default_voters() == 3 })
+        .await
+        .unwrap();
     let mut leader_name = None;
     eventually(Duration::from_secs(10), "a known leader", || {
         leader_name = nodes[0].leader();

@@ -9,6 +9,7 @@
 pub mod event_store;
 pub mod incoming;
 pub mod platform;
+pub mod proxy;
 pub mod status;
 
 use std::sync::Arc;

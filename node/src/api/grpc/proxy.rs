@@ -1,0 +1,130 @@
+//! Serves clients of contexts this node does not store (a MESSAGING_ONLY
+//! member, or a node outside the context's group): an EventStore call for
+//! such a context is passed, as it is — headers, streamed messages both
+//! ways, trailers — to the client port of a PRIMARY member of the context's
+//! group, which serves it (and forwards writes to its leader). Calls for
+//! contexts stored here, and every other service, go to this node's own
+//! handlers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::transport::{Channel, Endpoint};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::cluster::Cluster;
+use crate::cluster::model::ADMIN;
+use crate::cluster::roles::Role;
+use crate::contexts::Contexts;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The EventStore service's path prefix.
+const EVENT_STORE: &str = "/io.axoniq.axonserver.grpc.event.EventStore/";
+
+/// Where calls for remote contexts go.
+#[derive(Clone)]
+pub struct ContextProxyLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cluster: Option<Arc<Cluster>>,
+    contexts: Arc<Contexts>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ContextProxyLayer {
+    /// Proxies for `cluster`'s contexts not in `contexts` (nothing on a
+    /// standalone node).
+    pub fn new(cluster: Option<Arc<Cluster>>, contexts: Arc<Contexts>) -> Self {
+        Self { shared: Arc::new(Shared { cluster, contexts, channels: Mutex::new(HashMap::new()) }) }
+    }
+}
+
+impl<S> Layer<S> for ContextProxyLayer {
+    type Service = ContextProxy<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ContextProxy { inner, shared: self.shared.clone() }
+    }
+}
+
+/// The proxying service.
+#[derive(Clone)]
+pub struct ContextProxy<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl Shared {
+    /// The client address of a member that stores the request's context,
+    /// when this node does not.
+    fn target<B>(&self, request: &http::Request<B>) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        if !request.uri().path().starts_with(EVENT_STORE) {
+            return None;
+        }
+        let context = request
+            .headers()
+            .get("axoniq-context")
+            .and_then(|v| v.to_str().ok())
+            .filter(|c| !c.is_empty())
+            .unwrap_or("default");
+        if context == ADMIN || self.contexts.get(context).is_some() {
+            return None;
+        }
+        let model = cluster.model();
+        let group = model.groups.get(model.group_of(context)?)?;
+        group
+            .members
+            .iter()
+            .filter(|(name, role)| **role == Role::Primary && name.as_str() != cluster.name())
+            .filter_map(|(name, _)| model.nodes.get(name))
+            .map(|node| format!("{}:{}", node.host_name, node.grpc_port))
+            .next()
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, BoxError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
+impl<S> Service<http::Request<Body>> for ContextProxy<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let Some(target) = self.shared.target(&request) {
+            let channel = self.shared.channel(&target);
+            tracing::debug!(%target, path = %request.uri().path(), "passing a call to a member that stores its context");
+            return Box::pin(async move { channel?.oneshot(request).await.map_err(Into::into) });
+        }
+        // The inner service was made ready by `poll_ready`; keep that one
+        // for this call and leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { inner.call(request).await.map_err(Into::into) })
+    }
+}
