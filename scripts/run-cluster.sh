@@ -59,6 +59,6 @@ echo "run-cluster: $NODES nodes formed by autocluster (first: 127.0.0.1:8224)"
 for i in $(seq 1 "$NODES"); do
   echo "  node$i: clients connect to localhost:$((8123 + i)); HTTP http://localhost:$((8023 + i)); data in $RUN_DIR/node$i (log: $RUN_DIR/node$i/node.log)"
 done
-echo "run-cluster: replication groups: curl -s localhost:8024/v1/public/replicationgroups"
+echo "run-cluster: administer it: target/release/ranvierctl replication-groups (or contexts, cluster, register-context -c orders -n node1,node2 -p node3, ...)"
 echo "run-cluster: Ctrl-C stops the cluster"
 wait

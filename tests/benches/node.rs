@@ -233,6 +233,7 @@ async fn cluster_figures(fsync_p99: f64) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(formed, "the cluster did not form");
+    ranvier_tests::wait_voters(&nodes[0], "default", 3).await.unwrap();
     let leader_name = ranvier_tests::leader_of(&nodes[0], "default").unwrap();
     let leader = nodes.iter().position(|n| n.name() == leader_name).unwrap();
     let channels = connect(&nodes[leader]).await;
@@ -268,6 +269,42 @@ async fn cluster_figures(fsync_p99: f64) {
             println!("  goal for 64 x 10: >= 100,000 events/s");
         }
     }
+
+    // Catch-up: a fourth node joins the group once it holds 1M events; it
+    // replays the group's log (no segment-file streaming yet).
+    let target = scaled(1_000_000);
+    fill_to(&channels, &nodes[leader], target, "catch-up").await;
+    let last = last_token(&nodes[leader]).await;
+    let segment_bytes: u64 = std::fs::read_dir(nodes[leader].dir.join("data").join("default"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".events"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    let first = nodes[0].internal_addr().unwrap().to_owned();
+    let started = Instant::now();
+    let fourth = ranvier_tests::join_node(dir.path(), "node-4", &first, &[]).unwrap();
+    loop {
+        let caught_up = match fourth.event_store().await {
+            Ok(mut client) => {
+                client.get_last_token(GetLastTokenRequest {}).await.is_ok_and(|t| t.into_inner().token == last)
+            }
+            Err(_) => false,
+        };
+        if caught_up {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "catch-up: a new member took {seconds:.1} s for {} events ({:.0} MiB of segments): {:.1} MiB/s, {:.0} events/s",
+        last + 1,
+        segment_bytes as f64 / 1048576.0,
+        segment_bytes as f64 / 1048576.0 / seconds,
+        (last + 1) as f64 / seconds
+    );
+    drop(fourth);
 
     // Failover: kill -9 the leader, then write through a survivor until one
     // is confirmed (election timeouts 300-600 ms).

@@ -304,6 +304,25 @@ pub fn start_nodes(dir: &Path, count: usize, autocluster: bool, extra: &[&str]) 
     Ok(nodes)
 }
 
+/// Starts one more node, `name`, that joins the cluster founded at internal
+/// `first` by autocluster (same test settings as [`start_nodes`]).
+pub fn join_node(dir: &Path, name: &str, first: &str, extra: &[&str]) -> anyhow::Result<Node> {
+    let port = free_port()?;
+    let mut settings = vec![
+        format!("axoniq.axonserver.name={name}"),
+        "axoniq.axonserver.internal-hostname=127.0.0.1".to_owned(),
+        format!("axoniq.axonserver.internal-port={port}"),
+        format!("axoniq.axonserver.autocluster.first={first}"),
+        "axoniq.axonserver.accesscontrol.internal-token=cluster-secret".to_owned(),
+        "axoniq.axonserver.replication.min-election-timeout=300".to_owned(),
+        "axoniq.axonserver.replication.max-election-timeout=600".to_owned(),
+        "axoniq.axonserver.replication.heartbeat-timeout=100".to_owned(),
+    ];
+    settings.extend(extra.iter().map(|s| s.to_string()));
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    Node::start(&dir.join(name), &settings)
+}
+
 /// Waits until `via` sees `voters` voting members and a leader in `group`
 /// (autocluster adds the other nodes one membership step at a time).
 pub async fn wait_voters(via: &Node, group: &str, voters: usize) -> anyhow::Result<()> {

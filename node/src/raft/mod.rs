@@ -1,10 +1,10 @@
-//! Replication groups on openraft (work in progress): the type configuration
-//! (`types`), the entry encoding shared by disk and wire (`codec`), the
-//! durable Raft log (`log_store`), the state machine that applies committed
-//! entries to the context stores (`state_machine`) and the Raft RPCs over the
-//! internal gRPC port with the internal token (`network`). Still to come:
-//! running groups inside the node (the `_admin` model, autocluster, roles),
-//! client routing to leaders, and snapshots (catch-up by segment files).
+//! Replication groups on openraft: the type configuration (`types`), the
+//! entry encoding shared by disk and wire (`codec`), the durable Raft log
+//! (`log_store`), the state machine that applies committed entries to the
+//! context stores and, in `_admin`, to the cluster model (`state_machine`),
+//! and the Raft RPCs over the internal gRPC port with the internal token
+//! (`network`). Which groups run where is decided by `cluster`. Still to
+//! come: snapshots (catch-up by streaming segment files) and log purging.
 
 pub mod codec;
 pub mod log_store;
