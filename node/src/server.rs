@@ -79,6 +79,8 @@ async fn start_cluster(
         election_timeout_max_ms: config.cluster.election_timeout_max_ms,
         heartbeat_ms: config.cluster.heartbeat_ms,
         min_active_backups: config.cluster.min_active_backups as usize,
+        snapshot_interval_entries: u64::from(config.cluster.snapshot_interval_entries),
+        log_entries_kept: u64::from(config.cluster.log_entries_kept),
     };
     let cluster = Cluster::start(settings, contexts).await.map_err(|e| NodeError::Cluster(e.to_string()))?;
     let (raft, membership) = cluster.services();

@@ -44,6 +44,16 @@ async fn holds(node: &Node, context: &str, token: i64) {
     .unwrap();
 }
 
+/// What GetPlatformServer tells a client of `context` connected to `node`.
+async fn platform_server(node: &Node, context: &str) -> ranvier_proto::control::PlatformInfo {
+    use ranvier_proto::control::ClientIdentification;
+    use ranvier_proto::control::platform_service_client::PlatformServiceClient;
+    let mut client = PlatformServiceClient::new(node.channel().await.unwrap());
+    let identification =
+        ClientIdentification { client_id: "c1".into(), component_name: "test".into(), ..Default::default() };
+    client.get_platform_server(in_context(identification, context)).await.unwrap().into_inner()
+}
+
 /// (file name, inode) of every event segment of `context` on a node.
 fn segment_inodes(node_dir: &Path, context: &str) -> Vec<(String, u64)> {
     let dir = node_dir.join("data").join(context);
@@ -162,6 +172,16 @@ async fn an_active_backup_down_blocks_writes_and_a_passive_backup_never_does() {
     })
     .await
     .unwrap();
+
+    // Backups send their clients to the primary; the primary keeps them.
+    for (node, same) in [(&nodes[0], true), (&nodes[1], false), (&nodes[2], false)] {
+        let info = platform_server(node, "ledger").await;
+        assert_eq!(info.same_connection, same, "{}: {info:?}", node.name());
+        let primary = info.primary.unwrap();
+        assert_eq!(primary.node_name, "node-1", "{}", node.name());
+        let port = nodes[0].client_addr.rsplit_once(':').unwrap().1;
+        assert_eq!(primary.grpc_port.to_string(), port);
+    }
 
     // The passive backup stops: writes go on.
     let mut passive = nodes.remove(2);

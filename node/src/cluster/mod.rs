@@ -37,7 +37,7 @@ use bytes::Bytes;
 use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
 use ranvier_proto::cluster::cluster_service_server::ClusterServiceServer;
 use ranvier_proto::cluster::raft_service_server::RaftServiceServer;
-use ranvier_proto::cluster::{AdminProposal, ForwardedAppend};
+use ranvier_proto::cluster::{AdminProposal, FetchRequest, ForwardedAppend, TransactionChunk};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
@@ -85,6 +85,10 @@ pub struct ClusterSettings {
     pub heartbeat_ms: u64,
     /// Active backups that must hold a write before it is confirmed.
     pub min_active_backups: usize,
+    /// A group snapshots (and may purge its log) after this many entries.
+    pub snapshot_interval_entries: u64,
+    /// Log entries kept behind a snapshot for members slightly behind.
+    pub log_entries_kept: u64,
 }
 
 /// Why the cluster could not start.
@@ -160,6 +164,93 @@ pub struct Cluster {
     channels: Mutex<HashMap<String, Channel>>,
     /// Group → contexts whose stores this node opened for it.
     hosted: tokio::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Fetches stored transactions from other nodes (snapshot installs).
+    source: Arc<GrpcSource>,
+}
+
+/// Longest install of a snapshot (streaming the missing transactions).
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+
+/// Fetches stored transactions from another node's stores over the
+/// internal API, for a replica installing a snapshot.
+struct GrpcSource {
+    address: String,
+    token: Option<String>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl crate::raft::state_machine::TransactionSource for GrpcSource {
+    fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    fn fetch(
+        &self,
+        addr: String,
+        context: String,
+        snapshots: bool,
+        from: u64,
+    ) -> crate::raft::state_machine::TransactionStream {
+        use tokio_stream::StreamExt;
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            match channels.get(&addr) {
+                Some(channel) => Ok(channel.clone()),
+                None => Endpoint::from_shared(format!("http://{addr}")).map(|endpoint| {
+                    let channel = endpoint.tcp_nodelay(true).connect_lazy();
+                    channels.insert(addr.clone(), channel.clone());
+                    channel
+                }),
+            }
+        };
+        let mut request = Request::new(FetchRequest { context, snapshots, from_token: from });
+        attach_internal_token(&mut request, self.token.as_deref());
+        let stream = async_stream_of(channel.map_err(|e| e.to_string()), request, addr);
+        Box::pin(stream.map(|chunk| {
+            chunk.map(|chunk: TransactionChunk| chunk.events.into_iter().zip(chunk.log_indexes).collect())
+        }))
+    }
+}
+
+/// The chunks of one FetchTransactions call, errors as text.
+fn async_stream_of(
+    channel: Result<Channel, String>,
+    request: Request<FetchRequest>,
+    addr: String,
+) -> impl tokio_stream::Stream<Item = Result<TransactionChunk, String>> + Send + 'static {
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let failed = |e: String| format!("fetching from {addr}: {e}");
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(error) => {
+                let _ = sender.send(Err(failed(error))).await;
+                return;
+            }
+        };
+        let mut stream = match ClusterServiceClient::new(channel).fetch_transactions(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                let _ = sender.send(Err(failed(status.message().to_owned()))).await;
+                return;
+            }
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => {
+                    if sender.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(status) => {
+                    let _ = sender.send(Err(failed(status.message().to_owned()))).await;
+                    return;
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
 impl Cluster {
@@ -172,7 +263,10 @@ impl Cluster {
             heartbeat_interval: settings.heartbeat_ms,
             election_timeout_min: settings.election_timeout_min_ms,
             election_timeout_max: settings.election_timeout_max_ms,
-            snapshot_policy: openraft::SnapshotPolicy::Never,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_interval_entries.max(1)),
+            max_in_snapshot_log_to_keep: settings.log_entries_kept,
+            // Installing a snapshot streams the missing transactions first.
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
@@ -181,7 +275,13 @@ impl Cluster {
         let open = |source| ClusterError::Open { group: ADMIN.into(), source };
         let dir = settings.log_dir.join(ADMIN);
         let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
+        let source = Arc::new(GrpcSource {
+            address: settings.node.internal_addr.clone(),
+            token: settings.token.clone(),
+            channels: Mutex::new(HashMap::new()),
+        });
         let (machine, model) = GroupStateMachine::open_admin(&dir, contexts.clone()).map_err(open)?;
+        let machine = machine.with_source(source.clone());
         let network = GrpcNetwork::new(ADMIN, settings.token.clone());
         let admin = GroupRaft::new(node_id, raft_config.clone(), network, log, machine)
             .await
@@ -198,6 +298,7 @@ impl Cluster {
             model,
             channels: Mutex::new(HashMap::new()),
             hosted: tokio::sync::Mutex::new(BTreeMap::new()),
+            source,
         }))
     }
 
@@ -206,7 +307,8 @@ impl Cluster {
         let open = |source| ClusterError::Open { group: group.to_owned(), source };
         let dir = self.settings.log_dir.join(group);
         let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
-        let machine = GroupStateMachine::open(&dir, self.contexts.clone()).map_err(open)?;
+        let machine =
+            GroupStateMachine::open(&dir, self.contexts.clone()).map_err(open)?.with_source(self.source.clone());
         let network = GrpcNetwork::new(group, self.settings.token.clone());
         let raft = GroupRaft::new(self.node_id, self.raft_config.clone(), network, log, machine)
             .await
@@ -507,6 +609,32 @@ impl Cluster {
             }
         }
         Err(last)
+    }
+
+    /// Where clients of `context` should connect instead of this node: a
+    /// PRIMARY of the context's group (its leader when known here), when
+    /// this node's role there does not serve clients (a backup or a
+    /// secondary). `None`: this node serves them (as a primary, a
+    /// messaging-only member, or a node outside the group that passes
+    /// their calls on).
+    pub fn redirect_clients(&self, context: &str) -> Option<NodeInfo> {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let model = self.model();
+        let group = model.group_of(context)?;
+        let role = model.role(group, &self.settings.node.name)?;
+        if role.serves_clients() {
+            return None;
+        }
+        let leader = self.groups.get(group).and_then(|raft| {
+            let metrics = raft.metrics().borrow_watched().clone();
+            let membership = metrics.membership_config.membership();
+            metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
+        });
+        let primaries = model.groups.get(group)?.members.iter().filter(|(_, r)| **r == Role::Primary);
+        let chosen = leader
+            .filter(|name| model.role(group, name) == Some(Role::Primary))
+            .or_else(|| primaries.map(|(name, _)| name.clone()).next())?;
+        model.nodes.get(&chosen).cloned()
     }
 
     /// Active backups of `group`, as Raft node ids.

@@ -6,13 +6,19 @@ use std::sync::Arc;
 
 use ranvier_proto::cluster::cluster_service_server::ClusterService;
 use ranvier_proto::cluster::{
-    AdminProposal, AdminReply, ForwardedAppend, ForwardedReply, MembershipQuery, MembershipReply,
+    AdminProposal, AdminReply, FetchRequest, ForwardedAppend, ForwardedReply, MembershipQuery, MembershipReply,
+    TransactionChunk,
 };
 use tonic::{Request, Response, Status};
 
 use super::model::{ADMIN, AdminCommand};
 use super::{Cluster, WriteError};
 use crate::raft::types::{GroupCommand, GroupResponse};
+
+/// Events per chunk of a FetchTransactions stream, at most.
+const FETCH_CHUNK_EVENTS: usize = 10_000;
+/// Event bytes per chunk, about.
+const FETCH_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Serves forwarded calls for a [`Cluster`].
 pub struct ClusterRpc {
@@ -94,5 +100,48 @@ impl ClusterService for ClusterRpc {
         let members = metrics.membership_config.membership().nodes().map(|(_, node)| node.name.clone()).collect();
         let leader = metrics.current_leader == Some(self.cluster.node_id);
         Ok(Response::new(MembershipReply { leader, members }))
+    }
+
+    type FetchTransactionsStream = tokio_stream::wrappers::ReceiverStream<Result<TransactionChunk, Status>>;
+
+    /// Streams a context's stored transactions from a token to the end this
+    /// node has stored, in bounded chunks (two in flight).
+    async fn fetch_transactions(
+        &self,
+        request: Request<FetchRequest>,
+    ) -> Result<Response<Self::FetchTransactionsStream>, Status> {
+        self.cluster.authorize(&request)?;
+        let request = request.into_inner();
+        let store = match self.cluster.contexts.get(&request.context) {
+            Some(Ok(store)) => store,
+            Some(Err(reason)) => return Err(Status::unavailable(reason)),
+            None => return Err(Status::not_found(format!("context {} is not stored here", request.context))),
+        };
+        let target = if request.snapshots { store.snapshots } else { store.events };
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || {
+            let mut cursor = crate::store::Cursor::at(request.from_token);
+            loop {
+                let batch = match target.read_batch_tagged(&mut cursor, FETCH_CHUNK_EVENTS, FETCH_CHUNK_BYTES) {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        let _ = sender.blocking_send(Err(Status::internal(error.to_string())));
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    return;
+                }
+                let mut chunk = TransactionChunk::default();
+                for (_, event, index) in batch {
+                    chunk.events.push(event);
+                    chunk.log_indexes.push(index);
+                }
+                if sender.blocking_send(Ok(chunk)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
     }
 }

@@ -46,6 +46,8 @@ async fn member(
         election_timeout_max_ms: 600,
         heartbeat_ms: 100,
         min_active_backups: 1,
+        snapshot_interval_entries: 40,
+        log_entries_kept: 5,
     };
     let options = ContextOptions { events: StoreOptions::default(), snapshots: StoreOptions::default() };
     let data = dir.path().join("data");
@@ -320,6 +322,61 @@ async fn contexts_and_groups_are_created_and_deleted_through_the_model() {
         until("the group to close", || member.cluster.group("sales").is_none()).await;
         assert!(!member.dir.path().join("data/events/orders").exists());
     }
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_after_the_log_was_purged_catches_up_from_a_snapshot() {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let (stop, stopping) = watch::channel(false);
+    let mut members = three_nodes(&stopping).await;
+    // 120 two-event transactions through every node.
+    for seq in 0..120 {
+        members[seq as usize % 3]
+            .cluster
+            .append("default", vec![event("a", seq), event("b", seq)], false)
+            .await
+            .unwrap();
+    }
+    let refs: Vec<&Member> = members.iter().collect();
+    let leader = leader_of(&refs, "default").unwrap();
+    let raft = members[leader].cluster.group("default").unwrap();
+    until("the leader to purge its log", || {
+        raft.metrics().borrow_watched().purged.is_some_and(|purged| purged.index > 10)
+    })
+    .await;
+    let expected = members[leader].contexts.get("default").unwrap().unwrap().events.next_token();
+    assert!(expected > 100, "{expected}");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let first = members[0].cluster.settings.node.internal_addr.clone();
+    let fourth = member("node-4", listener, &first, &stopping).await;
+    let contexts = fourth.contexts.clone();
+    until("node-4 to hold every event", move || {
+        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == expected)
+    })
+    .await;
+    // It got there through a snapshot (the log before it is gone).
+    let raft = fourth.cluster.group("default").unwrap();
+    until("node-4 to record the installed snapshot", || raft.metrics().borrow_watched().snapshot.is_some()).await;
+    // Byte for byte the same events at the same tokens.
+    let read = |member: &Member| {
+        let store = member.contexts.get("default").unwrap().unwrap().events;
+        let mut cursor = crate::store::Cursor::at(0);
+        store.read_batch(&mut cursor, 100_000, usize::MAX).unwrap()
+    };
+    assert_eq!(read(&fourth), read(&members[leader]));
+    // And it goes on replicating from the log.
+    members[0].cluster.append("default", vec![event("after", 0)], false).await.unwrap();
+    let contexts = fourth.contexts.clone();
+    until("node-4 to apply later writes", move || {
+        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == expected + 1)
+    })
+    .await;
+    members.push(fourth);
     let _ = stop.send(true);
     for member in &members {
         member.cluster.shutdown().await;

@@ -101,6 +101,11 @@ pub const CLUSTERED: Key = key("ranvier.clustered", "false");
 /// Active backups that must hold a write before it is confirmed; with fewer in
 /// sync, a group that has active backups accepts no writes.
 pub const MIN_ACTIVE_BACKUPS: Key = key("axoniq.axonserver.replication.min-active-backups", "1");
+/// Log entries after which a replication group takes a snapshot (metadata only: its
+/// state is the context stores) and may purge its log before it.
+pub const SNAPSHOT_INTERVAL: Key = key("ranvier.replication.snapshot-interval", "50000");
+/// Log entries kept behind a snapshot, so a member slightly behind catches up from the log.
+pub const LOG_ENTRIES_KEPT: Key = key("ranvier.replication.log-entries-kept", "10000");
 /// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
 pub const INTERNAL_TOKEN: Key = key("axoniq.axonserver.accesscontrol.internal-token", "");
 /// Directory of the replication log files, one subdirectory per replication group.
@@ -146,6 +151,8 @@ pub const ALL: &[Key] = &[
     AUTOCLUSTER_FIRST,
     CLUSTERED,
     MIN_ACTIVE_BACKUPS,
+    SNAPSHOT_INTERVAL,
+    LOG_ENTRIES_KEPT,
     INTERNAL_TOKEN,
     LOG_STORAGE_FOLDER,
     MIN_ELECTION_TIMEOUT,

@@ -102,6 +102,10 @@ pub struct ClusterConfig {
     pub enabled: bool,
     /// `axoniq.axonserver.replication.min-active-backups`. Default 1.
     pub min_active_backups: u32,
+    /// `ranvier.replication.snapshot-interval` in log entries. Default 50000.
+    pub snapshot_interval_entries: u32,
+    /// `ranvier.replication.log-entries-kept` behind a snapshot. Default 10000.
+    pub log_entries_kept: u32,
     /// `axoniq.axonserver.accesscontrol.internal-token`: required on node-to-node calls.
     pub internal_token: Option<String>,
     /// `axoniq.axonserver.replication.log-storage-folder`: replication logs. Default `./log`.
@@ -255,6 +259,8 @@ impl Config {
             // A secret: only whether it is set is shown.
             (keys::CLUSTERED.name, self.cluster.enabled.to_string()),
             (keys::MIN_ACTIVE_BACKUPS.name, self.cluster.min_active_backups.to_string()),
+            (keys::SNAPSHOT_INTERVAL.name, self.cluster.snapshot_interval_entries.to_string()),
+            (keys::LOG_ENTRIES_KEPT.name, self.cluster.log_entries_kept.to_string()),
             (keys::INTERNAL_TOKEN.name, self.cluster.internal_token.as_ref().map_or("", |_| "<set>").to_owned()),
             (keys::LOG_STORAGE_FOLDER.name, path(&self.cluster.log_dir)),
             (keys::MIN_ELECTION_TIMEOUT.name, self.cluster.election_timeout_min_ms.to_string()),
@@ -356,6 +362,8 @@ fn cluster_config(s: &Settings) -> Result<ClusterConfig, ConfigError> {
         enabled: autocluster_first.is_some() || s.read(&keys::CLUSTERED, value::boolean)?,
         autocluster_first,
         min_active_backups: s.read(&keys::MIN_ACTIVE_BACKUPS, value::count)?,
+        snapshot_interval_entries: s.read(&keys::SNAPSHOT_INTERVAL, positive_count())?,
+        log_entries_kept: s.read(&keys::LOG_ENTRIES_KEPT, value::count)?,
         internal_token: s.read_opt(&keys::INTERNAL_TOKEN, |t| Ok::<_, String>(t.to_owned()))?,
         log_dir: s.read(&keys::LOG_STORAGE_FOLDER, directory)?,
         election_timeout_min_ms: min,

@@ -83,6 +83,8 @@ fn defaults() {
             autocluster_first: None,
             enabled: false,
             min_active_backups: 1,
+            snapshot_interval_entries: 50000,
+            log_entries_kept: 10000,
             internal_token: None,
             log_dir: "./log".into(),
             election_timeout_min_ms: 1000,

@@ -16,10 +16,18 @@
 //! model and is skipped on replay. Every change is published on a watch
 //! channel for the node's reconciler.
 //!
-//! Not yet: snapshots. Groups run with openraft's snapshot policy `Never`
-//! and keep their whole log, so a new member catches up by replaying it;
-//! streaming segment files to far-behind members comes with log purging.
+//! Snapshots: the state of a group is its context stores, durable up to
+//! the applied index (every store write is fsync'd before it is answered),
+//! so a snapshot is only metadata — the last applied log id, the
+//! membership, the contexts the group stores, the `_admin` model, and the
+//! internal address of the node that built it — kept in `snapshot.json`.
+//! Once openraft has one it may purge the log before it. A replica that
+//! installs a snapshot (it lags behind the purged log) streams the stored
+//! transactions it lacks from that node's stores ([`TransactionSource`]),
+//! each with its log index, so later log entries it also receives are
+//! recognised as already applied.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,10 +60,48 @@ impl ContextStores for crate::contexts::Contexts {
     }
 }
 
+/// Where a replica that installs a snapshot gets the transactions it lacks.
+pub trait TransactionSource: Send + Sync + 'static {
+    /// This node's internal address (written into the snapshots it builds).
+    fn address(&self) -> String;
+    /// The stored events (or snapshots) of `context` at the node at `addr`,
+    /// from token `from` to its end, each with its transaction's log index.
+    fn fetch(&self, addr: String, context: String, snapshots: bool, from: u64) -> TransactionStream;
+}
+
+/// Chunks of (event, log index) in token order.
+pub type TransactionStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Vec<(bytes::Bytes, u64)>, String>> + Send + 'static>>;
+
+/// What a snapshot holds besides its metadata.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct SnapshotData {
+    /// Internal address of the node whose stores back the snapshot.
+    source: String,
+    /// The contexts the group stores.
+    contexts: BTreeSet<String>,
+    /// The cluster model (`_admin` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<ClusterModel>,
+}
+
+/// `snapshot.json`: the last snapshot this node built or installed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMetaOf<TypeConfig>,
+    data: SnapshotData,
+}
+
+/// Transactions handed to the stores before waiting for their fsyncs.
+const CATCH_UP_IN_FLIGHT: usize = 256;
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct AppliedHint {
     applied: Option<LogId>,
     membership: StoredMembershipOf<TypeConfig>,
+    /// The contexts this group has stored transactions for.
+    #[serde(default)]
+    contexts: BTreeSet<String>,
     /// The cluster model, in the `_admin` group only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<ClusterModel>,
@@ -82,6 +128,9 @@ pub struct GroupStateMachine {
     applied: Option<LogId>,
     membership: StoredMembershipOf<TypeConfig>,
     admin: Option<AdminState>,
+    contexts: BTreeSet<String>,
+    source: Option<Arc<dyn TransactionSource>>,
+    snapshot_path: PathBuf,
 }
 
 /// What a store answered for one entry, awaited after the whole batch was
@@ -106,12 +155,44 @@ impl GroupStateMachine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => AppliedHint::default(),
             Err(e) => return Err(e),
         };
-        let admin = hint.model.map(|model| AdminState {
-            durable_index: hint.applied.map_or(0, |id| id.index),
+        let snapshot_path = dir.join("snapshot.json");
+        let (mut applied, mut membership, mut model) = (hint.applied, hint.membership, hint.model);
+        let mut contexts = hint.contexts;
+        // A snapshot newer than the hint: the stores hold everything up to it
+        // (the log before it may be purged, so the hint must not win).
+        if let Some(snapshot) = read_snapshot(&snapshot_path)?
+            && snapshot.meta.last_log_id > applied
+        {
+            applied = snapshot.meta.last_log_id;
+            membership = snapshot.meta.last_membership.clone();
+            contexts.extend(snapshot.data.contexts);
+            if snapshot.data.model.is_some() {
+                model = snapshot.data.model;
+            }
+        }
+        let admin = model.map(|model| AdminState {
+            durable_index: applied.map_or(0, |id| id.index),
             publish: Arc::new(watch::channel(Arc::new(model.clone())).0),
             model,
         });
-        Ok(Self { stores, hint_path, hint_written: None, applied: hint.applied, membership: hint.membership, admin })
+        Ok(Self {
+            stores,
+            hint_path,
+            hint_written: None,
+            applied,
+            membership,
+            admin,
+            contexts,
+            source: None,
+            snapshot_path,
+        })
+    }
+
+    /// Lets the state machine build snapshots (naming this node as their
+    /// source) and install them (fetching from their source).
+    pub fn with_source(mut self, source: Arc<dyn TransactionSource>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The `_admin` group's state machine: also holds the cluster model,
@@ -185,7 +266,16 @@ impl GroupStateMachine {
                     model_changed |= changed;
                     Pending::Ready(response)
                 }
-                EntryPayload::Normal(command) => self.start(entry.log_id.index, command).await,
+                EntryPayload::Normal(command) => {
+                    if let GroupCommand::AppendEvents { context, .. } | GroupCommand::AppendSnapshot { context, .. } =
+                        &command
+                        && !self.contexts.contains(context)
+                    {
+                        self.contexts.insert(context.clone());
+                        membership_changed = true;
+                    }
+                    self.start(entry.log_id.index, command).await
+                }
             };
             started.push(pending);
         }
@@ -214,7 +304,12 @@ impl GroupStateMachine {
     fn write_hint(&self) -> io::Result<()> {
         use std::io::Write;
         let model = self.admin.as_ref().map(|admin| admin.model.clone());
-        let hint = AppliedHint { applied: self.applied, membership: self.membership.clone(), model };
+        let hint = AppliedHint {
+            applied: self.applied,
+            membership: self.membership.clone(),
+            contexts: self.contexts.clone(),
+            model,
+        };
         let bytes = serde_json::to_vec(&hint).map_err(io::Error::other)?;
         let temp = self.hint_path.with_extension("json.temp");
         let mut file = std::fs::File::create(&temp)?;
@@ -222,6 +317,83 @@ impl GroupStateMachine {
         file.sync_data()?;
         std::fs::rename(&temp, &self.hint_path)
     }
+
+    /// Catches the stores up from `data.source` (everything after what they
+    /// hold), in log order, waiting for the fsyncs.
+    async fn catch_up(&self, data: &SnapshotData) -> io::Result<()> {
+        let Some(source) = self.source.as_ref() else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "this replica cannot fetch transactions"));
+        };
+        for context in &data.contexts {
+            let store = self.stores.store(context).map_err(io::Error::other)?;
+            for (snapshots, target) in [(false, &store.events), (true, &store.snapshots)] {
+                let from = target.next_token();
+                let mut stream = source.fetch(data.source.clone(), context.clone(), snapshots, from);
+                let mut pending = Vec::new();
+                let mut group: Vec<bytes::Bytes> = Vec::new();
+                let mut group_index = 0u64;
+                let mut moved = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    for (event, index) in chunk.map_err(io::Error::other)? {
+                        if index != group_index && !group.is_empty() {
+                            pending.push(target.submit(std::mem::take(&mut group), group_index).await);
+                        }
+                        group_index = index;
+                        group.push(event);
+                        moved += 1;
+                    }
+                    if pending.len() >= CATCH_UP_IN_FLIGHT {
+                        settle(std::mem::take(&mut pending)).await?;
+                    }
+                }
+                if !group.is_empty() {
+                    pending.push(target.submit(group, group_index).await);
+                }
+                settle(pending).await?;
+                if moved > 0 {
+                    tracing::info!(%context, snapshots, from, events = moved, source = %data.source, "caught up from another replica");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits for queued catch-up transactions; one already stored is fine.
+async fn settle(pending: Vec<Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError>>) -> io::Result<()> {
+    for submitted in pending {
+        let answer = submitted.map_err(|e| io::Error::other(e.to_string()))?;
+        match answer.await.map_err(|_| io::Error::other("a store stopped while catching up"))? {
+            Ok(_) | Err(StoreError::AlreadyApplied { .. }) => {}
+            Err(error) => return Err(io::Error::other(format!("failed to store a fetched transaction: {error}"))),
+        }
+    }
+    Ok(())
+}
+
+fn read_snapshot(path: &Path) -> io::Result<Option<StoredSnapshot>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_snapshot(path: &Path, snapshot: &StoredSnapshot) -> io::Result<()> {
+    use std::io::Write;
+    let bytes = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
+    let temp = path.with_extension("json.temp");
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(&bytes)?;
+    file.sync_data()?;
+    std::fs::rename(&temp, path)
+}
+
+fn snapshot_of(stored: StoredSnapshot) -> io::Result<SnapshotOf<TypeConfig, std::io::Cursor<Vec<u8>>>> {
+    let data = serde_json::to_vec(&stored.data).map_err(io::Error::other)?;
+    Ok(openraft::Snapshot { meta: stored.meta, snapshot: std::io::Cursor::new(data) })
 }
 
 /// Turns a store's answer into the entry's response. Failures that are not
@@ -247,8 +419,23 @@ async fn finish(pending: Pending) -> io::Result<GroupResponse> {
 impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
     type SnapshotData = std::io::Cursor<Vec<u8>>;
 
+    /// A snapshot at the applied index: the stores already hold it durably.
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Self::SnapshotData>, io::Error> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "replication group snapshots are not supported yet"))
+        let Some(source) = self.source.as_ref() else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "this replica builds no snapshots"));
+        };
+        let index = self.applied.map_or(0, |id| id.index);
+        let stored = StoredSnapshot {
+            meta: SnapshotMetaOf::<TypeConfig> { last_log_id: self.applied, last_membership: self.membership.clone() },
+            data: SnapshotData {
+                source: source.address(),
+                contexts: self.contexts.clone(),
+                model: self.admin.as_ref().map(|admin| admin.model.clone()),
+            },
+        };
+        write_snapshot(&self.snapshot_path, &stored)?;
+        tracing::debug!(index, "snapshot built");
+        snapshot_of(stored)
     }
 }
 
@@ -284,16 +471,39 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         self.clone()
     }
 
+    /// Fetches what the stores lack from the snapshot's source, then takes
+    /// the snapshot's position (and, in `_admin`, its model).
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMetaOf<TypeConfig>,
-        _snapshot: Self::SnapshotData,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "replication group snapshots are not supported yet"))
+        let data: SnapshotData = serde_json::from_slice(snapshot.get_ref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot data: {e}")))?;
+        self.catch_up(&data).await?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.contexts.extend(data.contexts.iter().cloned());
+        if let (Some(admin), Some(model)) = (self.admin.as_mut(), data.model.clone()) {
+            admin.model = model;
+            admin.durable_index = meta.last_log_id.map_or(0, |id| id.index);
+            admin.publish.send_replace(Arc::new(admin.model.clone()));
+        }
+        let own = self.source.as_ref().map(|s| s.address()).unwrap_or_default();
+        write_snapshot(
+            &self.snapshot_path,
+            &StoredSnapshot { meta: meta.clone(), data: SnapshotData { source: own, ..data } },
+        )?;
+        self.write_hint()?;
+        tracing::info!(index = meta.last_log_id.map_or(0, |id| id.index), "snapshot installed");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
-        Ok(None)
+        match read_snapshot(&self.snapshot_path)? {
+            Some(stored) => snapshot_of(stored).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

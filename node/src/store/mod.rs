@@ -239,6 +239,16 @@ impl SegmentStore {
         self.shared.read_batch(cursor, max_events, max_bytes)
     }
 
+    /// [`Self::read_batch`] with each event's replication log index.
+    pub fn read_batch_tagged(
+        &self,
+        cursor: &mut Cursor,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes, u64)>, StoreError> {
+        self.shared.read_batch_tagged(cursor, max_events, max_bytes)
+    }
+
     /// The first token with a timestamp at or after `instant` (epoch ms).
     pub fn token_at(&self, instant: i64) -> Result<u64, StoreError> {
         self.shared.token_at(instant)

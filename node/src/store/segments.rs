@@ -312,6 +312,29 @@ impl Shared {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        self.read_batch_into(cursor, max_events, max_bytes, None)
+    }
+
+    /// [`Self::read_batch`], also giving each event's replication log index
+    /// (the transaction it was stored by), for catching up a replica.
+    pub fn read_batch_tagged(
+        &self,
+        cursor: &mut Cursor,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes, u64)>, StoreError> {
+        let mut tags = Vec::new();
+        let events = self.read_batch_into(cursor, max_events, max_bytes, Some(&mut tags))?;
+        Ok(events.into_iter().zip(tags).map(|((token, bytes), tag)| (token, bytes, tag)).collect())
+    }
+
+    fn read_batch_into(
+        &self,
+        cursor: &mut Cursor,
+        max_events: usize,
+        max_bytes: usize,
+        mut tags: Option<&mut Vec<u64>>,
+    ) -> Result<Vec<(u64, Bytes)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while out.len() < max_events && bytes < max_bytes {
@@ -348,6 +371,7 @@ impl Shared {
                 limit,
                 &mut cursor.next_token,
                 &mut out,
+                tags.as_deref_mut(),
                 max_events,
                 max_bytes - bytes.min(max_bytes),
             )?;
@@ -468,12 +492,14 @@ struct SegmentRead {
 }
 
 /// Reads whole frames from `read.pos` up to `limit`, pushing the events from
-/// `*next_token` on. Returns the event bytes pushed.
+/// `*next_token` on (and, into `tags`, each one's log index). Returns the
+/// event bytes pushed.
 fn read_frames(
     read: &mut SegmentRead,
     limit: u64,
     next_token: &mut u64,
     out: &mut Vec<(u64, Bytes)>,
+    mut tags: Option<&mut Vec<u64>>,
     max_events: usize,
     max_bytes: usize,
 ) -> Result<usize, StoreError> {
@@ -523,6 +549,9 @@ fn read_frames(
                 }
                 let start = offset - format::FRAME_HEADER_LEN + format::RECORD_HEADER_LEN;
                 out.push((token, body.slice(start..start + data.len())));
+                if let Some(tags) = tags.as_deref_mut() {
+                    tags.push(frame.log_index);
+                }
                 pushed += data.len();
                 token += 1;
                 *next_token = token;

@@ -61,8 +61,22 @@ impl PlatformService for Platform {
         &self,
         request: Request<ClientIdentification>,
     ) -> Result<Response<PlatformInfo>, Status> {
+        let context = super::context_of(&request);
         let client = request.into_inner();
         tracing::debug!(client_id = %client.client_id, component = %client.component_name, "platform server requested");
+        // A backup or secondary of the context sends its clients to a primary.
+        if let Some(target) = self.api.cluster.as_ref().and_then(|cluster| cluster.redirect_clients(&context)) {
+            return Ok(Response::new(PlatformInfo {
+                primary: Some(NodeInfo {
+                    host_name: target.host_name,
+                    grpc_port: i32::from(target.grpc_port),
+                    http_port: i32::from(target.http_port),
+                    version: 0,
+                    node_name: target.name,
+                }),
+                same_connection: false,
+            }));
+        }
         let node = &self.api.node;
         Ok(Response::new(PlatformInfo {
             primary: Some(NodeInfo {

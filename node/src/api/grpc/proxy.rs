@@ -70,11 +70,10 @@ impl Shared {
         if !request.uri().path().starts_with(EVENT_STORE) {
             return None;
         }
-        let context = request
-            .headers()
-            .get("axoniq-context")
-            .and_then(|v| v.to_str().ok())
-            .filter(|c| !c.is_empty())
+        let headers = request.headers();
+        let context = ["axoniq-context", "context"]
+            .iter()
+            .find_map(|key| headers.get(*key).and_then(|v| v.to_str().ok()).filter(|c| !c.is_empty()))
             .unwrap_or("default");
         if context == ADMIN || self.contexts.get(context).is_some() {
             return None;
