@@ -36,12 +36,20 @@ async fn last_token(node: &Node, context: &str) -> Option<i64> {
     Some(reply.into_inner().token)
 }
 
+/// Waits until `node`'s own replica of `context` (not one it would pass
+/// calls on to) holds events up to `token`.
 async fn holds(node: &Node, context: &str, token: i64) {
     eventually(Duration::from_secs(30), &format!("{} to hold {context} up to {token}", node.name()), || async {
-        last_token(node, context).await == Some(token)
+        stores_locally(node, context) && last_token(node, context).await == Some(token)
     })
     .await
     .unwrap();
+}
+
+/// True when `node` has its own store of `context` open (readiness lists it).
+fn stores_locally(node: &Node, context: &str) -> bool {
+    let Ok((_, body)) = node.http_get("/ready") else { return false };
+    serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|ready| ready["contexts"][context].is_object())
 }
 
 /// What GetPlatformServer tells a client of `context` connected to `node`.

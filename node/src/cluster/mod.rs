@@ -228,8 +228,14 @@ fn async_stream_of(
                 return;
             }
         };
+        let context = request.get_ref().context.clone();
         let mut stream = match ClusterServiceClient::new(channel).fetch_transactions(request).await {
             Ok(response) => response.into_inner(),
+            // The source no longer stores the context (it was deleted): nothing to copy.
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                tracing::warn!(%context, %addr, "the snapshot's source no longer stores the context; skipping it");
+                return;
+            }
             Err(status) => {
                 let _ = sender.send(Err(failed(status.message().to_owned()))).await;
                 return;
