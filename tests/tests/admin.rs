@@ -256,3 +256,47 @@ async fn a_messaging_only_node_stores_nothing_and_serves_its_clients() {
     assert!(!messaging.dir.join("data").join("shop").exists(), "a messaging-only node stores no events");
     assert!(!messaging.dir.join("log").join("shop").exists(), "and keeps no replication log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_killed_and_restarted_keeps_its_model_roles_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = formed_by_hand(dir.path()).await;
+    ok(&nodes[0], &["register-context", "-c", "orders", "-n", "node-1,node-2", "-p", "node-3"]);
+    wait_voters(&nodes[0], "orders", 2).await.unwrap();
+    for seq in 0..10 {
+        eventually(Duration::from_secs(20), "a write", || async {
+            append(&nodes[seq as usize % 2], "orders", "order-1", seq).await.is_ok()
+        })
+        .await
+        .unwrap();
+    }
+    holds(&nodes[2], "orders", 9).await;
+    let groups_before = ok(&nodes[0], &["contexts"]);
+    let initialised = |node: &Node| node.log().matches("initialised replication group").count();
+    let inits_before: Vec<usize> = nodes.iter().map(initialised).collect();
+    assert!(inits_before.iter().sum::<usize>() >= 2, "the founding members initialised default and orders");
+
+    // Power loss of every node at once, then all come back.
+    let mut restarted = Vec::new();
+    for mut node in nodes {
+        node.kill9().unwrap();
+        restarted.push(node);
+    }
+    let nodes: Vec<Node> = restarted.into_iter().map(|node| node.restart().unwrap()).collect();
+    for group in ["_admin", "default", "orders"] {
+        let voters = if group == "orders" { 2 } else { 3 };
+        wait_voters(&nodes[0], group, voters).await.unwrap();
+    }
+    assert_eq!(ok(&nodes[0], &["contexts"]), groups_before, "the model survived the restart");
+    for node in &nodes {
+        holds(node, "orders", 9).await;
+    }
+    let inits_after: Vec<usize> = nodes.iter().map(initialised).collect();
+    assert_eq!(inits_after, inits_before, "a restart initialises no group again");
+    eventually(Duration::from_secs(20), "writes after the restart", || async {
+        append(&nodes[1], "orders", "order-1", 10).await.is_ok()
+    })
+    .await
+    .unwrap();
+    holds(&nodes[2], "orders", 10).await;
+}
