@@ -41,7 +41,7 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::types::{Entry, GroupCommand, GroupResponse, LogId, TypeConfig};
 use crate::cluster::model::ClusterModel;
-use crate::store::{ContextStore, StoreError};
+use crate::store::{ContextStore, SegmentStore, StoreError};
 
 /// How often, at most, the applied hint is rewritten.
 const HINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -132,6 +132,9 @@ pub struct GroupStateMachine {
     source: Option<Arc<dyn TransactionSource>>,
     snapshot_path: PathBuf,
 }
+
+/// A store of this replica: (context, snapshot store?).
+type StoreKey = (String, bool);
 
 /// What a store answered for one entry, awaited after the whole batch was
 /// handed to the stores (so one group commit can take many entries).
@@ -227,28 +230,26 @@ impl GroupStateMachine {
         }
     }
 
-    /// Queues one command at its store without waiting for the fsync.
-    async fn start(&self, index: u64, command: GroupCommand) -> Pending {
+    /// The store and events a data command goes to, or its answer when it
+    /// cannot be stored here (the same on every replica).
+    fn target(&self, command: GroupCommand) -> Result<(StoreKey, SegmentStore, Vec<bytes::Bytes>), GroupResponse> {
         let (context, events, snapshot) = match command {
             GroupCommand::AppendEvents { context, events } => (context, events, false),
             GroupCommand::AppendSnapshot { context, snapshot } => (context, vec![snapshot], true),
-            GroupCommand::Admin(_) => return Pending::Ready(refused("AXONIQ-2309", "not an admin group")),
+            GroupCommand::Admin(_) => return Err(refused("AXONIQ-2309", "not an admin group")),
         };
-        let store = match self.stores.store(&context) {
-            Ok(store) => store,
-            Err(reason) => return Pending::Ready(refused("AXONIQ-6000", reason)),
-        };
+        let store = self.stores.store(&context).map_err(|reason| refused("AXONIQ-6000", reason))?;
         let target = if snapshot { store.snapshots } else { store.events };
-        match target.submit(events, index).await {
-            Ok(answer) => Pending::Store(answer),
-            Err(error) => Pending::Failed(error),
-        }
+        Ok(((context, snapshot), target, events))
     }
 
     /// Applies committed entries in log order and answers each. All store
     /// writes of the batch are queued before any is awaited.
     pub async fn apply_batch(&mut self, entries: Vec<Entry>) -> io::Result<Vec<GroupResponse>> {
         let mut started = Vec::with_capacity(entries.len());
+        // Per store, the transactions of this batch: submitted together, so
+        // one write and one fsync take them all.
+        let mut batches: Vec<(StoreKey, SegmentStore, Vec<(Vec<bytes::Bytes>, u64)>, Vec<usize>)> = Vec::new();
         let mut last = None;
         let mut membership_changed = false;
         let mut model_changed = false;
@@ -274,10 +275,39 @@ impl GroupStateMachine {
                         self.contexts.insert(context.clone());
                         membership_changed = true;
                     }
-                    self.start(entry.log_id.index, command).await
+                    match self.target(command) {
+                        Ok((key, store, events)) => {
+                            let slot = started.len();
+                            let at = match batches.iter().position(|(k, ..)| *k == key) {
+                                Some(at) => at,
+                                None => {
+                                    batches.push((key, store, Vec::new(), Vec::new()));
+                                    batches.len() - 1
+                                }
+                            };
+                            batches[at].2.push((events, entry.log_id.index));
+                            batches[at].3.push(slot);
+                            Pending::Ready(GroupResponse::Applied)
+                        }
+                        Err(response) => Pending::Ready(response),
+                    }
                 }
             };
             started.push(pending);
+        }
+        for (_, store, transactions, slots) in batches {
+            match store.submit_many(transactions).await {
+                Ok(answers) => {
+                    for (slot, answer) in slots.into_iter().zip(answers) {
+                        started[slot] = Pending::Store(answer);
+                    }
+                }
+                Err(error) => {
+                    for slot in slots {
+                        started[slot] = Pending::Failed(error.duplicate());
+                    }
+                }
+            }
         }
         let mut responses = Vec::with_capacity(started.len());
         for pending in started {

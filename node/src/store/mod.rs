@@ -66,7 +66,9 @@ pub struct StoreOptions {
     pub active_index_aggregates_max: u32,
     /// Most event bytes one group commit takes.
     pub append_batch_bytes_max: u64,
-    /// Transactions queued for the writer; senders wait when it is full.
+    /// Submissions queued for the writer (a submission is one transaction,
+    /// or one replica's batch of applied log entries); senders wait when it
+    /// is full.
     pub write_queue_transactions_max: usize,
     /// Writes are refused while free disk is below this many bytes (0: off).
     pub disk_reserve_bytes: u64,
@@ -112,7 +114,7 @@ impl DiskSpace for FsSpace {
 #[derive(Clone)]
 pub struct SegmentStore {
     shared: Arc<segments::Shared>,
-    queue: mpsc::Sender<writer::Append>,
+    queue: mpsc::Sender<Vec<writer::Append>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -163,8 +165,25 @@ impl SegmentStore {
         log_index: u64,
     ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(writer::Append { events, log_index, reply }).await.map_err(|_| self.closed())?;
+        self.queue.send(vec![writer::Append { events, log_index, reply }]).await.map_err(|_| self.closed())?;
         Ok(answer)
+    }
+
+    /// Queues several transactions as one unit: the writer commits them in
+    /// the same round (one write, one fsync), in order.
+    pub async fn submit_many(
+        &self,
+        transactions: Vec<(Vec<Bytes>, u64)>,
+    ) -> Result<Vec<oneshot::Receiver<Result<u64, StoreError>>>, StoreError> {
+        let mut appends = Vec::with_capacity(transactions.len());
+        let mut answers = Vec::with_capacity(transactions.len());
+        for (events, log_index) in transactions {
+            let (reply, answer) = oneshot::channel();
+            appends.push(writer::Append { events, log_index, reply });
+            answers.push(answer);
+        }
+        self.queue.send(appends).await.map_err(|_| self.closed())?;
+        Ok(answers)
     }
 
     /// The highest replication log index whose transaction this store holds
@@ -180,7 +199,7 @@ impl SegmentStore {
     /// Appends from a thread that is not a tokio task (tests, tools).
     pub fn append_blocking(&self, events: Vec<Bytes>) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.blocking_send(writer::Append { events, log_index: 0, reply }).map_err(|_| self.closed())?;
+        self.queue.blocking_send(vec![writer::Append { events, log_index: 0, reply }]).map_err(|_| self.closed())?;
         answer.blocking_recv().map_err(|_| self.closed())?
     }
 

@@ -91,16 +91,19 @@ impl Writer {
     }
 
     /// Runs until every sender of `queue` is dropped.
-    pub fn run(mut self, mut queue: mpsc::Receiver<Append>) {
+    /// Each queue message is one or more transactions submitted together
+    /// (a replica applying a batch of log entries): they always share a round.
+    pub fn run(mut self, mut queue: mpsc::Receiver<Vec<Append>>) {
         let batch_max = self.shared.options.append_batch_bytes_max as usize;
+        let bytes_of = |appends: &[Append]| appends.iter().flat_map(|a| a.events.iter()).map(Bytes::len).sum::<usize>();
         while let Some(first) = queue.blocking_recv() {
-            let mut round = vec![first];
-            let mut round_bytes: usize = round[0].events.iter().map(Bytes::len).sum();
+            let mut round_bytes = bytes_of(&first);
+            let mut round = first;
             while round_bytes < batch_max {
                 match queue.try_recv() {
                     Ok(next) => {
-                        round_bytes += next.events.iter().map(Bytes::len).sum::<usize>();
-                        round.push(next);
+                        round_bytes += bytes_of(&next);
+                        round.extend(next);
                     }
                     Err(_) => break,
                 }
