@@ -254,8 +254,10 @@ async fn a_removed_member_deletes_its_files_unless_preserved_and_reuses_them_whe
     let remove = |preserve| AdminCommand::RemoveMember { group: "default".into(), node: "node-3".into(), preserve };
 
     members[0].cluster.admin(remove(true)).await.unwrap();
-    until("node-3 to close the group", || third.cluster.group("default").is_none()).await;
-    assert!(third.contexts.get("default").is_none());
+    until("node-3 to close the group and its store", || {
+        third.cluster.group("default").is_none() && third.contexts.get("default").is_none()
+    })
+    .await;
     assert_eq!(segment_inodes(third, "default"), before, "preserved files stay");
     members[0].cluster.append("default", vec![event("a", 1)], false).await.unwrap();
 
