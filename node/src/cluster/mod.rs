@@ -60,6 +60,9 @@ const WRITE_ATTEMPTS: u32 = 50;
 /// may still commit later; it was never confirmed). Bounds how long a node
 /// cut off from its group's majority keeps clients waiting.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before retrying a write that a leader in transition did not take
+/// (`WRITE_ATTEMPTS` of them bound the wait to about a second).
+const LEADERSHIP_SETTLE_PAUSE: Duration = Duration::from_millis(20);
 /// Pause between join attempts, at most.
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -554,6 +557,7 @@ impl Cluster {
             return self.relay_to_member(group, &command).await;
         };
         let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
+        let mut last_refusal = String::new();
         for _ in 0..WRITE_ATTEMPTS {
             if matches!(command, GroupCommand::AppendEvents { .. } | GroupCommand::AppendSnapshot { .. }) {
                 self.check_active_backups(group, &raft)?;
@@ -579,16 +583,25 @@ impl Cluster {
                     }
                     return self.forward(&node.internal_addr, &command, false).await;
                 }
-                (Some(_), _) => tokio::time::sleep(Duration::from_millis(20)).await,
+                (Some(_), _) => {
+                    last_refusal = error.to_string();
+                    tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await
+                }
                 (None, _) => {
                     let known = raft.wait(Some(wait)).metrics(|m| m.current_leader.is_some(), "a leader").await;
                     if known.is_err() {
                         return Err(WriteError::NoLeader(format!("no leader for replication group {group}")));
                     }
+                    // A leader is known but did not take the write (it is
+                    // still taking office, or stepping down): give it a moment.
+                    last_refusal = error.to_string();
+                    tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
                 }
             }
         }
-        Err(WriteError::NoLeader(format!("no leader accepted the write for replication group {group}")))
+        Err(WriteError::NoLeader(format!(
+            "no leader accepted the write for replication group {group} ({last_refusal})"
+        )))
     }
 
     /// From a node without a replica of `group` (MESSAGING_ONLY, or not a

@@ -15,7 +15,9 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest, VoteResponse,
+};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use ranvier_proto::cluster::raft_service_client::RaftServiceClient;
 use ranvier_proto::cluster::raft_service_server::RaftService;
@@ -26,6 +28,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use super::GroupRaft;
+
+/// AppendEntries requests (and answers) buffered per replication stream.
+const STREAM_APPEND_REPLIES_MAX: usize = 64;
 use super::codec::{decode_entry, encode_entry};
 use super::types::{MemberNode, TypeConfig};
 
@@ -109,6 +114,39 @@ fn parse_reply<T: DeserializeOwned>(target: u64, reply: RaftReply) -> Result<T, 
     serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))
 }
 
+/// An AppendEntries request of `group` in its wire form.
+fn append_message(group: &str, rpc: &AppendEntriesRequest<C>) -> Result<AppendEntriesMessage, RPCError<C>> {
+    let entries = rpc
+        .entries
+        .iter()
+        .map(|entry| encode_entry(entry).map(Bytes::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    Ok(AppendEntriesMessage {
+        group: group.to_owned(),
+        vote_json: to_json(&rpc.vote)?,
+        prev_log_id_json: to_json(&rpc.prev_log_id)?,
+        leader_commit_json: to_json(&rpc.leader_commit)?,
+        entries,
+    })
+}
+
+/// An AppendEntries request from its wire form.
+fn append_request(message: AppendEntriesMessage) -> Result<AppendEntriesRequest<C>, Status> {
+    let entries = message
+        .entries
+        .into_iter()
+        .map(decode_entry)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(format!("malformed log entry: {e}")))?;
+    Ok(AppendEntriesRequest {
+        vote: from_json(&message.vote_json, "vote")?,
+        prev_log_id: from_json(&message.prev_log_id_json, "previous log id")?,
+        leader_commit: from_json(&message.leader_commit_json, "leader commit")?,
+        entries,
+    })
+}
+
 impl GrpcLink {
     fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
         let mut request = Request::new(message);
@@ -130,22 +168,44 @@ impl RaftNetworkV2<C> for GrpcLink {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        let entries = rpc
-            .entries
-            .iter()
-            .map(|entry| encode_entry(entry).map(Bytes::from))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let message = AppendEntriesMessage {
-            group: self.group.clone(),
-            vote_json: to_json(&rpc.vote)?,
-            prev_log_id_json: to_json(&rpc.prev_log_id)?,
-            leader_commit_json: to_json(&rpc.leader_commit)?,
-            entries,
-        };
+        let message = append_message(&self.group, &rpc)?;
         let request = self.request(message, &option);
         let reply = self.client()?.append_entries(request).await.map_err(|s| status_error(self.target, &s))?;
         parse_reply(self.target, reply.into_inner())
+    }
+
+    /// Pipelined: every request goes out on one gRPC stream as openraft
+    /// produces it; the follower answers each in order.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        _option: RPCOption,
+    ) -> openraft::base::BoxFuture<
+        's,
+        Result<openraft::base::BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>, RPCError<C>>,
+    >
+    where
+        S: tokio_stream::Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+    {
+        use tokio_stream::StreamExt;
+        let group = self.group.clone();
+        let target = self.target;
+        let token = self.token.clone();
+        let client = self.client();
+        Box::pin(async move {
+            let mut client = client?;
+            // A request that cannot be encoded goes out empty: the follower
+            // refuses it and the stream ends with that error.
+            let outbound = input.map(move |rpc| append_message(&group, &rpc).unwrap_or_default());
+            let mut request = Request::new(outbound);
+            attach_internal_token(&mut request, token.as_deref());
+            let inbound = client.stream_append(request).await.map_err(|s| status_error(target, &s))?.into_inner();
+            let results = inbound.map(move |reply| match reply {
+                Ok(reply) => parse_reply::<StreamAppendResult<C>>(target, reply),
+                Err(status) => Err(status_error(target, &status)),
+            });
+            Ok(Box::pin(results) as openraft::base::BoxStream<'s, _>)
+        })
     }
 
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
@@ -246,19 +306,80 @@ impl RaftService for RaftRpcService {
         self.authorize(&request)?;
         let message = request.into_inner();
         let raft = self.group(&message.group)?;
-        let entries = message
-            .entries
-            .into_iter()
-            .map(decode_entry)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Status::invalid_argument(format!("malformed log entry: {e}")))?;
-        let rpc = AppendEntriesRequest {
-            vote: from_json(&message.vote_json, "vote")?,
-            prev_log_id: from_json(&message.prev_log_id_json, "previous log id")?,
-            leader_commit: from_json(&message.leader_commit_json, "leader commit")?,
-            entries,
-        };
+        let rpc = append_request(message)?;
         reply(raft.append_entries(rpc).await)
+    }
+
+    type StreamAppendStream = tokio_stream::wrappers::ReceiverStream<Result<RaftReply, Status>>;
+
+    /// Pipelined replication of one group: requests are handed to openraft
+    /// as they arrive, answers go back in order. A malformed request or a
+    /// different group ends the stream with an error.
+    async fn stream_append(
+        &self,
+        request: Request<tonic::Streaming<AppendEntriesMessage>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        use tokio_stream::StreamExt;
+        self.authorize(&request)?;
+        let mut inbound = request.into_inner();
+        let Some(first) = inbound.message().await? else {
+            return Err(Status::invalid_argument("an empty replication stream"));
+        };
+        let group = first.group.clone();
+        let raft = self.group(&group)?;
+        let (replies, receiver) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
+        let (requests, requests_in) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
+        // Decode incoming messages into requests for openraft.
+        let decode_replies = replies.clone();
+        tokio::spawn(async move {
+            let mut next = Some(first);
+            loop {
+                let message = match next.take() {
+                    Some(message) => message,
+                    None => match inbound.message().await {
+                        Ok(Some(message)) => message,
+                        Ok(None) => return,
+                        Err(status) => {
+                            let _ = decode_replies.send(Err(status)).await;
+                            return;
+                        }
+                    },
+                };
+                let decoded = if message.group == group {
+                    append_request(message)
+                } else {
+                    Err(Status::invalid_argument("a replication stream carries one group"))
+                };
+                match decoded {
+                    Ok(rpc) => {
+                        if requests.send(rpc).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(status) => {
+                        let _ = decode_replies.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut results =
+                std::pin::pin!(raft.stream_append(tokio_stream::wrappers::ReceiverStream::new(requests_in)));
+            while let Some(result) = results.next().await {
+                let reply = match result {
+                    Ok(result) => match serde_json::to_vec(&result) {
+                        Ok(json) => RaftReply { json: json.into(), error: String::new() },
+                        Err(error) => RaftReply { json: Bytes::new(), error: error.to_string() },
+                    },
+                    Err(fatal) => RaftReply { json: Bytes::new(), error: fatal.to_string() },
+                };
+                if replies.send(Ok(reply)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

@@ -136,6 +136,10 @@ pub struct GroupStateMachine {
 /// A store of this replica: (context, snapshot store?).
 type StoreKey = (String, bool);
 
+/// One store's share of an applied batch: its transactions (events, log
+/// index) and the batch positions they answer.
+type StoreBatch = (StoreKey, SegmentStore, Vec<(Vec<bytes::Bytes>, u64)>, Vec<usize>);
+
 /// What a store answered for one entry, awaited after the whole batch was
 /// handed to the stores (so one group commit can take many entries).
 enum Pending {
@@ -249,7 +253,7 @@ impl GroupStateMachine {
         let mut started = Vec::with_capacity(entries.len());
         // Per store, the transactions of this batch: submitted together, so
         // one write and one fsync take them all.
-        let mut batches: Vec<(StoreKey, SegmentStore, Vec<(Vec<bytes::Bytes>, u64)>, Vec<usize>)> = Vec::new();
+        let mut batches: Vec<StoreBatch> = Vec::new();
         let mut last = None;
         let mut membership_changed = false;
         let mut model_changed = false;
