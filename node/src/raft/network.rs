@@ -1,7 +1,9 @@
 //! Raft RPCs between nodes over the internal gRPC port (8224): the client
 //! side that openraft uses to reach the other members of a group
 //! ([`GrpcNetwork`]) and the service that receives their RPCs for every
-//! group hosted here ([`RaftRpcService`]).
+//! group hosted here ([`RaftRpcService`]). Replication is pipelined: each
+//! leader→follower stream of AppendEntries travels on one `StreamAppend`
+//! gRPC stream with several requests in flight, answered in order.
 //!
 //! When `axoniq.axonserver.accesscontrol.internal-token` is set, every call
 //! carries it as `AxonIQ-InternalToken` and calls without it are refused.
