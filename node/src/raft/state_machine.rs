@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tokio_stream::{Stream, StreamExt};
 
+use super::log_store::{read_json, write_atomically};
 use super::types::{Entry, GroupCommand, GroupResponse, LogId, TypeConfig};
 use crate::cluster::model::ClusterModel;
 use crate::store::{ContextStore, SegmentStore, StoreError};
@@ -157,17 +158,13 @@ impl GroupStateMachine {
     pub fn open(dir: &Path, stores: Arc<dyn ContextStores>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let hint_path = dir.join("applied.json");
-        let hint: AppliedHint = match std::fs::read(&hint_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => AppliedHint::default(),
-            Err(e) => return Err(e),
-        };
+        let hint: AppliedHint = read_json(&hint_path)?.unwrap_or_default();
         let snapshot_path = dir.join("snapshot.json");
         let (mut applied, mut membership, mut model) = (hint.applied, hint.membership, hint.model);
         let mut contexts = hint.contexts;
         // A snapshot newer than the hint: the stores hold everything up to it
         // (the log before it may be purged, so the hint must not win).
-        if let Some(snapshot) = read_snapshot(&snapshot_path)?
+        if let Some(snapshot) = read_json::<StoredSnapshot>(&snapshot_path)?
             && snapshot.meta.last_log_id > applied
         {
             applied = snapshot.meta.last_log_id;
@@ -334,9 +331,8 @@ impl GroupStateMachine {
         Ok(responses)
     }
 
-    /// Writes the hint atomically and durably (temp file, fsync, rename).
+    /// Writes the hint atomically and durably.
     fn write_hint(&self) -> io::Result<()> {
-        use std::io::Write;
         let model = self.admin.as_ref().map(|admin| admin.model.clone());
         let hint = AppliedHint {
             applied: self.applied,
@@ -344,12 +340,7 @@ impl GroupStateMachine {
             contexts: self.contexts.clone(),
             model,
         };
-        let bytes = serde_json::to_vec(&hint).map_err(io::Error::other)?;
-        let temp = self.hint_path.with_extension("json.temp");
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        std::fs::rename(&temp, &self.hint_path)
+        write_atomically(&self.hint_path, &serde_json::to_vec(&hint).map_err(io::Error::other)?)
     }
 
     /// Catches the stores up from `data.source` (everything after what they
@@ -405,24 +396,8 @@ async fn settle(pending: Vec<Result<oneshot::Receiver<Result<u64, StoreError>>, 
     Ok(())
 }
 
-fn read_snapshot(path: &Path) -> io::Result<Option<StoredSnapshot>> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 fn write_snapshot(path: &Path, snapshot: &StoredSnapshot) -> io::Result<()> {
-    use std::io::Write;
-    let bytes = serde_json::to_vec(snapshot).map_err(io::Error::other)?;
-    let temp = path.with_extension("json.temp");
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(&bytes)?;
-    file.sync_data()?;
-    std::fs::rename(&temp, path)
+    write_atomically(path, &serde_json::to_vec(snapshot).map_err(io::Error::other)?)
 }
 
 fn snapshot_of(stored: StoredSnapshot) -> io::Result<SnapshotOf<TypeConfig, std::io::Cursor<Vec<u8>>>> {
@@ -534,7 +509,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
-        match read_snapshot(&self.snapshot_path)? {
+        match read_json::<StoredSnapshot>(&self.snapshot_path)? {
             Some(stored) => snapshot_of(stored).map(Some),
             None => Ok(None),
         }

@@ -127,8 +127,9 @@ fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
     dir.join(format!("{first_index:020}.log"))
 }
 
-/// Writes a small file atomically and durably.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes a small file atomically and durably (temp file, fsync, rename,
+/// directory fsync); the state machine's files use it too.
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     temp_name.push(".temp");
     let temp = path.with_file_name(temp_name);
@@ -142,7 +143,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| with_path(dir, e))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+/// Reads a JSON file; `None` when it does not exist.
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| invalid(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
