@@ -63,6 +63,8 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before retrying a write that a leader in transition did not take
 /// (`WRITE_ATTEMPTS` of them bound the wait to about a second).
 const LEADERSHIP_SETTLE_PAUSE: Duration = Duration::from_millis(20);
+/// Longest wait for a connection to another node's internal port.
+const INTERNAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between join attempts, at most.
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -156,6 +158,37 @@ pub fn node_id(name: &str) -> u64 {
     hash.max(1)
 }
 
+/// Lazily connected gRPC channels to other nodes, one per `host:port`,
+/// made on first use and reused (tonic reconnects them after failures).
+pub struct Channels {
+    channels: Mutex<HashMap<String, Channel>>,
+    connect_timeout: Option<Duration>,
+}
+
+impl Channels {
+    /// An empty cache; `connect_timeout` bounds each connection attempt.
+    pub fn new(connect_timeout: Option<Duration>) -> Self {
+        Self { channels: Mutex::new(HashMap::new()), connect_timeout }
+    }
+
+    /// The channel to `addr`, or why the address is not usable.
+    pub fn get(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let mut endpoint =
+            Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("bad address {addr}: {e}"))?;
+        endpoint = endpoint.tcp_nodelay(true);
+        if let Some(timeout) = self.connect_timeout {
+            endpoint = endpoint.connect_timeout(timeout);
+        }
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
 /// This node's part of the cluster.
 pub struct Cluster {
     settings: ClusterSettings,
@@ -164,7 +197,7 @@ pub struct Cluster {
     groups: Groups,
     contexts: Arc<Contexts>,
     model: watch::Receiver<Arc<ClusterModel>>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Channels,
     /// Group → contexts whose stores this node opened for it.
     hosted: tokio::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// Fetches stored transactions from other nodes (snapshot installs).
@@ -179,7 +212,7 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 struct GrpcSource {
     address: String,
     token: Option<String>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Channels,
 }
 
 impl crate::raft::state_machine::TransactionSource for GrpcSource {
@@ -195,20 +228,10 @@ impl crate::raft::state_machine::TransactionSource for GrpcSource {
         from: u64,
     ) -> crate::raft::state_machine::TransactionStream {
         use tokio_stream::StreamExt;
-        let channel = {
-            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-            match channels.get(&addr) {
-                Some(channel) => Ok(channel.clone()),
-                None => Endpoint::from_shared(format!("http://{addr}")).map(|endpoint| {
-                    let channel = endpoint.tcp_nodelay(true).connect_lazy();
-                    channels.insert(addr.clone(), channel.clone());
-                    channel
-                }),
-            }
-        };
+        let channel = self.channels.get(&addr);
         let mut request = Request::new(FetchRequest { context, snapshots, from_token: from });
         attach_internal_token(&mut request, self.token.as_deref());
-        let stream = async_stream_of(channel.map_err(|e| e.to_string()), request, addr);
+        let stream = async_stream_of(channel, request, addr);
         Box::pin(stream.map(|chunk| {
             chunk.map(|chunk: TransactionChunk| chunk.events.into_iter().zip(chunk.log_indexes).collect())
         }))
@@ -287,7 +310,7 @@ impl Cluster {
         let source = Arc::new(GrpcSource {
             address: settings.node.internal_addr.clone(),
             token: settings.token.clone(),
-            channels: Mutex::new(HashMap::new()),
+            channels: Channels::new(None),
         });
         let (machine, model) = GroupStateMachine::open_admin(&dir, contexts.clone()).map_err(open)?;
         let machine = machine.with_source(source.clone());
@@ -305,7 +328,7 @@ impl Cluster {
             groups,
             contexts,
             model,
-            channels: Mutex::new(HashMap::new()),
+            channels: Channels::new(Some(INTERNAL_CONNECT_TIMEOUT)),
             hosted: tokio::sync::Mutex::new(BTreeMap::new()),
             source,
         }))
@@ -489,18 +512,6 @@ impl Cluster {
         self.settled(proposed).await
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, Status> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::invalid_argument(format!("bad internal address {addr}: {e}")))?;
-        let channel = endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(2)).connect_lazy();
-        channels.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
-    }
-
     fn with_token<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         attach_internal_token(&mut request, self.settings.token.as_deref());
@@ -558,13 +569,15 @@ impl Cluster {
         };
         let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
         let mut last_refusal = String::new();
+        // Client data (not admin changes) is subject to the active-backup rule.
+        let data = !matches!(command, GroupCommand::Admin(_));
         for _ in 0..WRITE_ATTEMPTS {
-            if matches!(command, GroupCommand::AppendEvents { .. } | GroupCommand::AppendSnapshot { .. }) {
+            if data {
                 self.check_active_backups(group, &raft)?;
             }
             let error = match tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command.clone())).await {
                 Ok(Ok(written)) => {
-                    if !matches!(command, GroupCommand::Admin(_)) {
+                    if data {
                         self.await_active_backups(group, &raft, written.log_id.index).await?;
                     }
                     return Ok(Proposed { response: written.data, index: written.log_id.index });
@@ -644,11 +657,7 @@ impl Cluster {
         if role.serves_clients() {
             return None;
         }
-        let leader = self.groups.get(group).and_then(|raft| {
-            let metrics = raft.metrics().borrow_watched().clone();
-            let membership = metrics.membership_config.membership();
-            metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
-        });
+        let leader = self.groups.get(group).and_then(|raft| leader_name(&raft.metrics().borrow_watched()));
         let primaries = model.groups.get(group)?.members.iter().filter(|(_, r)| **r == Role::Primary);
         let chosen = leader
             .filter(|name| model.role(group, name) == Some(Role::Primary))
@@ -742,7 +751,7 @@ impl Cluster {
 
     /// Sends a command to the node at internal `addr`.
     async fn forward(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        let channel = self.channel(addr).map_err(|s| WriteError::Failed(s.message().to_owned()))?;
+        let channel = self.channels.get(addr).map_err(WriteError::Failed)?;
         let unreachable =
             |s: Status| WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message()));
         let mut client = ClusterServiceClient::new(channel);
@@ -784,10 +793,7 @@ impl Cluster {
         for (group, info) in &model.groups {
             let raft = self.groups.get(group);
             let metrics = raft.as_ref().map(|r| r.metrics().borrow_watched().clone());
-            let leader = metrics.as_ref().and_then(|m| {
-                let membership = m.membership_config.membership();
-                m.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
-            });
+            let leader = metrics.as_ref().and_then(leader_name);
             let members: Vec<serde_json::Value> = info
                 .members
                 .iter()
@@ -852,6 +858,12 @@ struct Proposed {
     response: GroupResponse,
     /// The entry's log index (0 when a forwarded write does not say).
     index: u64,
+}
+
+/// The name of the group's leader, as these metrics know it.
+fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) -> Option<String> {
+    let membership = metrics.membership_config.membership();
+    metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
 }
 
 fn applied(response: GroupResponse) -> Result<(), WriteError> {

@@ -187,7 +187,7 @@ impl Cluster {
         let Some(info) = model.groups.get(group) else { return false };
         for (name, _) in info.members.iter().filter(|(_, role)| role.raft_shape() == RaftShape::Voter) {
             let Some(node) = model.nodes.get(name) else { continue };
-            let Ok(channel) = self.channel(&node.internal_addr) else { continue };
+            let Ok(channel) = self.channels.get(&node.internal_addr) else { continue };
             let query = MembershipQuery { group: group.to_owned() };
             let mut client = ClusterServiceClient::new(channel);
             if let Ok(Ok(reply)) = tokio::time::timeout(TICK, client.membership(self.with_token(query))).await {

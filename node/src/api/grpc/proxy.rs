@@ -6,20 +6,18 @@
 //! contexts stored here, and every other service, go to this node's own
 //! handlers.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::body::Body;
 use tonic::codegen::http;
-use tonic::transport::{Channel, Endpoint};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::cluster::Cluster;
 use crate::cluster::model::ADMIN;
 use crate::cluster::roles::Role;
+use crate::cluster::{Channels, Cluster};
 use crate::contexts::Contexts;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,14 +34,14 @@ pub struct ContextProxyLayer {
 struct Shared {
     cluster: Option<Arc<Cluster>>,
     contexts: Arc<Contexts>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Channels,
 }
 
 impl ContextProxyLayer {
     /// Proxies for `cluster`'s contexts not in `contexts` (nothing on a
     /// standalone node).
     pub fn new(cluster: Option<Arc<Cluster>>, contexts: Arc<Contexts>) -> Self {
-        Self { shared: Arc::new(Shared { cluster, contexts, channels: Mutex::new(HashMap::new()) }) }
+        Self { shared: Arc::new(Shared { cluster, contexts, channels: Channels::new(None) }) }
     }
 }
 
@@ -88,16 +86,6 @@ impl Shared {
             .map(|node| format!("{}:{}", node.host_name, node.grpc_port))
             .next()
     }
-
-    fn channel(&self, addr: &str) -> Result<Channel, BoxError> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect_lazy();
-        channels.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
-    }
 }
 
 impl<S> Service<http::Request<Body>> for ContextProxy<S>
@@ -116,7 +104,7 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if let Some(target) = self.shared.target(&request) {
-            let channel = self.shared.channel(&target);
+            let channel = self.shared.channels.get(&target).map_err(BoxError::from);
             tracing::debug!(%target, path = %request.uri().path(), "passing a call to a member that stores its context");
             return Box::pin(async move { channel?.oneshot(request).await.map_err(Into::into) });
         }
