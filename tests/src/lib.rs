@@ -287,32 +287,20 @@ pub fn start_nodes(dir: &Path, count: usize, autocluster: bool, extra: &[&str]) 
         } else {
             "ranvier.clustered=true".to_owned()
         };
-        let mut settings = vec![
-            format!("axoniq.axonserver.name=node-{}", i + 1),
-            "axoniq.axonserver.internal-hostname=127.0.0.1".to_owned(),
-            format!("axoniq.axonserver.internal-port={port}"),
-            formation,
-            "axoniq.axonserver.accesscontrol.internal-token=cluster-secret".to_owned(),
-            "axoniq.axonserver.replication.min-election-timeout=300".to_owned(),
-            "axoniq.axonserver.replication.max-election-timeout=600".to_owned(),
-            "axoniq.axonserver.replication.heartbeat-timeout=100".to_owned(),
-        ];
-        settings.extend(extra.iter().map(|s| s.to_string()));
-        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-        nodes.push(Node::start(&dir.join(format!("node-{}", i + 1)), &settings)?);
+        nodes.push(start_clustered(dir, &format!("node-{}", i + 1), *port, formation, extra)?);
     }
     Ok(nodes)
 }
 
-/// Starts one more node, `name`, that joins the cluster founded at internal
-/// `first` by autocluster (same test settings as [`start_nodes`]).
-pub fn join_node(dir: &Path, name: &str, first: &str, extra: &[&str]) -> anyhow::Result<Node> {
-    let port = free_port()?;
+/// Starts node `name` in `dir/name` with the clustered test settings
+/// (internal port `port` on loopback, internal token, 300-600 ms election
+/// timeouts), its `formation` setting and `extra` settings.
+fn start_clustered(dir: &Path, name: &str, port: u16, formation: String, extra: &[&str]) -> anyhow::Result<Node> {
     let mut settings = vec![
         format!("axoniq.axonserver.name={name}"),
         "axoniq.axonserver.internal-hostname=127.0.0.1".to_owned(),
         format!("axoniq.axonserver.internal-port={port}"),
-        format!("axoniq.axonserver.autocluster.first={first}"),
+        formation,
         "axoniq.axonserver.accesscontrol.internal-token=cluster-secret".to_owned(),
         "axoniq.axonserver.replication.min-election-timeout=300".to_owned(),
         "axoniq.axonserver.replication.max-election-timeout=600".to_owned(),
@@ -321,6 +309,12 @@ pub fn join_node(dir: &Path, name: &str, first: &str, extra: &[&str]) -> anyhow:
     settings.extend(extra.iter().map(|s| s.to_string()));
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
     Node::start(&dir.join(name), &settings)
+}
+
+/// Starts one more node, `name`, that joins the cluster founded at internal
+/// `first` by autocluster (same test settings as [`start_nodes`]).
+pub fn join_node(dir: &Path, name: &str, first: &str, extra: &[&str]) -> anyhow::Result<Node> {
+    start_clustered(dir, name, free_port()?, format!("axoniq.axonserver.autocluster.first={first}"), extra)
 }
 
 /// Waits until `via` sees `voters` voting members and a leader in `group`

@@ -94,6 +94,16 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+/// Waits until `member`'s own store of `context` holds events up to
+/// `next_token` (exclusive).
+async fn holds(member: &Member, context: &str, next_token: u64) {
+    let what = format!("{} to hold {context} up to token {next_token}", member.cluster.name());
+    until(&what, || {
+        member.contexts.get(context).and_then(Result::ok).is_some_and(|s| s.events.next_token() == next_token)
+    })
+    .await;
+}
+
 async fn bind_listeners(count: usize) -> Vec<tokio::net::TcpListener> {
     let mut out = Vec::new();
     for _ in 0..count {
@@ -151,11 +161,7 @@ async fn autocluster_builds_the_model_and_every_member_stores_the_writes() {
     let token = members[2].cluster.append("default", vec![event("a", 0), event("a", 1)], false).await.unwrap();
     assert_eq!(token, 0);
     for member in &members {
-        let contexts = member.contexts.clone();
-        until("the write on every replica", move || {
-            contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 2)
-        })
-        .await;
+        holds(member, "default", 2).await;
     }
     // Unknown contexts are refused as Axon does.
     let refused = members[0].cluster.append("nope", vec![event("b", 0)], false).await.unwrap_err();
@@ -174,11 +180,7 @@ async fn roles_change_in_place_without_copying_the_store() {
         members[0].cluster.append("default", vec![event("a", seq)], false).await.unwrap();
     }
     let third = &members[2];
-    let contexts = third.contexts.clone();
-    until("node-3 to hold the events", move || {
-        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 20)
-    })
-    .await;
+    holds(third, "default", 20).await;
     let before = segment_inodes(third, "default");
     assert!(!before.is_empty());
 
@@ -202,12 +204,7 @@ async fn roles_change_in_place_without_copying_the_store() {
         members[0].cluster.append("default", vec![event("a", seq)], false).await.unwrap();
         seq += 1;
     }
-    let contexts = third.contexts.clone();
-    let expected = seq as u64;
-    until("node-3 to hold every write", move || {
-        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == expected)
-    })
-    .await;
+    holds(third, "default", seq as u64).await;
     assert_eq!(segment_inodes(third, "default"), before, "the store was not copied again");
     let _ = stop.send(true);
     for member in &members {
@@ -245,11 +242,7 @@ async fn a_removed_member_deletes_its_files_unless_preserved_and_reuses_them_whe
     let members = three_nodes(&stopping).await;
     members[0].cluster.append("default", vec![event("a", 0)], false).await.unwrap();
     let third = &members[2];
-    let contexts = third.contexts.clone();
-    until("node-3 to hold the event", move || {
-        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 1)
-    })
-    .await;
+    holds(third, "default", 1).await;
     let before = segment_inodes(third, "default");
     let remove = |preserve| AdminCommand::RemoveMember { group: "default".into(), node: "node-3".into(), preserve };
 
@@ -263,11 +256,7 @@ async fn a_removed_member_deletes_its_files_unless_preserved_and_reuses_them_whe
 
     let add = AdminCommand::SetMember { group: "default".into(), node: "node-3".into(), role: Role::Primary };
     members[1].cluster.admin(add.clone()).await.unwrap();
-    let contexts = third.contexts.clone();
-    until("node-3 to catch up after rejoining", move || {
-        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 2)
-    })
-    .await;
+    holds(third, "default", 2).await;
     assert_eq!(segment_inodes(third, "default")[0], before[0], "the preserved segment was reused");
 
     members[0].cluster.admin(remove(false)).await.unwrap();
@@ -310,11 +299,7 @@ async fn contexts_and_groups_are_created_and_deleted_through_the_model() {
     assert!(members[2].cluster.group("sales").is_none());
     assert!(members[2].contexts.get("orders").is_none());
     assert!(!members[2].dir.path().join("data/events/orders").exists());
-    let contexts = members[1].contexts.clone();
-    until("node-2 to store orders", move || {
-        contexts.get("orders").and_then(Result::ok).is_some_and(|s| s.events.next_token() == 1)
-    })
-    .await;
+    holds(&members[1], "orders", 1).await;
 
     let refused = members[0].cluster.admin(AdminCommand::DeleteGroup { name: "sales".into(), preserve: false }).await;
     assert!(matches!(refused, Err(WriteError::Refused { ref code, .. }) if code == "AXONIQ-2309"), "{refused:?}");
@@ -356,11 +341,7 @@ async fn a_member_added_after_the_log_was_purged_catches_up_from_a_snapshot() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let first = members[0].cluster.settings.node.internal_addr.clone();
     let fourth = member("node-4", listener, &first, &stopping).await;
-    let contexts = fourth.contexts.clone();
-    until("node-4 to hold every event", move || {
-        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == expected)
-    })
-    .await;
+    holds(&fourth, "default", expected).await;
     // It got there through a snapshot (the log before it is gone).
     let raft = fourth.cluster.group("default").unwrap();
     until("node-4 to record the installed snapshot", || raft.metrics().borrow_watched().snapshot.is_some()).await;
@@ -373,11 +354,7 @@ async fn a_member_added_after_the_log_was_purged_catches_up_from_a_snapshot() {
     assert_eq!(read(&fourth), read(&members[leader]));
     // And it goes on replicating from the log.
     members[0].cluster.append("default", vec![event("after", 0)], false).await.unwrap();
-    let contexts = fourth.contexts.clone();
-    until("node-4 to apply later writes", move || {
-        contexts.get("default").and_then(Result::ok).is_some_and(|s| s.events.next_token() == expected + 1)
-    })
-    .await;
+    holds(&fourth, "default", expected + 1).await;
     members.push(fourth);
     let _ = stop.send(true);
     for member in &members {
