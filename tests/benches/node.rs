@@ -12,6 +12,7 @@
 //! `RANVIER_BENCH_SCALE` (default 1.0) scales every event count, for a quick
 //! look (`0.05`) on a slow machine.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -47,9 +48,18 @@ fn bench_event(aggregate: &str, seq: i64) -> Event {
     e
 }
 
+/// A scratch directory for one measurement, removed when dropped: under
+/// `RANVIER_BENCH_DIR` when set, else the system's temporary directory —
+/// never inside the source tree, where an interrupted run would leave
+/// hundreds of MiB of segments behind.
+fn bench_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("RANVIER_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new().prefix("ranvier-bench-").tempdir_in(base).unwrap()
+}
+
 fn fsync_latency() -> (f64, f64) {
     use std::io::Write;
-    let dir = tempfile::tempdir_in(".").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    let dir = bench_dir();
     let mut file = std::fs::File::create(dir.path().join("probe")).unwrap();
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     for _ in 0..2000 {
@@ -221,7 +231,7 @@ fn ms(us: u64) -> f64 {
 /// The three-node figures: appends through the leader with every replica
 /// fsyncing, and the time from killing the leader to the next confirmed write.
 async fn cluster_figures(fsync_p99: f64) {
-    let dir = tempfile::tempdir_in(std::env::var("RANVIER_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let dir = bench_dir();
     let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
     let mut probe = nodes[0].event_store().await.unwrap();
     let mut formed = false;
@@ -340,7 +350,7 @@ async fn cluster_figures(fsync_p99: f64) {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir_in(std::env::var("RANVIER_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let dir = bench_dir();
     let (fsync_p50, fsync_p99) = fsync_latency();
     println!("machine fsync latency (4 KiB fdatasync): p50 {fsync_p50:.3} ms, p99 {fsync_p99:.3} ms");
     if std::env::var("RANVIER_BENCH").as_deref() == Ok("cluster") {
