@@ -23,7 +23,6 @@ use crate::config::Config;
 use crate::contexts::{ContextOptions, Contexts};
 use crate::store::{FsSpace, StoreOptions};
 use crate::telemetry::Metrics;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// The sockets a node serves on, bound by the caller.
 pub struct Listeners {
@@ -51,6 +50,11 @@ pub enum NodeError {
     #[error("clustering failed: {0}")]
     Cluster(String),
 }
+
+/// Most open connections on the internal port: peers open a few channels
+/// each (Raft traffic per group, forwarding, segment transfer), so this
+/// bounds memory without limiting any realistic cluster.
+const INTERNAL_MAX_CONNECTIONS: usize = 4096;
 
 /// Starts the replication groups, serves the internal API on `listener`
 /// and begins forming the cluster.
@@ -90,7 +94,9 @@ async fn start_cluster(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(error) = server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await {
+        if let Err(error) =
+            server.serve_with_incoming_shutdown(incoming(listener, INTERNAL_MAX_CONNECTIONS), shutdown).await
+        {
             tracing::error!(%error, "the internal gRPC server failed");
         }
     });

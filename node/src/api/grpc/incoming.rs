@@ -1,5 +1,6 @@
-//! Accepts client connections for the gRPC server: sets TCP_NODELAY (small
-//! acks must not wait for Nagle's algorithm) and holds one permit of a
+//! Accepts connections for the gRPC servers (the client port and the
+//! internal port): sets TCP_NODELAY (small acks and Raft replies must not
+//! wait for Nagle's algorithm and the peer's delayed ACK) and holds one permit of a
 //! bounded pool per open connection. At the limit the node stops accepting,
 //! so new connections wait in the kernel's backlog instead of being served
 //! with memory the node does not have.
