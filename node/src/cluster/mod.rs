@@ -63,6 +63,10 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before retrying a write that a leader in transition did not take
 /// (`WRITE_ATTEMPTS` of them bound the wait to about a second).
 const LEADERSHIP_SETTLE_PAUSE: Duration = Duration::from_millis(20);
+/// Longest wait for the answer to a forwarded command: longer than a
+/// commit (`COMMIT_TIMEOUT`) plus a leader change at the receiving end, so
+/// it only ends calls that would otherwise wait forever.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for a connection to another node's internal port.
 const INTERNAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between join attempts, at most.
@@ -629,6 +633,9 @@ impl Cluster {
                 g.members
                     .iter()
                     .filter(|(_, role)| **role == Role::Primary)
+                    // A primary that has not opened the group yet must not
+                    // hand the command back to itself.
+                    .filter(|(name, _)| **name != self.settings.node.name)
                     .filter_map(|(name, _)| model.nodes.get(name))
                     .collect()
             })
@@ -749,8 +756,19 @@ impl Cluster {
         }
     }
 
-    /// Sends a command to the node at internal `addr`.
+    /// Sends a command to the node at internal `addr`, waiting at most
+    /// `FORWARD_TIMEOUT` for its answer.
     async fn forward(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
+        match tokio::time::timeout(FORWARD_TIMEOUT, self.forward_once(addr, command, relay)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(WriteError::Timeout(format!(
+                "the node at {addr} did not answer within {} s; the change may or may not have been made",
+                FORWARD_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    async fn forward_once(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
         let channel = self.channels.get(addr).map_err(WriteError::Failed)?;
         let unreachable =
             |s: Status| WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message()));

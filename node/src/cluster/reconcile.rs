@@ -209,8 +209,20 @@ impl Cluster {
         }
         let Some(info) = model.groups.get(group) else { return Ok(false) };
         let membership = metrics.membership_config.membership().clone();
-        if membership.get_joint_config().len() > 1 {
-            return Ok(false);
+        let change = |what: String| async move {
+            tracing::info!(%group, change = %what, "changing replication group membership");
+        };
+        // A change whose second step was lost with a leader change leaves
+        // the group in a joint config: finish it towards the newer half,
+        // keeping removed voters as learners (the next pass removes those
+        // the model no longer lists).
+        if let [.., newer] = membership.get_joint_config().as_slice()
+            && membership.get_joint_config().len() > 1
+        {
+            let target = newer.clone();
+            change(format!("finish the joint membership towards voters {target:?}")).await;
+            timed(raft.change_membership(ChangeMembers::ReplaceAllVoters(target), true)).await?;
+            return Ok(true);
         }
         let mut desired: BTreeMap<u64, (MemberNode, RaftShape)> = BTreeMap::new();
         for (name, role) in &info.members {
@@ -225,9 +237,6 @@ impl Cluster {
         let last = metrics.last_log_index.unwrap_or(0);
         let matched =
             |id: &u64| metrics.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map_or(0, |l| l.index);
-        let change = |what: String| async move {
-            tracing::info!(%group, change = %what, "changing replication group membership");
-        };
 
         // 1. Add missing members as learners (they catch up from the log).
         if let Some((id, (node, _))) = desired.iter().find(|(id, _)| !present.contains(id)) {
