@@ -21,6 +21,7 @@
 //! asks the first to register it as a PRIMARY of those contexts, and the
 //! leaders then add it to the groups' Raft memberships.
 
+mod batch;
 pub mod model;
 mod reconcile;
 pub mod roles;
@@ -45,7 +46,10 @@ use tonic::{Request, Status};
 use crate::contexts::Contexts;
 use crate::raft::GroupRaft;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Groups, GrpcNetwork, RaftRpcService, attach_internal_token, check_internal_token};
+use crate::raft::network::{
+    Groups, GrpcNetwork, INTERNAL_MESSAGE_MAX, MAX_PAYLOAD_ENTRIES, RaftRpcService, attach_internal_token,
+    check_internal_token,
+};
 use crate::raft::state_machine::GroupStateMachine;
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
 use model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
@@ -135,6 +139,9 @@ pub enum WriteError {
     /// No leader became known in time, or the group cannot accept writes
     /// (too few active backups in sync).
     NoLeader(String),
+    /// Another node leads the group and this proposal may not be passed
+    /// on: nothing was proposed.
+    NotLeader(String),
     /// Proposed but not committed in time (e.g. cut off from the majority).
     Timeout(String),
     /// Anything else (network, storage).
@@ -146,6 +153,7 @@ impl WriteError {
         match self {
             WriteError::Refused { message, .. }
             | WriteError::NoLeader(message)
+            | WriteError::NotLeader(message)
             | WriteError::Timeout(message)
             | WriteError::Failed(message) => message,
         }
@@ -206,6 +214,10 @@ pub struct Cluster {
     hosted: tokio::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// Fetches stored transactions from other nodes (snapshot installs).
     source: Arc<GrpcSource>,
+    /// Where this node leads a group: the queue of its next batched entry.
+    batchers: batch::Batchers,
+    /// This cluster, for the tasks it spawns.
+    me: std::sync::Weak<Cluster>,
 }
 
 /// Longest install of a snapshot (streaming the missing transactions).
@@ -259,7 +271,11 @@ fn async_stream_of(
             }
         };
         let context = request.get_ref().context.clone();
-        let mut stream = match ClusterServiceClient::new(channel).fetch_transactions(request).await {
+        let mut stream = match ClusterServiceClient::new(channel)
+            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+            .fetch_transactions(request)
+            .await
+        {
             Ok(response) => response.into_inner(),
             // The source no longer stores the context (it was deleted): nothing to copy.
             Err(status) if status.code() == tonic::Code::NotFound => {
@@ -300,6 +316,8 @@ impl Cluster {
             election_timeout_min: settings.election_timeout_min_ms,
             election_timeout_max: settings.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_interval_entries.max(1)),
+            // Entries are batches of up to ~1 MiB: this bounds one request.
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             max_in_snapshot_log_to_keep: settings.log_entries_kept,
             // Installing a snapshot streams the missing transactions first.
             install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
@@ -325,7 +343,7 @@ impl Cluster {
         let groups = Groups::default();
         groups.insert(ADMIN, admin);
         tracing::info!(node = %settings.node.name, node_id, "cluster runtime started");
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             settings,
             node_id,
             raft_config,
@@ -335,6 +353,8 @@ impl Cluster {
             channels: Channels::new(Some(INTERNAL_CONNECT_TIMEOUT)),
             hosted: tokio::sync::Mutex::new(BTreeMap::new()),
             source,
+            batchers: batch::Batchers::default(),
+            me: me.clone(),
         }))
     }
 
@@ -356,8 +376,13 @@ impl Cluster {
 
     /// The internal gRPC services: Raft traffic and forwarding.
     pub fn services(self: &Arc<Self>) -> (RaftServiceServer<RaftRpcService>, ClusterServiceServer<ClusterRpc>) {
-        let raft = RaftServiceServer::new(RaftRpcService::new(self.groups.clone(), self.settings.token.clone()));
-        (raft, ClusterServiceServer::new(ClusterRpc::new(self.clone())))
+        let raft = RaftServiceServer::new(RaftRpcService::new(self.groups.clone(), self.settings.token.clone()))
+            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+            .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
+        let cluster = ClusterServiceServer::new(ClusterRpc::new(self.clone()))
+            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+            .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
+        (raft, cluster)
     }
 
     fn member_node(info: &NodeInfo) -> MemberNode {
@@ -548,7 +573,9 @@ impl Cluster {
         match self.propose_write(context, command, true).await?.response {
             GroupResponse::Appended { first_token } => Ok(first_token),
             GroupResponse::Refused { code, message } => Err(WriteError::Refused { code, message }),
-            GroupResponse::Applied => Err(WriteError::Failed("the entry stored nothing".into())),
+            GroupResponse::Applied | GroupResponse::Batch(_) => {
+                Err(WriteError::Failed("the entry stored nothing".into()))
+            }
         }
     }
 
@@ -561,10 +588,25 @@ impl Cluster {
         self.propose(group, command, relay).await
     }
 
-    /// Proposes a command to `group`: on this node when it leads, else at
-    /// the leader (when `relay`); from a node that hosts no replica, at a
-    /// member that does.
+    /// Proposes a command to `group`: on this node when it leads (client
+    /// transactions in the group's next batch), else at the leader (when
+    /// `relay`); from a node that hosts no replica, at a member that does.
     async fn propose(&self, group: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let transaction = matches!(command, GroupCommand::AppendEvents { .. } | GroupCommand::AppendSnapshot { .. });
+        let leads = || {
+            self.groups
+                .get(group)
+                .is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(self.node_id))
+        };
+        if transaction && leads() {
+            return self.propose_batched(group, command, relay).await;
+        }
+        self.propose_now(group, command, relay).await
+    }
+
+    /// [`Self::propose`] of this command alone, as one entry.
+    async fn propose_now(&self, group: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
         let Some(raft) = self.groups.get(group) else {
             if !relay {
                 return Err(WriteError::NoLeader(format!("replication group {group} is not hosted here")));
@@ -596,7 +638,7 @@ impl Cluster {
             match (&forward.leader_id, &forward.leader_node) {
                 (Some(leader), Some(node)) if *leader != self.node_id => {
                     if !relay {
-                        return Err(WriteError::NoLeader(format!("this node does not lead group {group}")));
+                        return Err(WriteError::NotLeader(format!("this node does not lead group {group}")));
                     }
                     return self.forward(&node.internal_addr, &command, false).await;
                 }
@@ -772,8 +814,11 @@ impl Cluster {
         let channel = self.channels.get(addr).map_err(WriteError::Failed)?;
         let unreachable =
             |s: Status| WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message()));
-        let mut client = ClusterServiceClient::new(channel);
+        let mut client = ClusterServiceClient::new(channel)
+            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+            .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
         match command {
+            GroupCommand::Batch(_) => Err(WriteError::NotLeader("a batch is proposed where it was made".into())),
             GroupCommand::AppendEvents { context, events } => {
                 let message =
                     ForwardedAppend { context: context.clone(), events: events.clone(), snapshot: false, relay };
@@ -887,6 +932,6 @@ fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) 
 fn applied(response: GroupResponse) -> Result<(), WriteError> {
     match response {
         GroupResponse::Refused { code, message } => Err(WriteError::Refused { code, message }),
-        GroupResponse::Applied | GroupResponse::Appended { .. } => Ok(()),
+        GroupResponse::Applied | GroupResponse::Appended { .. } | GroupResponse::Batch(_) => Ok(()),
     }
 }

@@ -156,6 +156,7 @@ impl Cluster {
             tracing::warn!(%group, %error, "replication group did not stop cleanly");
         }
         self.groups.remove(group);
+        self.batchers.remove(group);
         let contexts = self.hosted.lock().await.remove(group).unwrap_or_default();
         for context in contexts {
             self.close_context(context, preserve).await;

@@ -43,7 +43,9 @@ pub(super) fn append_response(reply: ForwardedReply) -> GroupResponse {
 fn unavailable(error: WriteError) -> Status {
     match error {
         WriteError::Timeout(message) => Status::deadline_exceeded(message),
-        WriteError::NoLeader(message) | WriteError::Failed(message) => Status::unavailable(message),
+        WriteError::NoLeader(message) | WriteError::NotLeader(message) | WriteError::Failed(message) => {
+            Status::unavailable(message)
+        }
         WriteError::Refused { message, .. } => Status::failed_precondition(message),
     }
 }
@@ -67,7 +69,9 @@ impl ClusterService for ClusterRpc {
             Ok(GroupResponse::Refused { code, message }) | Err(WriteError::Refused { code, message }) => {
                 ForwardedReply { first_token: -1, error_code: code, message }
             }
-            Ok(GroupResponse::Applied) => return Err(Status::internal("the entry stored nothing")),
+            Ok(GroupResponse::Applied | GroupResponse::Batch(_)) => {
+                return Err(Status::internal("the entry stored nothing"));
+            }
             Err(error) => return Err(unavailable(error)),
         };
         Ok(Response::new(reply))

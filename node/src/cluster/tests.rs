@@ -172,6 +172,100 @@ async fn autocluster_builds_the_model_and_every_member_stores_the_writes() {
     }
 }
 
+/// Every event of `context` in `member`'s own store, in token order.
+fn stored_events(member: &Member, context: &str) -> Vec<Bytes> {
+    let store = member.contexts.get(context).unwrap().unwrap().events;
+    let mut cursor = crate::store::Cursor::at(0);
+    let mut out = Vec::new();
+    loop {
+        let batch = store.read_batch(&mut cursor, 1000, 64 << 20).unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch.into_iter().map(|(_, event)| event));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_larger_than_a_grpc_message_are_forwarded_and_replicated() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let leader = leader_of(&members.iter().collect::<Vec<_>>(), "default").unwrap();
+    let follower = &members[(leader + 1) % 3];
+    // Two transactions of 6 MiB each (gRPC's default limit is 4 MiB),
+    // sent through a follower at once, so that the leader may also carry
+    // both in one AppendEntries request.
+    let big = |aggregate: &str| (0..96).map(|seq| crate::test_util::event(aggregate, seq, 64 * 1024)).collect();
+    let (first, second) = tokio::join!(
+        follower.cluster.append("default", big("big-1"), false),
+        follower.cluster.append("default", big("big-2"), false)
+    );
+    let mut tokens = vec![first.unwrap(), second.unwrap()];
+    tokens.sort();
+    assert_eq!(tokens, vec![0, 96]);
+    for member in &members {
+        holds(member, "default", 192).await;
+    }
+    let on_leader = stored_events(&members[leader], "default");
+    assert_eq!(on_leader.len(), 192);
+    for member in &members {
+        assert!(stored_events(member, "default") == on_leader, "{} differs from the leader", member.cluster.name());
+    }
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_share_log_entries_yet_each_gets_its_own_answer() {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let leader = leader_of(&members.iter().collect::<Vec<_>>(), "default").unwrap();
+    let raft = members[leader].cluster.group("default").unwrap();
+    let before = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+    // 40 aggregates, each written twice at sequence 0 at the same time:
+    // exactly one write of each pair is accepted.
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..80 {
+        let cluster = members[leader].cluster.clone();
+        writes.spawn(async move {
+            let aggregate = format!("agg-{}", i % 40);
+            (i % 40, cluster.append("default", vec![event(&aggregate, 0), event(&aggregate, 1)], false).await)
+        });
+    }
+    let mut accepted = BTreeMap::new();
+    let mut tokens = Vec::new();
+    while let Some(done) = writes.join_next().await {
+        let (aggregate, answer) = done.unwrap();
+        match answer {
+            Ok(token) => {
+                assert!(accepted.insert(aggregate, token).is_none(), "both writes of aggregate {aggregate} accepted");
+                tokens.push(token);
+            }
+            Err(WriteError::Refused { code, .. }) => assert_eq!(code, "AXONIQ-2000"),
+            Err(other) => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 40);
+    tokens.sort();
+    assert_eq!(tokens, (0..40).map(|i| i * 2).collect::<Vec<u64>>(), "each accepted write has its own tokens");
+    let entries = raft.metrics().borrow_watched().last_log_index.unwrap_or(0) - before;
+    assert!(entries < 80, "80 concurrent transactions took {entries} log entries");
+    for member in &members {
+        holds(member, "default", 80).await;
+    }
+    let on_leader = stored_events(&members[leader], "default");
+    for member in &members {
+        assert!(stored_events(member, "default") == on_leader, "{} differs from the leader", member.cluster.name());
+    }
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_change_in_place_without_copying_the_store() {
     let (stop, stopping) = watch::channel(false);

@@ -8,7 +8,10 @@
 //! command := tag u8 (1 events, 2 snapshot) | context_len u32 | context
 //!            | count u32 | (len u32 | bytes)*
 //!          | tag u8 (3 admin) | JSON of the admin command
+//!          | tag u8 (4 batch) | count u32 | (len u32 | command)*
 //! ```
+//!
+//! A batch holds events and snapshot commands only, never another batch.
 
 use std::io;
 
@@ -40,6 +43,21 @@ fn encode_command(out: &mut Vec<u8>, command: &GroupCommand) -> io::Result<()> {
         GroupCommand::Admin(admin) => {
             out.push(3);
             return serde_json::to_writer(out, admin).map_err(io::Error::other);
+        }
+        GroupCommand::Batch(commands) => {
+            out.push(4);
+            put_u32(out, commands.len() as u32);
+            for command in commands {
+                if matches!(command, GroupCommand::Batch(_)) {
+                    return Err(invalid("a batch inside a batch".into()));
+                }
+                let at = out.len();
+                put_u32(out, 0);
+                encode_command(out, command)?;
+                let len = (out.len() - at - 4) as u32;
+                out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            }
+            return Ok(());
         }
     };
     out.push(tag);
@@ -85,10 +103,36 @@ impl<'a> Reader<'a> {
 }
 
 fn decode_command(reader: &mut Reader<'_>, body: &Bytes) -> io::Result<GroupCommand> {
+    decode_command_in(reader, body, body.len(), true)
+}
+
+/// Decodes the command that ends at `end`; a batch only where `batch_allowed`.
+fn decode_command_in(
+    reader: &mut Reader<'_>,
+    body: &Bytes,
+    end: usize,
+    batch_allowed: bool,
+) -> io::Result<GroupCommand> {
     let tag = reader.u8()?;
     if tag == 3 {
-        let admin = serde_json::from_slice(&body[reader.at..]).map_err(|e| invalid(format!("admin record: {e}")))?;
+        let admin = serde_json::from_slice(&body[reader.at..end]).map_err(|e| invalid(format!("admin record: {e}")))?;
+        reader.at = end;
         return Ok(GroupCommand::Admin(admin));
+    }
+    if tag == 4 && batch_allowed {
+        let count = reader.u32()? as usize;
+        let mut commands = Vec::with_capacity(count.min(body.len() / 8));
+        for _ in 0..count {
+            let len = reader.u32()? as usize;
+            let command_end = reader.at.checked_add(len).filter(|e| *e <= end);
+            let command_end = command_end.ok_or_else(|| invalid("a batched command is cut short".into()))?;
+            let command = decode_command_in(reader, body, command_end, false)?;
+            if reader.at != command_end {
+                return Err(invalid("a batched command does not fill its length".into()));
+            }
+            commands.push(command);
+        }
+        return Ok(GroupCommand::Batch(commands));
     }
     let context_len = reader.u32()? as usize;
     let context = std::str::from_utf8(reader.take(context_len)?)
@@ -145,4 +189,40 @@ pub fn decode_entry(body: Bytes) -> io::Result<Entry> {
         kind => return Err(invalid(format!("unknown log record kind {kind}"))),
     };
     Ok(Entry::new(log_id, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(command: GroupCommand) -> Entry {
+        Entry::new(LogId::new(CommittedLeaderId::new(3), 17), EntryPayload::Normal(command))
+    }
+
+    fn events(context: &str, items: &[&'static [u8]]) -> GroupCommand {
+        GroupCommand::AppendEvents { context: context.into(), events: items.iter().map(|b| Bytes::from(*b)).collect() }
+    }
+
+    #[test]
+    fn a_batch_of_transactions_round_trips_in_order() {
+        let batch = GroupCommand::Batch(vec![
+            events("orders", &[b"a", b"bb"]),
+            GroupCommand::AppendSnapshot { context: "orders".into(), snapshot: Bytes::from_static(b"snap") },
+            events("billing", &[]),
+            events("orders", &[b"ccc"]),
+        ]);
+        let encoded = encode_entry(&entry(batch.clone())).unwrap();
+        let decoded = decode_entry(Bytes::from(encoded)).unwrap();
+        assert_eq!(decoded.payload, EntryPayload::Normal(batch));
+    }
+
+    #[test]
+    fn nested_or_cut_batches_are_refused() {
+        let nested = GroupCommand::Batch(vec![GroupCommand::Batch(vec![])]);
+        assert!(encode_entry(&entry(nested)).is_err());
+        let encoded = encode_entry(&entry(GroupCommand::Batch(vec![events("c", &[b"xyz"])]))).unwrap();
+        for cut in [encoded.len() - 1, encoded.len() - 5, 22] {
+            assert!(decode_entry(Bytes::from(encoded[..cut].to_vec())).is_err(), "cut at {cut}");
+        }
+    }
 }

@@ -33,6 +33,19 @@ use super::GroupRaft;
 
 /// AppendEntries requests (and answers) buffered per replication stream.
 const STREAM_APPEND_REPLIES_MAX: usize = 64;
+/// Entry bytes per message of a replication stream, about: a larger
+/// request goes out in parts (one entry may make a part larger).
+const APPEND_PART_BYTES: usize = 2 * 1024 * 1024;
+/// Largest message on the internal port, in bytes: one log entry holds a
+/// whole client transaction (`ranvier.max-transaction-size`, 32 MB by
+/// default), and a forwarded transaction travels whole.
+pub const INTERNAL_MESSAGE_MAX: usize = 64 * 1024 * 1024;
+/// Log entries in one AppendEntries request, at most (openraft's
+/// `max_payload_entries`).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
+/// Entry bytes a follower gathers for one request sent in parts, at most:
+/// no valid request is larger (the leader holds the same entries).
+const APPEND_REQUEST_MAX: usize = MAX_PAYLOAD_ENTRIES as usize * INTERNAL_MESSAGE_MAX;
 use super::codec::{decode_entry, encode_entry};
 use super::types::{MemberNode, TypeConfig};
 
@@ -88,7 +101,11 @@ impl RaftNetworkFactory<C> for GrpcNetwork {
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> GrpcLink {
         let client = Endpoint::from_shared(format!("http://{}", node.internal_addr))
-            .map(|endpoint| RaftServiceClient::new(endpoint.tcp_nodelay(true).connect_lazy()))
+            .map(|endpoint| {
+                RaftServiceClient::new(endpoint.tcp_nodelay(true).connect_lazy())
+                    .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+                    .max_encoding_message_size(INTERNAL_MESSAGE_MAX)
+            })
             .map_err(|e| format!("bad internal address {:?} of node {target}: {e}", node.internal_addr));
         GrpcLink { group: self.group.clone(), token: self.token.clone(), target, client }
     }
@@ -130,7 +147,68 @@ fn append_message(group: &str, rpc: &AppendEntriesRequest<C>) -> Result<AppendEn
         prev_log_id_json: to_json(&rpc.prev_log_id)?,
         leader_commit_json: to_json(&rpc.leader_commit)?,
         entries,
+        more: false,
     })
+}
+
+/// A request as one or more messages of about `part_bytes` entry bytes
+/// each, all but the last marked `more`.
+fn append_parts(mut message: AppendEntriesMessage, part_bytes: usize) -> Vec<AppendEntriesMessage> {
+    let total: usize = message.entries.iter().map(Bytes::len).sum();
+    if total <= part_bytes {
+        return vec![message];
+    }
+    let mut parts = Vec::new();
+    let mut current: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    for entry in std::mem::take(&mut message.entries) {
+        if size + entry.len() > part_bytes && !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += entry.len();
+        current.push(entry);
+    }
+    parts.push(current);
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, entries)| AppendEntriesMessage { entries, more: i + 1 < count, ..message.clone() })
+        .collect()
+}
+
+/// Joins the parts of requests back together, in order.
+#[derive(Default)]
+struct PartJoiner {
+    pending: Option<AppendEntriesMessage>,
+    bytes: usize,
+}
+
+impl PartJoiner {
+    /// Takes one message; a whole request once its last part is in.
+    fn push(&mut self, message: AppendEntriesMessage) -> Result<Option<AppendEntriesMessage>, Status> {
+        self.bytes += message.entries.iter().map(Bytes::len).sum::<usize>();
+        if self.bytes > APPEND_REQUEST_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "a replication request in parts is over {APPEND_REQUEST_MAX} bytes"
+            )));
+        }
+        let more = message.more;
+        let joined = match self.pending.take() {
+            None => message,
+            Some(mut first) => {
+                first.entries.extend(message.entries);
+                first
+            }
+        };
+        if more {
+            self.pending = Some(joined);
+            return Ok(None);
+        }
+        self.bytes = 0;
+        Ok(Some(AppendEntriesMessage { more: false, ..joined }))
+    }
 }
 
 /// An AppendEntries request from its wire form.
@@ -198,7 +276,21 @@ impl RaftNetworkV2<C> for GrpcLink {
             let mut client = client?;
             // A request that cannot be encoded goes out empty: the follower
             // refuses it and the stream ends with that error.
-            let outbound = input.map(move |rpc| append_message(&group, &rpc).unwrap_or_default());
+            // Each request goes out in parts of bounded size, through a
+            // bounded queue.
+            let (parts, outbound) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
+            tokio::spawn(async move {
+                let mut input = input;
+                while let Some(rpc) = input.next().await {
+                    let message = append_message(&group, &rpc).unwrap_or_default();
+                    for part in append_parts(message, APPEND_PART_BYTES) {
+                        if parts.send(part).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
             let mut request = Request::new(outbound);
             attach_internal_token(&mut request, token.as_deref());
             let inbound = client.stream_append(request).await.map_err(|s| status_error(target, &s))?.into_inner();
@@ -335,6 +427,7 @@ impl RaftService for RaftRpcService {
         let decode_replies = replies.clone();
         tokio::spawn(async move {
             let mut next = Some(first);
+            let mut parts = PartJoiner::default();
             loop {
                 let message = match next.take() {
                     Some(message) => message,
@@ -348,7 +441,11 @@ impl RaftService for RaftRpcService {
                     },
                 };
                 let decoded = if message.group == group {
-                    append_request(message)
+                    match parts.push(message) {
+                        Ok(Some(whole)) => append_request(whole),
+                        Ok(None) => continue,
+                        Err(status) => Err(status),
+                    }
                 } else {
                     Err(Status::invalid_argument("a replication stream carries one group"))
                 };
@@ -399,5 +496,59 @@ impl RaftService for RaftRpcService {
         let meta = from_json(&message.meta_json, "snapshot metadata")?;
         let snapshot = openraft::Snapshot { meta, snapshot: Cursor::new(message.data.to_vec()) };
         reply(raft.install_full_snapshot(vote, snapshot).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(entry_sizes: &[usize]) -> AppendEntriesMessage {
+        AppendEntriesMessage {
+            group: "g".into(),
+            vote_json: Bytes::from_static(b"{\"v\":1}"),
+            prev_log_id_json: Bytes::from_static(b"null"),
+            leader_commit_json: Bytes::from_static(b"null"),
+            entries: entry_sizes.iter().enumerate().map(|(i, n)| Bytes::from(vec![i as u8; *n])).collect(),
+            more: false,
+        }
+    }
+
+    #[test]
+    fn a_large_request_goes_in_bounded_parts_and_is_joined_back_exactly() {
+        let original = message(&[400, 300, 500, 200, 900, 100]);
+        let parts = append_parts(original.clone(), 1000);
+        assert!(parts.len() > 1, "split into {} parts", parts.len());
+        for part in &parts {
+            let bytes: usize = part.entries.iter().map(Bytes::len).sum();
+            assert!(bytes <= 1000, "a part of {bytes} bytes");
+            assert_eq!((part.group.as_str(), &part.vote_json), ("g", &original.vote_json));
+        }
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.more) && !parts[parts.len() - 1].more);
+        let mut joiner = PartJoiner::default();
+        let mut whole = Vec::new();
+        for part in parts {
+            whole.extend(joiner.push(part).unwrap());
+        }
+        assert_eq!(whole, vec![original]);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_part_travels_alone_and_small_requests_stay_whole() {
+        let parts = append_parts(message(&[10, 5000, 10]), 1000);
+        let sizes: Vec<Vec<usize>> = parts.iter().map(|p| p.entries.iter().map(Bytes::len).collect()).collect();
+        assert_eq!(sizes, vec![vec![10], vec![5000], vec![10]]);
+        assert_eq!(append_parts(message(&[10, 20]), 1000), vec![message(&[10, 20])]);
+    }
+
+    #[test]
+    fn parts_of_consecutive_requests_are_not_joined_together() {
+        let (first, second) = (message(&[700, 700]), message(&[600, 600, 600]));
+        let mut joiner = PartJoiner::default();
+        let mut whole = Vec::new();
+        for part in append_parts(first.clone(), 1000).into_iter().chain(append_parts(second.clone(), 1000)) {
+            whole.extend(joiner.push(part).unwrap());
+        }
+        assert_eq!(whole, vec![first, second]);
     }
 }

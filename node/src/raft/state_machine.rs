@@ -3,10 +3,14 @@
 //! replica accepts or refuses the same transactions and assigns the same
 //! tokens.
 //!
-//! Each transaction is written with its log index (see `store::format`), so
-//! the stores themselves record how far the log has been applied; replaying
-//! an entry after a restart is refused by the store as already applied and
-//! changes nothing. `applied.json` (last applied log id and membership) is
+//! Each transaction is written with its store position — its log index
+//! shifted left by 16 bits, plus its slot inside a batched entry
+//! ([`store_position`]) — (see `store::format`), so the stores themselves
+//! record how far the log has been applied; replaying an entry after a
+//! restart is refused by the store as already applied and changes nothing,
+//! and an entry whose transactions a crash cut in the middle is completed
+//! from the first one missing. A batched entry (`GroupCommand::Batch`)
+//! answers each of its transactions on its own. `applied.json` (last applied log id and membership) is
 //! only a hint written after the stores: it may lag, never lead.
 //!
 //! The `_admin` group's state machine also holds the cluster model
@@ -130,6 +134,8 @@ pub struct GroupStateMachine {
     membership: StoredMembershipOf<TypeConfig>,
     admin: Option<AdminState>,
     contexts: BTreeSet<String>,
+    /// Set while applying a batch that stored a context for the first time.
+    contexts_grew: bool,
     source: Option<Arc<dyn TransactionSource>>,
     snapshot_path: PathBuf,
 }
@@ -137,9 +143,9 @@ pub struct GroupStateMachine {
 /// A store of this replica: (context, snapshot store?).
 type StoreKey = (String, bool);
 
-/// One store's share of an applied batch: its transactions (events, log
-/// index) and the batch positions they answer.
-type StoreBatch = (StoreKey, SegmentStore, Vec<(Vec<bytes::Bytes>, u64)>, Vec<usize>);
+/// One store's share of an applied batch: its transactions (events, store
+/// position) and the places they answer.
+type StoreBatch = (StoreKey, SegmentStore, Vec<(Vec<bytes::Bytes>, u64)>, Vec<Place>);
 
 /// What a store answered for one entry, awaited after the whole batch was
 /// handed to the stores (so one group commit can take many entries).
@@ -147,7 +153,26 @@ enum Pending {
     Store(oneshot::Receiver<Result<u64, StoreError>>),
     Ready(GroupResponse),
     Failed(StoreError),
+    /// A batched entry: the answers of its transactions, in order.
+    Many(Vec<Pending>),
 }
+
+/// Bits of a store position that number the transactions of one entry.
+const SLOT_BITS: u32 = 16;
+/// Transactions one batched entry may carry, at most.
+pub const BATCH_SLOTS: usize = 1 << SLOT_BITS;
+
+/// The position a store records for the `slot`-th transaction of log
+/// entry `index` (see the module docs): increasing in log order, so a
+/// store refuses what it already holds — also within an entry that a
+/// crash cut in the middle.
+pub fn store_position(index: u64, slot: usize) -> u64 {
+    (index << SLOT_BITS) | (slot as u64 & (BATCH_SLOTS as u64 - 1))
+}
+
+/// Where in an applied batch a transaction's answer goes: (entry, slot
+/// inside a batched entry).
+type Place = (usize, Option<usize>);
 
 fn refused(code: &str, message: impl Into<String>) -> GroupResponse {
     GroupResponse::Refused { code: code.into(), message: message.into() }
@@ -187,6 +212,7 @@ impl GroupStateMachine {
             membership,
             admin,
             contexts,
+            contexts_grew: false,
             source: None,
             snapshot_path,
         })
@@ -237,11 +263,39 @@ impl GroupStateMachine {
         let (context, events, snapshot) = match command {
             GroupCommand::AppendEvents { context, events } => (context, events, false),
             GroupCommand::AppendSnapshot { context, snapshot } => (context, vec![snapshot], true),
-            GroupCommand::Admin(_) => return Err(refused("AXONIQ-2309", "not an admin group")),
+            GroupCommand::Admin(_) | GroupCommand::Batch(_) => {
+                return Err(refused("AXONIQ-2309", "not a client transaction"));
+            }
         };
         let store = self.stores.store(&context).map_err(|reason| refused("AXONIQ-6000", reason))?;
         let target = if snapshot { store.snapshots } else { store.events };
         Ok(((context, snapshot), target, events))
+    }
+
+    /// Queues one client transaction for its store at `position`, to be
+    /// answered at `place` (and notes a context stored for the first time).
+    fn stage(&mut self, command: GroupCommand, position: u64, place: Place, batches: &mut Vec<StoreBatch>) -> Pending {
+        if let GroupCommand::AppendEvents { context, .. } | GroupCommand::AppendSnapshot { context, .. } = &command
+            && !self.contexts.contains(context)
+        {
+            self.contexts.insert(context.clone());
+            self.contexts_grew = true;
+        }
+        match self.target(command) {
+            Ok((key, store, events)) => {
+                let at = match batches.iter().position(|(k, ..)| *k == key) {
+                    Some(at) => at,
+                    None => {
+                        batches.push((key, store, Vec::new(), Vec::new()));
+                        batches.len() - 1
+                    }
+                };
+                batches[at].2.push((events, position));
+                batches[at].3.push(place);
+                Pending::Ready(GroupResponse::Applied)
+            }
+            Err(response) => Pending::Ready(response),
+        }
     }
 
     /// Applies committed entries in log order and answers each. All store
@@ -254,8 +308,11 @@ impl GroupStateMachine {
         let mut last = None;
         let mut membership_changed = false;
         let mut model_changed = false;
+        self.contexts_grew = false;
         for entry in entries {
             last = Some(entry.log_id);
+            let index = entry.log_id.index;
+            let slot = started.len();
             let pending = match entry.payload {
                 EntryPayload::Blank => Pending::Ready(GroupResponse::Applied),
                 EntryPayload::Membership(membership) => {
@@ -264,48 +321,34 @@ impl GroupStateMachine {
                     Pending::Ready(GroupResponse::Applied)
                 }
                 EntryPayload::Normal(GroupCommand::Admin(command)) => {
-                    let (response, changed) = self.apply_admin(entry.log_id.index, &command);
+                    let (response, changed) = self.apply_admin(index, &command);
                     model_changed |= changed;
                     Pending::Ready(response)
                 }
+                EntryPayload::Normal(GroupCommand::Batch(commands)) => {
+                    let mut parts = Vec::with_capacity(commands.len());
+                    for (i, command) in commands.into_iter().enumerate().take(BATCH_SLOTS) {
+                        parts.push(self.stage(command, store_position(index, i), (slot, Some(i)), &mut batches));
+                    }
+                    Pending::Many(parts)
+                }
                 EntryPayload::Normal(command) => {
-                    if let GroupCommand::AppendEvents { context, .. } | GroupCommand::AppendSnapshot { context, .. } =
-                        &command
-                        && !self.contexts.contains(context)
-                    {
-                        self.contexts.insert(context.clone());
-                        membership_changed = true;
-                    }
-                    match self.target(command) {
-                        Ok((key, store, events)) => {
-                            let slot = started.len();
-                            let at = match batches.iter().position(|(k, ..)| *k == key) {
-                                Some(at) => at,
-                                None => {
-                                    batches.push((key, store, Vec::new(), Vec::new()));
-                                    batches.len() - 1
-                                }
-                            };
-                            batches[at].2.push((events, entry.log_id.index));
-                            batches[at].3.push(slot);
-                            Pending::Ready(GroupResponse::Applied)
-                        }
-                        Err(response) => Pending::Ready(response),
-                    }
+                    self.stage(command, store_position(index, 0), (slot, None), &mut batches)
                 }
             };
             started.push(pending);
         }
-        for (_, store, transactions, slots) in batches {
+        membership_changed |= self.contexts_grew;
+        for (_, store, transactions, places) in batches {
             match store.submit_many(transactions).await {
                 Ok(answers) => {
-                    for (slot, answer) in slots.into_iter().zip(answers) {
-                        started[slot] = Pending::Store(answer);
+                    for (place, answer) in places.into_iter().zip(answers) {
+                        *pending_at(&mut started, place) = Pending::Store(answer);
                     }
                 }
                 Err(error) => {
-                    for slot in slots {
-                        started[slot] = Pending::Failed(error.duplicate());
+                    for place in places {
+                        *pending_at(&mut started, place) = Pending::Failed(error.duplicate());
                     }
                 }
             }
@@ -384,6 +427,14 @@ impl GroupStateMachine {
     }
 }
 
+/// The answer slot of a transaction in an applied batch.
+fn pending_at(started: &mut [Pending], (entry, inner): Place) -> &mut Pending {
+    match (inner, &mut started[entry]) {
+        (Some(i), Pending::Many(parts)) => &mut parts[i],
+        (_, single) => single,
+    }
+}
+
 /// Waits for queued catch-up transactions; one already stored is fine.
 async fn settle(pending: Vec<Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError>>) -> io::Result<()> {
     for submitted in pending {
@@ -411,6 +462,13 @@ fn snapshot_of(stored: StoredSnapshot) -> io::Result<SnapshotOf<TypeConfig, std:
 async fn finish(pending: Pending) -> io::Result<GroupResponse> {
     let answer = match pending {
         Pending::Ready(response) => return Ok(response),
+        Pending::Many(parts) => {
+            let mut responses = Vec::with_capacity(parts.len());
+            for part in parts {
+                responses.push(Box::pin(finish(part)).await?);
+            }
+            return Ok(GroupResponse::Batch(responses));
+        }
         Pending::Failed(error) => Err(error),
         Pending::Store(answer) => answer.await.map_err(|_| io::Error::other("a store stopped while applying"))?,
     };

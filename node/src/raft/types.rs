@@ -49,6 +49,10 @@ pub enum GroupCommand {
     },
     /// A change to the cluster model (only in the `_admin` group).
     Admin(AdminCommand),
+    /// Client transactions (`AppendEvents`, `AppendSnapshot`) that a
+    /// leader proposed together as one entry: each is validated, applied
+    /// and answered on its own, in order (see `cluster::batch`).
+    Batch(Vec<GroupCommand>),
 }
 
 impl fmt::Display for GroupCommand {
@@ -57,6 +61,7 @@ impl fmt::Display for GroupCommand {
             GroupCommand::AppendEvents { context, events } => write!(f, "append {} events to {context}", events.len()),
             GroupCommand::AppendSnapshot { context, .. } => write!(f, "append a snapshot to {context}"),
             GroupCommand::Admin(command) => write!(f, "{command}"),
+            GroupCommand::Batch(commands) => write!(f, "a batch of {} transactions", commands.len()),
         }
     }
 }
@@ -71,6 +76,8 @@ pub enum GroupResponse {
         /// First token of the transaction.
         first_token: u64,
     },
+    /// The answers to a [`GroupCommand::Batch`], one per transaction.
+    Batch(Vec<GroupResponse>),
     /// Refused deterministically (e.g. a sequence conflict): nothing stored.
     Refused {
         /// The Axon error code (`AXONIQ-2000`, …).

@@ -53,7 +53,7 @@ async fn entries_apply_with_the_same_tokens_and_refusals_everywhere() {
         assert!(matches!(&responses[3], GroupResponse::Refused { code, .. } if code == "AXONIQ-6000"));
         assert_eq!(responses[4], GroupResponse::Appended { first_token: 2 });
         assert_eq!(store.events.next_token(), 3);
-        assert_eq!(store.events.last_log_index(), 5);
+        assert_eq!(store.events.last_log_index(), store_position(5, 0));
         let (applied, _) = machine.applied_state().await.unwrap();
         assert_eq!(applied.map(|id| id.index), Some(5));
         outcomes.push(responses);
@@ -77,4 +77,76 @@ async fn replaying_entries_after_a_restart_stores_nothing_twice() {
     assert_eq!(store.events.next_token(), 3, "no event was stored twice");
     machine.apply_batch(vec![append(6, "orders", vec![event("a", 3)])]).await.unwrap();
     assert_eq!(store.events.next_token(), 4);
+}
+
+fn batch(index: u64, commands: Vec<(&str, Vec<Bytes>)>) -> Entry {
+    let commands = commands
+        .into_iter()
+        .map(|(context, events)| GroupCommand::AppendEvents { context: context.into(), events })
+        .collect();
+    Entry::new(LogId::new(CommittedLeaderId::new(1), index), EntryPayload::Normal(GroupCommand::Batch(commands)))
+}
+
+fn mixed_batch() -> Entry {
+    batch(
+        2,
+        vec![
+            ("orders", vec![event("a", 0), event("a", 1)]),
+            ("orders", vec![event("a", 1)]),
+            ("billing", vec![event("b", 0)]),
+            ("orders", vec![event("a", 2)]),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn a_batched_entry_answers_each_transaction_on_its_own_alike_everywhere() {
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut outcomes = Vec::new();
+    for dir in [&first, &second] {
+        let store = open_store(&dir.path().join("data"));
+        let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store.clone()))).unwrap();
+        let mut responses = machine.apply_batch(vec![mixed_batch()]).await.unwrap();
+        let Some(GroupResponse::Batch(answers)) = responses.pop() else { panic!("not a batch answer") };
+        assert_eq!(answers.len(), 4);
+        assert_eq!(answers[0], GroupResponse::Appended { first_token: 0 });
+        assert!(matches!(&answers[1], GroupResponse::Refused { code, .. } if code == "AXONIQ-2000"));
+        assert!(matches!(&answers[2], GroupResponse::Refused { code, .. } if code == "AXONIQ-6000"));
+        assert_eq!(answers[3], GroupResponse::Appended { first_token: 2 });
+        assert_eq!(store.events.next_token(), 3);
+        assert_eq!(store.events.last_log_index(), store_position(2, 3));
+        outcomes.push(answers);
+    }
+    assert_eq!(outcomes[0], outcomes[1], "replicas agree");
+}
+
+#[tokio::test]
+async fn a_batched_entry_replayed_after_a_restart_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("data"));
+    {
+        let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store.clone()))).unwrap();
+        machine.apply_batch(vec![mixed_batch()]).await.unwrap();
+    }
+    std::fs::remove_file(dir.path().join("log/applied.json")).unwrap();
+    let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store.clone()))).unwrap();
+    machine.apply_batch(vec![mixed_batch()]).await.unwrap();
+    assert_eq!(store.events.next_token(), 3, "no event was stored twice");
+}
+
+#[tokio::test]
+async fn an_entry_cut_by_a_crash_after_its_first_transactions_is_completed_on_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("data"));
+    let entry = batch(7, vec![("orders", vec![event("a", 0)]), ("orders", vec![event("c", 0), event("c", 1)])]);
+    // The crash left the first transaction of entry 7 in the store, not the second.
+    store.events.append_tagged(vec![event("a", 0)], store_position(7, 0)).await.unwrap();
+    let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store.clone()))).unwrap();
+    let responses = machine.apply_batch(vec![entry]).await.unwrap();
+    let GroupResponse::Batch(answers) = &responses[0] else { panic!("not a batch answer: {responses:?}") };
+    assert_eq!(answers[1], GroupResponse::Appended { first_token: 1 });
+    assert_eq!(store.events.next_token(), 3, "the missing transaction was stored, the stored one not again");
+    let stored = store.events.read_batch(&mut crate::store::Cursor::at(0), 10, 1 << 20).unwrap();
+    let ids: Vec<Bytes> = stored.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(ids, vec![event("a", 0), event("c", 0), event("c", 1)]);
 }
