@@ -232,7 +232,11 @@ fn ms(us: u64) -> f64 {
 /// fsyncing, and the time from killing the leader to the next confirmed write.
 async fn cluster_figures(fsync_p99: f64) {
     let dir = bench_dir();
-    let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
+    // Batched entries carry many transactions each: a snapshot every 1,000
+    // entries lets the log be purged, so the new member below catches up by
+    // streaming segment files, as it would after days of writes.
+    let settings = ["ranvier.replication.snapshot-interval=1000"];
+    let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &settings).unwrap();
     let mut probe = nodes[0].event_store().await.unwrap();
     let mut formed = false;
     for _ in 0..1500 {
@@ -299,13 +303,18 @@ async fn cluster_figures(fsync_p99: f64) {
     };
     let target_index = group_state(&nodes[leader]).and_then(|g| g["lastLogIndex"].as_u64()).unwrap();
     let started = Instant::now();
-    let fourth = ranvier_tests::join_node(dir.path(), "node-4", &first, &[]).unwrap();
-    // Caught up: the leader counts node-4 as holding the whole log (its
-    // stores are fsync'd before a snapshot install or an apply is reported).
+    let fourth = ranvier_tests::join_node(dir.path(), "node-4", &first, &settings).unwrap();
+    // Caught up: the leader counts node-4 as holding the whole log, and
+    // node-4's own store (its readiness) holds every event.
     loop {
         let matched = group_state(&nodes[leader])
             .and_then(|g| g["members"].as_array()?.iter().find(|m| m["node"] == "node-4")?["matchIndex"].as_u64());
-        if matched.is_some_and(|m| m >= target_index) {
+        let stored = fourth
+            .http_get("/ready")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|ready| ready["contexts"]["default"]["nextToken"].as_i64());
+        if matched.is_some_and(|m| m >= target_index) && stored.is_some_and(|next| next > last) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

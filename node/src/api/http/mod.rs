@@ -79,7 +79,8 @@ async fn ready(State(state): State<Arc<HttpState>>) -> Response {
         .map(|(name, store)| {
             let detail = match store {
                 Ok(store) => match store.events.failure() {
-                    None => json!({ "status": "UP" }),
+                    // The token after the last event of this node's own store.
+                    None => json!({ "status": "UP", "nextToken": store.events.next_token() }),
                     Some(reason) => json!({ "status": "DOWN", "reason": reason }),
                 },
                 Err(reason) => json!({ "status": "DOWN", "reason": reason }),
