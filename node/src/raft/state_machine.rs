@@ -20,9 +20,13 @@
 //! model and is skipped on replay. Every change is published on a watch
 //! channel for the node's reconciler.
 //!
+//! Stores answer the writes of applied entries before their fsync (the log
+//! holds those entries durably), so the hint and every snapshot are
+//! written only after a sync of the group's stores: neither ever claims
+//! more than the stores hold on disk.
+//!
 //! Snapshots: the state of a group is its context stores, durable up to
-//! the applied index (every store write is fsync'd before it is answered),
-//! so a snapshot is only metadata — the last applied log id, the
+//! the applied index once synced, so a snapshot is only metadata — the last applied log id, the
 //! membership, the contexts the group stores, the `_admin` model, and the
 //! internal address of the node that built it — kept in `snapshot.json`.
 //! Once openraft has one it may purge the log before it. A replica that
@@ -136,6 +140,8 @@ pub struct GroupStateMachine {
     contexts: BTreeSet<String>,
     /// Set while applying a batch that stored a context for the first time.
     contexts_grew: bool,
+    /// Stores written since they were last synced.
+    written: Vec<(StoreKey, SegmentStore)>,
     source: Option<Arc<dyn TransactionSource>>,
     snapshot_path: PathBuf,
 }
@@ -213,6 +219,7 @@ impl GroupStateMachine {
             admin,
             contexts,
             contexts_grew: false,
+            written: Vec::new(),
             source: None,
             snapshot_path,
         })
@@ -339,7 +346,10 @@ impl GroupStateMachine {
             started.push(pending);
         }
         membership_changed |= self.contexts_grew;
-        for (_, store, transactions, places) in batches {
+        for (key, store, transactions, places) in batches {
+            if !self.written.iter().any(|(k, _)| *k == key) {
+                self.written.push((key, store.clone()));
+            }
             match store.submit_many(transactions).await {
                 Ok(answers) => {
                     for (place, answer) in places.into_iter().zip(answers) {
@@ -361,7 +371,7 @@ impl GroupStateMachine {
             self.applied = last;
             let due = self.hint_written.is_none_or(|at| at.elapsed() >= HINT_INTERVAL);
             if due || membership_changed || model_changed {
-                self.write_hint()?;
+                self.write_hint().await?;
                 self.hint_written = Some(tokio::time::Instant::now());
             }
             if let Some(admin) = self.admin.as_mut() {
@@ -374,8 +384,20 @@ impl GroupStateMachine {
         Ok(responses)
     }
 
-    /// Writes the hint atomically and durably.
-    fn write_hint(&self) -> io::Result<()> {
+    /// Waits until every store of the group holds what was applied on disk
+    /// (stores answer replicated writes before their fsync).
+    async fn sync_stores(&mut self) -> io::Result<()> {
+        for (_, store) in &self.written {
+            store.sync().await.map_err(|e| io::Error::other(format!("failed to sync a store: {e}")))?;
+        }
+        self.written.clear();
+        Ok(())
+    }
+
+    /// Writes the hint atomically and durably, once the stores hold
+    /// everything it claims.
+    async fn write_hint(&mut self) -> io::Result<()> {
+        self.sync_stores().await?;
         let model = self.admin.as_ref().map(|admin| admin.model.clone());
         let hint = AppliedHint {
             applied: self.applied,
@@ -418,6 +440,7 @@ impl GroupStateMachine {
                     pending.push(target.submit(group, group_index).await);
                 }
                 settle(pending).await?;
+                target.sync().await.map_err(|e| io::Error::other(format!("failed to sync a store: {e}")))?;
                 if moved > 0 {
                     tracing::info!(%context, snapshots, from, events = moved, source = %data.source, "caught up from another replica");
                 }
@@ -500,6 +523,8 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
                 model: self.admin.as_ref().map(|admin| admin.model.clone()),
             },
         };
+        // The log before the snapshot may be purged once it exists.
+        self.sync_stores().await?;
         write_snapshot(&self.snapshot_path, &stored)?;
         tracing::debug!(index, "snapshot built");
         snapshot_of(stored)
@@ -561,7 +586,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
             &self.snapshot_path,
             &StoredSnapshot { meta: meta.clone(), data: SnapshotData { source: own, ..data } },
         )?;
-        self.write_hint()?;
+        self.write_hint().await?;
         tracing::info!(index = meta.last_log_id.map_or(0, |id| id.index), "snapshot installed");
         Ok(())
     }

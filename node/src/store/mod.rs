@@ -114,7 +114,7 @@ impl DiskSpace for FsSpace {
 #[derive(Clone)]
 pub struct SegmentStore {
     shared: Arc<segments::Shared>,
-    queue: mpsc::Sender<Vec<writer::Append>>,
+    queue: mpsc::Sender<writer::Request>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -149,7 +149,8 @@ impl SegmentStore {
 
     /// Appends the transaction of replication log entry `log_index`, which
     /// must be above [`Self::last_log_index`]; the index is stored with the
-    /// events, atomically.
+    /// events, atomically. Answered once written; durable after the next
+    /// [`Self::sync`] (or the writer's own fsync soon after).
     pub async fn append_tagged(&self, events: Vec<Bytes>, log_index: u64) -> Result<u64, StoreError> {
         let answer = self.submit(events, log_index).await?;
         answer.await.map_err(|_| self.closed())?
@@ -165,7 +166,10 @@ impl SegmentStore {
         log_index: u64,
     ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(vec![writer::Append { events, log_index, reply }]).await.map_err(|_| self.closed())?;
+        self.queue
+            .send(writer::Request::Append(vec![writer::Append { events, log_index, reply }]))
+            .await
+            .map_err(|_| self.closed())?;
         Ok(answer)
     }
 
@@ -182,8 +186,19 @@ impl SegmentStore {
             appends.push(writer::Append { events, log_index, reply });
             answers.push(answer);
         }
-        self.queue.send(appends).await.map_err(|_| self.closed())?;
+        self.queue.send(writer::Request::Append(appends)).await.map_err(|_| self.closed())?;
         Ok(answers)
+    }
+
+    /// Waits until everything submitted before this call is on disk
+    /// (fsync'd). Transactions of replication log entries are answered once
+    /// written, before their fsync (the replication log holds them
+    /// durably); a replica calls this before it records how far it has
+    /// applied the log.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(writer::Request::Sync(reply)).await.map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())?
     }
 
     /// The highest replication log index whose transaction this store holds
@@ -199,7 +214,9 @@ impl SegmentStore {
     /// Appends from a thread that is not a tokio task (tests, tools).
     pub fn append_blocking(&self, events: Vec<Bytes>) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.blocking_send(vec![writer::Append { events, log_index: 0, reply }]).map_err(|_| self.closed())?;
+        self.queue
+            .blocking_send(writer::Request::Append(vec![writer::Append { events, log_index: 0, reply }]))
+            .map_err(|_| self.closed())?;
         answer.blocking_recv().map_err(|_| self.closed())?
     }
 

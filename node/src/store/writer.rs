@@ -6,6 +6,15 @@
 //! new committed length and answers every caller. Many concurrent
 //! transactions therefore cost one fsync.
 //!
+//! Transactions of replication log entries (a log index above 0) are held
+//! durably by the replication log already, so their rounds are answered
+//! once written and fsync'd afterwards: as soon as the queue is empty, or
+//! after `SYNC_DEFER_MAX_BYTES` / `SYNC_DEFER_MAX_TIME` at the latest, and
+//! before a segment is closed. A `Sync` request waits for that fsync (a
+//! replica asks before it records how far it has applied the log). Only the
+//! first frame written after an fsync starts a group commit, so recovery
+//! still treats damage after the last fsync as a torn tail.
+//!
 //! Failure rules: below the disk reserve nothing is written and the round's
 //! callers get `DiskFull`; a failed write is cut off again (`ftruncate` to the
 //! committed length) and reported, so the file never keeps a partial frame;
@@ -29,6 +38,20 @@ use super::format::{self, HEADER_LEN};
 use super::index::{AggregateIndex, TokenIndex};
 use super::scan::is_indexed;
 use super::segments::{ActiveSegment, ClosedSegment, Shared, create_segment, write_side_files};
+
+/// Unsynced bytes of replicated rounds after which the writer fsyncs even
+/// while more work is queued.
+const SYNC_DEFER_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest time replicated rounds stay unsynced while more work is queued.
+const SYNC_DEFER_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What the writer is asked to do.
+pub enum Request {
+    /// Transactions submitted together: they always share a round.
+    Append(Vec<Append>),
+    /// Answer once everything written before is fsync'd.
+    Sync(oneshot::Sender<Result<(), StoreError>>),
+}
 
 /// A transaction handed to the writer.
 pub struct Append {
@@ -68,6 +91,8 @@ pub struct Writer {
     pending: Vec<Pending>,
     /// Highest sequence per aggregate among this round's accepted transactions.
     round_sequences: HashMap<String, i64>,
+    /// Since when written data waits for its fsync, and how much of it.
+    unsynced: Option<(Instant, u64)>,
 }
 
 impl Writer {
@@ -87,29 +112,80 @@ impl Writer {
             buffer: Vec::new(),
             pending: Vec::new(),
             round_sequences: HashMap::new(),
+            unsynced: None,
         }
     }
 
-    /// Runs until every sender of `queue` is dropped.
-    /// Each queue message is one or more transactions submitted together
-    /// (a replica applying a batch of log entries): they always share a round.
-    pub fn run(mut self, mut queue: mpsc::Receiver<Vec<Append>>) {
+    /// Runs until every sender of `queue` is dropped (then fsyncs what
+    /// waits for it).
+    pub fn run(mut self, mut queue: mpsc::Receiver<Request>) {
         let batch_max = self.shared.options.append_batch_bytes_max as usize;
         let bytes_of = |appends: &[Append]| appends.iter().flat_map(|a| a.events.iter()).map(Bytes::len).sum::<usize>();
-        while let Some(first) = queue.blocking_recv() {
+        while let Some(request) = self.next_request(&mut queue) {
+            let first = match request {
+                Request::Append(first) => first,
+                Request::Sync(reply) => {
+                    let _ = reply.send(self.sync());
+                    continue;
+                }
+            };
             let mut round_bytes = bytes_of(&first);
             let mut round = first;
+            let mut sync_after = None;
             while round_bytes < batch_max {
                 match queue.try_recv() {
-                    Ok(next) => {
+                    Ok(Request::Append(next)) => {
                         round_bytes += bytes_of(&next);
                         round.extend(next);
+                    }
+                    Ok(Request::Sync(reply)) => {
+                        sync_after = Some(reply);
+                        break;
                     }
                     Err(_) => break,
                 }
             }
             self.commit_round(round);
+            if let Some(reply) = sync_after {
+                let _ = reply.send(self.sync());
+            }
         }
+        let _ = self.sync();
+    }
+
+    /// The next request; while written data waits for its fsync, the fsync
+    /// comes first when the queue is empty or the data has waited too long.
+    fn next_request(&mut self, queue: &mut mpsc::Receiver<Request>) -> Option<Request> {
+        if let Some((since, bytes)) = self.unsynced {
+            if since.elapsed() < SYNC_DEFER_MAX_TIME
+                && bytes < SYNC_DEFER_MAX_BYTES
+                && let Ok(request) = queue.try_recv()
+            {
+                return Some(request);
+            }
+            let _ = self.sync();
+        }
+        queue.blocking_recv()
+    }
+
+    /// Fsyncs data written since the last fsync; a failure stops the store.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if let Some(reason) = self.shared.read_state().failed.clone() {
+            return Err(StoreError::Unavailable { context: self.shared.context.clone(), reason });
+        }
+        if self.unsynced.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if let Err(source) = self.file.sync_data() {
+            let path = self.shared.path(self.shared.read_state().active.first_token, self.shared.kind.data_suffix());
+            let reason = format!("fsync of {} failed: {source}", path.display());
+            self.fail(reason.clone());
+            return Err(StoreError::Unavailable { context: self.shared.context.clone(), reason });
+        }
+        self.shared.metrics.fsync_seconds.observe(started.elapsed().as_secs_f64());
+        self.unsynced = None;
+        Ok(())
     }
 
     fn commit_round(&mut self, round: Vec<Append>) {
@@ -224,7 +300,8 @@ impl Writer {
         let bytes: u64 = append.events.iter().map(|e| e.len() as u64).sum();
         let events = append.events.len() as u64;
         if events > 0 {
-            let group_start = self.buffer.is_empty();
+            // A group commit starts only where everything before is fsync'd.
+            let group_start = self.buffer.is_empty() && self.unsynced.is_none();
             let records = append.events.iter().map(|e| &e[..]);
             format::encode_frame(&mut self.buffer, first_token, append.log_index, group_start, records);
             self.next_token += events;
@@ -277,6 +354,14 @@ impl Writer {
             }
             return;
         }
+        // Replicated rounds are answered now and fsync'd soon after.
+        if pending.iter().all(|p| p.log_index != 0) {
+            let written = self.buffer.len() as u64;
+            let (since, bytes) = self.unsynced.unwrap_or((Instant::now(), 0));
+            self.unsynced = Some((since, bytes + written));
+            self.publish(pending);
+            return;
+        }
         let started = Instant::now();
         if let Err(source) = self.file.sync_data() {
             let reason = format!("fsync of {} failed: {source}", path.display());
@@ -292,6 +377,7 @@ impl Writer {
             return;
         }
         self.shared.metrics.fsync_seconds.observe(started.elapsed().as_secs_f64());
+        self.unsynced = None;
         self.publish(pending);
     }
 
@@ -349,6 +435,8 @@ impl Writer {
     /// closed list and a new active segment begins. A reader therefore never
     /// sees the segment's events without an index.
     fn roll(&mut self) -> Result<(), StoreError> {
+        // A closed segment is immutable and whole on disk.
+        self.sync()?;
         let (first, bloom) = {
             let state = self.shared.read_state();
             if state.active.next_token != self.next_token || state.active.len != self.len {
@@ -399,5 +487,90 @@ impl Writer {
     fn fail(&self, reason: String) {
         tracing::error!(context = %self.shared.context, store = self.shared.kind.name(), %reason, "store stopped accepting writes");
         self.shared.write_state().failed = Some(reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::store::format::StoreKind;
+    use crate::store::metrics::StoreMetrics;
+    use crate::store::{FsSpace, SegmentStore, StoreOptions};
+    use crate::test_util::event;
+
+    fn writer(dir: &Path) -> Writer {
+        let options = StoreOptions::default();
+        let (shared, file) =
+            Shared::open("default", StoreKind::Events, dir, options, StoreMetrics::detached()).unwrap();
+        Writer::new(Arc::new(shared), file, Arc::new(FsSpace))
+    }
+
+    /// One transaction of aggregate "a" at `seq`, from log position `index`.
+    fn round(writer: &mut Writer, seq: i64, index: u64) -> oneshot::Receiver<Result<u64, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        writer.commit_round(vec![Append { events: vec![event("a", seq, 40)], log_index: index, reply }]);
+        answer
+    }
+
+    /// (offset, group start) of every frame in the active segment.
+    fn frames(dir: &Path) -> Vec<(usize, bool)> {
+        let bytes = std::fs::read(format::segment_file(dir, 0, "events")).unwrap();
+        let mut at = HEADER_LEN as usize;
+        let mut out = Vec::new();
+        while let Ok(frame) = format::decode_frame_header(&bytes[at..]) {
+            out.push((at, frame.group_start));
+            at += frame.total_len();
+        }
+        out
+    }
+
+    #[test]
+    fn replicated_rounds_are_answered_before_their_fsync_and_only_a_round_after_one_starts_a_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path());
+        let mut first = round(&mut writer, 0, 1);
+        assert_eq!(first.try_recv().unwrap().unwrap(), 0, "answered at once");
+        assert!(writer.unsynced.is_some(), "not fsync'd yet");
+        round(&mut writer, 1, 2).try_recv().unwrap().unwrap();
+        writer.sync().unwrap();
+        assert!(writer.unsynced.is_none());
+        round(&mut writer, 2, 3).try_recv().unwrap().unwrap();
+        // A store that is not replicated fsyncs every round before answering.
+        round(&mut writer, 3, 0).try_recv().unwrap().unwrap();
+        assert!(writer.unsynced.is_none());
+        drop(writer);
+        let starts: Vec<bool> = frames(dir.path()).into_iter().map(|(_, start)| start).collect();
+        assert_eq!(starts, vec![true, false, true, false]);
+    }
+
+    #[test]
+    fn replicated_rounds_lost_before_their_fsync_are_a_torn_tail_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path());
+        round(&mut writer, 0, 1);
+        writer.sync().unwrap();
+        for (seq, index) in [(1, 2), (2, 3), (3, 4)] {
+            round(&mut writer, seq, index);
+        }
+        drop(writer);
+        // A crash lost the page of the second unsynced round, not the third.
+        let path = format::segment_file(dir.path(), 0, "events");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let lost = frames(dir.path())[2].0;
+        bytes[lost + format::FRAME_HEADER_LEN + 12] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let store = SegmentStore::open(
+            "default",
+            StoreKind::Events,
+            dir.path(),
+            StoreOptions::default(),
+            StoreMetrics::detached(),
+            Arc::new(FsSpace),
+        )
+        .unwrap();
+        assert_eq!(store.next_token(), 2, "kept what is whole before the damage");
+        assert_eq!(store.last_log_index(), 2, "the replica re-applies the log from entry 3");
     }
 }
