@@ -8,9 +8,9 @@
 //!
 //! Transactions of replication log entries (a log index above 0) are held
 //! durably by the replication log already, so their rounds are answered
-//! once written and fsync'd afterwards: as soon as the queue is empty, or
-//! after `SYNC_DEFER_MAX_BYTES` / `SYNC_DEFER_MAX_TIME` at the latest, and
-//! before a segment is closed. A `Sync` request waits for that fsync (a
+//! once written and fsync'd afterwards: `SYNC_DEFER_MAX_TIME` after the
+//! first unsynced write (or past `SYNC_DEFER_MAX_BYTES`), so that one fsync
+//! takes many rounds, and before a segment is closed. A `Sync` request waits for that fsync (a
 //! replica asks before it records how far it has applied the log). Only the
 //! first frame written after an fsync starts a group commit, so recovery
 //! still treats damage after the last fsync as a torn tail.
@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::DiskSpace;
@@ -43,7 +44,7 @@ use super::segments::{ActiveSegment, ClosedSegment, Shared, create_segment, writ
 /// while more work is queued.
 const SYNC_DEFER_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest time replicated rounds stay unsynced while more work is queued.
-const SYNC_DEFER_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(20);
+const SYNC_DEFER_MAX_TIME: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What the writer is asked to do.
 pub enum Request {
@@ -121,7 +122,10 @@ impl Writer {
     pub fn run(mut self, mut queue: mpsc::Receiver<Request>) {
         let batch_max = self.shared.options.append_batch_bytes_max as usize;
         let bytes_of = |appends: &[Append]| appends.iter().flat_map(|a| a.events.iter()).map(Bytes::len).sum::<usize>();
-        while let Some(request) = self.next_request(&mut queue) {
+        // Only waits for the next request or the deferred fsync, whichever
+        // comes first; without it, the writer fsyncs as soon as it is idle.
+        let timer = tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
+        while let Some(request) = self.next_request(&mut queue, timer.as_ref()) {
             let first = match request {
                 Request::Append(first) => first,
                 Request::Sync(reply) => {
@@ -154,14 +158,20 @@ impl Writer {
     }
 
     /// The next request; while written data waits for its fsync, the fsync
-    /// comes first when the queue is empty or the data has waited too long.
-    fn next_request(&mut self, queue: &mut mpsc::Receiver<Request>) -> Option<Request> {
+    /// comes once the data has waited `SYNC_DEFER_MAX_TIME` (or grew past
+    /// `SYNC_DEFER_MAX_BYTES`) without a request asking for it first.
+    fn next_request(&mut self, queue: &mut mpsc::Receiver<Request>, timer: Option<&Runtime>) -> Option<Request> {
         if let Some((since, bytes)) = self.unsynced {
-            if since.elapsed() < SYNC_DEFER_MAX_TIME
-                && bytes < SYNC_DEFER_MAX_BYTES
-                && let Ok(request) = queue.try_recv()
-            {
-                return Some(request);
+            let left = SYNC_DEFER_MAX_TIME.saturating_sub(since.elapsed());
+            if bytes < SYNC_DEFER_MAX_BYTES && !left.is_zero() {
+                if let Ok(request) = queue.try_recv() {
+                    return Some(request);
+                }
+                if let Some(timer) = timer
+                    && let Ok(next) = timer.block_on(async { tokio::time::timeout(left, queue.recv()).await })
+                {
+                    return next;
+                }
             }
             let _ = self.sync();
         }
