@@ -38,7 +38,7 @@ use bytes::Bytes;
 use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
 use ranvier_proto::cluster::cluster_service_server::ClusterServiceServer;
 use ranvier_proto::cluster::raft_service_server::RaftServiceServer;
-use ranvier_proto::cluster::{AdminProposal, FetchRequest, ForwardedAppend, TransactionChunk};
+use ranvier_proto::cluster::{AdminProposal, FetchRequest, ForwardedAppend, MembershipQuery, TransactionChunk};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
@@ -71,6 +71,8 @@ const LEADERSHIP_SETTLE_PAUSE: Duration = Duration::from_millis(20);
 /// commit (`COMMIT_TIMEOUT`) plus a leader change at the receiving end, so
 /// it only ends calls that would otherwise wait forever.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest wait of a read on a replica for being as current as its leader.
+const READ_CURRENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a connection to another node's internal port.
 const INTERNAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between join attempts, at most.
@@ -712,6 +714,56 @@ impl Cluster {
             .filter(|name| model.role(group, name) == Some(Role::Primary))
             .or_else(|| primaries.map(|(name, _)| name.clone()).next())?;
         model.nodes.get(&chosen).cloned()
+    }
+
+    /// Waits until this node's replica of `context` is as current as its
+    /// group's leader: it has applied what the leader had applied when
+    /// asked, so a client reads its own confirmed writes on any replica.
+    /// The leader itself, and a node without a replica (its reads are
+    /// passed on to one), answer at once. Fails when no leader answers, or
+    /// this replica does not catch up, within `READ_CURRENT_TIMEOUT`.
+    pub async fn await_current(&self, context: &str) -> Result<(), WriteError> {
+        let model = self.model();
+        let Some(group) = model.group_of(context).filter(|_| context != ADMIN) else { return Ok(()) };
+        let Some(raft) = self.groups.get(group) else { return Ok(()) };
+        let behind = |what: String| WriteError::NoLeader(format!("reads of {context} wait for {what}"));
+        let deadline = tokio::time::Instant::now() + READ_CURRENT_TIMEOUT;
+        let leader = loop {
+            let (leader, addr) = {
+                use openraft::type_config::async_runtime::WatchReceiver;
+                let watched = raft.metrics();
+                let metrics = watched.borrow_watched();
+                let leader = metrics.current_leader;
+                let addr = leader.and_then(|id| {
+                    metrics.membership_config.membership().get_node(&id).map(|n| n.internal_addr.clone())
+                });
+                (leader, addr)
+            };
+            match (leader, addr) {
+                (Some(id), _) if id == self.node_id => return Ok(()),
+                (Some(_), Some(addr)) => break addr,
+                _ => {}
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let waited = raft.wait(Some(left)).metrics(|m| m.current_leader.is_some(), "a leader").await;
+            if waited.is_err() {
+                return Err(behind(format!("a leader of replication group {group}")));
+            }
+        };
+        let channel = self.channels.get(&leader).map_err(WriteError::Failed)?;
+        let query = MembershipQuery { group: group.to_owned() };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let reply =
+            tokio::time::timeout(left, ClusterServiceClient::new(channel).membership(self.with_token(query))).await;
+        let applied = match reply {
+            Ok(Ok(reply)) if reply.get_ref().leader => reply.into_inner().applied_index,
+            _ => return Err(behind(format!("an answer from the leader of replication group {group}"))),
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match raft.wait(Some(left)).applied_index_at_least(Some(applied), "the leader's applied index").await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(behind(format!("this replica to catch up with its leader (log index {applied})"))),
+        }
     }
 
     /// Active backups of `group`, as Raft node ids.

@@ -103,7 +103,8 @@ impl ClusterService for ClusterRpc {
         let metrics = raft.metrics().borrow_watched().clone();
         let members = metrics.membership_config.membership().nodes().map(|(_, node)| node.name.clone()).collect();
         let leader = metrics.current_leader == Some(self.cluster.node_id);
-        Ok(Response::new(MembershipReply { leader, members }))
+        let applied_index = metrics.last_applied.map_or(0, |id| id.index);
+        Ok(Response::new(MembershipReply { leader, members, applied_index }))
     }
 
     type FetchTransactionsStream = tokio_stream::wrappers::ReceiverStream<Result<TransactionChunk, Status>>;

@@ -267,6 +267,29 @@ async fn concurrent_transactions_share_log_entries_yet_each_gets_its_own_answer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_answers_reads_only_once_it_holds_every_confirmed_write() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let leader = leader_of(&members.iter().collect::<Vec<_>>(), "default").unwrap();
+    let follower = &members[(leader + 1) % 3];
+    let store = follower.contexts.get("default").unwrap().unwrap();
+    for seq in 0..30 {
+        // Confirmed on the leader; the follower learns of the commit only
+        // with the leader's next message.
+        members[leader].cluster.append("default", vec![event("r", seq)], false).await.unwrap();
+        follower.cluster.await_current("default").await.unwrap();
+        assert_eq!(store.events.highest_sequence("r").unwrap(), Some(seq), "a stale read after write {seq}");
+    }
+    // The leader answers at once; so does a context no group stores here.
+    members[leader].cluster.await_current("default").await.unwrap();
+    follower.cluster.await_current("unknown").await.unwrap();
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_change_in_place_without_copying_the_store() {
     let (stop, stopping) = watch::channel(false);
     let members = three_nodes(&stopping).await;

@@ -401,7 +401,7 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<GetAggregateEventsRequest>,
     ) -> Result<Response<Self::ListAggregateEventsStream>, Status> {
-        let store = self.api.store(&request)?;
+        let store = self.api.current_store(&request).await?;
         let request = request.into_inner();
         let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
         // Like Axon Server, max_sequence is exclusive and <= 0 means unbounded.
@@ -443,7 +443,7 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<GetAggregateSnapshotsRequest>,
     ) -> Result<Response<Self::ListAggregateSnapshotsStream>, Status> {
-        let store = self.api.store(&request)?;
+        let store = self.api.current_store(&request).await?;
         let request = request.into_inner();
         let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
         let max = if request.max_sequence <= 0 { i64::MAX } else { request.max_sequence };
@@ -472,7 +472,7 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<Streaming<GetEventsRequest>>,
     ) -> Result<Response<Self::ListEventsStream>, Status> {
-        let store = self.api.store(&request)?;
+        let store = self.api.current_store(&request).await?;
         let mut inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
         let first = match inbound.message().await.map_err(|e| with_code(e, ErrorCode::Other))? {
@@ -519,7 +519,7 @@ impl EventStore for EventStoreService {
         &self,
         request: Request<ReadHighestSequenceNrRequest>,
     ) -> Result<Response<ReadHighestSequenceNrResponse>, Status> {
-        let store = self.api.store(&request)?;
+        let store = self.api.current_store(&request).await?;
         let id = request.into_inner().aggregate_id;
         let highest = blocking(move || store.events.highest_sequence(&id)).await?;
         Ok(Response::new(ReadHighestSequenceNrResponse { to_sequence_nr: highest.unwrap_or(-1) }))
@@ -538,17 +538,17 @@ impl EventStore for EventStoreService {
     }
 
     async fn get_first_token(&self, request: Request<GetFirstTokenRequest>) -> Result<Response<TrackingToken>, Status> {
-        let store = self.api.store(&request)?;
+        let store = self.api.current_store(&request).await?;
         Ok(Response::new(TrackingToken { token: store.events.first_token() as i64 }))
     }
 
     async fn get_last_token(&self, request: Request<GetLastTokenRequest>) -> Result<Response<TrackingToken>, Status> {
-        let store = self.api.store(&request)?;
+        let store = self.api.current_store(&request).await?;
         Ok(Response::new(TrackingToken { token: store.events.next_token() as i64 - 1 }))
     }
 
     async fn get_token_at(&self, request: Request<GetTokenAtRequest>) -> Result<Response<TrackingToken>, Status> {
-        let store = self.api.store(&request)?;
+        let store = self.api.current_store(&request).await?;
         let instant = request.into_inner().instant;
         let token = blocking(move || store.events.token_at(instant)).await?;
         Ok(Response::new(TrackingToken { token: token as i64 }))

@@ -114,6 +114,17 @@ impl ClientApi {
         Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)), stopping, cluster }
     }
 
+    /// [`Self::store`] once this node's replica of the context is as
+    /// current as its replication group's leader (see
+    /// `Cluster::await_current`), so reads see every confirmed write.
+    pub async fn current_store<T>(&self, request: &Request<T>) -> Result<ContextStore, tonic::Status> {
+        let store = self.store(request)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.await_current(store.events.context()).await.map_err(|e| status::from_write(&e))?;
+        }
+        Ok(store)
+    }
+
     /// The store of the request's context, or AXONIQ-6000.
     pub fn store<T>(&self, request: &Request<T>) -> Result<ContextStore, tonic::Status> {
         let context = context_of(request);
