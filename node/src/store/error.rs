@@ -83,6 +83,19 @@ pub enum StoreError {
         /// The highest entry the store holds.
         last: u64,
     },
+    /// The events asked for are in a segment moved to the lower tier (a
+    /// secondary's copy), and that tier could not serve them.
+    #[error(
+        "events of the {context} store from token {from_token} on are kept by the secondary tier, which could not serve them: {reason}"
+    )]
+    Retired {
+        /// The context.
+        context: String,
+        /// The first token asked for.
+        from_token: u64,
+        /// Why the tier did not serve them.
+        reason: String,
+    },
     /// Another process holds the store directory.
     #[error("the store directory {path} is in use by another process")]
     Locked {
@@ -120,6 +133,9 @@ impl StoreError {
             }
             StoreError::TokenGone { token, first } => StoreError::TokenGone { token: *token, first: *first },
             StoreError::Locked { path } => StoreError::Locked { path: path.clone() },
+            StoreError::Retired { context, from_token, reason } => {
+                StoreError::Retired { context: context.clone(), from_token: *from_token, reason: reason.clone() }
+            }
             StoreError::AlreadyApplied { log_index, last } => {
                 StoreError::AlreadyApplied { log_index: *log_index, last: *last }
             }

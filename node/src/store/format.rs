@@ -96,6 +96,15 @@ impl StoreKind {
         }
     }
 
+    /// Suffix of the marker of a segment whose data file was retired to
+    /// the lower tier (its side files stay).
+    pub fn retired_suffix(self) -> &'static str {
+        match self {
+            StoreKind::Events => "retired",
+            StoreKind::Snapshots => "sretired",
+        }
+    }
+
     /// A lower-case name for logs and metric labels.
     pub fn name(self) -> &'static str {
         match self {

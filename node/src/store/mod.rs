@@ -38,6 +38,7 @@ pub mod index;
 pub mod metrics;
 pub mod scan;
 pub mod segments;
+pub mod tier;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -261,8 +262,24 @@ impl SegmentStore {
     }
 
     /// Reads records found by [`Self::aggregate_plan`].
-    pub fn read_records(&self, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
-        self.shared.read_records(places)
+    pub fn read_records(&self, id: &str, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
+        self.shared.read_records(id, places)
+    }
+
+    /// Retires a closed segment to the lower tier (see `tier`): its data
+    /// file is deleted, its indexes stay. Blocking file I/O.
+    pub fn retire(&self, first_token: u64) -> Result<(), StoreError> {
+        self.shared.retire(first_token)
+    }
+
+    /// Sets where events of retired segments are read.
+    pub fn set_lower_tier(&self, tier: std::sync::Arc<dyn tier::LowerTier>) {
+        *self.shared.tier.write().unwrap_or_else(|p| p.into_inner()) = Some(tier);
+    }
+
+    /// The closed segments, oldest first (retired ones included).
+    pub fn closed_segments(&self) -> Vec<segments::ClosedSegment> {
+        self.shared.read_state().closed.clone()
     }
 
     /// Reads the next committed events after the cursor.
@@ -347,4 +364,4 @@ impl ContextStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

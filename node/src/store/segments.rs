@@ -5,7 +5,11 @@
 //! Invariants: closed segments are immutable and their side files (`.index`,
 //! `.tindex`, `.bloom`) describe them exactly; the active (last) segment has
 //! exactly one writer (see `writer.rs`) and readers never read past its
-//! committed length, which only grows after an fsync.
+//! committed length, which grows once a round is written (after its fsync,
+//! or before it for replicated rounds, which the replication log holds).
+//! A closed segment may be retired to a lower tier (see `tier.rs`): its data
+//! file is gone, its side files stay, and reads of its events go to the
+//! tier.
 
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
@@ -35,8 +39,10 @@ pub struct ClosedSegment {
     pub first_token: u64,
     /// Token after its last event (the next segment's name).
     pub next_token: u64,
-    /// Length of its data file in bytes.
+    /// Length of its data file in bytes (0 once retired).
     pub len: u64,
+    /// Its data file was retired to the lower tier.
+    pub retired: bool,
 }
 
 /// The segment being written, with its in-memory indexes.
@@ -46,7 +52,7 @@ pub struct ActiveSegment {
     pub first_token: u64,
     /// Token the next committed event will get.
     pub next_token: u64,
-    /// Committed (fsync'd) length in bytes; readers stop here.
+    /// Committed length in bytes; readers stop here.
     pub len: u64,
     /// Aggregate index of its committed events.
     pub aggregates: AggregateIndex,
@@ -96,6 +102,8 @@ pub struct Shared {
     pub committed: watch::Sender<u64>,
     /// Counters and histograms.
     pub metrics: StoreMetrics,
+    /// Where events of retired segments are read, when set.
+    pub tier: RwLock<Option<Arc<dyn super::tier::LowerTier>>>,
     /// Keeps the directory lock for the store's lifetime.
     _lock: File,
 }
@@ -134,6 +142,7 @@ impl Shared {
             state: RwLock::new(state),
             committed,
             metrics,
+            tier: RwLock::new(None),
             _lock: lock,
         };
         Ok((shared, file))
@@ -252,11 +261,31 @@ impl Shared {
         Ok(parts.concat())
     }
 
-    /// Reads the records at the given places, verifying each checksum.
-    pub fn read_records(&self, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
+    /// Reads the records of aggregate `id` at the given places, verifying
+    /// each checksum; those in retired segments come from the lower tier.
+    pub fn read_records(&self, id: &str, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
         let mut out = Vec::with_capacity(places.len());
         let mut open: Option<(u64, File, PathBuf, u64)> = None;
-        for (segment, entry) in places {
+        let mut at = 0;
+        while at < places.len() {
+            let (segment, entry) = &places[at];
+            if let Some(retired) = self.retired_segment(*segment) {
+                // The run of places in this segment, read from the tier at once.
+                let run = places[at..].iter().take_while(|(s, _)| s == segment).count();
+                let seqs = places[at..at + run].iter().map(|(_, e)| e.seq);
+                let (min, max) = (seqs.clone().min().unwrap_or(entry.seq), seqs.max().unwrap_or(entry.seq) + 1);
+                let records = self.tier_aggregate(retired, id, min, max)?;
+                if records.len() != run {
+                    return Err(self.retired_error(
+                        retired.first_token,
+                        format!("it returned {} of the {run} events of aggregate {id} in that segment", records.len()),
+                    ));
+                }
+                out.extend(records);
+                at += run;
+                continue;
+            }
+            at += 1;
             if open.as_ref().is_none_or(|(s, _, _, _)| s != segment) {
                 let path = self.path(*segment, self.kind.data_suffix());
                 let file = File::open(&path).map_err(StoreError::io("open", &path))?;
@@ -271,7 +300,7 @@ impl Shared {
 
     /// Finds the segment holding `token` and the frame position to start
     /// scanning from. Returns `None` when `token` is not committed yet.
-    fn locate(&self, token: u64) -> Result<Option<SegmentRead>, StoreError> {
+    fn locate(&self, token: u64) -> Result<Option<Located>, StoreError> {
         let (segment, limit, active_mark) = {
             let state = self.read_state();
             if token >= state.active.next_token {
@@ -287,6 +316,9 @@ impl Shared {
                 }
                 let at = state.closed.partition_point(|s| s.first_token <= token).saturating_sub(1);
                 let closed = state.closed[at];
+                if closed.retired {
+                    return Ok(Some(Located::Retired(closed)));
+                }
                 (closed.first_token, Some(closed.len), None)
             }
         };
@@ -298,9 +330,17 @@ impl Shared {
             },
         };
         let path = self.path(segment, self.kind.data_suffix());
-        let file = File::open(&path).map_err(StoreError::io("open", &path))?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            // Retired since the state was read: read it from the tier.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => match self.retired_segment(segment) {
+                Some(retired) => return Ok(Some(Located::Retired(retired))),
+                None => return Err(StoreError::io("open", &path)(error)),
+            },
+            Err(error) => return Err(StoreError::io("open", &path)(error)),
+        };
         let pos = mark.map_or(HEADER_LEN, |m| u64::from(m.pos));
-        Ok(Some(SegmentRead { first_token: segment, file, path, pos, closed_len: limit }))
+        Ok(Some(Located::Local(SegmentRead { first_token: segment, file, path, pos, closed_len: limit })))
     }
 
     /// Reads committed events from `cursor.next_token` on: at most
@@ -340,7 +380,20 @@ impl Shared {
         while out.len() < max_events && bytes < max_bytes {
             if cursor.segment.is_none() {
                 match self.locate(cursor.next_token)? {
-                    Some(read) => cursor.segment = Some(read),
+                    Some(Located::Local(read)) => cursor.segment = Some(read),
+                    Some(Located::Retired(retired)) => {
+                        let (events, size) = (max_events - out.len(), max_bytes - bytes.min(max_bytes));
+                        let got = self.tier_read(retired, cursor.next_token, events, size.max(1))?;
+                        for (token, event, tag) in got {
+                            bytes += event.len();
+                            out.push((token, event));
+                            if let Some(tags) = tags.as_deref_mut() {
+                                tags.push(tag);
+                            }
+                            cursor.next_token = token + 1;
+                        }
+                        continue;
+                    }
                     None => break,
                 }
             }
@@ -389,6 +442,7 @@ impl Shared {
         let mut out: Vec<SegmentFiles> = state
             .closed
             .iter()
+            .filter(|s| !s.retired)
             .map(|s| SegmentFiles {
                 first_token: s.first_token,
                 closed: true,
@@ -478,6 +532,14 @@ impl Cursor {
     pub fn at(token: u64) -> Self {
         Self { next_token: token, segment: None }
     }
+}
+
+/// Where a token's segment is.
+enum Located {
+    /// On this node's disk.
+    Local(SegmentRead),
+    /// Retired: its events are read from the lower tier.
+    Retired(ClosedSegment),
 }
 
 #[derive(Debug)]
@@ -616,16 +678,20 @@ fn remove_temp_files(dir: &Path, kind: StoreKind) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The first tokens of every segment: data files and retired markers.
 fn list_segments(dir: &Path, kind: StoreKind) -> Result<Vec<u64>, StoreError> {
     let mut firsts = Vec::new();
     for entry in fs::read_dir(dir).map_err(StoreError::io("list", dir))? {
         let entry = entry.map_err(StoreError::io("list", dir))?;
-        if let Some(first) = entry.file_name().to_str().and_then(|n| format::parse_segment_name(n, kind.data_suffix()))
-        {
-            firsts.push(first);
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        for suffix in [kind.data_suffix(), kind.retired_suffix()] {
+            if let Some(first) = format::parse_segment_name(&name, suffix) {
+                firsts.push(first);
+            }
         }
     }
     firsts.sort_unstable();
+    firsts.dedup();
     Ok(firsts)
 }
 
@@ -693,6 +759,10 @@ fn recover_closed(
         let side_missing = [kind.index_suffix(), kind.token_index_suffix(), kind.bloom_suffix()]
             .iter()
             .any(|suffix| !format::segment_file(dir, first, suffix).exists());
+        if format::segment_file(dir, first, kind.retired_suffix()).exists() {
+            closed.push(super::tier::recover_retired(dir, kind, first, next, side_missing)?);
+            continue;
+        }
         let len = if i >= validate_from || side_missing {
             let scan = scan_segment(&path, kind, first)?;
             check_closed_scan(&path, &scan, next)?;
@@ -704,7 +774,7 @@ fn recover_closed(
         } else {
             fs::metadata(&path).map_err(StoreError::io("stat", &path))?.len()
         };
-        closed.push(ClosedSegment { first_token: first, next_token: next, len });
+        closed.push(ClosedSegment { first_token: first, next_token: next, len, retired: false });
     }
     Ok(closed)
 }

@@ -98,7 +98,7 @@ fn highest_sequence_and_aggregate_reads_span_closed_segments() {
     let plan = store.aggregate_plan("a", 10, 20).unwrap();
     let seqs: Vec<i64> = plan.iter().map(|(_, e)| e.seq).collect();
     assert_eq!(seqs, (10..20).collect::<Vec<_>>());
-    let records = store.read_records(&plan).unwrap();
+    let records = store.read_records("a", &plan).unwrap();
     for (record, seq) in records.iter().zip(10..) {
         assert_eq!(record, &event("a", seq, 150));
     }
@@ -327,7 +327,7 @@ fn a_damaged_record_length_is_reported_not_allocated() {
     // The high byte of the record's length field.
     bytes[entry.pos as usize + 3] = 0x7f;
     std::fs::write(&path, &bytes).unwrap();
-    let error = store.read_records(&plan).unwrap_err();
+    let error = store.read_records("a", &plan).unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
 }
 

@@ -470,7 +470,12 @@ impl Writer {
         let file = create_segment(&self.shared.dir, self.shared.kind, self.next_token, self.last_log_index)?;
         let (aggregates, tokens, closed) = {
             let mut state = self.shared.write_state();
-            state.closed.push(ClosedSegment { first_token: first, next_token: self.next_token, len: self.len });
+            state.closed.push(ClosedSegment {
+                first_token: first,
+                next_token: self.next_token,
+                len: self.len,
+                retired: false,
+            });
             let old = std::mem::replace(
                 &mut state.active,
                 ActiveSegment {

@@ -135,13 +135,14 @@ async fn blocking<T: Send + 'static>(
 /// (error sent, or the client left).
 async fn stream_records(
     store: &SegmentStore,
+    id: &str,
     plan: Vec<(u64, IndexEntry)>,
     snapshot: bool,
     sender: &mpsc::Sender<Vec<Result<Event, Status>>>,
 ) -> bool {
     for chunk in plan.chunks(AGGREGATE_BATCH_EVENTS) {
-        let (reader, places) = (store.clone(), chunk.to_vec());
-        let batch: Vec<Result<Event, Status>> = match blocking(move || reader.read_records(&places)).await {
+        let (reader, places, id) = (store.clone(), chunk.to_vec(), id.to_owned());
+        let batch: Vec<Result<Event, Status>> = match blocking(move || reader.read_records(&id, &places)).await {
             Ok(records) => records
                 .into_iter()
                 .map(|bytes| {
@@ -413,7 +414,7 @@ impl EventStore for EventStoreService {
                 match plan_of(&store.snapshots, id, from, max).await {
                     Ok(plan) => {
                         if let Some(latest) = plan.into_iter().max_by_key(|(_, entry)| entry.seq) {
-                            if !stream_records(&store.snapshots, vec![latest], true, &sender).await {
+                            if !stream_records(&store.snapshots, id, vec![latest], true, &sender).await {
                                 return;
                             }
                             from = latest.1.seq + 1;
@@ -427,7 +428,7 @@ impl EventStore for EventStoreService {
             }
             match plan_of(&store.events, id, from, max).await {
                 Ok(plan) => {
-                    stream_records(&store.events, plan, false, &sender).await;
+                    stream_records(&store.events, id, plan, false, &sender).await;
                 }
                 Err(status) => {
                     let _ = sender.send(vec![Err(status)]).await;
@@ -456,7 +457,7 @@ impl EventStore for EventStoreService {
                     if request.max_results > 0 {
                         plan.truncate(request.max_results as usize);
                     }
-                    stream_records(&store.snapshots, plan, true, &sender).await;
+                    stream_records(&store.snapshots, &request.aggregate_id, plan, true, &sender).await;
                 }
                 Err(status) => {
                     let _ = sender.send(vec![Err(status)]).await;
