@@ -82,6 +82,8 @@ async fn start_cluster(
         election_timeout_min_ms: config.cluster.election_timeout_min_ms,
         election_timeout_max_ms: config.cluster.election_timeout_max_ms,
         heartbeat_ms: config.cluster.heartbeat_ms,
+        event_retention_ms: config.cluster.event_retention_ms,
+        tier_check_interval_ms: config.cluster.tier_check_interval_ms,
         min_active_backups: config.cluster.min_active_backups as usize,
         snapshot_interval_entries: u64::from(config.cluster.snapshot_interval_entries),
         log_entries_kept: u64::from(config.cluster.log_entries_kept),

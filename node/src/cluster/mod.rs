@@ -28,6 +28,7 @@ pub mod roles;
 mod rpc;
 #[cfg(test)]
 mod tests;
+mod tier;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -104,6 +105,11 @@ pub struct ClusterSettings {
     pub snapshot_interval_entries: u64,
     /// Log entries kept behind a snapshot for members slightly behind.
     pub log_entries_kept: u64,
+    /// With SECONDARY members in a group, its primaries keep events younger
+    /// than this (ms) on their own disk; older segments are retired.
+    pub event_retention_ms: u64,
+    /// How often a primary looks for segments to retire (ms).
+    pub tier_check_interval_ms: u64,
 }
 
 /// Why the cluster could not start.
@@ -247,7 +253,7 @@ impl crate::raft::state_machine::TransactionSource for GrpcSource {
     ) -> crate::raft::state_machine::TransactionStream {
         use tokio_stream::StreamExt;
         let channel = self.channels.get(&addr);
-        let mut request = Request::new(FetchRequest { context, snapshots, from_token: from });
+        let mut request = Request::new(FetchRequest { context, snapshots, from_token: from, to_token: 0 });
         attach_internal_token(&mut request, self.token.as_deref());
         let stream = async_stream_of(channel, request, addr);
         Box::pin(stream.map(|chunk| {
@@ -413,7 +419,10 @@ impl Cluster {
             }
         });
         let cluster = self.clone();
+        let tier_stopping = stopping.clone();
         tokio::spawn(async move { cluster.run_reconciler(stopping).await });
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.run_tier(tier_stopping).await });
     }
 
     async fn form(&self) {

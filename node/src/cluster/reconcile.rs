@@ -113,8 +113,13 @@ impl Cluster {
                 let opener = self.contexts.clone();
                 let name = context.clone();
                 let opened = tokio::task::spawn_blocking(move || opener.ensure(&name)).await;
-                if let Ok(Err(reason)) = opened {
-                    tracing::error!(%context, %reason, "context store is stopped");
+                match opened {
+                    Ok(Ok(store)) => {
+                        let tier = super::tier::SecondaryTier::new(self.me.clone(), tokio::runtime::Handle::current());
+                        store.events.set_lower_tier(std::sync::Arc::new(tier));
+                    }
+                    Ok(Err(reason)) => tracing::error!(%context, %reason, "context store is stopped"),
+                    Err(_) => {}
                 }
             }
         }

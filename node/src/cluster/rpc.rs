@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ranvier_proto::cluster::cluster_service_server::ClusterService;
 use ranvier_proto::cluster::{
-    AdminProposal, AdminReply, FetchRequest, ForwardedAppend, ForwardedReply, MembershipQuery, MembershipReply,
-    TransactionChunk,
+    AdminProposal, AdminReply, AggregateRequest, FetchRequest, ForwardedAppend, ForwardedReply, MembershipQuery,
+    MembershipReply, StoreStateQuery, StoreStateReply, TransactionChunk,
 };
 use tonic::{Request, Response, Status};
 
@@ -123,11 +123,13 @@ impl ClusterService for ClusterRpc {
             None => return Err(Status::not_found(format!("context {} is not stored here", request.context))),
         };
         let target = if request.snapshots { store.snapshots } else { store.events };
+        let end = if request.to_token == 0 { u64::MAX } else { request.to_token };
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
         tokio::task::spawn_blocking(move || {
             let mut cursor = crate::store::Cursor::at(request.from_token);
-            loop {
-                let batch = match target.read_batch_tagged(&mut cursor, FETCH_CHUNK_EVENTS, FETCH_CHUNK_BYTES) {
+            while cursor.next_token < end {
+                let room = usize::try_from(end - cursor.next_token).unwrap_or(usize::MAX).min(FETCH_CHUNK_EVENTS);
+                let batch = match target.read_batch_tagged(&mut cursor, room, FETCH_CHUNK_BYTES) {
                     Ok(batch) => batch,
                     Err(error) => {
                         let _ = sender.blocking_send(Err(Status::internal(error.to_string())));
@@ -148,5 +150,35 @@ impl ClusterService for ClusterRpc {
             }
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+    }
+
+    /// One aggregate's events from this node's event store (a secondary's
+    /// answer to a primary whose segments were retired).
+    async fn fetch_aggregate(&self, request: Request<AggregateRequest>) -> Result<Response<TransactionChunk>, Status> {
+        self.cluster.authorize(&request)?;
+        let request = request.into_inner();
+        let store = match self.cluster.contexts.get(&request.context) {
+            Some(Ok(store)) => store.events,
+            Some(Err(reason)) => return Err(Status::unavailable(reason)),
+            None => return Err(Status::not_found(format!("context {} is not stored here", request.context))),
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            let plan = store.aggregate_plan(&request.aggregate_id, request.min_seq, request.max_seq)?;
+            store.read_records(&request.aggregate_id, &plan)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let events = read.map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(TransactionChunk { events, log_indexes: Vec::new() }))
+    }
+
+    async fn store_state(&self, request: Request<StoreStateQuery>) -> Result<Response<StoreStateReply>, Status> {
+        self.cluster.authorize(&request)?;
+        let context = request.into_inner().context;
+        let reply = match self.cluster.contexts.get(&context) {
+            Some(Ok(store)) => StoreStateReply { stored: true, next_token: store.events.next_token() },
+            _ => StoreStateReply { stored: false, next_token: 0 },
+        };
+        Ok(Response::new(reply))
     }
 }

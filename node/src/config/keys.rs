@@ -107,6 +107,10 @@ pub const SNAPSHOT_INTERVAL: Key = key("ranvier.replication.snapshot-interval", 
 /// Log entries kept behind a snapshot, so a member slightly behind catches up from the log.
 pub const LOG_ENTRIES_KEPT: Key = key("ranvier.replication.log-entries-kept", "10000");
 /// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
+/// How long primaries keep events on their own disk once the group has a SECONDARY member.
+pub const EVENT_RETENTION_TIME: Key = key("axoniq.axonserver.event.retention-time", "7d");
+/// How often a primary looks for segments it may retire to the secondary tier.
+pub const TIER_CHECK_INTERVAL: Key = key("ranvier.tier.check-interval", "10s");
 pub const INTERNAL_TOKEN: Key = key("axoniq.axonserver.accesscontrol.internal-token", "");
 /// Directory of the replication log files, one subdirectory per replication group.
 pub const LOG_STORAGE_FOLDER: Key = key("axoniq.axonserver.replication.log-storage-folder", "./log");
@@ -153,6 +157,8 @@ pub const ALL: &[Key] = &[
     MIN_ACTIVE_BACKUPS,
     SNAPSHOT_INTERVAL,
     LOG_ENTRIES_KEPT,
+    EVENT_RETENTION_TIME,
+    TIER_CHECK_INTERVAL,
     INTERNAL_TOKEN,
     LOG_STORAGE_FOLDER,
     MIN_ELECTION_TIMEOUT,
@@ -222,6 +228,7 @@ pub const IGNORED: &[&str] = &[
     "axoniq.axonserver.read-sequence-validation-strategy",
     "axoniq.axonserver.data-fetcher-threads",
     "axoniq.axonserver.data-writer-threads",
+    "axoniq.axonserver.snapshot.retention-time",
     "logging.*",
     "spring.*",
     "management.*",
@@ -244,7 +251,6 @@ pub const IGNORED_STORE_TUNING: &[&str] = &[
     "force-clean-mmap-index",
     "primary-cleanup-delay",
     "secondary-cleanup-delay",
-    "retention-time",
     "segments-for-sequence-number-check",
     "index-format",
     "events-suffix",

@@ -116,6 +116,11 @@ pub struct ClusterConfig {
     pub election_timeout_max_ms: u64,
     /// `axoniq.axonserver.replication.heartbeat-timeout` in ms. Default 300.
     pub heartbeat_ms: u64,
+    /// `axoniq.axonserver.event.retention-time` in ms: once a group has a SECONDARY member,
+    /// its primaries keep events younger than this on their own disk. Default 7 days.
+    pub event_retention_ms: u64,
+    /// `ranvier.tier.check-interval` in ms. Default 10 s.
+    pub tier_check_interval_ms: u64,
 }
 
 /// The event and snapshot store.
@@ -261,6 +266,8 @@ impl Config {
             (keys::MIN_ACTIVE_BACKUPS.name, self.cluster.min_active_backups.to_string()),
             (keys::SNAPSHOT_INTERVAL.name, self.cluster.snapshot_interval_entries.to_string()),
             (keys::LOG_ENTRIES_KEPT.name, self.cluster.log_entries_kept.to_string()),
+            (keys::EVENT_RETENTION_TIME.name, self.cluster.event_retention_ms.to_string()),
+            (keys::TIER_CHECK_INTERVAL.name, self.cluster.tier_check_interval_ms.to_string()),
             (keys::INTERNAL_TOKEN.name, self.cluster.internal_token.as_ref().map_or("", |_| "<set>").to_owned()),
             (keys::LOG_STORAGE_FOLDER.name, path(&self.cluster.log_dir)),
             (keys::MIN_ELECTION_TIMEOUT.name, self.cluster.election_timeout_min_ms.to_string()),
@@ -369,6 +376,8 @@ fn cluster_config(s: &Settings) -> Result<ClusterConfig, ConfigError> {
         election_timeout_min_ms: min,
         election_timeout_max_ms: max,
         heartbeat_ms: heartbeat,
+        event_retention_ms: s.read(&keys::EVENT_RETENTION_TIME, value::duration_ms)?,
+        tier_check_interval_ms: s.read(&keys::TIER_CHECK_INTERVAL, positive_duration())?,
     })
 }
 

@@ -90,6 +90,8 @@ fn defaults() {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2500,
             heartbeat_ms: 300,
+            event_retention_ms: 7 * 24 * 3600 * 1000,
+            tier_check_interval_ms: 10_000,
         },
         contexts: vec!["default".into()],
     };

@@ -277,6 +277,12 @@ impl SegmentStore {
         *self.shared.tier.write().unwrap_or_else(|p| p.into_inner()) = Some(tier);
     }
 
+    /// The timestamp of the first event of the segment starting at `segment`
+    /// (closed or active; `None` while it is empty). Blocking file I/O.
+    pub fn first_timestamp(&self, segment: u64) -> Result<Option<i64>, StoreError> {
+        self.shared.first_timestamp(segment)
+    }
+
     /// The closed segments, oldest first (retired ones included).
     pub fn closed_segments(&self) -> Vec<segments::ClosedSegment> {
         self.shared.read_state().closed.clone()

@@ -476,6 +476,11 @@ impl Shared {
         }
     }
 
+    /// The timestamp of the first event of the segment starting at `segment`.
+    pub fn first_timestamp(&self, segment: u64) -> Result<Option<i64>, StoreError> {
+        Ok(self.token_marks(segment)?.first().map(|mark| mark.timestamp))
+    }
+
     /// The first token whose event has `timestamp >= instant` (epoch ms),
     /// assuming timestamps grow with tokens; the next token when none does.
     pub fn token_at(&self, instant: i64) -> Result<u64, StoreError> {
