@@ -15,6 +15,13 @@
 //! every vote unconditionally, so their votes carry no information and
 //! leaving them out of elections changes nothing.
 //!
+//! Writes: a client transaction goes to its group's leader (forwarded by
+//! other nodes), where concurrent ones share one log entry (`batch`).
+//! Reads: a replica that does not lead first waits until it has applied
+//! what its leader had ([`Cluster::await_current`]). With SECONDARY
+//! members, primaries retire old segments and read them back from a
+//! secondary (`tier`).
+//!
 //! Formation (`axoniq.axonserver.autocluster.first`) acts on a clean start
 //! only: the first node initialises `_admin` with itself and founds the
 //! cluster with the configured contexts in one admin entry; every other node

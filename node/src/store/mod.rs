@@ -13,14 +13,17 @@
 //! 00000000000000000000.index    its aggregate index   (aggregate id -> seq, position)
 //! 00000000000000000000.tindex   its sparse token index (token -> position, timestamp)
 //! 00000000000000000000.bloom    its bloom filter over aggregate ids
+//! 00000000000000000000.retired  marker: the segment's data lives in the lower tier ([`tier`])
 //! 00000000000001048576.events   the active segment: named by its first token
 //! 0000000000000000000*.snapshots (+ .sindex .stindex .sbloom)  the snapshot store
 //! ```
 //!
 //! Invariants: tokens have no gaps and a segment's name is the token of its
-//! first event; closed segments never change; the active segment has one
-//! writer and is read only up to its last fsync; every record carries a
-//! CRC-32 that is checked on every read.
+//! first event; closed segments never change (one may be retired whole, its
+//! indexes kept); the active segment has one writer and is read only up to
+//! its committed length (fsync'd, or written for replicated rounds, which
+//! the replication log holds durably); every record carries a CRC-32 that
+//! is checked on every read.
 //!
 //! Recovery at open: the active segment is scanned, its indexes rebuilt and a
 //! torn tail (an unconfirmed transaction cut short by a crash) is cut off and
