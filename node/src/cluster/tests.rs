@@ -188,6 +188,26 @@ fn stored_events(member: &Member, context: &str) -> Vec<Bytes> {
     }
 }
 
+/// Waits until every member holds `default` up to `next_token`, checks that
+/// each holds exactly the leader's events, and returns them.
+async fn agree_with_leader(members: &[Member], leader: usize, next_token: u64) -> Vec<Bytes> {
+    for member in members {
+        holds(member, "default", next_token).await;
+    }
+    let on_leader = stored_events(&members[leader], "default");
+    for member in members {
+        assert!(stored_events(member, "default") == on_leader, "{} differs from the leader", member.cluster.name());
+    }
+    on_leader
+}
+
+async fn stop_all(stop: watch::Sender<bool>, members: &[Member]) {
+    let _ = stop.send(true);
+    for member in members {
+        member.cluster.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_larger_than_a_grpc_message_are_forwarded_and_replicated() {
     let (stop, stopping) = watch::channel(false);
@@ -205,18 +225,8 @@ async fn transactions_larger_than_a_grpc_message_are_forwarded_and_replicated() 
     let mut tokens = vec![first.unwrap(), second.unwrap()];
     tokens.sort();
     assert_eq!(tokens, vec![0, 96]);
-    for member in &members {
-        holds(member, "default", 192).await;
-    }
-    let on_leader = stored_events(&members[leader], "default");
-    assert_eq!(on_leader.len(), 192);
-    for member in &members {
-        assert!(stored_events(member, "default") == on_leader, "{} differs from the leader", member.cluster.name());
-    }
-    let _ = stop.send(true);
-    for member in &members {
-        member.cluster.shutdown().await;
-    }
+    assert_eq!(agree_with_leader(&members, leader, 192).await.len(), 192);
+    stop_all(stop, &members).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,17 +265,8 @@ async fn concurrent_transactions_share_log_entries_yet_each_gets_its_own_answer(
     assert_eq!(tokens, (0..40).map(|i| i * 2).collect::<Vec<u64>>(), "each accepted write has its own tokens");
     let entries = raft.metrics().borrow_watched().last_log_index.unwrap_or(0) - before;
     assert!(entries < 80, "80 concurrent transactions took {entries} log entries");
-    for member in &members {
-        holds(member, "default", 80).await;
-    }
-    let on_leader = stored_events(&members[leader], "default");
-    for member in &members {
-        assert!(stored_events(member, "default") == on_leader, "{} differs from the leader", member.cluster.name());
-    }
-    let _ = stop.send(true);
-    for member in &members {
-        member.cluster.shutdown().await;
-    }
+    agree_with_leader(&members, leader, 80).await;
+    stop_all(stop, &members).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,10 +286,7 @@ async fn a_follower_answers_reads_only_once_it_holds_every_confirmed_write() {
     // The leader answers at once; so does a context no group stores here.
     members[leader].cluster.await_current("default").await.unwrap();
     follower.cluster.await_current("unknown").await.unwrap();
-    let _ = stop.send(true);
-    for member in &members {
-        member.cluster.shutdown().await;
-    }
+    stop_all(stop, &members).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
