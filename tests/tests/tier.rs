@@ -2,7 +2,7 @@
 //! secondary, its primaries retire old segments (the secondary keeps
 //! everything), clients of a primary still read the whole history, and
 //! while no secondary answers, reads of retired events fail clearly while
-//! recent ones go on.
+//! recent ones go on; a secondary made a primary again serves them.
 
 use std::time::Duration;
 
@@ -151,5 +151,17 @@ async fn primaries_retire_old_segments_to_a_secondary_and_still_serve_the_whole_
     .await
     .unwrap();
     assert_whole(&read_events(primary, 0, EVENTS).await.unwrap(), primary.name());
+
+    // node-3 a PRIMARY again: no secondary is left, yet the retired events
+    // are still read — from node-3, which holds them all (node-2 retired
+    // them too and says so).
+    let (code, out, err) =
+        ranvierctl(&["change-role", "-S", &server, "-g", "default", "-n", "node-3", "-r", "PRIMARY"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    wait_voters(primary, "default", 3).await.unwrap();
+    for primary in &nodes {
+        assert_whole(&read_events(primary, 0, EVENTS).await.unwrap(), primary.name());
+        assert_eq!(aggregate(primary, "order-5").await.unwrap().len() as i64, EVENTS / AGGREGATES);
+    }
     drop(secondary);
 }

@@ -260,7 +260,8 @@ impl crate::raft::state_machine::TransactionSource for GrpcSource {
     ) -> crate::raft::state_machine::TransactionStream {
         use tokio_stream::StreamExt;
         let channel = self.channels.get(&addr);
-        let mut request = Request::new(FetchRequest { context, snapshots, from_token: from, to_token: 0 });
+        let mut request =
+            Request::new(FetchRequest { context, snapshots, from_token: from, to_token: 0, local_only: false });
         attach_internal_token(&mut request, self.token.as_deref());
         let stream = async_stream_of(channel, request, addr);
         Box::pin(stream.map(|chunk| {

@@ -129,7 +129,12 @@ impl ClusterService for ClusterRpc {
             let mut cursor = crate::store::Cursor::at(request.from_token);
             while cursor.next_token < end {
                 let room = usize::try_from(end - cursor.next_token).unwrap_or(usize::MAX).min(FETCH_CHUNK_EVENTS);
-                let batch = match target.read_batch_tagged(&mut cursor, room, FETCH_CHUNK_BYTES) {
+                let read = if request.local_only {
+                    target.read_batch_tagged_here(&mut cursor, room, FETCH_CHUNK_BYTES)
+                } else {
+                    target.read_batch_tagged(&mut cursor, room, FETCH_CHUNK_BYTES)
+                };
+                let batch = match read {
                     Ok(batch) => batch,
                     Err(error) => {
                         let _ = sender.blocking_send(Err(Status::internal(error.to_string())));
@@ -164,7 +169,7 @@ impl ClusterService for ClusterRpc {
         };
         let read = tokio::task::spawn_blocking(move || {
             let plan = store.aggregate_plan(&request.aggregate_id, request.min_seq, request.max_seq)?;
-            store.read_records(&request.aggregate_id, &plan)
+            store.read_records_here(&request.aggregate_id, &plan)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;

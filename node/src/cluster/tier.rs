@@ -9,9 +9,12 @@
 //! `axoniq.axonserver.event.retention-time` — judged by the first event of
 //! the next segment, which is newer than every event of this one. Nothing
 //! retires while a secondary cannot be asked. Retired events stay readable
-//! through the primary: its stores read them from a secondary
-//! ([`SecondaryTier`]), so clients still see the whole history. Snapshot
-//! stores are not tiered.
+//! through the primary: its stores read them from a secondary, or from any
+//! other member that still holds them (a secondary made a primary again),
+//! ([`SecondaryTier`]), so clients still see the whole history. A member
+//! asked this way answers from its own segments only, never from its own
+//! tier, so requests never go round in circles. Snapshot stores are not
+//! tiered.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -70,9 +73,9 @@ impl SecondaryTier {
             return Err("snapshot stores are not tiered".into());
         }
         let cluster = self.cluster.upgrade().ok_or_else(|| "the node is stopping".to_owned())?;
-        let secondaries = cluster.secondaries_of(context);
-        let mut last = format!("the replication group of {context} has no SECONDARY member");
-        for addr in secondaries {
+        let sources = cluster.tier_sources(context);
+        let mut last = format!("no other member of the replication group of {context} holds them");
+        for addr in sources {
             let client = match cluster.channels.get(&addr) {
                 Ok(channel) => ClusterServiceClient::new(channel).max_decoding_message_size(INTERNAL_MESSAGE_MAX),
                 Err(error) => {
@@ -87,7 +90,7 @@ impl SecondaryTier {
             });
             match answer {
                 Ok(value) => return Ok(value),
-                Err(error) => last = format!("secondary at {addr}: {error}"),
+                Err(error) => last = format!("the member at {addr}: {error}"),
             }
         }
         Err(last)
@@ -106,7 +109,13 @@ impl LowerTier for SecondaryTier {
     ) -> Result<Vec<(u64, Bytes, u64)>, String> {
         let to = to.min(from.saturating_add(max_events as u64));
         self.ask(context, kind, async |mut client, cluster| {
-            let query = FetchRequest { context: context.to_owned(), snapshots: false, from_token: from, to_token: to };
+            let query = FetchRequest {
+                context: context.to_owned(),
+                snapshots: false,
+                from_token: from,
+                to_token: to,
+                local_only: true,
+            };
             let mut stream =
                 client.fetch_transactions(cluster.with_token(query)).await.map_err(|s| s.message().to_owned())?;
             // The first chunk is bounded (~4 MiB); the reader asks again for more.
@@ -145,12 +154,28 @@ impl LowerTier for SecondaryTier {
 impl Cluster {
     /// Internal addresses of the SECONDARY members of `context`'s group.
     pub(super) fn secondaries_of(&self, context: &str) -> Vec<String> {
+        self.members_of(context, |role| role == Role::Secondary)
+    }
+
+    /// Where retired events of `context` can be read: its secondaries
+    /// first, then every other member that stores events (a former
+    /// secondary that is a primary again holds them; one that retired them
+    /// too says so, as it is asked for its own segments only).
+    fn tier_sources(&self, context: &str) -> Vec<String> {
+        let me = self.model().nodes.get(&self.settings.node.name).map(|n| n.internal_addr.clone());
+        let others = self.members_of(context, |role| role != Role::Secondary && role.stores_events());
+        let mut sources = self.secondaries_of(context);
+        sources.extend(others.into_iter().filter(|addr| Some(addr) != me.as_ref()));
+        sources
+    }
+
+    fn members_of(&self, context: &str, wanted: impl Fn(Role) -> bool) -> Vec<String> {
         let model = self.model();
         let Some(group) = model.group_of(context) else { return Vec::new() };
         let Some(info) = model.groups.get(group) else { return Vec::new() };
         info.members
             .iter()
-            .filter(|(_, role)| **role == Role::Secondary)
+            .filter(|(_, role)| wanted(**role))
             .filter_map(|(name, _)| model.nodes.get(name).map(|n| n.internal_addr.clone()))
             .collect()
     }

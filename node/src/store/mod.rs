@@ -266,7 +266,14 @@ impl SegmentStore {
 
     /// Reads records found by [`Self::aggregate_plan`].
     pub fn read_records(&self, id: &str, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
-        self.shared.read_records(id, places)
+        self.shared.read_records(id, places, true)
+    }
+
+    /// [`Self::read_records`] from this node's own segments only: records
+    /// of retired segments are an error, not a read from the lower tier
+    /// (the answer a node gives when it serves as another's tier).
+    pub fn read_records_here(&self, id: &str, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
+        self.shared.read_records(id, places, false)
     }
 
     /// Retires a closed segment to the lower tier (see `tier`): its data
@@ -308,7 +315,18 @@ impl SegmentStore {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Bytes, u64)>, StoreError> {
-        self.shared.read_batch_tagged(cursor, max_events, max_bytes)
+        self.shared.read_batch_tagged(cursor, max_events, max_bytes, true)
+    }
+
+    /// [`Self::read_batch_tagged`] from this node's own segments only (see
+    /// [`Self::read_records_here`]).
+    pub fn read_batch_tagged_here(
+        &self,
+        cursor: &mut Cursor,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Bytes, u64)>, StoreError> {
+        self.shared.read_batch_tagged(cursor, max_events, max_bytes, false)
     }
 
     /// The first token with a timestamp at or after `instant` (epoch ms).

@@ -263,7 +263,8 @@ impl Shared {
 
     /// Reads the records of aggregate `id` at the given places, verifying
     /// each checksum; those in retired segments come from the lower tier.
-    pub fn read_records(&self, id: &str, places: &[(u64, IndexEntry)]) -> Result<Vec<Bytes>, StoreError> {
+    /// Without `tiered`, records of retired segments are an error instead.
+    pub fn read_records(&self, id: &str, places: &[(u64, IndexEntry)], tiered: bool) -> Result<Vec<Bytes>, StoreError> {
         let mut out = Vec::with_capacity(places.len());
         let mut open: Option<(u64, File, PathBuf, u64)> = None;
         let mut at = 0;
@@ -274,7 +275,7 @@ impl Shared {
                 let run = places[at..].iter().take_while(|(s, _)| s == segment).count();
                 let seqs = places[at..at + run].iter().map(|(_, e)| e.seq);
                 let (min, max) = (seqs.clone().min().unwrap_or(entry.seq), seqs.max().unwrap_or(entry.seq) + 1);
-                let records = self.tier_aggregate(retired, id, min, max)?;
+                let records = self.tier_aggregate(retired, id, min, max, tiered)?;
                 if records.len() != run {
                     return Err(self.retired_error(
                         retired.first_token,
@@ -352,19 +353,21 @@ impl Shared {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Bytes)>, StoreError> {
-        self.read_batch_into(cursor, max_events, max_bytes, None)
+        self.read_batch_into(cursor, max_events, max_bytes, None, true)
     }
 
     /// [`Self::read_batch`], also giving each event's replication log index
     /// (the transaction it was stored by), for catching up a replica.
+    /// Without `tiered`, events of retired segments are an error instead.
     pub fn read_batch_tagged(
         &self,
         cursor: &mut Cursor,
         max_events: usize,
         max_bytes: usize,
+        tiered: bool,
     ) -> Result<Vec<(u64, Bytes, u64)>, StoreError> {
         let mut tags = Vec::new();
-        let events = self.read_batch_into(cursor, max_events, max_bytes, Some(&mut tags))?;
+        let events = self.read_batch_into(cursor, max_events, max_bytes, Some(&mut tags), tiered)?;
         Ok(events.into_iter().zip(tags).map(|((token, bytes), tag)| (token, bytes, tag)).collect())
     }
 
@@ -374,6 +377,7 @@ impl Shared {
         max_events: usize,
         max_bytes: usize,
         mut tags: Option<&mut Vec<u64>>,
+        tiered: bool,
     ) -> Result<Vec<(u64, Bytes)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -383,7 +387,7 @@ impl Shared {
                     Some(Located::Local(read)) => cursor.segment = Some(read),
                     Some(Located::Retired(retired)) => {
                         let (events, size) = (max_events - out.len(), max_bytes - bytes.min(max_bytes));
-                        let got = self.tier_read(retired, cursor.next_token, events, size.max(1))?;
+                        let got = self.tier_read(retired, cursor.next_token, events, size.max(1), tiered)?;
                         for (token, event, tag) in got {
                             bytes += event.len();
                             out.push((token, event));

@@ -95,7 +95,10 @@ impl Shared {
         StoreError::Retired { context: self.context.clone(), from_token, reason }
     }
 
-    fn lower_tier(&self, from_token: u64) -> Result<Arc<dyn LowerTier>, StoreError> {
+    fn lower_tier(&self, from_token: u64, tiered: bool) -> Result<Arc<dyn LowerTier>, StoreError> {
+        if !tiered {
+            return Err(self.retired_error(from_token, "this node retired them too".into()));
+        }
         let tier = self.tier.read().unwrap_or_else(|p| p.into_inner()).clone();
         tier.ok_or_else(|| self.retired_error(from_token, "no secondary tier is known to this node".into()))
     }
@@ -107,8 +110,9 @@ impl Shared {
         from: u64,
         max_events: usize,
         max_bytes: usize,
+        tiered: bool,
     ) -> Result<Vec<(u64, Bytes, u64)>, StoreError> {
-        let tier = self.lower_tier(from)?;
+        let tier = self.lower_tier(from, tiered)?;
         let events = tier
             .read(&self.context, self.kind, from, segment.next_token, max_events, max_bytes)
             .map_err(|reason| self.retired_error(from, reason))?;
@@ -128,8 +132,9 @@ impl Shared {
         id: &str,
         min_seq: i64,
         max_seq: i64,
+        tiered: bool,
     ) -> Result<Vec<Bytes>, StoreError> {
-        let tier = self.lower_tier(segment.first_token)?;
+        let tier = self.lower_tier(segment.first_token, tiered)?;
         tier.aggregate(&self.context, self.kind, id, (min_seq, max_seq), (segment.first_token, segment.next_token))
             .map_err(|reason| self.retired_error(segment.first_token, reason))
     }
