@@ -303,6 +303,7 @@ impl ClusterModel {
                 let mut members = info.members.clone();
                 members.insert(node.clone(), *role);
                 has_primary(group, &members)?;
+                self.keeps_history(group, node, &members)?;
                 self.groups.entry(group.clone()).or_default().members = members;
                 self.undepart(group, node);
                 Ok(())
@@ -315,6 +316,7 @@ impl ClusterModel {
                 let mut members = info.members.clone();
                 members.remove(node);
                 has_primary(group, &members)?;
+                self.keeps_history(group, node, &members)?;
                 self.groups.entry(group.clone()).or_default().members = members;
                 self.departed.entry(group.clone()).or_default().insert(node.clone(), Departure { preserve: *preserve });
                 Ok(())
@@ -379,6 +381,29 @@ impl ClusterModel {
                 self.departed.remove(group);
             }
         }
+    }
+}
+
+impl ClusterModel {
+    /// Refuses to let the last SECONDARY of a group that carries contexts
+    /// stop storing events: the primaries may have retired old segments to
+    /// it (see `cluster::tier`), and it may be the only node that holds them.
+    /// Making it a PRIMARY (or a backup) keeps its files and is allowed.
+    fn keeps_history(&self, group: &str, node: &str, after: &BTreeMap<String, Role>) -> Result<(), Refusal> {
+        let secondaries = |members: &BTreeMap<String, Role>| members.values().filter(|r| **r == Role::Secondary).count();
+        let before = self.groups.get(group).map(|g| &g.members);
+        let was_secondary = before.and_then(|m| m.get(node)) == Some(&Role::Secondary);
+        let still_stores = after.get(node).is_some_and(|role| role.stores_events());
+        if was_secondary && !still_stores && secondaries(after) == 0 && !self.contexts_of(group).is_empty() {
+            return Err(refuse(
+                "AXONIQ-2309",
+                format!(
+                    "{node} is the last SECONDARY of replication group {group}: the primaries may keep old events \
+                     only there; add another SECONDARY or make {node} a PRIMARY first"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -540,5 +565,30 @@ mod tests {
         // Adding it back clears the departure.
         model.apply(&set("b", Role::ActiveBackup)).unwrap();
         assert!(!model.departed.contains_key("g"));
+    }
+
+    #[test]
+    fn the_last_secondary_of_a_group_with_contexts_keeps_storing_events() {
+        let mut model = model(&["a", "b", "c"]);
+        let group = AdminCommand::CreateGroup {
+            name: "g".into(),
+            members: members(&[("a", Role::Primary), ("b", Role::Secondary), ("c", Role::Secondary)]),
+        };
+        model.apply(&group).unwrap();
+        model.apply(&AdminCommand::CreateContext { name: "orders".into(), group: "g".into() }).unwrap();
+        let set = |node: &str, role| AdminCommand::SetMember { group: "g".into(), node: node.into(), role };
+        let remove = |node: &str| AdminCommand::RemoveMember { group: "g".into(), node: node.into(), preserve: false };
+        // One of two secondaries may go.
+        model.apply(&remove("c")).unwrap();
+        // The last one may not stop storing events…
+        for refused in [remove("b"), set("b", Role::MessagingOnly)] {
+            let refusal = model.apply(&refused).unwrap_err();
+            assert_eq!(refusal.code, "AXONIQ-2309");
+            assert!(refusal.message.contains("last SECONDARY"), "{}", refusal.message);
+        }
+        assert_eq!(model.role("g", "b"), Some(Role::Secondary));
+        // …but may become a primary (keeping its files), then leave as one.
+        model.apply(&set("b", Role::Primary)).unwrap();
+        model.apply(&remove("b")).unwrap();
     }
 }
