@@ -390,7 +390,8 @@ impl ClusterModel {
     /// it (see `cluster::tier`), and it may be the only node that holds them.
     /// Making it a PRIMARY (or a backup) keeps its files and is allowed.
     fn keeps_history(&self, group: &str, node: &str, after: &BTreeMap<String, Role>) -> Result<(), Refusal> {
-        let secondaries = |members: &BTreeMap<String, Role>| members.values().filter(|r| **r == Role::Secondary).count();
+        let secondaries =
+            |members: &BTreeMap<String, Role>| members.values().filter(|r| **r == Role::Secondary).count();
         let before = self.groups.get(group).map(|g| &g.members);
         let was_secondary = before.and_then(|m| m.get(node)) == Some(&Role::Secondary);
         let still_stores = after.get(node).is_some_and(|role| role.stores_events());
