@@ -286,13 +286,22 @@ impl Shared {
                 at += run;
                 continue;
             }
-            at += 1;
             if open.as_ref().is_none_or(|(s, _, _, _)| s != segment) {
                 let path = self.path(*segment, self.kind.data_suffix());
-                let file = File::open(&path).map_err(StoreError::io("open", &path))?;
+                let file = match File::open(&path) {
+                    Ok(file) => file,
+                    // Retired since it was looked up: read it from the tier.
+                    Err(error)
+                        if error.kind() == std::io::ErrorKind::NotFound && self.retired_segment(*segment).is_some() =>
+                    {
+                        continue;
+                    }
+                    Err(error) => return Err(StoreError::io("open", &path)(error)),
+                };
                 let len = file.metadata().map_err(StoreError::io("stat", &path))?.len();
                 open = Some((*segment, file, path, len));
             }
+            at += 1;
             let Some((_, file, path, len)) = open.as_ref() else { continue };
             out.push(read_record(file, path, u64::from(entry.pos), *len)?);
         }
