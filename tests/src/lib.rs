@@ -205,6 +205,19 @@ impl Node {
         self.kill9()?;
         Self::spawn(self.dir.clone(), self.settings.clone())
     }
+
+    /// Starts the node again on the same directory, with `changed`
+    /// `key=value` settings in place of the ones it had for those keys.
+    pub fn restart_with(mut self, changed: &[&str]) -> anyhow::Result<Node> {
+        self.kill9()?;
+        let mut settings = self.settings.clone();
+        for setting in changed {
+            let key = setting.split_once('=').map_or(*setting, |(key, _)| key);
+            settings.retain(|s| s.split_once('=').map_or(s.as_str(), |(k, _)| k) != key);
+            settings.push((*setting).to_owned());
+        }
+        Self::spawn(self.dir.clone(), settings)
+    }
 }
 
 impl Drop for Node {

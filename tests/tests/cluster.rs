@@ -216,3 +216,42 @@ async fn sigkill_of_the_leader_under_load_loses_nothing_and_it_catches_up() {
         }
     }
 }
+
+/// The token after the last event of `node`'s own store of `default`.
+fn stored_next_token(node: &Node) -> Option<i64> {
+    let (_, body) = node.http_get("/ready").ok()?;
+    let ready: serde_json::Value = serde_json::from_str(&body).ok()?;
+    ready["contexts"]["default"]["nextToken"].as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_on_another_internal_port_is_replicated_to_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path());
+    for group in ["_admin", "default"] {
+        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
+    }
+    let leads = |node: &Node, group: &str| ranvier_tests::leader_of(node, group).as_deref() == Some(node.name());
+    // A node that leads neither group moves.
+    let moving = (0..3).find(|i| !leads(&nodes[*i], "default") && !leads(&nodes[*i], "_admin")).unwrap();
+    let writer = (moving + 1) % 3;
+    let mut client = nodes[writer].event_store().await.unwrap();
+    let events = |from: i64| (from..from + 5).map(|s| event("moved", s, 64)).collect::<Vec<_>>();
+    client.append_event(tokio_stream::iter(events(0))).await.unwrap();
+
+    let node = nodes.remove(moving);
+    let port = ranvier_tests::free_port().unwrap();
+    let node = node.restart_with(&[&format!("axoniq.axonserver.internal-port={port}")]).unwrap();
+    assert!(node.internal_addr().is_some_and(|addr| addr.ends_with(&format!(":{port}"))), "{:?}", node.internal_addr());
+    // Writes made after the move reach it at its new address…
+    client.append_event(tokio_stream::iter(events(5))).await.unwrap();
+    eventually(Duration::from_secs(30), "the moved node to hold every event", || async {
+        stored_next_token(&node) == Some(10)
+    })
+    .await
+    .unwrap();
+    // …and writes through it reach the leader.
+    let mut moved = node.event_store().await.unwrap();
+    moved.append_event(tokio_stream::iter(events(10))).await.unwrap();
+    assert_eq!(last_token(&nodes[0]).await, 14);
+}

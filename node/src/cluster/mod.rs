@@ -55,7 +55,7 @@ use crate::contexts::Contexts;
 use crate::raft::GroupRaft;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{
-    Groups, GrpcNetwork, INTERNAL_MESSAGE_MAX, MAX_PAYLOAD_ENTRIES, RaftRpcService, attach_internal_token,
+    Addresses, Groups, GrpcNetwork, INTERNAL_MESSAGE_MAX, MAX_PAYLOAD_ENTRIES, RaftRpcService, attach_internal_token,
     check_internal_token,
 };
 use crate::raft::state_machine::GroupStateMachine;
@@ -233,6 +233,16 @@ pub struct Cluster {
     batchers: batch::Batchers,
     /// This cluster, for the tasks it spawns.
     me: std::sync::Weak<Cluster>,
+    /// Where each node is reached now (from the model): Raft links follow
+    /// a node that came back on another address.
+    addresses: Addresses,
+}
+
+/// Records every node's internal address from the model.
+fn record_addresses(addresses: &Addresses, model: &ClusterModel) {
+    for (name, node) in &model.nodes {
+        addresses.set(node_id(name), &node.internal_addr);
+    }
 }
 
 /// Longest install of a snapshot (streaming the missing transactions).
@@ -352,7 +362,9 @@ impl Cluster {
         });
         let (machine, model) = GroupStateMachine::open_admin(&dir, contexts.clone()).map_err(open)?;
         let machine = machine.with_source(source.clone());
-        let network = GrpcNetwork::new(ADMIN, settings.token.clone());
+        let addresses = Addresses::default();
+        record_addresses(&addresses, &model.borrow());
+        let network = GrpcNetwork::new(ADMIN, settings.token.clone(), addresses.clone());
         let admin = GroupRaft::new(node_id, raft_config.clone(), network, log, machine)
             .await
             .map_err(|e| ClusterError::Raft { group: ADMIN.into(), reason: e.to_string() })?;
@@ -371,6 +383,7 @@ impl Cluster {
             source,
             batchers: batch::Batchers::default(),
             me: me.clone(),
+            addresses,
         }))
     }
 
@@ -381,7 +394,7 @@ impl Cluster {
         let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
         let machine =
             GroupStateMachine::open(&dir, self.contexts.clone()).map_err(open)?.with_source(self.source.clone());
-        let network = GrpcNetwork::new(group, self.settings.token.clone());
+        let network = GrpcNetwork::new(group, self.settings.token.clone(), self.addresses.clone());
         let raft = GroupRaft::new(self.node_id, self.raft_config.clone(), network, log, machine)
             .await
             .map_err(|e| ClusterError::Raft { group: group.to_owned(), reason: e.to_string() })?;
@@ -659,7 +672,8 @@ impl Cluster {
                     if !relay {
                         return Err(WriteError::NotLeader(format!("this node does not lead group {group}")));
                     }
-                    return self.forward(&node.internal_addr, &command, false).await;
+                    let addr = self.addresses.get(*leader).unwrap_or_else(|| node.internal_addr.clone());
+                    return self.forward(&addr, &command, false).await;
                 }
                 (Some(_), _) => {
                     last_refusal = error.to_string();
@@ -752,7 +766,8 @@ impl Cluster {
                 let metrics = watched.borrow_watched();
                 let leader = metrics.current_leader;
                 let addr = leader.and_then(|id| {
-                    metrics.membership_config.membership().get_node(&id).map(|n| n.internal_addr.clone())
+                    let listed = metrics.membership_config.membership().get_node(&id).map(|n| n.internal_addr.clone());
+                    self.addresses.get(id).or(listed)
                 });
                 (leader, addr)
             };

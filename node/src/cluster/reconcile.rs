@@ -60,6 +60,7 @@ impl Cluster {
         if !model.initialized() {
             return false;
         }
+        super::record_addresses(&self.addresses, &model);
         let me = self.settings.node.name.clone();
         for (group, info) in &model.groups {
             if group == ADMIN || !info.members.get(&me).is_some_and(|role| role.stores_events()) {
@@ -244,6 +245,19 @@ impl Cluster {
         let matched =
             |id: &u64| metrics.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map_or(0, |l| l.index);
 
+        // 0. Members that moved: their membership entry takes the model's
+        //    address (the links already follow `addresses`).
+        let moved: BTreeMap<u64, MemberNode> = desired
+            .iter()
+            .filter(|(id, (node, _))| membership.get_node(id).is_some_and(|known| known != node))
+            .map(|(id, (node, _))| (*id, node.clone()))
+            .collect();
+        if !moved.is_empty() {
+            let names: Vec<&str> = moved.values().map(|n| n.name.as_str()).collect();
+            change(format!("record the new address of {}", names.join(", "))).await;
+            timed(raft.change_membership(ChangeMembers::SetNodes(moved), false)).await?;
+            return Ok(true);
+        }
         // 1. Add missing members as learners (they catch up from the log).
         if let Some((id, (node, _))) = desired.iter().find(|(id, _)| !present.contains(id)) {
             change(format!("add {} as a learner", node.name)).await;

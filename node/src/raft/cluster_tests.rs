@@ -201,7 +201,7 @@ async fn three_replicas_replicate_over_the_internal_grpc_api() {
     for id in 1..=3 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push(listener.local_addr().unwrap().to_string());
-        let replica = start_replica(id, GrpcNetwork::new("default", token.clone())).await;
+        let replica = start_replica(id, GrpcNetwork::new("default", token.clone(), Default::default())).await;
         let groups = Groups::default();
         groups.insert("default", replica.raft.clone());
         let service = RaftServiceServer::new(RaftRpcService::new(groups, token.clone()));

@@ -74,17 +74,43 @@ pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> 
     }
 }
 
+/// Where each node (by Raft node id) is reached now, as the cluster model
+/// says. Shared by every group's links, so a node that comes back on
+/// another address is reached there without rebuilding replication.
+#[derive(Clone, Default)]
+pub struct Addresses {
+    by_id: Arc<RwLock<HashMap<u64, String>>>,
+}
+
+impl Addresses {
+    /// Records where node `id` is reached.
+    pub fn set(&self, id: u64, addr: &str) {
+        let mut by_id = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        if by_id.get(&id).is_none_or(|known| known != addr) {
+            by_id.insert(id, addr.to_owned());
+        }
+    }
+
+    /// Where node `id` is reached, when known.
+    pub fn get(&self, id: u64) -> Option<String> {
+        self.by_id.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+}
+
 /// Creates the links of one group to the other members.
 #[derive(Clone)]
 pub struct GrpcNetwork {
     group: String,
     token: Option<String>,
+    addresses: Addresses,
 }
 
 impl GrpcNetwork {
-    /// The network of `group`, sending `token` on every call when set.
-    pub fn new(group: &str, token: Option<String>) -> Self {
-        Self { group: group.to_owned(), token }
+    /// The network of `group`, sending `token` on every call when set and
+    /// reaching each member where `addresses` says (else where its
+    /// membership entry says).
+    pub fn new(group: &str, token: Option<String>, addresses: Addresses) -> Self {
+        Self { group: group.to_owned(), token, addresses }
     }
 }
 
@@ -93,21 +119,35 @@ pub struct GrpcLink {
     group: String,
     token: Option<String>,
     target: u64,
+    addr: String,
+    addresses: Addresses,
     client: Result<RaftServiceClient<Channel>, String>,
+}
+
+fn connect(target: u64, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map(|endpoint| {
+            RaftServiceClient::new(endpoint.tcp_nodelay(true).connect_lazy())
+                .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+                .max_encoding_message_size(INTERNAL_MESSAGE_MAX)
+        })
+        .map_err(|e| format!("bad internal address {addr:?} of node {target}: {e}"))
 }
 
 impl RaftNetworkFactory<C> for GrpcNetwork {
     type Network = GrpcLink;
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> GrpcLink {
-        let client = Endpoint::from_shared(format!("http://{}", node.internal_addr))
-            .map(|endpoint| {
-                RaftServiceClient::new(endpoint.tcp_nodelay(true).connect_lazy())
-                    .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
-                    .max_encoding_message_size(INTERNAL_MESSAGE_MAX)
-            })
-            .map_err(|e| format!("bad internal address {:?} of node {target}: {e}", node.internal_addr));
-        GrpcLink { group: self.group.clone(), token: self.token.clone(), target, client }
+        let addr = self.addresses.get(target).unwrap_or_else(|| node.internal_addr.clone());
+        let client = connect(target, &addr);
+        GrpcLink {
+            group: self.group.clone(),
+            token: self.token.clone(),
+            target,
+            addr,
+            addresses: self.addresses.clone(),
+            client,
+        }
     }
 }
 
@@ -235,7 +275,15 @@ impl GrpcLink {
         request
     }
 
-    fn client(&self) -> Result<RaftServiceClient<Channel>, RPCError<C>> {
+    /// The client, reconnected first when the member moved to another address.
+    fn client(&mut self) -> Result<RaftServiceClient<Channel>, RPCError<C>> {
+        if let Some(addr) = self.addresses.get(self.target)
+            && addr != self.addr
+        {
+            tracing::info!(group = %self.group, target = self.target, from = %self.addr, to = %addr, "a member moved; reconnecting");
+            self.client = connect(self.target, &addr);
+            self.addr = addr;
+        }
         self.client.clone().map_err(|reason| RPCError::Unreachable(Unreachable::from_string(reason)))
     }
 }
