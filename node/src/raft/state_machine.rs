@@ -61,11 +61,21 @@ pub trait ContextStores: Send + Sync + 'static {
     /// since a committed entry must be applied the same way everywhere — or
     /// why it cannot be.
     fn store(&self, context: &str) -> Result<ContextStore, String>;
+
+    /// The context's store when it is open, never opening one (so that a
+    /// store closed or deleted since is left alone).
+    fn open_store(&self, context: &str) -> Option<ContextStore> {
+        self.store(context).ok()
+    }
 }
 
 impl ContextStores for crate::contexts::Contexts {
     fn store(&self, context: &str) -> Result<ContextStore, String> {
         self.ensure(context)
+    }
+
+    fn open_store(&self, context: &str) -> Option<ContextStore> {
+        self.get(context).and_then(Result::ok)
     }
 }
 
@@ -140,8 +150,9 @@ pub struct GroupStateMachine {
     contexts: BTreeSet<String>,
     /// Set while applying a batch that stored a context for the first time.
     contexts_grew: bool,
-    /// Stores written since they were last synced.
-    written: Vec<(StoreKey, SegmentStore)>,
+    /// Stores written since they were last synced (by key: holding the
+    /// stores themselves would keep a closed one's writer alive).
+    written: BTreeSet<StoreKey>,
     source: Option<Arc<dyn TransactionSource>>,
     snapshot_path: PathBuf,
 }
@@ -219,7 +230,7 @@ impl GroupStateMachine {
             admin,
             contexts,
             contexts_grew: false,
-            written: Vec::new(),
+            written: BTreeSet::new(),
             source: None,
             snapshot_path,
         })
@@ -347,9 +358,7 @@ impl GroupStateMachine {
         }
         membership_changed |= self.contexts_grew;
         for (key, store, transactions, places) in batches {
-            if !self.written.iter().any(|(k, _)| *k == key) {
-                self.written.push((key, store.clone()));
-            }
+            self.written.insert(key);
             match store.submit_many(transactions).await {
                 Ok(answers) => {
                     for (place, answer) in places.into_iter().zip(answers) {
@@ -387,10 +396,12 @@ impl GroupStateMachine {
     /// Waits until every store of the group holds what was applied on disk
     /// (stores answer replicated writes before their fsync).
     async fn sync_stores(&mut self) -> io::Result<()> {
-        for (_, store) in &self.written {
-            store.sync().await.map_err(|e| io::Error::other(format!("failed to sync a store: {e}")))?;
+        for (context, snapshots) in std::mem::take(&mut self.written) {
+            // A store closed since has fsync'd what it held.
+            let Some(store) = self.stores.open_store(&context) else { continue };
+            let target = if snapshots { store.snapshots } else { store.events };
+            target.sync().await.map_err(|e| io::Error::other(format!("failed to sync a store: {e}")))?;
         }
-        self.written.clear();
         Ok(())
     }
 

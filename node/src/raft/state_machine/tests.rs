@@ -150,3 +150,30 @@ async fn an_entry_cut_by_a_crash_after_its_first_transactions_is_completed_on_re
     let ids: Vec<Bytes> = stored.into_iter().map(|(_, e)| e).collect();
     assert_eq!(ids, vec![event("a", 0), event("c", 0), event("c", 1)]);
 }
+
+#[tokio::test]
+async fn a_store_closed_after_an_apply_is_not_held_open_by_the_state_machine() {
+    use crate::contexts::{ContextOptions, Contexts};
+    use crate::store::{FsSpace, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let options = ContextOptions { events: StoreOptions::default(), snapshots: StoreOptions::default() };
+    let contexts = Arc::new(Contexts::open(
+        &[],
+        &dir.path().join("events"),
+        &dir.path().join("snapshots"),
+        &options,
+        Arc::new(crate::telemetry::Metrics::new()),
+        Arc::new(FsSpace),
+    ));
+    let mut machine = GroupStateMachine::open(&dir.path().join("log"), contexts.clone()).unwrap();
+    machine.apply_batch(vec![append(1, "orders", vec![event("a", 0)])]).await.unwrap();
+    // Applied within a second of the first: no hint write (and sync) yet.
+    machine.apply_batch(vec![append(2, "orders", vec![event("a", 1)])]).await.unwrap();
+    // The context is deleted with its files kept, then created again (the
+    // documented --preserve-event-store path): its store must open again.
+    contexts.remove("orders", true).unwrap();
+    let reopened = contexts.ensure("orders").unwrap();
+    assert_eq!(reopened.events.next_token(), 2);
+    machine.apply_batch(vec![append(3, "orders", vec![event("a", 2)])]).await.unwrap();
+    assert_eq!(reopened.events.next_token(), 3);
+}
