@@ -611,6 +611,12 @@ impl Cluster {
         }
     }
 
+    /// Waits up to `wait` until this node's model lists `context`.
+    async fn await_context(&self, context: &str, wait: Duration) {
+        let mut model = self.model.clone();
+        let _ = tokio::time::timeout(wait, model.wait_for(|m| m.group_of(context).is_some())).await;
+    }
+
     async fn propose_write(&self, context: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
         let model = self.model();
         let Some(group) = model.group_of(context).filter(|_| context != ADMIN) else {
@@ -750,8 +756,9 @@ impl Cluster {
     /// Waits until this node's replica of `context` is as current as its
     /// group's leader: it has applied what the leader had applied when
     /// asked, so a client reads its own confirmed writes on any replica.
-    /// The leader itself, and a node without a replica (its reads are
-    /// passed on to one), answer at once. Fails when no leader answers, or
+    /// The leader waits for its own read index (see [`read_index`]); a
+    /// node without a replica (its reads are passed on to one) answers at
+    /// once. Fails when no leader answers, or
     /// this replica does not catch up, within `READ_CURRENT_TIMEOUT`.
     pub async fn await_current(&self, context: &str) -> Result<(), WriteError> {
         let model = self.model();
@@ -772,8 +779,8 @@ impl Cluster {
                 (leader, addr)
             };
             match (leader, addr) {
-                (Some(id), _) if id == self.node_id => return Ok(()),
-                (Some(_), Some(addr)) => break addr,
+                (Some(id), _) if id == self.node_id => break None,
+                (Some(_), Some(addr)) => break Some(addr),
                 _ => {}
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -782,17 +789,26 @@ impl Cluster {
                 return Err(behind(format!("a leader of replication group {group}")));
             }
         };
-        let channel = self.channels.get(&leader).map_err(WriteError::Failed)?;
-        let query = MembershipQuery { group: group.to_owned() };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let reply =
-            tokio::time::timeout(left, ClusterServiceClient::new(channel).membership(self.with_token(query))).await;
-        let applied = match reply {
-            Ok(Ok(reply)) if reply.get_ref().leader => reply.into_inner().applied_index,
-            _ => return Err(behind(format!("an answer from the leader of replication group {group}"))),
+        let applied = match leader {
+            // This node leads: its own read index (a new leader may not have
+            // applied its predecessor's last confirmed writes yet).
+            None => match read_index(&raft).await {
+                Some(index) => index,
+                None => return Err(behind(format!("this node to confirm it leads replication group {group}"))),
+            },
+            Some(leader) => {
+                let channel = self.channels.get(&leader).map_err(WriteError::Failed)?;
+                let query = MembershipQuery { group: group.to_owned() };
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let mut client = ClusterServiceClient::new(channel);
+                match tokio::time::timeout(left, client.membership(self.with_token(query))).await {
+                    Ok(Ok(reply)) if reply.get_ref().leader => reply.into_inner().read_index,
+                    _ => return Err(behind(format!("an answer from the leader of replication group {group}"))),
+                }
+            }
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match raft.wait(Some(left)).applied_index_at_least(Some(applied), "the leader's applied index").await {
+        match raft.wait(Some(left)).applied_index_at_least(Some(applied), "the leader's read index").await {
             Ok(_) => Ok(()),
             Err(_) => Err(behind(format!("this replica to catch up with its leader (log index {applied})"))),
         }
@@ -997,6 +1013,18 @@ impl Cluster {
                 tracing::warn!(%group, %error, "replication group did not stop cleanly");
             }
         }
+    }
+}
+
+/// On a group's leader: the log index a read must see applied to include
+/// every confirmed write (openraft's read index, at least the leader's
+/// first entry of its term), with leadership confirmed by its lease, else
+/// by a round of heartbeats. `None` when this node does not lead.
+async fn read_index(raft: &GroupRaft) -> Option<u64> {
+    use openraft::ReadPolicy;
+    match raft.get_read_log_id(ReadPolicy::LeaseRead).await {
+        Ok((read, _)) => Some(read.index()),
+        Err(_) => raft.get_read_log_id(ReadPolicy::ReadIndex).await.ok().map(|(read, _)| read.index()),
     }
 }
 

@@ -15,6 +15,9 @@ use super::model::{ADMIN, AdminCommand};
 use super::{Cluster, WriteError};
 use crate::raft::types::{GroupCommand, GroupResponse};
 
+/// How long a forwarded write for a context this node's model does not
+/// know yet waits for the model to catch up before it is refused.
+const FORWARDED_CONTEXT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Events per chunk of a FetchTransactions stream, at most.
 const FETCH_CHUNK_EVENTS: usize = 10_000;
 /// Event bytes per chunk, about.
@@ -62,6 +65,8 @@ impl ClusterService for ClusterRpc {
         } else {
             GroupCommand::AppendEvents { context: request.context, events: request.events }
         };
+        // The sender's model knows the context; this node's may lag a moment.
+        self.cluster.await_context(&context, FORWARDED_CONTEXT_WAIT).await;
         let reply = match self.cluster.propose_write(&context, command, request.relay).await.map(|p| p.response) {
             Ok(GroupResponse::Appended { first_token }) => {
                 ForwardedReply { first_token: first_token as i64, ..Default::default() }
@@ -103,8 +108,8 @@ impl ClusterService for ClusterRpc {
         let metrics = raft.metrics().borrow_watched().clone();
         let members = metrics.membership_config.membership().nodes().map(|(_, node)| node.name.clone()).collect();
         let leader = metrics.current_leader == Some(self.cluster.node_id);
-        let applied_index = metrics.last_applied.map_or(0, |id| id.index);
-        Ok(Response::new(MembershipReply { leader, members, applied_index }))
+        let read_index = if leader { super::read_index(&raft).await.unwrap_or(0) } else { 0 };
+        Ok(Response::new(MembershipReply { leader, members, read_index }))
     }
 
     type FetchTransactionsStream = tokio_stream::wrappers::ReceiverStream<Result<TransactionChunk, Status>>;
