@@ -267,25 +267,36 @@ async fn cluster_figures(fsync_p99: f64) {
     println!("{:<44} {:>14} {:>10} {:>10}", "append through the leader", "events/s", "p50 ms", "p99 ms");
     for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
         let total = scaled(if clients == 1 { 5_000 } else { 200_000 });
-        let load = append_load(&channels, clients, tx, total, &format!("cluster-c{clients}t{tx}")).await;
-        let label = format!("{clients} client(s) x {tx}-event transactions");
-        println!(
-            "{label:<44} {:>14.0} {:>10.3} {:>10.3}",
-            load.events_per_second,
-            ms(load.latency.value_at_quantile(0.5)),
-            ms(load.latency.value_at_quantile(0.99))
-        );
-        if (clients, tx) == (1, 1) {
-            let p99 = ms(load.latency.value_at_quantile(0.99));
-            println!("  single-client p99 = {:.2} x fsync p99 + RTT (goal <= 4)", (p99 - rtt_p99) / fsync_p99);
+        // The goal's figure is the median of three runs: single runs vary
+        // by ±15% on a shared 2-core machine.
+        let runs = if (clients, tx) == (64, 10) { 3 } else { 1 };
+        let mut rates = Vec::with_capacity(runs);
+        for run in 0..runs {
+            let load = append_load(&channels, clients, tx, total, &format!("cluster-c{clients}t{tx}r{run}")).await;
+            let label = match runs {
+                1 => format!("{clients} client(s) x {tx}-event transactions"),
+                _ => format!("{clients} client(s) x {tx}-event transactions, run {}", run + 1),
+            };
+            println!(
+                "{label:<44} {:>14.0} {:>10.3} {:>10.3}",
+                load.events_per_second,
+                ms(load.latency.value_at_quantile(0.5)),
+                ms(load.latency.value_at_quantile(0.99))
+            );
+            rates.push(load.events_per_second);
+            if (clients, tx) == (1, 1) {
+                let p99 = ms(load.latency.value_at_quantile(0.99));
+                println!("  single-client p99 = {:.2} x fsync p99 + RTT (goal <= 4)", (p99 - rtt_p99) / fsync_p99);
+            }
         }
-        if (clients, tx) == (64, 10) {
-            println!("  goal for 64 x 10: >= 100,000 events/s");
+        if runs > 1 {
+            rates.sort_by(f64::total_cmp);
+            println!("  median of {runs} runs: {:.0} events/s (goal for 64 x 10: >= 100,000)", rates[runs / 2]);
         }
     }
 
-    // Catch-up: a fourth node joins the group once it holds 1M events; it
-    // replays the group's log (no segment-file streaming yet).
+    // Catch-up: a fourth node joins the group once it holds 1M events; the
+    // log is purged behind snapshots, so it streams the stored transactions.
     let target = scaled(1_000_000);
     fill_to(&channels, &nodes[leader], target, "catch-up").await;
     let last = last_token(&nodes[leader]).await;
