@@ -275,6 +275,8 @@ async fn a_follower_answers_reads_only_once_it_holds_every_confirmed_write() {
     let members = three_nodes(&stopping).await;
     let leader = leader_of(&members.iter().collect::<Vec<_>>(), "default").unwrap();
     let follower = &members[(leader + 1) % 3];
+    // The reconciler opens the follower's store on its own time.
+    until("the follower's store to open", || follower.contexts.get("default").is_some_and(|s| s.is_ok())).await;
     let store = follower.contexts.get("default").unwrap().unwrap();
     for seq in 0..30 {
         // Confirmed on the leader; the follower learns of the commit only
