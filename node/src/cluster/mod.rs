@@ -185,6 +185,14 @@ pub fn node_id(name: &str) -> u64 {
     hash.max(1)
 }
 
+/// A ClusterService client on `channel` that takes messages up to the
+/// internal port's limit (a forwarded transaction travels whole).
+fn internal_client(channel: Channel) -> ClusterServiceClient<Channel> {
+    ClusterServiceClient::new(channel)
+        .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+        .max_encoding_message_size(INTERNAL_MESSAGE_MAX)
+}
+
 /// Lazily connected gRPC channels to other nodes, one per `host:port`,
 /// made on first use and reused (tonic reconnects them after failures).
 pub struct Channels {
@@ -297,11 +305,7 @@ fn async_stream_of(
             }
         };
         let context = request.get_ref().context.clone();
-        let mut stream = match ClusterServiceClient::new(channel)
-            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
-            .fetch_transactions(request)
-            .await
-        {
+        let mut stream = match internal_client(channel).fetch_transactions(request).await {
             Ok(response) => response.into_inner(),
             // The source no longer stores the context (it was deleted): nothing to copy.
             Err(status) if status.code() == tonic::Code::NotFound => {
@@ -707,20 +711,10 @@ impl Cluster {
     /// to the leader.
     async fn relay_to_member(&self, group: &str, command: &GroupCommand) -> Result<Proposed, WriteError> {
         let model = self.model();
-        let members: Vec<&NodeInfo> = model
-            .groups
-            .get(group)
-            .map(|g| {
-                g.members
-                    .iter()
-                    .filter(|(_, role)| **role == Role::Primary)
-                    // A primary that has not opened the group yet must not
-                    // hand the command back to itself.
-                    .filter(|(name, _)| **name != self.settings.node.name)
-                    .filter_map(|(name, _)| model.nodes.get(name))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut members = model.member_nodes(group, |role| role == Role::Primary);
+        // A primary that has not opened the group yet must not hand the
+        // command back to itself.
+        members.retain(|node| node.name != self.settings.node.name);
         let mut last = WriteError::NoLeader(format!("replication group {group} has no reachable primary"));
         for member in members {
             match self.forward(&member.internal_addr, command, true).await {
@@ -914,9 +908,7 @@ impl Cluster {
         let channel = self.channels.get(addr).map_err(WriteError::Failed)?;
         let unreachable =
             |s: Status| WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message()));
-        let mut client = ClusterServiceClient::new(channel)
-            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
-            .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
+        let mut client = internal_client(channel);
         match command {
             GroupCommand::Batch(_) => Err(WriteError::NotLeader("a batch is proposed where it was made".into())),
             GroupCommand::AppendEvents { context, events } => {

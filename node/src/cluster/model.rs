@@ -207,6 +207,12 @@ impl ClusterModel {
         self.groups.get(group).and_then(|g| g.members.get(node)).copied()
     }
 
+    /// The registered members of `group` whose role is `wanted`, by name.
+    pub fn member_nodes(&self, group: &str, wanted: impl Fn(Role) -> bool) -> Vec<&NodeInfo> {
+        let Some(info) = self.groups.get(group) else { return Vec::new() };
+        info.members.iter().filter(|(_, role)| wanted(**role)).filter_map(|(name, _)| self.nodes.get(name)).collect()
+    }
+
     /// Applies a command, or refuses it leaving the model unchanged.
     pub fn apply(&mut self, command: &AdminCommand) -> Result<(), Refusal> {
         // Composite commands work on a copy, so they change all or nothing.

@@ -24,9 +24,9 @@ use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
 use ranvier_proto::cluster::{AggregateRequest, FetchRequest, StoreStateQuery};
 use tokio::sync::watch;
 
+use super::Cluster;
 use super::model::ADMIN;
 use super::roles::Role;
-use super::{Cluster, INTERNAL_MESSAGE_MAX};
 use crate::store::format::StoreKind;
 use crate::store::segments::ClosedSegment;
 use crate::store::tier::LowerTier;
@@ -77,7 +77,7 @@ impl SecondaryTier {
         let mut last = format!("no other member of the replication group of {context} holds them");
         for addr in sources {
             let client = match cluster.channels.get(&addr) {
-                Ok(channel) => ClusterServiceClient::new(channel).max_decoding_message_size(INTERNAL_MESSAGE_MAX),
+                Ok(channel) => super::internal_client(channel),
                 Err(error) => {
                     last = error;
                     continue;
@@ -172,12 +172,7 @@ impl Cluster {
     fn members_of(&self, context: &str, wanted: impl Fn(Role) -> bool) -> Vec<String> {
         let model = self.model();
         let Some(group) = model.group_of(context) else { return Vec::new() };
-        let Some(info) = model.groups.get(group) else { return Vec::new() };
-        info.members
-            .iter()
-            .filter(|(_, role)| wanted(**role))
-            .filter_map(|(name, _)| model.nodes.get(name).map(|n| n.internal_addr.clone()))
-            .collect()
+        model.member_nodes(group, wanted).into_iter().map(|node| node.internal_addr.clone()).collect()
     }
 
     /// Retires old segments every check interval until `stopping`.
