@@ -288,16 +288,8 @@ impl Shared {
             }
             if open.as_ref().is_none_or(|(s, _, _, _)| s != segment) {
                 let path = self.path(*segment, self.kind.data_suffix());
-                let file = match File::open(&path) {
-                    Ok(file) => file,
-                    // Retired since it was looked up: read it from the tier.
-                    Err(error)
-                        if error.kind() == std::io::ErrorKind::NotFound && self.retired_segment(*segment).is_some() =>
-                    {
-                        continue;
-                    }
-                    Err(error) => return Err(StoreError::io("open", &path)(error)),
-                };
+                // Retired since it was looked up: the next pass reads it from the tier.
+                let Some(file) = self.open_data(*segment, &path)? else { continue };
                 let len = file.metadata().map_err(StoreError::io("stat", &path))?.len();
                 open = Some((*segment, file, path, len));
             }
@@ -306,6 +298,18 @@ impl Shared {
             out.push(read_record(file, path, u64::from(entry.pos), *len)?);
         }
         Ok(out)
+    }
+
+    /// Opens the data file of `segment` at `path`; `None` when it is gone
+    /// because the segment was retired since its state was read.
+    fn open_data(&self, segment: u64, path: &Path) -> Result<Option<File>, StoreError> {
+        match File::open(path) {
+            Ok(file) => Ok(Some(file)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && self.retired_segment(segment).is_some() => {
+                Ok(None)
+            }
+            Err(error) => Err(StoreError::io("open", path)(error)),
+        }
     }
 
     /// Finds the segment holding `token` and the frame position to start
@@ -340,14 +344,9 @@ impl Shared {
             },
         };
         let path = self.path(segment, self.kind.data_suffix());
-        let file = match File::open(&path) {
-            Ok(file) => file,
+        let Some(file) = self.open_data(segment, &path)? else {
             // Retired since the state was read: read it from the tier.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => match self.retired_segment(segment) {
-                Some(retired) => return Ok(Some(Located::Retired(retired))),
-                None => return Err(StoreError::io("open", &path)(error)),
-            },
-            Err(error) => return Err(StoreError::io("open", &path)(error)),
+            return Ok(self.retired_segment(segment).map(Located::Retired));
         };
         let pos = mark.map_or(HEADER_LEN, |m| u64::from(m.pos));
         Ok(Some(Located::Local(SegmentRead { first_token: segment, file, path, pos, closed_len: limit })))
