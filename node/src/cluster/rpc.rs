@@ -32,6 +32,15 @@ impl ClusterRpc {
     pub(super) fn new(cluster: Arc<Cluster>) -> Self {
         Self { cluster }
     }
+
+    /// This node's store of `context`, or why it has none to read from.
+    fn stored(&self, context: &str) -> Result<crate::store::ContextStore, Status> {
+        match self.cluster.contexts.get(context) {
+            Some(Ok(store)) => Ok(store),
+            Some(Err(reason)) => Err(Status::unavailable(reason)),
+            None => Err(Status::not_found(format!("context {context} is not stored here"))),
+        }
+    }
 }
 
 /// The answer to a forwarded transaction, as the forwarding node sees it.
@@ -122,11 +131,7 @@ impl ClusterService for ClusterRpc {
     ) -> Result<Response<Self::FetchTransactionsStream>, Status> {
         self.cluster.authorize(&request)?;
         let request = request.into_inner();
-        let store = match self.cluster.contexts.get(&request.context) {
-            Some(Ok(store)) => store,
-            Some(Err(reason)) => return Err(Status::unavailable(reason)),
-            None => return Err(Status::not_found(format!("context {} is not stored here", request.context))),
-        };
+        let store = self.stored(&request.context)?;
         let target = if request.snapshots { store.snapshots } else { store.events };
         let end = if request.to_token == 0 { u64::MAX } else { request.to_token };
         let (sender, receiver) = tokio::sync::mpsc::channel(2);
@@ -167,11 +172,7 @@ impl ClusterService for ClusterRpc {
     async fn fetch_aggregate(&self, request: Request<AggregateRequest>) -> Result<Response<TransactionChunk>, Status> {
         self.cluster.authorize(&request)?;
         let request = request.into_inner();
-        let store = match self.cluster.contexts.get(&request.context) {
-            Some(Ok(store)) => store.events,
-            Some(Err(reason)) => return Err(Status::unavailable(reason)),
-            None => return Err(Status::not_found(format!("context {} is not stored here", request.context))),
-        };
+        let store = self.stored(&request.context)?.events;
         let read = tokio::task::spawn_blocking(move || {
             let plan = store.aggregate_plan(&request.aggregate_id, request.min_seq, request.max_seq)?;
             store.read_records_here(&request.aggregate_id, &plan)
