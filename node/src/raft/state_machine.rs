@@ -10,8 +10,9 @@
 //! restart is refused by the store as already applied and changes nothing,
 //! and an entry whose transactions a crash cut in the middle is completed
 //! from the first one missing. A batched entry (`GroupCommand::Batch`)
-//! answers each of its transactions on its own. `applied.json` (last applied log id and membership) is
-//! only a hint written after the stores: it may lag, never lead.
+//! answers each of its transactions on its own. `applied.json` (last
+//! applied log id and membership) is only a hint written after the stores:
+//! it may lag, never lead.
 //!
 //! The `_admin` group's state machine also holds the cluster model
 //! (`cluster::model`): admin commands change it, and the hint then carries
@@ -26,9 +27,10 @@
 //! more than the stores hold on disk.
 //!
 //! Snapshots: the state of a group is its context stores, durable up to
-//! the applied index once synced, so a snapshot is only metadata — the last applied log id, the
-//! membership, the contexts the group stores, the `_admin` model, and the
-//! internal address of the node that built it — kept in `snapshot.json`.
+//! the applied index once synced, so a snapshot is only metadata — the
+//! last applied log id, the membership, the contexts the group stores, the
+//! `_admin` model, and the internal address of the node that built it —
+//! kept in `snapshot.json`.
 //! Once openraft has one it may purge the log before it. A replica that
 //! installs a snapshot (it lags behind the purged log) streams the stored
 //! transactions it lacks from that node's stores ([`TransactionSource`]),
@@ -148,8 +150,6 @@ pub struct GroupStateMachine {
     membership: StoredMembershipOf<TypeConfig>,
     admin: Option<AdminState>,
     contexts: BTreeSet<String>,
-    /// Set while applying a batch that stored a context for the first time.
-    contexts_grew: bool,
     /// Stores written since they were last synced (by key: holding the
     /// stores themselves would keep a closed one's writer alive).
     written: BTreeSet<StoreKey>,
@@ -229,7 +229,6 @@ impl GroupStateMachine {
             membership,
             admin,
             contexts,
-            contexts_grew: false,
             written: BTreeSet::new(),
             source: None,
             snapshot_path,
@@ -291,13 +290,12 @@ impl GroupStateMachine {
     }
 
     /// Queues one client transaction for its store at `position`, to be
-    /// answered at `place` (and notes a context stored for the first time).
+    /// answered at `place` (and adds its context to the group's).
     fn stage(&mut self, command: GroupCommand, position: u64, place: Place, batches: &mut Vec<StoreBatch>) -> Pending {
         if let GroupCommand::AppendEvents { context, .. } | GroupCommand::AppendSnapshot { context, .. } = &command
             && !self.contexts.contains(context)
         {
             self.contexts.insert(context.clone());
-            self.contexts_grew = true;
         }
         match self.target(command) {
             Ok((key, store, events)) => {
@@ -326,7 +324,7 @@ impl GroupStateMachine {
         let mut last = None;
         let mut membership_changed = false;
         let mut model_changed = false;
-        self.contexts_grew = false;
+        let contexts_before = self.contexts.len();
         for entry in entries {
             last = Some(entry.log_id);
             let index = entry.log_id.index;
@@ -356,7 +354,8 @@ impl GroupStateMachine {
             };
             started.push(pending);
         }
-        membership_changed |= self.contexts_grew;
+        // A context stored for the first time is recorded in the hint at once.
+        membership_changed |= self.contexts.len() != contexts_before;
         for (key, store, transactions, places) in batches {
             self.written.insert(key);
             match store.submit_many(transactions).await {

@@ -10,8 +10,9 @@
 //! durably by the replication log already, so their rounds are answered
 //! once written and fsync'd afterwards: `SYNC_DEFER_MAX_TIME` after the
 //! first unsynced write (or past `SYNC_DEFER_MAX_BYTES`), so that one fsync
-//! takes many rounds, and before a segment is closed. A `Sync` request waits for that fsync (a
-//! replica asks before it records how far it has applied the log). Only the
+//! takes many rounds, and before a segment is closed. A `Sync` request
+//! waits for that fsync (a replica asks before it records how far it has
+//! applied the log). Only the
 //! first frame written after an fsync starts a group commit, so recovery
 //! still treats damage after the last fsync as a torn tail.
 //!
