@@ -155,21 +155,46 @@ fn decode_command_in(
 
 /// Encodes an entry.
 pub fn encode_entry(entry: &Entry) -> io::Result<Vec<u8>> {
-    let mut body = Vec::with_capacity(64);
-    put_u64(&mut body, entry.log_id.leader_id.term);
-    put_u64(&mut body, entry.log_id.index);
+    let mut body = Vec::with_capacity(encoded_len_hint(entry));
+    encode_entry_into(&mut body, entry)?;
+    Ok(body)
+}
+
+/// Appends the encoding of `entry` to `out`.
+pub fn encode_entry_into(out: &mut Vec<u8>, entry: &Entry) -> io::Result<()> {
+    put_u64(out, entry.log_id.leader_id.term);
+    put_u64(out, entry.log_id.index);
     match &entry.payload {
-        EntryPayload::Blank => body.push(0),
+        EntryPayload::Blank => out.push(0),
         EntryPayload::Normal(command) => {
-            body.push(1);
-            encode_command(&mut body, command)?;
+            out.push(1);
+            encode_command(out, command)?;
         }
         EntryPayload::Membership(membership) => {
-            body.push(2);
-            serde_json::to_writer(&mut body, membership).map_err(io::Error::other)?;
+            out.push(2);
+            serde_json::to_writer(&mut *out, membership).map_err(io::Error::other)?;
         }
     }
-    Ok(body)
+    Ok(())
+}
+
+/// About the encoded size of an entry (exact for event commands), so that
+/// encoding allocates once.
+pub fn encoded_len_hint(entry: &Entry) -> usize {
+    fn command_len(command: &GroupCommand) -> usize {
+        match command {
+            GroupCommand::AppendEvents { context, events } => {
+                9 + context.len() + events.iter().map(|e| 4 + e.len()).sum::<usize>()
+            }
+            GroupCommand::AppendSnapshot { context, snapshot } => 13 + context.len() + snapshot.len(),
+            GroupCommand::Admin(_) => 256,
+            GroupCommand::Batch(commands) => 5 + commands.iter().map(|c| 4 + command_len(c)).sum::<usize>(),
+        }
+    }
+    17 + match &entry.payload {
+        EntryPayload::Normal(command) => command_len(command),
+        _ => 256,
+    }
 }
 
 /// Decodes an entry (event bytes are slices of `body`, not copies).
@@ -212,6 +237,7 @@ mod tests {
             events("orders", &[b"ccc"]),
         ]);
         let encoded = encode_entry(&entry(batch.clone())).unwrap();
+        assert_eq!(encoded.len(), encoded_len_hint(&entry(batch.clone())), "the size hint is exact for events");
         let decoded = decode_entry(Bytes::from(encoded)).unwrap();
         assert_eq!(decoded.payload, EntryPayload::Normal(batch));
     }

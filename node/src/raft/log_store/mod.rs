@@ -13,13 +13,18 @@
 //! Recovery at open cuts a torn record off the last segment (an append that
 //! was never reported flushed) and fails on damage anywhere else.
 //!
+//! The newest entries are also kept in memory, up to `TAIL_CACHE_BYTES` of
+//! their records, so replication and apply — which read what was just
+//! appended — do not read it back from the file; older entries are read
+//! from their segments.
+//!
 //! ```text
 //! segment := magic "RNVRLOG1" | first_index u64 | record*
 //! record  := len u32 | crc u32 (CRC-32 of body) | body
 //! body    := an entry in the encoding of `raft::codec`
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::fs::{self, File};
 use std::io;
@@ -32,12 +37,21 @@ use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::vote::leader_id_std::CommittedLeaderId;
 
-use super::codec::{decode_entry, encode_entry, put_u32, put_u64};
+use super::codec::{decode_entry, encode_entry_into, encoded_len_hint, put_u64};
 use super::types::{Entry, LogId, TypeConfig, Vote};
 
 const MAGIC: [u8; 8] = *b"RNVRLOG1";
 const SEGMENT_HEADER_LEN: u64 = 16;
 const RECORD_HEADER_LEN: usize = 8;
+/// Bytes of records the in-memory tail of one group's log holds, at most.
+pub const TAIL_CACHE_BYTES: usize = 8 * 1024 * 1024;
+
+/// An entry written to the buffer of an append, and where it goes.
+struct Placed {
+    location: Location,
+    entry: Entry,
+    record_len: usize,
+}
 
 /// Where an entry sits.
 #[derive(Debug, Clone, Copy)]
@@ -63,8 +77,55 @@ struct LogFiles {
     /// Files written since the last hand-over to the flusher.
     unsynced: Vec<Arc<File>>,
     entries: BTreeMap<u64, Location>,
+    tail: Tail,
     vote: Option<Vote>,
     last_purged: Option<LogId>,
+}
+
+/// The newest entries in memory: contiguous by index and ending at the
+/// log's last entry; bounded by the bytes of their records.
+struct Tail {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl Tail {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(entry, _)| entry.log_id.index)
+    }
+
+    fn push(&mut self, entry: Entry, record_len: usize) {
+        if record_len > self.bytes_max {
+            self.entries.clear();
+            self.bytes = 0;
+            return;
+        }
+        self.bytes += record_len;
+        self.entries.push_back((entry, record_len));
+        while self.bytes > self.bytes_max {
+            let Some((_, len)) = self.entries.pop_front() else { break };
+            self.bytes -= len;
+        }
+    }
+
+    /// Forgets entries from index `from` on.
+    fn cut_from(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|(entry, _)| entry.log_id.index >= from) {
+            if let Some((_, len)) = self.entries.pop_back() {
+                self.bytes -= len;
+            }
+        }
+    }
+
+    /// Forgets entries up to and including index `upto`.
+    fn cut_upto(&mut self, upto: u64) {
+        while self.entries.front().is_some_and(|(entry, _)| entry.log_id.index <= upto) {
+            if let Some((_, len)) = self.entries.pop_front() {
+                self.bytes -= len;
+            }
+        }
+    }
 }
 
 /// The log store of one group; clones share it (openraft's log readers).
@@ -152,14 +213,21 @@ pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Resu
     }
 }
 
-/// Encodes one entry as a record (header included).
-fn encode_record(entry: &Entry) -> io::Result<Vec<u8>> {
-    let body = encode_entry(entry)?;
-    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + body.len());
-    put_u32(&mut record, body.len() as u32);
-    put_u32(&mut record, crc32fast::hash(&body));
-    record.extend_from_slice(&body);
-    Ok(record)
+/// Appends one entry to `out` as a record (header included); returns the
+/// record's length.
+fn encode_record_into(out: &mut Vec<u8>, entry: &Entry) -> io::Result<usize> {
+    let at = out.len();
+    out.reserve(RECORD_HEADER_LEN + encoded_len_hint(entry));
+    out.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+    if let Err(error) = encode_entry_into(out, entry) {
+        out.truncate(at);
+        return Err(error);
+    }
+    let body_len = out.len() - at - RECORD_HEADER_LEN;
+    let crc = crc32fast::hash(&out[at + RECORD_HEADER_LEN..]);
+    out[at..at + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(out.len() - at)
 }
 
 /// Reads a record at `pos`: its body, or why it is not a whole record.
@@ -185,6 +253,11 @@ fn read_record(file: &File, pos: u64, file_len: u64) -> Result<Bytes, String> {
 impl LogStore {
     /// Opens (creating if needed) the log in `dir`, recovering it.
     pub fn open(dir: &Path, segment_bytes_max: u64) -> io::Result<Self> {
+        Self::open_with_tail(dir, segment_bytes_max, TAIL_CACHE_BYTES)
+    }
+
+    /// Opens the log keeping at most `tail_bytes` of the newest records in memory.
+    pub fn open_with_tail(dir: &Path, segment_bytes_max: u64, tail_bytes: usize) -> io::Result<Self> {
         fs::create_dir_all(dir).map_err(|e| with_path(dir, e))?;
         let vote = read_json(&dir.join("vote.json"))?;
         let last_purged: Option<LogId> = read_json(&dir.join("purged.json"))?;
@@ -206,6 +279,7 @@ impl LogStore {
             active: None,
             unsynced: Vec::new(),
             entries: BTreeMap::new(),
+            tail: Tail { entries: VecDeque::new(), bytes: 0, bytes_max: tail_bytes },
             vote,
             last_purged,
         };
@@ -232,24 +306,26 @@ impl LogStore {
 
     fn read_range(&self, range: impl RangeBounds<u64>) -> io::Result<Vec<Entry>> {
         let files = self.lock();
-        let start = match range.start_bound() {
-            Bound::Included(s) => Bound::Included(*s),
-            Bound::Excluded(s) => Bound::Excluded(*s),
-            Bound::Unbounded => Bound::Unbounded,
+        // As the half-open range [low, high).
+        let low = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
         };
-        let end = match range.end_bound() {
-            Bound::Included(e) => Bound::Included(*e),
-            Bound::Excluded(e) => Bound::Excluded(*e),
-            Bound::Unbounded => Bound::Unbounded,
+        let high = match range.end_bound() {
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => u64::MAX,
         };
-        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e)) = (start, end)
-            && s >= e
-        {
+        if low >= high {
             return Ok(Vec::new());
         }
+        // What the tail holds comes from memory, the rest (a prefix of the
+        // range) from the segment files.
+        let tail_first = files.tail.first_index().unwrap_or(u64::MAX);
         let mut out = Vec::new();
         let mut open: Option<(u64, File, u64)> = None;
-        for (index, location) in files.entries.range((start, end)) {
+        for (index, location) in files.entries.range(low..high.min(tail_first).max(low)) {
             if open.as_ref().is_none_or(|(s, _, _)| *s != location.segment) {
                 let path = segment_path(&files.dir, location.segment);
                 let file = File::open(&path).map_err(|e| with_path(&path, e))?;
@@ -264,6 +340,11 @@ impl LogStore {
                 ))
             })?;
             out.push(decode_entry(body)?);
+        }
+        if high > tail_first {
+            let skip = usize::try_from(low.saturating_sub(tail_first)).unwrap_or(usize::MAX);
+            let take = usize::try_from(high - low.max(tail_first)).unwrap_or(usize::MAX);
+            out.extend(files.tail.entries.iter().skip(skip).take(take).map(|(entry, _)| entry.clone()));
         }
         Ok(out)
     }
@@ -342,34 +423,41 @@ impl LogFiles {
     fn append(&mut self, entries: Vec<Entry>) -> io::Result<()> {
         let mut next = self.entries.last_key_value().map(|(i, _)| i + 1);
         let mut buffer: Vec<u8> = Vec::new();
-        let mut placed: Vec<(u64, Location)> = Vec::new();
+        let mut placed: Vec<Placed> = Vec::new();
+        let mut record = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             if next.is_some_and(|n| n != index) {
                 return Err(invalid(format!("log entry {index} would leave a hole (next is {next:?})")));
             }
             next = Some(index + 1);
-            let record = encode_record(&entry)?;
+            // Encoded straight into the write buffer unless it starts a new segment.
+            let at = buffer.len();
+            let record_len = encode_record_into(&mut buffer, &entry)?;
             let active_len = self.segments.last().map(|s| s.len);
             let full = active_len.is_some_and(|len| {
-                let used = len + buffer.len() as u64;
-                used > SEGMENT_HEADER_LEN && used + record.len() as u64 > self.segment_bytes_max
+                let used = len + at as u64;
+                used > SEGMENT_HEADER_LEN && used + record_len as u64 > self.segment_bytes_max
             });
             if self.active.is_none() || full {
+                record.clear();
+                record.extend_from_slice(&buffer[at..]);
+                buffer.truncate(at);
                 self.flush(&mut buffer, &mut placed)?;
                 self.start_segment(index)?;
+                buffer.extend_from_slice(&record);
             }
             let segment = self.segments.last().map_or(index, |s| s.first_index);
-            let pos = self.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.len) + buffer.len() as u64;
-            placed.push((index, Location { segment, pos, term: entry.log_id.leader_id.term }));
-            buffer.extend_from_slice(&record);
+            let pos = self.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.len) + (buffer.len() - record_len) as u64;
+            let location = Location { segment, pos, term: entry.log_id.leader_id.term };
+            placed.push(Placed { location, entry, record_len });
         }
         self.flush(&mut buffer, &mut placed)
     }
 
     /// Writes the buffered records to the active segment (the fsync is the
     /// flusher's).
-    fn flush(&mut self, buffer: &mut Vec<u8>, placed: &mut Vec<(u64, Location)>) -> io::Result<()> {
+    fn flush(&mut self, buffer: &mut Vec<u8>, placed: &mut Vec<Placed>) -> io::Result<()> {
         if buffer.is_empty() {
             return Ok(());
         }
@@ -385,7 +473,10 @@ impl LogFiles {
             self.unsynced.push(file.clone());
         }
         segment.len += buffer.len() as u64;
-        self.entries.extend(placed.drain(..));
+        for Placed { location, entry, record_len } in placed.drain(..) {
+            self.entries.insert(entry.log_id.index, location);
+            self.tail.push(entry, record_len);
+        }
         buffer.clear();
         Ok(())
     }
@@ -395,6 +486,7 @@ impl LogFiles {
         let from = last.map_or(0, |l| l + 1);
         let Some(first_cut) = self.entries.range(from..).next().map(|(_, l)| *l) else { return Ok(()) };
         self.entries.split_off(&from);
+        self.tail.cut_from(from);
         while let Some(segment) = self.segments.last() {
             if segment.first_index < first_cut.segment {
                 break;
@@ -436,6 +528,7 @@ impl LogFiles {
         write_atomically(&self.dir.join("purged.json"), &serde_json::to_vec(&upto).map_err(io::Error::other)?)?;
         self.last_purged = Some(upto);
         self.entries = self.entries.split_off(&(upto.index + 1));
+        self.tail.cut_upto(upto.index);
         loop {
             let whole = match (self.segments.first(), self.segments.get(1)) {
                 (Some(_), Some(next)) => next.first_index <= upto.index + 1,

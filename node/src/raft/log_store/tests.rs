@@ -158,7 +158,9 @@ async fn a_torn_record_at_the_end_is_cut_and_earlier_damage_is_an_error() {
     let full = std::fs::read(&path).unwrap();
     // A crash during the sixth append: half a record.
     let mut torn = full.clone();
-    torn.extend_from_slice(&encode_record(&entry(1, 6, "c")).unwrap()[..30]);
+    let mut record = Vec::new();
+    encode_record_into(&mut record, &entry(1, 6, "c")).unwrap();
+    torn.extend_from_slice(&record[..30]);
     std::fs::write(&path, &torn).unwrap();
     {
         let mut store = LogStore::open(dir.path(), 1 << 20).unwrap();
@@ -209,4 +211,44 @@ async fn purge_and_truncate_delete_files_and_persist() {
     let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
     assert_eq!(indexes, (21..=28).collect::<Vec<_>>());
     assert_eq!(read.last().unwrap().log_id.leader_id.term, 2, "truncated entries were replaced");
+}
+
+/// Every range read, whether the in-memory tail holds none, part or all of
+/// it, returns what the files hold — also after a truncation replaced
+/// entries and a purge dropped some.
+#[tokio::test]
+async fn reads_through_the_in_memory_tail_match_the_files() {
+    let mut record = Vec::new();
+    let record_len = encode_record_into(&mut record, &entry(1, 1, "c")).unwrap();
+    let id = |term, index| LogId::new(CommittedLeaderId::new(term), index);
+    for tail_bytes in [0, record_len * 3, 1 << 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open_with_tail(dir.path(), 600, tail_bytes).unwrap();
+        let mut expected: Vec<Entry> = (1..=12).map(|i| entry(1, i, "c")).collect();
+        append(&mut store, expected.clone()).await;
+        store.truncate_after(Some(id(1, 9))).await.unwrap();
+        expected.truncate(9);
+        let replacing: Vec<Entry> = (10..=14).map(|i| entry(2, i, "d")).collect();
+        append(&mut store, replacing.clone()).await;
+        expected.extend(replacing);
+        store.purge(id(1, 3)).await.unwrap();
+        expected.drain(..3);
+        let on_disk = LogStore::open_with_tail(dir.path(), 600, 0).unwrap();
+        let model = |range: &dyn Fn(u64) -> bool| -> Vec<Entry> {
+            expected.iter().filter(|e| range(e.log_id.index)).cloned().collect()
+        };
+        for low in 0..=16u64 {
+            for high in low..=16u64 {
+                let want = model(&|i| (low..high).contains(&i));
+                assert_eq!(store.read_range(low..high).unwrap(), want, "tail {tail_bytes}: {low}..{high}");
+                assert_eq!(on_disk.read_range(low..high).unwrap(), want, "files: {low}..{high}");
+                let want = model(&|i| (low..=high).contains(&i));
+                assert_eq!(store.read_range(low..=high).unwrap(), want, "tail {tail_bytes}: {low}..={high}");
+            }
+            assert_eq!(store.read_range(low..).unwrap(), model(&|i| i >= low), "tail {tail_bytes}: {low}..");
+        }
+        assert_eq!(store.read_range(..).unwrap(), expected);
+        assert_eq!(store.read_range((Bound::Excluded(5), Bound::Unbounded)).unwrap(), model(&|i| i > 5));
+        assert!(store.lock().tail.bytes <= tail_bytes, "the tail stays within its bound");
+    }
 }
