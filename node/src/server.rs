@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::proxy::ContextProxyLayer;
+use crate::api::grpc::raw_append::RawAppend;
 use crate::api::grpc::status::add_missing_error_code;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
 use crate::api::http::{self, HttpNode, HttpState};
@@ -236,6 +237,7 @@ pub async fn run(
     });
 
     let max_message = limits.max_message_size_bytes;
+    let event_store = Arc::new(EventStoreService::new(client_api.clone()));
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))
@@ -244,11 +246,13 @@ pub async fn run(
         .add_service(
             PlatformServiceServer::new(Platform::new(client_api.clone())).max_decoding_message_size(max_message),
         )
-        .add_service(
-            EventStoreServer::new(EventStoreService::new(client_api.clone()))
+        .add_service(RawAppend::new(
+            EventStoreServer::from_arc(event_store.clone())
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
-        );
+            event_store,
+            max_message,
+        ));
     let mut grpc_stop = stopped.clone();
     let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
         incoming(listeners.client, config.api.max_connections as usize),

@@ -2,7 +2,9 @@
 //! number, aggregate type, timestamp) straight from the encoded protobuf,
 //! without decoding payload or metadata. The store derives everything it
 //! indexes from the stored bytes through this one function, so what append
-//! indexes and what recovery rebuilds can never disagree.
+//! indexes and what recovery rebuilds can never disagree. It also checks a
+//! client's encoded event as a whole ([`check_event`]), so appends can
+//! store the bytes as they came.
 
 use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 
@@ -79,6 +81,103 @@ fn take_str<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(bytes).ok()
 }
 
+/// Checks that `bytes` are an `Event` a protobuf decoder accepts — every
+/// known field of `Event`, its payload (`SerializedObject`) and its meta
+/// data (`map<string, MetaDataValue>`) with its wire type, strings valid
+/// UTF-8, lengths within their message, unknown fields skippable — without
+/// building the message. (Unknown groups nested deeper than about 100
+/// levels are where it may differ from prost's recursion limit.)
+pub fn check_event(bytes: &[u8]) -> Result<(), String> {
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 | 2 | 4 => check_str(wire_type, &mut buf)?,
+            3 | 5 | 8 => check_varint(wire_type, &mut buf)?,
+            6 => check_serialized_object(nested(wire_type, &mut buf)?)?,
+            7 => check_meta_data_entry(nested(wire_type, &mut buf)?)?,
+            _ => skip(wire_type, tag, &mut buf)?,
+        }
+    }
+    Ok(())
+}
+
+fn key(buf: &mut &[u8]) -> Result<(u32, WireType), String> {
+    decode_key(buf).map_err(|e| e.to_string())
+}
+
+fn skip(wire_type: WireType, tag: u32, buf: &mut &[u8]) -> Result<(), String> {
+    skip_field(wire_type, tag, buf, DecodeContext::default()).map_err(|e| e.to_string())
+}
+
+fn expect(actual: WireType, expected: WireType) -> Result<(), String> {
+    prost::encoding::check_wire_type(expected, actual).map_err(|e| e.to_string())
+}
+
+/// The body of a length-delimited field.
+fn nested<'a>(wire_type: WireType, buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    expect(wire_type, WireType::LengthDelimited)?;
+    let len = decode_varint(buf).map_err(|e| e.to_string())?;
+    let len = usize::try_from(len).ok().filter(|len| *len <= buf.len()).ok_or("buffer underflow")?;
+    let (body, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(body)
+}
+
+fn check_str(wire_type: WireType, buf: &mut &[u8]) -> Result<(), String> {
+    let body = nested(wire_type, buf)?;
+    std::str::from_utf8(body).map(|_| ()).map_err(|_| "invalid string value: data is not UTF-8 encoded".into())
+}
+
+fn check_varint(wire_type: WireType, buf: &mut &[u8]) -> Result<(), String> {
+    expect(wire_type, WireType::Varint)?;
+    decode_varint(buf).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// `SerializedObject { string type = 1; string revision = 2; bytes data = 3; }`
+fn check_serialized_object(mut buf: &[u8]) -> Result<(), String> {
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 | 2 => check_str(wire_type, &mut buf)?,
+            3 => nested(wire_type, &mut buf).map(|_| ())?,
+            _ => skip(wire_type, tag, &mut buf)?,
+        }
+    }
+    Ok(())
+}
+
+/// A map entry `{ string key = 1; MetaDataValue value = 2; }`.
+fn check_meta_data_entry(mut buf: &[u8]) -> Result<(), String> {
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 => check_str(wire_type, &mut buf)?,
+            2 => check_meta_data_value(nested(wire_type, &mut buf)?)?,
+            _ => skip(wire_type, tag, &mut buf)?,
+        }
+    }
+    Ok(())
+}
+
+/// `MetaDataValue { oneof: string 1, sint64 2, bool 3, double 4, SerializedObject 5 }`
+fn check_meta_data_value(mut buf: &[u8]) -> Result<(), String> {
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 => check_str(wire_type, &mut buf)?,
+            2 | 3 => check_varint(wire_type, &mut buf)?,
+            4 => {
+                expect(wire_type, WireType::SixtyFourBit)?;
+                buf = buf.get(8..).ok_or("buffer underflow")?;
+            }
+            5 => check_serialized_object(nested(wire_type, &mut buf)?)?,
+            _ => skip(wire_type, tag, &mut buf)?,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +214,85 @@ mod tests {
         assert!(!EventFields::default().is_domain_event());
         assert_eq!(parse(&[0x12, 0x05, b'a']), None, "a string longer than the message");
         assert_eq!(parse(&[0xff]), None);
+    }
+
+    fn a_full_event() -> Event {
+        let mut event = Event {
+            message_identifier: "id-1".into(),
+            aggregate_identifier: "order-1".into(),
+            aggregate_sequence_number: 7,
+            aggregate_type: "Order".into(),
+            timestamp: 1_700_000_000_123,
+            payload: Some(SerializedObject { r#type: "T".into(), revision: "2".into(), data: vec![0xff, 0].into() }),
+            snapshot: false,
+            ..Default::default()
+        };
+        let values = [
+            meta_data_value::Data::TextValue("é".into()),
+            meta_data_value::Data::NumberValue(-3),
+            meta_data_value::Data::BooleanValue(true),
+            meta_data_value::Data::DoubleValue(0.5),
+            meta_data_value::Data::BytesValue(SerializedObject { r#type: "B".into(), ..Default::default() }),
+        ];
+        for (i, value) in values.into_iter().enumerate() {
+            event.meta_data.insert(format!("k{i}"), MetaDataValue { data: Some(value) });
+        }
+        event
+    }
+
+    #[test]
+    fn check_event_accepts_what_prost_encodes() {
+        assert_eq!(check_event(&a_full_event().encode_to_vec()), Ok(()));
+        assert_eq!(check_event(&[]), Ok(()));
+        // An unknown field (number 15, a string) is skipped, as prost does.
+        assert_eq!(check_event(&[0x7a, 0x01, b'x']), Ok(()));
+    }
+
+    #[test]
+    fn check_event_refuses_what_prost_refuses() {
+        for bad in [
+            &[0x12, 0x05, b'a'][..],               // a string longer than the message
+            &[0x12, 0x01, 0xff],                   // aggregate id not UTF-8
+            &[0x18, 0x01][..1],                    // a key without its value
+            &[0x1a, 0x00],                         // sequence number as a string
+            &[0x32, 0x02, 0x0a, 0x05],             // payload type longer than the payload
+            &[0x3a, 0x04, 0x12, 0x02, 0x21, 0x00], // a double cut short in meta data
+            &[0x0c],                               // an end group without a start
+            &[0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], // varint overflow
+        ] {
+            assert!(Event::decode(bad).is_err(), "prost accepts {bad:?}");
+            assert!(check_event(bad).is_err(), "check_event accepts {bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Damaged encodings (bytes changed, cut, inserted) are accepted by
+        /// check_event exactly when prost decodes them.
+        #[test]
+        fn check_event_agrees_with_prost(
+            edits in proptest::collection::vec((0usize..400, 0u8..=255, 0u8..3), 0..4),
+            cut in proptest::option::of(0usize..400),
+        ) {
+            let mut bytes = a_full_event().encode_to_vec();
+            for (at, byte, kind) in edits {
+                let at = at % (bytes.len() + 1);
+                match kind {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ if at < bytes.len() => { bytes.remove(at); }
+                    _ => {}
+                }
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut);
+            }
+            proptest::prop_assert_eq!(check_event(&bytes).is_ok(), Event::decode(bytes.as_slice()).is_ok(), "{:?}", bytes);
+        }
+
+        /// Arbitrary bytes, too.
+        #[test]
+        fn check_event_agrees_with_prost_on_noise(bytes in proptest::collection::vec(0u8..=255, 0..64)) {
+            proptest::prop_assert_eq!(check_event(&bytes).is_ok(), Event::decode(bytes.as_slice()).is_ok(), "{:?}", bytes);
+        }
     }
 }

@@ -64,6 +64,75 @@ impl EventStoreService {
 }
 
 impl EventStoreService {
+    /// One AppendEvent transaction: events streamed in (each taken as its
+    /// stored bytes by `into_bytes`), committed together, confirmed once.
+    pub(super) async fn append_transaction<M>(
+        &self,
+        request: Request<Streaming<M>>,
+        into_bytes: impl Fn(M) -> Bytes,
+    ) -> Result<Response<Confirmation>, Status> {
+        let store = self.api.store(&request)?;
+        let mut stream = request.into_inner();
+        let limits = &self.api.limits;
+        let mut events: Vec<Bytes> = Vec::new();
+        let mut total_bytes = 0usize;
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        let mut unreserved = 0usize;
+        // One timer per transaction, re-armed only when it fires after
+        // activity: cheaper than a timer per message.
+        let mut last_activity = tokio::time::Instant::now();
+        let idle = tokio::time::sleep(APPEND_IDLE_TIMEOUT);
+        tokio::pin!(idle);
+        loop {
+            let next = tokio::select! {
+                biased;
+                next = stream.message() => next,
+                _ = &mut idle => {
+                    if last_activity.elapsed() >= APPEND_IDLE_TIMEOUT {
+                        let message = format!("no event or end of transaction for {} s", APPEND_IDLE_TIMEOUT.as_secs());
+                        return Err(status(ErrorCode::Other, message));
+                    }
+                    idle.as_mut().reset(last_activity + APPEND_IDLE_TIMEOUT);
+                    continue;
+                }
+            };
+            last_activity = tokio::time::Instant::now();
+            let Some(event) = next.map_err(|e| with_code(e, ErrorCode::Other))? else { break };
+            if events.len() >= limits.transaction_events_max {
+                let message = format!("a transaction holds at most {} events", limits.transaction_events_max);
+                return Err(status(ErrorCode::TooManyEvents, message));
+            }
+            let bytes = into_bytes(event);
+            total_bytes += bytes.len();
+            if total_bytes > limits.transaction_bytes_max {
+                let message = format!("a transaction holds at most {} bytes of events", limits.transaction_bytes_max);
+                return Err(status(ErrorCode::PayloadTooLarge, message));
+            }
+            // Charged with its bookkeeping, so empty events count too.
+            unreserved += bytes.len() + EVENT_OVERHEAD_BYTES;
+            events.push(bytes);
+            if unreserved >= RESERVE_CHUNK_BYTES {
+                self.reserve(&mut held, unreserved).await?;
+                unreserved = 0;
+            }
+        }
+        if unreserved > 0 {
+            self.reserve(&mut held, unreserved).await?;
+        }
+        if !events.is_empty() {
+            match &self.api.cluster {
+                Some(cluster) => {
+                    cluster.append(store.events.context(), events, false).await.map_err(|e| from_write(&e))?;
+                }
+                None => {
+                    store.events.append(events).await.map_err(|e| from_store(&e, true))?;
+                }
+            }
+        }
+        drop(held);
+        Ok(Response::new(Confirmation { success: true }))
+    }
+
     /// Takes room for `bytes` more event bytes among the node's in-flight
     /// budget, waiting while other transactions hold it: this is how a busy
     /// node slows its clients down instead of growing.
@@ -304,66 +373,9 @@ type EventStream = BatchStream<Event>;
 #[tonic::async_trait]
 impl EventStore for EventStoreService {
     async fn append_event(&self, request: Request<Streaming<Event>>) -> Result<Response<Confirmation>, Status> {
-        let store = self.api.store(&request)?;
-        let mut stream = request.into_inner();
-        let limits = &self.api.limits;
-        let mut events: Vec<Bytes> = Vec::new();
-        let mut total_bytes = 0usize;
-        let mut held: Option<OwnedSemaphorePermit> = None;
-        let mut unreserved = 0usize;
-        // One timer per transaction, re-armed only when it fires after
-        // activity: cheaper than a timer per message.
-        let mut last_activity = tokio::time::Instant::now();
-        let idle = tokio::time::sleep(APPEND_IDLE_TIMEOUT);
-        tokio::pin!(idle);
-        loop {
-            let next = tokio::select! {
-                biased;
-                next = stream.message() => next,
-                _ = &mut idle => {
-                    if last_activity.elapsed() >= APPEND_IDLE_TIMEOUT {
-                        let message = format!("no event or end of transaction for {} s", APPEND_IDLE_TIMEOUT.as_secs());
-                        return Err(status(ErrorCode::Other, message));
-                    }
-                    idle.as_mut().reset(last_activity + APPEND_IDLE_TIMEOUT);
-                    continue;
-                }
-            };
-            last_activity = tokio::time::Instant::now();
-            let Some(event) = next.map_err(|e| with_code(e, ErrorCode::Other))? else { break };
-            if events.len() >= limits.transaction_events_max {
-                let message = format!("a transaction holds at most {} events", limits.transaction_events_max);
-                return Err(status(ErrorCode::TooManyEvents, message));
-            }
-            let bytes = Bytes::from(event.encode_to_vec());
-            total_bytes += bytes.len();
-            if total_bytes > limits.transaction_bytes_max {
-                let message = format!("a transaction holds at most {} bytes of events", limits.transaction_bytes_max);
-                return Err(status(ErrorCode::PayloadTooLarge, message));
-            }
-            // Charged with its bookkeeping, so empty events count too.
-            unreserved += bytes.len() + EVENT_OVERHEAD_BYTES;
-            events.push(bytes);
-            if unreserved >= RESERVE_CHUNK_BYTES {
-                self.reserve(&mut held, unreserved).await?;
-                unreserved = 0;
-            }
-        }
-        if unreserved > 0 {
-            self.reserve(&mut held, unreserved).await?;
-        }
-        if !events.is_empty() {
-            match &self.api.cluster {
-                Some(cluster) => {
-                    cluster.append(store.events.context(), events, false).await.map_err(|e| from_write(&e))?;
-                }
-                None => {
-                    store.events.append(events).await.map_err(|e| from_store(&e, true))?;
-                }
-            }
-        }
-        drop(held);
-        Ok(Response::new(Confirmation { success: true }))
+        // The server routes AppendEvent to `raw_append` (events kept as the
+        // client encoded them); this typed path answers the same.
+        self.append_transaction(request, |event| Bytes::from(event.encode_to_vec())).await
     }
 
     async fn append_snapshot(&self, request: Request<Event>) -> Result<Response<Confirmation>, Status> {

@@ -10,6 +10,7 @@ pub mod event_store;
 pub mod incoming;
 pub mod platform;
 pub mod proxy;
+pub mod raw_append;
 pub mod status;
 
 use std::sync::Arc;
