@@ -9,6 +9,8 @@
 //! events; resident memory of the idle node with 1M events; append
 //! throughput again at 5M stored events.
 //!
+//! `RANVIER_BENCH=cluster` runs only the three-node figures,
+//! `RANVIER_BENCH=cluster-append` only their append part.
 //! `RANVIER_BENCH_SCALE` (default 1.0) scales every event count, for a quick
 //! look (`0.05`) on a slow machine.
 
@@ -73,6 +75,7 @@ fn fsync_latency() -> (f64, f64) {
 
 struct Load {
     events_per_second: f64,
+    seconds: f64,
     latency: Histogram<u64>,
 }
 
@@ -123,7 +126,8 @@ async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, tot
         latency.add(part.unwrap()).unwrap();
     }
     let events = done.load(Ordering::Relaxed) as f64;
-    Load { events_per_second: events / started.elapsed().as_secs_f64(), latency }
+    let seconds = started.elapsed().as_secs_f64();
+    Load { events_per_second: events / seconds, seconds, latency }
 }
 
 /// Appends `total_events` with 64 clients × 10-event transactions, untimed.
@@ -193,9 +197,9 @@ async fn aggregate_latency(node: &Node, aggregate: &str, expected: usize, rounds
     histogram
 }
 
-/// CPU time (user + system) the node process has used, in seconds (100% = one core).
-fn cpu_seconds(node: &Node) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.pid())).unwrap_or_default();
+/// CPU time (user + system) process `pid` has used, in seconds (100% = one core).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses): utime is 14th, stime 15th overall.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -230,7 +234,8 @@ fn ms(us: u64) -> f64 {
 
 /// The three-node figures: appends through the leader with every replica
 /// fsyncing, and the time from killing the leader to the next confirmed write.
-async fn cluster_figures(fsync_p99: f64) {
+/// The three-node figures; `all` adds catch-up and failover to the appends.
+async fn cluster_figures(fsync_p99: f64, all: bool) {
     let dir = bench_dir();
     // Batched entries carry many transactions each: a snapshot every 1,000
     // entries lets the log be purged, so the new member below catches up by
@@ -272,7 +277,13 @@ async fn cluster_figures(fsync_p99: f64) {
         let runs = if (clients, tx) == (64, 10) { 3 } else { 1 };
         let mut rates = Vec::with_capacity(runs);
         for run in 0..runs {
+            let pids: Vec<u32> = std::iter::once(nodes[leader].pid())
+                .chain(nodes.iter().filter(|n| n.name() != leader_name).map(|n| n.pid()))
+                .chain(std::iter::once(std::process::id()))
+                .collect();
+            let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
             let load = append_load(&channels, clients, tx, total, &format!("cluster-c{clients}t{tx}r{run}")).await;
+            let cpu_used: Vec<f64> = pids.iter().zip(&cpu_before).map(|(p, before)| cpu_seconds(*p) - before).collect();
             let label = match runs {
                 1 => format!("{clients} client(s) x {tx}-event transactions"),
                 _ => format!("{clients} client(s) x {tx}-event transactions, run {}", run + 1),
@@ -284,6 +295,18 @@ async fn cluster_figures(fsync_p99: f64) {
                 ms(load.latency.value_at_quantile(0.99))
             );
             rates.push(load.events_per_second);
+            if (clients, tx) == (64, 10) {
+                // CPU per event is steadier than throughput on a shared machine.
+                let events = load.events_per_second * load.seconds;
+                let per_event = |seconds: f64| seconds * 1e6 / events;
+                println!(
+                    "  CPU per event: leader {:.1} us, followers {:.1} + {:.1} us, load generator {:.1} us",
+                    per_event(cpu_used[0]),
+                    per_event(cpu_used[1]),
+                    per_event(cpu_used[2]),
+                    per_event(cpu_used[3])
+                );
+            }
             if (clients, tx) == (1, 1) {
                 let p99 = ms(load.latency.value_at_quantile(0.99));
                 println!("  single-client p99 = {:.2} x fsync p99 + RTT (goal <= 4)", (p99 - rtt_p99) / fsync_p99);
@@ -295,6 +318,9 @@ async fn cluster_figures(fsync_p99: f64) {
         }
     }
 
+    if !all {
+        return;
+    }
     // Catch-up: a fourth node joins the group once it holds 1M events; the
     // log is purged behind snapshots, so it streams the stored transactions.
     let target = scaled(1_000_000);
@@ -373,9 +399,10 @@ async fn main() {
     let dir = bench_dir();
     let (fsync_p50, fsync_p99) = fsync_latency();
     println!("machine fsync latency (4 KiB fdatasync): p50 {fsync_p50:.3} ms, p99 {fsync_p99:.3} ms");
-    if std::env::var("RANVIER_BENCH").as_deref() == Ok("cluster") {
-        cluster_figures(fsync_p99).await;
-        return;
+    match std::env::var("RANVIER_BENCH").as_deref() {
+        Ok("cluster") => return cluster_figures(fsync_p99, true).await,
+        Ok("cluster-append") => return cluster_figures(fsync_p99, false).await,
+        _ => {}
     }
 
     let mut node = Node::start(dir.path(), &[]).unwrap();
@@ -387,10 +414,10 @@ async fn main() {
     let mut at_zero = 0.0;
     for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
         let total = scaled(if clients == 1 { 20_000 } else { 600_000 });
-        let cpu_before = cpu_seconds(&node);
+        let cpu_before = cpu_seconds(node.pid());
         let started = Instant::now();
         let load = append_load(&channels, clients, tx, total, &format!("c{clients}t{tx}")).await;
-        let cpu_share = (cpu_seconds(&node) - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
+        let cpu_share = (cpu_seconds(node.pid()) - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
         let label = format!("{clients} client(s) x {tx}-event transactions");
         println!(
             "{label:<44} {:>14.0} {:>10.3} {:>10.3} {:>12.0}",
@@ -450,5 +477,5 @@ async fn main() {
     );
     drop(channels);
     drop(node);
-    cluster_figures(fsync_p99).await;
+    cluster_figures(fsync_p99, true).await;
 }
