@@ -88,15 +88,28 @@ fn take_str<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
 /// building the message. (Unknown groups nested deeper than about 100
 /// levels are where it may differ from prost's recursion limit.)
 pub fn check_event(bytes: &[u8]) -> Result<(), String> {
-    let mut buf = bytes;
+    check_fields(bytes, |tag, wire_type, buf| {
+        match tag {
+            1 | 2 | 4 => check_str(wire_type, buf)?,
+            3 | 5 | 8 => check_varint(wire_type, buf)?,
+            6 => check_serialized_object(nested(wire_type, buf)?)?,
+            7 => check_meta_data_entry(nested(wire_type, buf)?)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// Walks the fields of one message: `field` checks a field it knows
+/// (returning `true`), every other field is skipped.
+fn check_fields(
+    mut buf: &[u8],
+    mut field: impl FnMut(u32, WireType, &mut &[u8]) -> Result<bool, String>,
+) -> Result<(), String> {
     while !buf.is_empty() {
         let (tag, wire_type) = key(&mut buf)?;
-        match tag {
-            1 | 2 | 4 => check_str(wire_type, &mut buf)?,
-            3 | 5 | 8 => check_varint(wire_type, &mut buf)?,
-            6 => check_serialized_object(nested(wire_type, &mut buf)?)?,
-            7 => check_meta_data_entry(nested(wire_type, &mut buf)?)?,
-            _ => skip(wire_type, tag, &mut buf)?,
+        if !field(tag, wire_type, &mut buf)? {
+            skip(wire_type, tag, &mut buf)?;
         }
     }
     Ok(())
@@ -135,47 +148,44 @@ fn check_varint(wire_type: WireType, buf: &mut &[u8]) -> Result<(), String> {
 }
 
 /// `SerializedObject { string type = 1; string revision = 2; bytes data = 3; }`
-fn check_serialized_object(mut buf: &[u8]) -> Result<(), String> {
-    while !buf.is_empty() {
-        let (tag, wire_type) = key(&mut buf)?;
+fn check_serialized_object(buf: &[u8]) -> Result<(), String> {
+    check_fields(buf, |tag, wire_type, buf| {
         match tag {
-            1 | 2 => check_str(wire_type, &mut buf)?,
-            3 => nested(wire_type, &mut buf).map(|_| ())?,
-            _ => skip(wire_type, tag, &mut buf)?,
+            1 | 2 => check_str(wire_type, buf)?,
+            3 => nested(wire_type, buf).map(|_| ())?,
+            _ => return Ok(false),
         }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 /// A map entry `{ string key = 1; MetaDataValue value = 2; }`.
-fn check_meta_data_entry(mut buf: &[u8]) -> Result<(), String> {
-    while !buf.is_empty() {
-        let (tag, wire_type) = key(&mut buf)?;
+fn check_meta_data_entry(buf: &[u8]) -> Result<(), String> {
+    check_fields(buf, |tag, wire_type, buf| {
         match tag {
-            1 => check_str(wire_type, &mut buf)?,
-            2 => check_meta_data_value(nested(wire_type, &mut buf)?)?,
-            _ => skip(wire_type, tag, &mut buf)?,
+            1 => check_str(wire_type, buf)?,
+            2 => check_meta_data_value(nested(wire_type, buf)?)?,
+            _ => return Ok(false),
         }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 /// `MetaDataValue { oneof: string 1, sint64 2, bool 3, double 4, SerializedObject 5 }`
-fn check_meta_data_value(mut buf: &[u8]) -> Result<(), String> {
-    while !buf.is_empty() {
-        let (tag, wire_type) = key(&mut buf)?;
+fn check_meta_data_value(buf: &[u8]) -> Result<(), String> {
+    check_fields(buf, |tag, wire_type, buf| {
         match tag {
-            1 => check_str(wire_type, &mut buf)?,
-            2 | 3 => check_varint(wire_type, &mut buf)?,
+            1 => check_str(wire_type, buf)?,
+            2 | 3 => check_varint(wire_type, buf)?,
             4 => {
                 expect(wire_type, WireType::SixtyFourBit)?;
-                buf = buf.get(8..).ok_or("buffer underflow")?;
+                *buf = buf.get(8..).ok_or("buffer underflow")?;
             }
-            5 => check_serialized_object(nested(wire_type, &mut buf)?)?,
-            _ => skip(wire_type, tag, &mut buf)?,
+            5 => check_serialized_object(nested(wire_type, buf)?)?,
+            _ => return Ok(false),
         }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 #[cfg(test)]
