@@ -395,12 +395,14 @@ impl GroupStateMachine {
     /// Waits until every store of the group holds what was applied on disk
     /// (stores answer replicated writes before their fsync).
     async fn sync_stores(&mut self) -> io::Result<()> {
-        for (context, snapshots) in std::mem::take(&mut self.written) {
+        for (context, snapshots) in &self.written {
             // A store closed since has fsync'd what it held.
-            let Some(store) = self.stores.open_store(&context) else { continue };
-            let target = if snapshots { store.snapshots } else { store.events };
+            let Some(store) = self.stores.open_store(context) else { continue };
+            let target = if *snapshots { store.snapshots } else { store.events };
             target.sync().await.map_err(|e| io::Error::other(format!("failed to sync a store: {e}")))?;
         }
+        // Forgotten only once all are synced: after a failure, every one is tried again.
+        self.written.clear();
         Ok(())
     }
 
