@@ -424,7 +424,6 @@ impl LogFiles {
         let mut next = self.entries.last_key_value().map(|(i, _)| i + 1);
         let mut buffer: Vec<u8> = Vec::new();
         let mut placed: Vec<Placed> = Vec::new();
-        let mut record = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             if next.is_some_and(|n| n != index) {
@@ -440,31 +439,30 @@ impl LogFiles {
                 used > SEGMENT_HEADER_LEN && used + record_len as u64 > self.segment_bytes_max
             });
             if self.active.is_none() || full {
-                record.clear();
-                record.extend_from_slice(&buffer[at..]);
-                buffer.truncate(at);
-                self.flush(&mut buffer, &mut placed)?;
+                // What comes before this record fills the current segment.
+                self.flush(&mut buffer, at, &mut placed)?;
                 self.start_segment(index)?;
-                buffer.extend_from_slice(&record);
             }
             let segment = self.segments.last().map_or(index, |s| s.first_index);
             let pos = self.segments.last().map_or(SEGMENT_HEADER_LEN, |s| s.len) + (buffer.len() - record_len) as u64;
             let location = Location { segment, pos, term: entry.log_id.leader_id.term };
             placed.push(Placed { location, entry, record_len });
         }
-        self.flush(&mut buffer, &mut placed)
+        let len = buffer.len();
+        self.flush(&mut buffer, len, &mut placed)
     }
 
-    /// Writes the buffered records to the active segment (the fsync is the
+    /// Writes the first `len` buffered bytes — the records in `placed` — to
+    /// the active segment and drops them from the buffer (the fsync is the
     /// flusher's).
-    fn flush(&mut self, buffer: &mut Vec<u8>, placed: &mut Vec<Placed>) -> io::Result<()> {
-        if buffer.is_empty() {
+    fn flush(&mut self, buffer: &mut Vec<u8>, len: usize, placed: &mut Vec<Placed>) -> io::Result<()> {
+        if len == 0 {
             return Ok(());
         }
         let (Some(file), Some(segment)) = (self.active.as_ref(), self.segments.last_mut()) else {
             return Err(invalid("no active log segment".into()));
         };
-        if let Err(error) = file.write_all_at(buffer, segment.len) {
+        if let Err(error) = file.write_all_at(&buffer[..len], segment.len) {
             // Never leave half a batch behind a short write.
             let _ = file.set_len(segment.len);
             return Err(with_path(&segment.path, error));
@@ -472,12 +470,12 @@ impl LogFiles {
         if !self.unsynced.iter().any(|f| Arc::ptr_eq(f, file)) {
             self.unsynced.push(file.clone());
         }
-        segment.len += buffer.len() as u64;
+        segment.len += len as u64;
         for Placed { location, entry, record_len } in placed.drain(..) {
             self.entries.insert(entry.log_id.index, location);
             self.tail.push(entry, record_len);
         }
-        buffer.clear();
+        buffer.drain(..len);
         Ok(())
     }
 
