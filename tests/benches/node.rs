@@ -74,8 +74,8 @@ fn fsync_latency() -> (f64, f64) {
 }
 
 struct Load {
+    events: u64,
     events_per_second: f64,
-    seconds: f64,
     latency: Histogram<u64>,
 }
 
@@ -125,9 +125,8 @@ async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, tot
     while let Some(part) = tasks.join_next().await {
         latency.add(part.unwrap()).unwrap();
     }
-    let events = done.load(Ordering::Relaxed) as f64;
-    let seconds = started.elapsed().as_secs_f64();
-    Load { events_per_second: events / seconds, seconds, latency }
+    let events = done.load(Ordering::Relaxed);
+    Load { events, events_per_second: events as f64 / started.elapsed().as_secs_f64(), latency }
 }
 
 /// Appends `total_events` with 64 clients × 10-event transactions, untimed.
@@ -233,8 +232,8 @@ fn ms(us: u64) -> f64 {
 }
 
 /// The three-node figures: appends through the leader with every replica
-/// fsyncing, and the time from killing the leader to the next confirmed write.
-/// The three-node figures; `all` adds catch-up and failover to the appends.
+/// fsyncing; with `all`, also a new member's catch-up and the time from
+/// killing the leader to the next confirmed write.
 async fn cluster_figures(fsync_p99: f64, all: bool) {
     let dir = bench_dir();
     // Batched entries carry many transactions each: a snapshot every 1,000
@@ -270,6 +269,11 @@ async fn cluster_figures(fsync_p99: f64, all: bool) {
         "\nthree-node cluster on loopback (all PRIMARY, fsync on every replica; gRPC round trip p99 {rtt_p99:.3} ms)"
     );
     println!("{:<44} {:>14} {:>10} {:>10}", "append through the leader", "events/s", "p50 ms", "p99 ms");
+    // Whose CPU time is read: the leader, the followers, the load generator.
+    let pids: Vec<u32> = std::iter::once(nodes[leader].pid())
+        .chain(nodes.iter().filter(|n| n.name() != leader_name).map(|n| n.pid()))
+        .chain(std::iter::once(std::process::id()))
+        .collect();
     for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
         let total = scaled(if clients == 1 { 5_000 } else { 200_000 });
         // The goal's figure is the median of three runs: single runs vary
@@ -277,10 +281,6 @@ async fn cluster_figures(fsync_p99: f64, all: bool) {
         let runs = if (clients, tx) == (64, 10) { 3 } else { 1 };
         let mut rates = Vec::with_capacity(runs);
         for run in 0..runs {
-            let pids: Vec<u32> = std::iter::once(nodes[leader].pid())
-                .chain(nodes.iter().filter(|n| n.name() != leader_name).map(|n| n.pid()))
-                .chain(std::iter::once(std::process::id()))
-                .collect();
             let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
             let load = append_load(&channels, clients, tx, total, &format!("cluster-c{clients}t{tx}r{run}")).await;
             let cpu_used: Vec<f64> = pids.iter().zip(&cpu_before).map(|(p, before)| cpu_seconds(*p) - before).collect();
@@ -297,8 +297,7 @@ async fn cluster_figures(fsync_p99: f64, all: bool) {
             rates.push(load.events_per_second);
             if (clients, tx) == (64, 10) {
                 // CPU per event is steadier than throughput on a shared machine.
-                let events = load.events_per_second * load.seconds;
-                let per_event = |seconds: f64| seconds * 1e6 / events;
+                let per_event = |seconds: f64| seconds * 1e6 / load.events as f64;
                 println!(
                     "  CPU per event: leader {:.1} us, followers {:.1} + {:.1} us, load generator {:.1} us",
                     per_event(cpu_used[0]),
