@@ -18,7 +18,8 @@ use bytes::Bytes;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use ranvier_proto::cluster::raft_service_client::RaftServiceClient;
@@ -357,6 +358,17 @@ impl RaftNetworkV2<C> for GrpcLink {
         parse_reply(self.target, reply.into_inner())
     }
 
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        let message = RaftRequest { group: self.group.clone(), json: to_json(&rpc)? };
+        let request = self.request(message, &option);
+        let reply = self.client()?.transfer_leader(request).await.map_err(|s| status_error(self.target, &s))?;
+        parse_reply(self.target, reply.into_inner())
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<C>,
@@ -534,6 +546,13 @@ impl RaftService for RaftRpcService {
         let message = request.into_inner();
         let raft = self.group(&message.group)?;
         reply(raft.vote(from_json(&message.json, "vote request")?).await)
+    }
+
+    async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.authorize(&request)?;
+        let message = request.into_inner();
+        let raft = self.group(&message.group)?;
+        reply(raft.handle_transfer_leader(from_json(&message.json, "transfer leader request")?).await)
     }
 
     async fn install_snapshot(&self, request: Request<SnapshotMessage>) -> Result<Response<RaftReply>, Status> {
