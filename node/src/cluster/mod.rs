@@ -760,8 +760,10 @@ impl Cluster {
         let Some(raft) = self.groups.get(group) else { return Ok(()) };
         let behind = |what: String| WriteError::NoLeader(format!("reads of {context} wait for {what}"));
         let deadline = tokio::time::Instant::now() + READ_CURRENT_TIMEOUT;
-        let leader = loop {
-            let (leader, addr) = {
+        // Leadership may move while asking (a new election, a restarted
+        // node's higher term): ask again whoever leads then, until the deadline.
+        let applied = loop {
+            let (leader, addr, term) = {
                 use openraft::type_config::async_runtime::WatchReceiver;
                 let watched = raft.metrics();
                 let metrics = watched.borrow_watched();
@@ -770,36 +772,38 @@ impl Cluster {
                     let listed = metrics.membership_config.membership().get_node(&id).map(|n| n.internal_addr.clone());
                     self.addresses.get(id).or(listed)
                 });
-                (leader, addr)
+                (leader, addr, metrics.current_term)
             };
-            match (leader, addr) {
-                (Some(id), _) if id == self.node_id => break None,
-                (Some(_), Some(addr)) => break Some(addr),
-                _ => {}
-            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let waited = raft.wait(Some(left)).metrics(|m| m.current_leader.is_some(), "a leader").await;
-            if waited.is_err() {
-                return Err(behind(format!("a leader of replication group {group}")));
-            }
-        };
-        let applied = match leader {
-            // This node leads: its own read index (a new leader may not have
-            // applied its predecessor's last confirmed writes yet).
-            None => match read_index(&raft).await {
-                Some(index) => index,
-                None => return Err(behind(format!("this node to confirm it leads replication group {group}"))),
-            },
-            Some(leader) => {
-                let channel = self.channels.get(&leader).map_err(WriteError::Failed)?;
-                let query = MembershipQuery { group: group.to_owned() };
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let mut client = ClusterServiceClient::new(channel);
-                match tokio::time::timeout(left, client.membership(self.with_token(query))).await {
-                    Ok(Ok(reply)) if reply.get_ref().leader => reply.into_inner().read_index,
-                    _ => return Err(behind(format!("an answer from the leader of replication group {group}"))),
+            let failed = match (leader, addr) {
+                // This node leads: its own read index (a new leader may not
+                // have applied its predecessor's last confirmed writes yet).
+                (Some(id), _) if id == self.node_id => match read_index(&raft).await {
+                    Some(index) => break index,
+                    None => format!("this node to confirm it leads replication group {group}"),
+                },
+                (Some(_), Some(addr)) => {
+                    let channel = self.channels.get(&addr).map_err(WriteError::Failed)?;
+                    let query = MembershipQuery { group: group.to_owned() };
+                    let mut client = ClusterServiceClient::new(channel);
+                    match tokio::time::timeout(left, client.membership(self.with_token(query))).await {
+                        Ok(Ok(reply)) if reply.get_ref().leader => break reply.into_inner().read_index,
+                        _ => format!("an answer from the leader of replication group {group}"),
+                    }
                 }
+                _ => format!("a leader of replication group {group}"),
+            };
+            // Wait for the leadership to change (or a short while, for a
+            // leader that could not reach its quorum for a moment).
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(behind(failed));
             }
+            let pause = left.min(Duration::from_millis(self.settings.election_timeout_max_ms));
+            let changed = |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| {
+                m.current_leader.is_some() && (m.current_leader != leader || m.current_term != term)
+            };
+            let _ = raft.wait(Some(pause)).metrics(changed, "a change of leader").await;
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match raft.wait(Some(left)).applied_index_at_least(Some(applied), "the leader's read index").await {

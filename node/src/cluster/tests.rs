@@ -292,6 +292,46 @@ async fn a_follower_answers_reads_only_once_it_holds_every_confirmed_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_wait_through_a_leadership_move_instead_of_failing() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (stop, stopping) = watch::channel(false);
+    let members = Arc::new(three_nodes(&stopping).await);
+    members[0].cluster.append("default", vec![event("m", 0)], false).await.unwrap();
+    for member in members.iter() {
+        holds(member, "default", 1).await;
+    }
+    // Readers on every node, asking over and over while the leadership moves.
+    let moving = Arc::new(AtomicBool::new(true));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let mut readers = tokio::task::JoinSet::new();
+    for i in 0..3 {
+        let (members, moving, reads) = (members.clone(), moving.clone(), reads.clone());
+        readers.spawn(async move {
+            while moving.load(Ordering::SeqCst) {
+                members[i].cluster.await_current("default").await.map_err(|e| format!("node-{}: {e:?}", i + 1))?;
+                reads.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok::<(), String>(())
+        });
+    }
+    let refs: Vec<&Member> = members.iter().collect();
+    for _ in 0..6 {
+        let from = leader_of(&refs, "default").unwrap();
+        let to = (from + 1) % 3;
+        let raft = members[from].cluster.group("default").unwrap();
+        raft.trigger().transfer_leader(members[to].cluster.node_id()).await.unwrap();
+        until("the leadership to move", || leader_of(&refs, "default") == Some(to)).await;
+    }
+    moving.store(false, Ordering::SeqCst);
+    while let Some(read) = readers.join_next().await {
+        read.unwrap().unwrap();
+    }
+    assert!(reads.load(Ordering::SeqCst) > 0);
+    let members = Arc::into_inner(members).unwrap();
+    stop_all(stop, &members).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_change_in_place_without_copying_the_store() {
     let (stop, stopping) = watch::channel(false);
     let members = three_nodes(&stopping).await;
