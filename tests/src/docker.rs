@@ -128,17 +128,23 @@ impl Container {
 
     /// The `default` group's leader as this node sees it.
     pub fn leader(&self) -> Option<String> {
+        self.default_group()?["leader"].as_str().map(str::to_owned)
+    }
+
+    /// The Raft term of the `default` group, as this node sees it.
+    pub fn term(&self) -> Option<u64> {
+        self.default_group()?["term"].as_u64()
+    }
+
+    fn default_group(&self) -> Option<serde_json::Value> {
         let groups: serde_json::Value =
             serde_json::from_str(&self.http_get("/v1/public/replicationgroups").ok()?).ok()?;
-        groups.as_array()?.iter().find(|g| g["name"] == "default")?["leader"].as_str().map(str::to_owned)
+        groups.as_array()?.iter().find(|g| g["name"] == "default").cloned()
     }
 
     /// How many voting members the `default` group has, as this node sees it.
     pub fn default_voters(&self) -> usize {
-        let Ok(body) = self.http_get("/v1/public/replicationgroups") else { return 0 };
-        let Ok(groups) = serde_json::from_str::<serde_json::Value>(&body) else { return 0 };
-        let group = groups.as_array().and_then(|g| g.iter().find(|g| g["name"] == "default").cloned());
-        group
+        self.default_group()
             .and_then(|g| g["members"].as_array().map(|m| m.iter().filter(|m| m["raft"] == "voter").count()))
             .unwrap_or(0)
     }

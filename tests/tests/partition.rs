@@ -1,6 +1,7 @@
 //! A network partition between node containers: the node cut off from the
 //! majority confirms nothing; the majority elects a leader and goes on; after
-//! healing, all replicas converge to identical stores.
+//! healing, all replicas converge to identical stores; a follower back from
+//! a partition does not unseat the leader.
 //!
 //! Needs Docker and the `ranvier:test` image (`scripts/build-image.sh`;
 //! `make test` builds it). Without them the test fails with that message,
@@ -100,6 +101,23 @@ async fn a_partitioned_minority_confirms_nothing_and_replicas_converge_after_hea
     }
     let sums: Vec<u32> = checksums(nodes, last + 1).await;
     assert!(sums.windows(2).all(|w| w[0] == w[1]), "replica checksums differ: {sums:?}");
+
+    // A follower cut off for many election timeouts asks for votes in vain;
+    // back, it must not unseat the leader (pre-vote: it raised no term).
+    let (new_leader, term) = (nodes[majority[0]].leader(), nodes[majority[0]].term());
+    let follower = (0..3).find(|i| Some(nodes[*i].node.as_str()) != new_leader.as_deref()).unwrap();
+    cluster.isolate(follower).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.heal(follower).unwrap();
+    majority_client.append_event(tokio_stream::iter(vec![event("majority", 20, 32)])).await.unwrap();
+    eventually(Duration::from_secs(30), "the follower to catch up", || async {
+        last_token(&nodes[follower]).await == last + 1
+    })
+    .await
+    .unwrap();
+    for node in nodes {
+        assert_eq!((node.leader(), node.term()), (new_leader.clone(), term), "{} sees the same leadership", node.node);
+    }
 }
 
 async fn checksums(nodes: &[Container], count: i64) -> Vec<u32> {

@@ -351,6 +351,10 @@ impl Cluster {
             max_in_snapshot_log_to_keep: settings.log_entries_kept,
             // Installing a snapshot streams the missing transactions first.
             install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+            // A node back from a crash or a partition asks first whether it
+            // could win, instead of raising the term and unseating a healthy
+            // leader (whose clients would wait out a needless election).
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()

@@ -358,6 +358,13 @@ impl RaftNetworkV2<C> for GrpcLink {
         parse_reply(self.target, reply.into_inner())
     }
 
+    async fn pre_vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let message = RaftRequest { group: self.group.clone(), json: to_json(&rpc)? };
+        let request = self.request(message, &option);
+        let reply = self.client()?.pre_vote(request).await.map_err(|s| status_error(self.target, &s))?;
+        parse_reply(self.target, reply.into_inner())
+    }
+
     async fn transfer_leader(
         &mut self,
         rpc: TransferLeaderRequest<C>,
@@ -546,6 +553,13 @@ impl RaftService for RaftRpcService {
         let message = request.into_inner();
         let raft = self.group(&message.group)?;
         reply(raft.vote(from_json(&message.json, "vote request")?).await)
+    }
+
+    async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.authorize(&request)?;
+        let message = request.into_inner();
+        let raft = self.group(&message.group)?;
+        reply(raft.pre_vote(from_json(&message.json, "pre-vote request")?).await)
     }
 
     async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
