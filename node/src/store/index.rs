@@ -61,6 +61,22 @@ impl AggregateIndex {
         self.entries.insert(id.into(), Run { highest: seq, entries: vec![IndexEntry { seq, pos }] });
     }
 
+    /// Records consecutive events of one aggregate (one lookup for all).
+    pub fn add_run(&mut self, id: &str, events: impl Iterator<Item = IndexEntry>) {
+        let run = match self.entries.get_mut(id) {
+            Some(run) => run,
+            None => {
+                self.id_bytes += id.len();
+                self.entries.entry(id.into()).or_insert(Run { highest: i64::MIN, entries: Vec::new() })
+            }
+        };
+        for entry in events {
+            self.entry_count += 1;
+            run.highest = run.highest.max(entry.seq);
+            run.entries.push(entry);
+        }
+    }
+
     /// The entries of an aggregate, if it has any in this segment.
     pub fn get(&self, id: &str) -> Option<&[IndexEntry]> {
         self.entries.get(id).map(|run| run.entries.as_slice())

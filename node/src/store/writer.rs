@@ -37,7 +37,7 @@ use super::cache::{Cached, Part};
 use super::error::StoreError;
 use super::event_fields;
 use super::format::{self, HEADER_LEN};
-use super::index::{AggregateIndex, TokenIndex};
+use super::index::{AggregateIndex, IndexEntry, TokenIndex};
 use super::scan::is_indexed;
 use super::segments::{ActiveSegment, ClosedSegment, Shared, create_segment, write_side_files};
 
@@ -70,13 +70,45 @@ pub struct Append {
 struct Pending {
     reply: oneshot::Sender<Result<u64, StoreError>>,
     first_token: u64,
-    /// (aggregate id, seq, record position) of its indexed events.
-    index: Vec<(String, i64, u32)>,
+    /// Its indexed events.
+    index: TxIndex,
     frame_pos: u32,
     first_timestamp: i64,
     events: u64,
     bytes: u64,
     log_index: u64,
+}
+
+/// The indexed events of one transaction, without an allocation per event:
+/// their aggregate ids share one string, and consecutive events of one
+/// aggregate (the usual transaction) share one copy of its id.
+#[derive(Default)]
+struct TxIndex {
+    ids: String,
+    /// (start, end) of the id in `ids`, sequence number, record position.
+    events: Vec<(u32, u32, i64, u32)>,
+}
+
+impl TxIndex {
+    fn push(&mut self, id: &str, seq: i64, pos: u32) {
+        let range = match self.events.last() {
+            Some(&(start, end, _, _)) if &self.ids[start as usize..end as usize] == id => (start, end),
+            _ => {
+                let start = self.ids.len() as u32;
+                self.ids.push_str(id);
+                (start, self.ids.len() as u32)
+            }
+        };
+        self.events.push((range.0, range.1, seq, pos));
+    }
+
+    /// Runs of consecutive events of one aggregate: its id and their
+    /// (sequence number, record position).
+    fn runs(&self) -> impl Iterator<Item = (&str, &[(u32, u32, i64, u32)])> {
+        self.events
+            .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+            .map(|run| (&self.ids[run[0].0 as usize..run[0].1 as usize], run))
+    }
 }
 
 /// The writer thread's own state.
@@ -271,9 +303,12 @@ impl Writer {
             return;
         }
         let frame_pos = self.len + self.buffer.len() as u64;
-        let mut index = Vec::new();
+        let mut index = TxIndex::default();
         let mut first_timestamp = 0;
-        let mut tx_sequences: HashMap<String, i64> = HashMap::new();
+        // The aggregate of the latest indexed event and its sequence number;
+        // the others seen earlier in this transaction, with their last one.
+        let mut current: Option<(&str, i64)> = None;
+        let mut earlier: HashMap<&str, i64> = HashMap::new();
         let mut record_pos = frame_pos + format::FRAME_HEADER_LEN as u64;
         for (i, event) in append.events.iter().enumerate() {
             let Some(fields) = event_fields::parse(event) else {
@@ -284,8 +319,16 @@ impl Writer {
                 first_timestamp = fields.timestamp;
             }
             if is_indexed(self.shared.kind, &fields) {
+                let id = fields.aggregate_id;
                 if self.shared.options.validate_sequences {
-                    let expected = match self.expected_sequence(&tx_sequences, fields.aggregate_id) {
+                    let expected = match current {
+                        Some((current_id, seq)) if current_id == id => Ok(seq + 1),
+                        _ => match earlier.get(id) {
+                            Some(seq) => Ok(seq + 1),
+                            None => self.expected_sequence(id),
+                        },
+                    };
+                    let expected = match expected {
                         Ok(expected) => expected,
                         Err(error) => {
                             let _ = append.reply.send(Err(error));
@@ -294,19 +337,32 @@ impl Writer {
                     };
                     if fields.sequence != expected {
                         let _ = append.reply.send(Err(StoreError::InvalidSequence {
-                            aggregate_id: fields.aggregate_id.to_owned(),
+                            aggregate_id: id.to_owned(),
                             sequence: fields.sequence,
                             expected,
                         }));
                         return;
                     }
-                    tx_sequences.insert(fields.aggregate_id.to_owned(), fields.sequence);
+                    if let Some((current_id, seq)) = current
+                        && current_id != id
+                    {
+                        earlier.insert(current_id, seq);
+                    }
+                    current = Some((id, fields.sequence));
                 }
-                index.push((fields.aggregate_id.to_owned(), fields.sequence, record_pos as u32));
+                index.push(id, fields.sequence, record_pos as u32);
             }
             record_pos += (format::RECORD_HEADER_LEN + event.len()) as u64;
         }
-        self.round_sequences.extend(tx_sequences);
+        // The latest event of an aggregate counts: `current` comes last.
+        for (id, seq) in earlier.into_iter().chain(current) {
+            match self.round_sequences.get_mut(id) {
+                Some(last) => *last = seq,
+                None => {
+                    self.round_sequences.insert(id.to_owned(), seq);
+                }
+            }
+        }
         let first_token = self.next_token;
         let bytes: u64 = append.events.iter().map(|e| e.len() as u64).sum();
         let events = append.events.len() as u64;
@@ -330,8 +386,10 @@ impl Writer {
         self.last_log_index = self.last_log_index.max(append.log_index);
     }
 
-    fn expected_sequence(&self, tx: &HashMap<String, i64>, id: &str) -> Result<i64, StoreError> {
-        if let Some(seq) = tx.get(id).or_else(|| self.round_sequences.get(id)) {
+    /// The next sequence number of an aggregate not yet in this transaction:
+    /// after this round's transactions, else after the store's.
+    fn expected_sequence(&self, id: &str) -> Result<i64, StoreError> {
+        if let Some(seq) = self.round_sequences.get(id) {
             return Ok(seq + 1);
         }
         Ok(self.shared.highest_sequence(id)?.map_or(0, |seq| seq + 1))
@@ -416,8 +474,8 @@ impl Writer {
                 if p.events > 0 {
                     active.tokens.offer(p.first_token, p.frame_pos, p.first_timestamp);
                 }
-                for (id, seq, pos) in &p.index {
-                    active.aggregates.add(id, *seq, *pos);
+                for (id, run) in p.index.runs() {
+                    active.aggregates.add_run(id, run.iter().map(|&(_, _, seq, pos)| IndexEntry { seq, pos }));
                 }
             }
             active.len += written;
@@ -430,10 +488,10 @@ impl Writer {
         self.shared.committed.send_replace(self.next_token);
         let metrics = &self.shared.metrics;
         metrics.bytes_written.inc_by(written);
+        metrics.transactions.inc_by(pending.len() as u64);
+        metrics.events.inc_by(pending.iter().map(|p| p.events).sum());
+        metrics.event_bytes.inc_by(pending.iter().map(|p| p.bytes).sum());
         for p in pending {
-            metrics.transactions.inc();
-            metrics.events.inc_by(p.events);
-            metrics.event_bytes.inc_by(p.bytes);
             let _ = p.reply.send(Ok(p.first_token));
         }
     }
@@ -540,6 +598,36 @@ mod tests {
             at += frame.total_len();
         }
         out
+    }
+
+    #[test]
+    fn sequences_continue_per_aggregate_across_interleaved_events_and_transactions_of_one_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path());
+        let tx = |events: Vec<Bytes>| {
+            let (reply, answer) = oneshot::channel();
+            (Append { events, log_index: 0, reply }, answer)
+        };
+        // a and b interleaved in one transaction; the next ones in the same
+        // round continue each aggregate, or are refused with its next number.
+        let (first, first_answer) =
+            tx(vec![event("a", 0, 10), event("b", 0, 10), event("a", 1, 10), event("b", 1, 10)]);
+        let (second, second_answer) = tx(vec![event("b", 2, 10), event("a", 2, 10), event("a", 3, 10)]);
+        let (gap, gap_answer) = tx(vec![event("a", 4, 10), event("b", 2, 10)]);
+        let (third, third_answer) = tx(vec![event("a", 4, 10), event("c", 0, 10), event("b", 3, 10)]);
+        writer.commit_round(vec![first, second, gap, third]);
+        assert_eq!(first_answer.blocking_recv().unwrap().unwrap(), 0);
+        assert_eq!(second_answer.blocking_recv().unwrap().unwrap(), 4);
+        let refused = gap_answer.blocking_recv().unwrap().unwrap_err();
+        assert!(matches!(refused, StoreError::InvalidSequence { sequence: 2, expected: 3, .. }), "{refused}");
+        assert_eq!(third_answer.blocking_recv().unwrap().unwrap(), 7);
+        // The index holds every event of each aggregate, in order.
+        let state = writer.shared.read_state();
+        let seqs = |id: &str| state.active.aggregates.get(id).unwrap().iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs("a"), vec![0, 1, 2, 3, 4]);
+        assert_eq!(seqs("b"), vec![0, 1, 2, 3]);
+        assert_eq!(seqs("c"), vec![0]);
+        assert_eq!(state.active.aggregates.highest("a"), Some(4));
     }
 
     #[test]
