@@ -88,6 +88,7 @@ async fn start_cluster(
         min_active_backups: config.cluster.min_active_backups as usize,
         snapshot_interval_entries: u64::from(config.cluster.snapshot_interval_entries),
         log_entries_kept: u64::from(config.cluster.log_entries_kept),
+        log_cache_bytes: usize::try_from(config.cluster.log_cache_bytes).unwrap_or(usize::MAX),
     };
     let cluster = Cluster::start(settings, contexts).await.map_err(|e| NodeError::Cluster(e.to_string()))?;
     let (raft, membership) = cluster.services();

@@ -53,7 +53,7 @@ use tonic::{Request, Status};
 
 use crate::contexts::Contexts;
 use crate::raft::GroupRaft;
-use crate::raft::log_store::LogStore;
+use crate::raft::log_store::{LogStore, TAIL_CACHE_BYTES, TailBudget};
 use crate::raft::network::{
     Addresses, Groups, GrpcNetwork, INTERNAL_MESSAGE_MAX, MAX_PAYLOAD_ENTRIES, RaftRpcService, attach_internal_token,
     check_internal_token,
@@ -112,6 +112,8 @@ pub struct ClusterSettings {
     pub snapshot_interval_entries: u64,
     /// Log entries kept behind a snapshot for members slightly behind.
     pub log_entries_kept: u64,
+    /// Memory for the newest log entries of all groups together.
+    pub log_cache_bytes: usize,
     /// With SECONDARY members in a group, its primaries keep events younger
     /// than this (ms) on their own disk; older segments are retired.
     pub event_retention_ms: u64,
@@ -244,6 +246,8 @@ pub struct Cluster {
     /// Where each node is reached now (from the model): Raft links follow
     /// a node that came back on another address.
     addresses: Addresses,
+    /// Memory for the newest log entries, shared by every group's log.
+    log_cache: TailBudget,
 }
 
 /// Records every node's internal address from the model.
@@ -362,7 +366,9 @@ impl Cluster {
         let raft_config = Arc::new(raft_config);
         let open = |source| ClusterError::Open { group: ADMIN.into(), source };
         let dir = settings.log_dir.join(ADMIN);
-        let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
+        let log_cache = TailBudget::new(settings.log_cache_bytes);
+        let log =
+            LogStore::open_with_tail(&dir, LOG_SEGMENT_BYTES, TAIL_CACHE_BYTES, log_cache.clone()).map_err(open)?;
         let source = Arc::new(GrpcSource {
             address: settings.node.internal_addr.clone(),
             token: settings.token.clone(),
@@ -392,6 +398,7 @@ impl Cluster {
             batchers: batch::Batchers::default(),
             me: me.clone(),
             addresses,
+            log_cache,
         }))
     }
 
@@ -399,7 +406,8 @@ impl Cluster {
     async fn open_group(&self, group: &str) -> Result<GroupRaft, ClusterError> {
         let open = |source| ClusterError::Open { group: group.to_owned(), source };
         let dir = self.settings.log_dir.join(group);
-        let log = LogStore::open(&dir, LOG_SEGMENT_BYTES).map_err(open)?;
+        let log = LogStore::open_with_tail(&dir, LOG_SEGMENT_BYTES, TAIL_CACHE_BYTES, self.log_cache.clone())
+            .map_err(open)?;
         let machine =
             GroupStateMachine::open(&dir, self.contexts.clone()).map_err(open)?.with_source(self.source.clone());
         let network = GrpcNetwork::new(group, self.settings.token.clone(), self.addresses.clone());

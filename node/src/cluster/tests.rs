@@ -48,6 +48,7 @@ async fn member(
         min_active_backups: 1,
         snapshot_interval_entries: 40,
         log_entries_kept: 5,
+        log_cache_bytes: 32 << 20,
         event_retention_ms: 7 * 24 * 3600 * 1000,
         tier_check_interval_ms: 10_000,
     };

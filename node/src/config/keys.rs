@@ -106,6 +106,9 @@ pub const MIN_ACTIVE_BACKUPS: Key = key("axoniq.axonserver.replication.min-activ
 pub const SNAPSHOT_INTERVAL: Key = key("ranvier.replication.snapshot-interval", "50000");
 /// Log entries kept behind a snapshot, so a member slightly behind catches up from the log.
 pub const LOG_ENTRIES_KEPT: Key = key("ranvier.replication.log-entries-kept", "10000");
+/// Memory for the newest replication log entries of all groups together (each group
+/// keeps at most 8 MiB of them); older entries are read back from the log files.
+pub const LOG_CACHE_SIZE: Key = key("ranvier.replication.log-cache-size", "32MB");
 /// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
 /// How long primaries keep events on their own disk once the group has a SECONDARY member.
 pub const EVENT_RETENTION_TIME: Key = key("axoniq.axonserver.event.retention-time", "7d");
@@ -157,6 +160,7 @@ pub const ALL: &[Key] = &[
     MIN_ACTIVE_BACKUPS,
     SNAPSHOT_INTERVAL,
     LOG_ENTRIES_KEPT,
+    LOG_CACHE_SIZE,
     EVENT_RETENTION_TIME,
     TIER_CHECK_INTERVAL,
     INTERNAL_TOKEN,

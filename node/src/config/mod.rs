@@ -106,6 +106,9 @@ pub struct ClusterConfig {
     pub snapshot_interval_entries: u32,
     /// `ranvier.replication.log-entries-kept` behind a snapshot. Default 10000.
     pub log_entries_kept: u32,
+    /// `ranvier.replication.log-cache-size`: memory for the newest log entries of all
+    /// groups together. Default 32 MiB.
+    pub log_cache_bytes: u64,
     /// `axoniq.axonserver.accesscontrol.internal-token`: required on node-to-node calls.
     pub internal_token: Option<String>,
     /// `axoniq.axonserver.replication.log-storage-folder`: replication logs. Default `./log`.
@@ -266,6 +269,7 @@ impl Config {
             (keys::MIN_ACTIVE_BACKUPS.name, self.cluster.min_active_backups.to_string()),
             (keys::SNAPSHOT_INTERVAL.name, self.cluster.snapshot_interval_entries.to_string()),
             (keys::LOG_ENTRIES_KEPT.name, self.cluster.log_entries_kept.to_string()),
+            (keys::LOG_CACHE_SIZE.name, size(self.cluster.log_cache_bytes)),
             (keys::EVENT_RETENTION_TIME.name, self.cluster.event_retention_ms.to_string()),
             (keys::TIER_CHECK_INTERVAL.name, self.cluster.tier_check_interval_ms.to_string()),
             (keys::INTERNAL_TOKEN.name, self.cluster.internal_token.as_ref().map_or("", |_| "<set>").to_owned()),
@@ -371,6 +375,7 @@ fn cluster_config(s: &Settings) -> Result<ClusterConfig, ConfigError> {
         min_active_backups: s.read(&keys::MIN_ACTIVE_BACKUPS, value::count)?,
         snapshot_interval_entries: s.read(&keys::SNAPSHOT_INTERVAL, positive_count())?,
         log_entries_kept: s.read(&keys::LOG_ENTRIES_KEPT, value::count)?,
+        log_cache_bytes: s.read(&keys::LOG_CACHE_SIZE, value::size)?,
         internal_token: s.read_opt(&keys::INTERNAL_TOKEN, |t| Ok::<_, String>(t.to_owned()))?,
         log_dir: s.read(&keys::LOG_STORAGE_FOLDER, directory)?,
         election_timeout_min_ms: min,

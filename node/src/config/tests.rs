@@ -85,6 +85,7 @@ fn defaults() {
             min_active_backups: 1,
             snapshot_interval_entries: 50000,
             log_entries_kept: 10000,
+            log_cache_bytes: 32 << 20,
             internal_token: None,
             log_dir: "./log".into(),
             election_timeout_min_ms: 1000,

@@ -14,9 +14,10 @@
 //! was never reported flushed) and fails on damage anywhere else.
 //!
 //! The newest entries are also kept in memory, up to `TAIL_CACHE_BYTES` of
-//! their records, so replication and apply — which read what was just
-//! appended — do not read it back from the file; older entries are read
-//! from their segments.
+//! their records per group and a node-wide [`TailBudget`] for all groups
+//! together, so replication and apply — which read what was just appended —
+//! do not read it back from the file; older entries are read from their
+//! segments.
 //!
 //! ```text
 //! segment := magic "RNVRLOG1" | first_index u64 | record*
@@ -31,6 +32,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -82,38 +84,77 @@ struct LogFiles {
     last_purged: Option<LogId>,
 }
 
+/// The bytes of in-memory log tails all groups of a node may hold together;
+/// clones share the count. A group over its share evicts its own oldest
+/// entries (an idle group keeps what it has until it writes or purges).
+#[derive(Clone, Debug)]
+pub struct TailBudget {
+    total: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl TailBudget {
+    /// A budget of `total` bytes.
+    pub fn new(total: usize) -> Self {
+        Self { total, used: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Bytes the tails hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.used() > self.total
+    }
+}
+
 /// The newest entries in memory: contiguous by index and ending at the
-/// log's last entry; bounded by the bytes of their records.
+/// log's last entry; bounded by the bytes of their records, per group and
+/// by the node's budget.
 struct Tail {
     entries: VecDeque<(Entry, usize)>,
     bytes: usize,
     bytes_max: usize,
+    budget: TailBudget,
 }
 
 impl Tail {
+    fn new(bytes_max: usize, budget: TailBudget) -> Self {
+        Self { entries: VecDeque::new(), bytes: 0, bytes_max, budget }
+    }
+
     fn first_index(&self) -> Option<u64> {
         self.entries.front().map(|(entry, _)| entry.log_id.index)
     }
 
     fn push(&mut self, entry: Entry, record_len: usize) {
-        if record_len > self.bytes_max {
-            self.entries.clear();
-            self.bytes = 0;
-            return;
-        }
         self.bytes += record_len;
+        self.budget.used.fetch_add(record_len, Ordering::Relaxed);
         self.entries.push_back((entry, record_len));
-        while self.bytes > self.bytes_max {
-            let Some((_, len)) = self.entries.pop_front() else { break };
-            self.bytes -= len;
+        while self.bytes > self.bytes_max || self.budget.over() {
+            if self.pop_front().is_none() {
+                break;
+            }
         }
+    }
+
+    fn pop_front(&mut self) -> Option<u64> {
+        let (entry, len) = self.entries.pop_front()?;
+        self.forget(len);
+        Some(entry.log_id.index)
+    }
+
+    fn forget(&mut self, len: usize) {
+        self.bytes -= len;
+        self.budget.used.fetch_sub(len, Ordering::Relaxed);
     }
 
     /// Forgets entries from index `from` on.
     fn cut_from(&mut self, from: u64) {
         while self.entries.back().is_some_and(|(entry, _)| entry.log_id.index >= from) {
             if let Some((_, len)) = self.entries.pop_back() {
-                self.bytes -= len;
+                self.forget(len);
             }
         }
     }
@@ -121,10 +162,14 @@ impl Tail {
     /// Forgets entries up to and including index `upto`.
     fn cut_upto(&mut self, upto: u64) {
         while self.entries.front().is_some_and(|(entry, _)| entry.log_id.index <= upto) {
-            if let Some((_, len)) = self.entries.pop_front() {
-                self.bytes -= len;
-            }
+            self.pop_front();
         }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -253,11 +298,17 @@ fn read_record(file: &File, pos: u64, file_len: u64) -> Result<Bytes, String> {
 impl LogStore {
     /// Opens (creating if needed) the log in `dir`, recovering it.
     pub fn open(dir: &Path, segment_bytes_max: u64) -> io::Result<Self> {
-        Self::open_with_tail(dir, segment_bytes_max, TAIL_CACHE_BYTES)
+        Self::open_with_tail(dir, segment_bytes_max, TAIL_CACHE_BYTES, TailBudget::new(TAIL_CACHE_BYTES))
     }
 
-    /// Opens the log keeping at most `tail_bytes` of the newest records in memory.
-    pub fn open_with_tail(dir: &Path, segment_bytes_max: u64, tail_bytes: usize) -> io::Result<Self> {
+    /// Opens the log keeping at most `tail_bytes` of the newest records in
+    /// memory, within the node's `budget`.
+    pub fn open_with_tail(
+        dir: &Path,
+        segment_bytes_max: u64,
+        tail_bytes: usize,
+        budget: TailBudget,
+    ) -> io::Result<Self> {
         fs::create_dir_all(dir).map_err(|e| with_path(dir, e))?;
         let vote = read_json(&dir.join("vote.json"))?;
         let last_purged: Option<LogId> = read_json(&dir.join("purged.json"))?;
@@ -279,7 +330,7 @@ impl LogStore {
             active: None,
             unsynced: Vec::new(),
             entries: BTreeMap::new(),
-            tail: Tail { entries: VecDeque::new(), bytes: 0, bytes_max: tail_bytes },
+            tail: Tail::new(tail_bytes, budget),
             vote,
             last_purged,
         };

@@ -223,7 +223,7 @@ async fn reads_through_the_in_memory_tail_match_the_files() {
     let id = |term, index| LogId::new(CommittedLeaderId::new(term), index);
     for tail_bytes in [0, record_len * 3, 1 << 20] {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open_with_tail(dir.path(), 600, tail_bytes).unwrap();
+        let mut store = LogStore::open_with_tail(dir.path(), 600, tail_bytes, TailBudget::new(tail_bytes)).unwrap();
         let mut expected: Vec<Entry> = (1..=12).map(|i| entry(1, i, "c")).collect();
         append(&mut store, expected.clone()).await;
         store.truncate_after(Some(id(1, 9))).await.unwrap();
@@ -233,7 +233,7 @@ async fn reads_through_the_in_memory_tail_match_the_files() {
         expected.extend(replacing);
         store.purge(id(1, 3)).await.unwrap();
         expected.drain(..3);
-        let on_disk = LogStore::open_with_tail(dir.path(), 600, 0).unwrap();
+        let on_disk = LogStore::open_with_tail(dir.path(), 600, 0, TailBudget::new(0)).unwrap();
         let model = |range: &dyn Fn(u64) -> bool| -> Vec<Entry> {
             expected.iter().filter(|e| range(e.log_id.index)).cloned().collect()
         };
@@ -251,4 +251,39 @@ async fn reads_through_the_in_memory_tail_match_the_files() {
         assert_eq!(store.read_range((Bound::Excluded(5), Bound::Unbounded)).unwrap(), model(&|i| i > 5));
         assert!(store.lock().tail.bytes <= tail_bytes, "the tail stays within its bound");
     }
+}
+
+/// The groups of a node share one budget for their in-memory tails: however
+/// many write, together they hold at most the budget, each reads back what
+/// its files hold, and a closed log gives its share back.
+#[tokio::test]
+async fn the_tails_of_all_groups_stay_within_the_node_budget() {
+    let mut record = Vec::new();
+    let record_len = encode_record_into(&mut record, &entry(1, 1, "c")).unwrap();
+    let budget = TailBudget::new(record_len * 5);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut stores: Vec<LogStore> =
+        dirs.iter().map(|d| LogStore::open_with_tail(d.path(), 600, record_len * 4, budget.clone()).unwrap()).collect();
+    for i in 1..=10 {
+        for store in stores.iter_mut() {
+            append(store, vec![entry(1, i, "c")]).await;
+            assert!(
+                budget.used() <= record_len * 5,
+                "{} bytes held over a budget of {}",
+                budget.used(),
+                record_len * 5
+            );
+        }
+    }
+    let held: usize = stores.iter().map(|s| s.lock().tail.bytes).sum();
+    assert_eq!(budget.used(), held);
+    assert!(stores.iter().all(|s| s.lock().tail.bytes <= record_len * 4), "each group within its own bound");
+    let expected: Vec<Entry> = (1..=10).map(|i| entry(1, i, "c")).collect();
+    for store in stores.iter_mut() {
+        assert_eq!(store.read_range(..).unwrap(), expected);
+    }
+    let closed = stores.pop().unwrap();
+    let gave_back = closed.lock().tail.bytes;
+    drop(closed);
+    assert_eq!(budget.used(), held - gave_back, "a closed log gives its share back");
 }
