@@ -268,7 +268,32 @@ fn append_request(message: AppendEntriesMessage) -> Result<AppendEntriesRequest<
     })
 }
 
+/// The small Raft RPCs that travel as JSON in a `RaftRequest`.
+enum JsonRpc {
+    Vote,
+    PreVote,
+    TransferLeader,
+}
+
 impl GrpcLink {
+    /// Sends a small request as JSON and parses the member's JSON answer.
+    async fn json_call<T: DeserializeOwned>(
+        &mut self,
+        rpc: JsonRpc,
+        message: &impl Serialize,
+        option: &RPCOption,
+    ) -> Result<T, RPCError<C>> {
+        let message = RaftRequest { group: self.group.clone(), json: to_json(message)? };
+        let request = self.request(message, option);
+        let mut client = self.client()?;
+        let reply = match rpc {
+            JsonRpc::Vote => client.vote(request).await,
+            JsonRpc::PreVote => client.pre_vote(request).await,
+            JsonRpc::TransferLeader => client.transfer_leader(request).await,
+        };
+        parse_reply(self.target, reply.map_err(|s| status_error(self.target, &s))?.into_inner())
+    }
+
     fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(option.soft_ttl());
@@ -352,17 +377,11 @@ impl RaftNetworkV2<C> for GrpcLink {
     }
 
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
-        let message = RaftRequest { group: self.group.clone(), json: to_json(&rpc)? };
-        let request = self.request(message, &option);
-        let reply = self.client()?.vote(request).await.map_err(|s| status_error(self.target, &s))?;
-        parse_reply(self.target, reply.into_inner())
+        self.json_call(JsonRpc::Vote, &rpc, &option).await
     }
 
     async fn pre_vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
-        let message = RaftRequest { group: self.group.clone(), json: to_json(&rpc)? };
-        let request = self.request(message, &option);
-        let reply = self.client()?.pre_vote(request).await.map_err(|s| status_error(self.target, &s))?;
-        parse_reply(self.target, reply.into_inner())
+        self.json_call(JsonRpc::PreVote, &rpc, &option).await
     }
 
     async fn transfer_leader(
@@ -370,10 +389,7 @@ impl RaftNetworkV2<C> for GrpcLink {
         rpc: TransferLeaderRequest<C>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
-        let message = RaftRequest { group: self.group.clone(), json: to_json(&rpc)? };
-        let request = self.request(message, &option);
-        let reply = self.client()?.transfer_leader(request).await.map_err(|s| status_error(self.target, &s))?;
-        parse_reply(self.target, reply.into_inner())
+        self.json_call(JsonRpc::TransferLeader, &rpc, &option).await
     }
 
     async fn full_snapshot(
