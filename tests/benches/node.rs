@@ -24,10 +24,8 @@ use hdrhistogram::Histogram;
 use prost::Message;
 use ranvier_proto::event::event_store_client::EventStoreClient;
 use ranvier_proto::event::{Event, GetAggregateEventsRequest, GetEventsRequest, GetLastTokenRequest};
-use ranvier_tests::raw::RawCodec;
 use ranvier_tests::{Node, event};
 use tokio_stream::StreamExt;
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
 const EVENT_BYTES: usize = 256;
@@ -80,20 +78,29 @@ struct Load {
 }
 
 /// `clients` tasks append transactions of `tx_events` events to their own
-/// aggregates until `total_events` are confirmed. The events are encoded
-/// before the clock starts and sent as they are, so that the two cores this
-/// runs on measure the node rather than the load generator's protobuf work.
-async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, total_events: u64, tag: &str) -> Load {
+/// aggregates until `total_events` are confirmed. Each transaction's gRPC
+/// body (its events encoded, length-prefixed) is built before the clock
+/// starts and sent by hand over plain HTTP/2 connections, so that the two
+/// cores this runs on measure the node rather than the load generator's
+/// protobuf and client-stack work; the node sees the same bytes a gRPC
+/// client sends.
+async fn append_load(
+    connections: &[RawConnection],
+    clients: usize,
+    tx_events: usize,
+    total_events: u64,
+    tag: &str,
+) -> Load {
     let per_client = (total_events as usize).div_ceil(clients * tx_events) + 1;
-    let prepared: Vec<Vec<Vec<Bytes>>> = (0..clients)
+    let prepared: Vec<Vec<Bytes>> = (0..clients)
         .map(|client_id| {
             let aggregate = format!("{tag}-{client_id}");
             (0..per_client)
                 .map(|tx| {
                     let first = (tx * tx_events) as i64;
-                    (first..first + tx_events as i64)
-                        .map(|seq| Bytes::from(bench_event(&aggregate, seq).encode_to_vec()))
-                        .collect()
+                    let events: Vec<Event> =
+                        (first..first + tx_events as i64).map(|seq| bench_event(&aggregate, seq)).collect();
+                    grpc_body(&events)
                 })
                 .collect()
         })
@@ -102,21 +109,18 @@ async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, tot
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (client_id, transactions) in prepared.into_iter().enumerate() {
-        let mut grpc = tonic::client::Grpc::new(channels[client_id % channels.len()].clone());
+        let mut connection = connections[client_id % connections.len()].clone();
         let done = done.clone();
         tasks.spawn(async move {
             let mut latency = Histogram::<u64>::new(3).unwrap();
-            for events in transactions {
+            for body in transactions {
                 if done.load(Ordering::Relaxed) >= total_events {
                     break;
                 }
-                let count = events.len() as u64;
                 let sent = Instant::now();
-                grpc.ready().await.unwrap();
-                let path = PathAndQuery::from_static("/io.axoniq.axonserver.grpc.event.EventStore/AppendEvent");
-                grpc.client_streaming(tonic::Request::new(tokio_stream::iter(events)), path, RawCodec).await.unwrap();
+                raw_append(&mut connection, body).await;
                 latency.record(sent.elapsed().as_micros() as u64).unwrap();
-                done.fetch_add(count, Ordering::Relaxed);
+                done.fetch_add(tx_events as u64, Ordering::Relaxed);
             }
             latency
         });
@@ -127,6 +131,59 @@ async fn append_load(channels: &[Channel], clients: usize, tx_events: usize, tot
     }
     let events = done.load(Ordering::Relaxed);
     Load { events, events_per_second: events as f64 / started.elapsed().as_secs_f64(), latency }
+}
+
+/// An HTTP/2 connection to a node's client port, without a gRPC client
+/// stack on top (see [`append_load`]).
+#[derive(Clone)]
+struct RawConnection {
+    send: hyper::client::conn::http2::SendRequest<http_body_util::Full<Bytes>>,
+    /// The AppendEvent URI on this node.
+    append: hyper::Uri,
+}
+
+async fn raw_connect(node: &Node) -> Vec<RawConnection> {
+    let mut out = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let tcp = tokio::net::TcpStream::connect(&node.client_addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let (send, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(connection);
+        let append = format!("http://{}/io.axoniq.axonserver.grpc.event.EventStore/AppendEvent", node.client_addr);
+        out.push(RawConnection { send, append: append.parse().unwrap() });
+    }
+    out
+}
+
+/// A gRPC request body: each message with its 5-byte prefix (not
+/// compressed, big-endian length).
+fn grpc_body(events: &[Event]) -> Bytes {
+    let mut body = Vec::new();
+    for event in events {
+        body.push(0);
+        body.extend_from_slice(&(event.encoded_len() as u32).to_be_bytes());
+        event.encode(&mut body).unwrap();
+    }
+    Bytes::from(body)
+}
+
+/// One AppendEvent call; panics unless the node answers gRPC status 0.
+async fn raw_append(connection: &mut RawConnection, body: Bytes) {
+    use http_body_util::BodyExt;
+    connection.send.ready().await.unwrap();
+    let request = hyper::Request::post(connection.append.clone())
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(body))
+        .unwrap();
+    let response = connection.send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.unwrap();
+    let status = collected.trailers().and_then(|t| t.get("grpc-status")).or(parts.headers.get("grpc-status"));
+    assert_eq!(status.map(|s| s.as_bytes()), Some(&b"0"[..]), "append refused: {:?}", collected.trailers());
 }
 
 /// Appends `total_events` with 64 clients × 10-event transactions, untimed.
@@ -255,6 +312,7 @@ async fn cluster_figures(fsync_p99: f64, all: bool) {
     let leader_name = ranvier_tests::leader_of(&nodes[0], "default").unwrap();
     let leader = nodes.iter().position(|n| n.name() == leader_name).unwrap();
     let channels = connect(&nodes[leader]).await;
+    let raw = raw_connect(&nodes[leader]).await;
 
     // Round trip of a cheap call, for the latency goal.
     let mut rtt = Histogram::<u64>::new(3).unwrap();
@@ -282,7 +340,7 @@ async fn cluster_figures(fsync_p99: f64, all: bool) {
         let mut rates = Vec::with_capacity(runs);
         for run in 0..runs {
             let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-            let load = append_load(&channels, clients, tx, total, &format!("cluster-c{clients}t{tx}r{run}")).await;
+            let load = append_load(&raw, clients, tx, total, &format!("cluster-c{clients}t{tx}r{run}")).await;
             let cpu_used: Vec<f64> = pids.iter().zip(&cpu_before).map(|(p, before)| cpu_seconds(*p) - before).collect();
             let label = match runs {
                 1 => format!("{clients} client(s) x {tx}-event transactions"),
@@ -406,6 +464,7 @@ async fn main() {
 
     let mut node = Node::start(dir.path(), &[]).unwrap();
     let channels = connect(&node).await;
+    let raw = raw_connect(&node).await;
     println!(
         "\n{:<44} {:>14} {:>10} {:>10} {:>12}",
         "append (256 B events, fsync on)", "events/s", "p50 ms", "p99 ms", "node CPU %"
@@ -415,7 +474,7 @@ async fn main() {
         let total = scaled(if clients == 1 { 20_000 } else { 600_000 });
         let cpu_before = cpu_seconds(node.pid());
         let started = Instant::now();
-        let load = append_load(&channels, clients, tx, total, &format!("c{clients}t{tx}")).await;
+        let load = append_load(&raw, clients, tx, total, &format!("c{clients}t{tx}")).await;
         let cpu_share = (cpu_seconds(node.pid()) - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
         let label = format!("{clients} client(s) x {tx}-event transactions");
         println!(
@@ -457,6 +516,7 @@ async fn main() {
     println!("ListEvents read throughput: {rate:.0} events/s (goal >= 1,000,000)");
 
     drop(channels);
+    drop(raw);
     let node_dir = node.dir.clone();
     node.kill9().unwrap();
     node = Node::start(&node_dir, &[]).unwrap();
@@ -466,8 +526,9 @@ async fn main() {
     println!("ListAggregateEvents right after restart (indexes not cached): {:.3} ms", ms(cold.value_at_quantile(0.5)));
 
     let channels = connect(&node).await;
+    let raw = raw_connect(&node).await;
     fill_to(&channels, &node, scaled(5_000_000), "fill5m").await;
-    let load = append_load(&channels, 64, 10, scaled(600_000), "at5m").await;
+    let load = append_load(&raw, 64, 10, scaled(600_000), "at5m").await;
     let stored = last_token(&node).await + 1;
     println!(
         "\nappend 64 x 10 at 0 events: {at_zero:.0} events/s; at {stored} events: {:.0} events/s ({:+.1}%, goal >= -10%)",
@@ -475,6 +536,7 @@ async fn main() {
         (load.events_per_second / at_zero - 1.0) * 100.0
     );
     drop(channels);
+    drop(raw);
     drop(node);
     cluster_figures(fsync_p99, true).await;
 }
