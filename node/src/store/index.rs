@@ -51,23 +51,22 @@ pub struct AggregateIndex {
 impl AggregateIndex {
     /// Records one event.
     pub fn add(&mut self, id: &str, seq: i64, pos: u32) {
-        self.entry_count += 1;
-        if let Some(run) = self.entries.get_mut(id) {
-            run.highest = run.highest.max(seq);
-            run.entries.push(IndexEntry { seq, pos });
-            return;
-        }
-        self.id_bytes += id.len();
-        self.entries.insert(id.into(), Run { highest: seq, entries: vec![IndexEntry { seq, pos }] });
+        self.add_run(id, std::iter::once(IndexEntry { seq, pos }));
     }
 
     /// Records consecutive events of one aggregate (one lookup for all).
     pub fn add_run(&mut self, id: &str, events: impl Iterator<Item = IndexEntry>) {
+        let mut events = events.peekable();
+        if events.peek().is_none() {
+            return;
+        }
         let run = match self.entries.get_mut(id) {
             Some(run) => run,
             None => {
                 self.id_bytes += id.len();
-                self.entries.entry(id.into()).or_insert(Run { highest: i64::MIN, entries: Vec::new() })
+                // Sized to the run: most aggregates have few events per segment.
+                let entries = Vec::with_capacity(events.size_hint().0.max(1));
+                self.entries.entry(id.into()).or_insert(Run { highest: i64::MIN, entries })
             }
         };
         for entry in events {
