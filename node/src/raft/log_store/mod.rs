@@ -132,17 +132,14 @@ impl Tail {
         self.bytes += record_len;
         self.budget.used.fetch_add(record_len, Ordering::Relaxed);
         self.entries.push_back((entry, record_len));
-        while self.bytes > self.bytes_max || self.budget.over() {
-            if self.pop_front().is_none() {
-                break;
-            }
-        }
+        while (self.bytes > self.bytes_max || self.budget.over()) && self.pop_front() {}
     }
 
-    fn pop_front(&mut self) -> Option<u64> {
-        let (entry, len) = self.entries.pop_front()?;
+    /// Forgets the oldest entry; false when there is none.
+    fn pop_front(&mut self) -> bool {
+        let Some((_, len)) = self.entries.pop_front() else { return false };
         self.forget(len);
-        Some(entry.log_id.index)
+        true
     }
 
     fn forget(&mut self, len: usize) {
