@@ -156,6 +156,47 @@ async fn replicated_transactions_record_their_log_index_with_the_events() {
     assert_eq!(store.last_log_index(), 68);
 }
 
+/// How many fsyncs the store's metrics have counted.
+fn fsyncs(metrics: &StoreMetrics) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("probe_fsync_seconds", "fsyncs", metrics.fsync_seconds.clone());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("probe_fsync_seconds_count ")).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn replicated_rounds_share_one_fsync_until_a_sync_is_asked_for_while_client_rounds_fsync_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = StoreMetrics::detached();
+    let store = SegmentStore::open(
+        "default",
+        StoreKind::Events,
+        dir.path(),
+        small_options(),
+        metrics.clone(),
+        Arc::new(FsSpace),
+    )
+    .unwrap();
+    let before = fsyncs(&metrics);
+    // Applied entries arriving over a few hundred milliseconds, as on a
+    // replica under steady load: the log holds them, so none waits.
+    for seq in 0..20 {
+        store.append_tagged(vec![event("a", seq, 100)], 1 + seq as u64).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let deferred = fsyncs(&metrics) - before;
+    assert!(deferred <= 1, "{deferred} fsyncs for 20 replicated rounds");
+    store.sync().await.unwrap();
+    assert_eq!(fsyncs(&metrics) - before, deferred + 1, "a sync request fsyncs what waits");
+    // A client's own transaction is confirmed only once it is on disk.
+    let at = fsyncs(&metrics);
+    for seq in 20..25 {
+        store.append(vec![event("a", seq, 100)]).await.unwrap();
+    }
+    assert_eq!(fsyncs(&metrics) - at, 5);
+}
+
 #[test]
 fn a_fresh_segment_remembers_the_log_index_before_it() {
     let dir = tempfile::tempdir().unwrap();
