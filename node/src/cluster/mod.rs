@@ -796,7 +796,7 @@ impl Cluster {
                 },
                 (Some(_), Some(addr)) => {
                     let channel = self.channels.get(&addr).map_err(WriteError::Failed)?;
-                    let query = MembershipQuery { group: group.to_owned() };
+                    let query = MembershipQuery { group: group.to_owned(), skip_read_index: false };
                     let mut client = ClusterServiceClient::new(channel);
                     match tokio::time::timeout(left, client.membership(self.with_token(query))).await {
                         Ok(Ok(reply)) if reply.get_ref().leader => break reply.into_inner().read_index,

@@ -195,7 +195,8 @@ impl Cluster {
         for (name, _) in info.members.iter().filter(|(_, role)| role.raft_shape() == RaftShape::Voter) {
             let Some(node) = model.nodes.get(name) else { continue };
             let Ok(channel) = self.channels.get(&node.internal_addr) else { continue };
-            let query = MembershipQuery { group: group.to_owned() };
+            // Only the members matter here, not a read index.
+            let query = MembershipQuery { group: group.to_owned(), skip_read_index: true };
             let mut client = ClusterServiceClient::new(channel);
             if let Ok(Ok(reply)) = tokio::time::timeout(TICK, client.membership(self.with_token(query))).await {
                 let reply = reply.into_inner();

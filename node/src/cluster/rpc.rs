@@ -110,14 +110,14 @@ impl ClusterService for ClusterRpc {
     async fn membership(&self, request: Request<MembershipQuery>) -> Result<Response<MembershipReply>, Status> {
         use openraft::type_config::async_runtime::WatchReceiver;
         self.cluster.authorize(&request)?;
-        let group = request.into_inner().group;
+        let MembershipQuery { group, skip_read_index } = request.into_inner();
         let Some(raft) = self.cluster.groups.get(&group) else {
             return Ok(Response::new(MembershipReply::default()));
         };
         let metrics = raft.metrics().borrow_watched().clone();
         let members = metrics.membership_config.membership().nodes().map(|(_, node)| node.name.clone()).collect();
         let leader = metrics.current_leader == Some(self.cluster.node_id);
-        let read_index = if leader { super::read_index(&raft).await.unwrap_or(0) } else { 0 };
+        let read_index = if leader && !skip_read_index { super::read_index(&raft).await.unwrap_or(0) } else { 0 };
         Ok(Response::new(MembershipReply { leader, members, read_index }))
     }
 

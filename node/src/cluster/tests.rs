@@ -293,6 +293,34 @@ async fn a_follower_answers_reads_only_once_it_holds_every_confirmed_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_reports_a_read_index_only_to_callers_that_ask_for_it() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let leader = leader_of(&members.iter().collect::<Vec<_>>(), "default").unwrap();
+    for seq in 0..5 {
+        members[leader].cluster.append("default", vec![event("m", seq)], false).await.unwrap();
+    }
+    let last = {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let raft = members[leader].cluster.group("default").unwrap();
+        raft.metrics().borrow_watched().last_applied.map_or(0, |id| id.index)
+    };
+    assert!(last > 0);
+    let addr = format!("http://{}", members[leader].cluster.settings.node.internal_addr);
+    let mut client = ClusterServiceClient::connect(addr).await.unwrap();
+    let on = &members[leader].cluster;
+    let ask = |skip_read_index| on.with_token(MembershipQuery { group: "default".into(), skip_read_index });
+    let full = client.membership(ask(false)).await.unwrap().into_inner();
+    assert!(full.leader);
+    assert!(full.read_index >= last, "read index {} below the last confirmed write {last}", full.read_index);
+    let members_only = client.membership(ask(true)).await.unwrap().into_inner();
+    assert!(members_only.leader);
+    assert_eq!(members_only.read_index, 0, "no read index was asked for");
+    assert_eq!(members_only.members, full.members);
+    stop_all(stop, &members).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_wait_through_a_leadership_move_instead_of_failing() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let (stop, stopping) = watch::channel(false);
