@@ -157,8 +157,12 @@ fn segment_inodes(member: &Member, context: &str) -> Vec<(String, u64)> {
 async fn autocluster_builds_the_model_and_every_member_stores_the_writes() {
     let (stop, stopping) = watch::channel(false);
     let members = three_nodes(&stopping).await;
+    // A follower applies the last registration once it learns it was
+    // committed (the leader's next message), so its model may lag briefly.
+    for member in &members {
+        until("every member's model to hold the three nodes", || member.cluster.model().nodes.len() == 3).await;
+    }
     let model = members[2].cluster.model();
-    assert_eq!(model.nodes.len(), 3);
     assert_eq!(model.group_of("default"), Some("default"));
     // A write through any node lands on every replica.
     let token = members[2].cluster.append("default", vec![event("a", 0), event("a", 1)], false).await.unwrap();
