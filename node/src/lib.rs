@@ -6,7 +6,11 @@
 //! - [`store`]: the event store of one context (segment files, group commit,
 //!   indexes, recovery).
 //! - [`contexts`]: which contexts this node stores, and their stores.
-//! - [`raft`]: replication groups on openraft (in progress: the durable log).
+//! - [`raft`]: replication groups on openraft: the durable log, the state
+//!   machine that applies it to the stores, the internal network.
+//! - [`cluster`]: the `_admin` model, formation, the reconciler that opens
+//!   groups and stores and moves roles, and where writes and reads go.
+//! - [`durable`]: whole-file replacement shared by the store and the log.
 //! - [`api::grpc`]: the client gRPC API (Axon protocol) on port 8124.
 //! - [`api::http`]: health, readiness, metrics and node info on port 8024.
 //! - [`server`]: wires them together and drains on shutdown.
@@ -16,6 +20,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod contexts;
+pub mod durable;
 pub mod raft;
 pub mod server;
 pub mod store;

@@ -148,3 +148,9 @@ impl StoreError {
         move |source| StoreError::Io { op, path, source }
     }
 }
+
+impl From<crate::durable::Failed> for StoreError {
+    fn from(crate::durable::Failed { op, path, source }: crate::durable::Failed) -> Self {
+        StoreError::Io { op, path, source }
+    }
+}

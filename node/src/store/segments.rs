@@ -728,18 +728,13 @@ pub fn create_segment(dir: &Path, kind: StoreKind, first_token: u64, base_log_in
 
 /// Makes a directory's entries (new or renamed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io("fsync", dir))
+    crate::durable::sync_dir(dir).map_err(StoreError::from)
 }
 
-/// Writes a file atomically and durably: temp file, fsync, rename, dir fsync.
+/// Writes a file atomically and durably (see [`crate::durable`]); the
+/// caller fsyncs the directory.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    temp_name.push(".temp");
-    let temp = path.with_file_name(temp_name);
-    fs::write(&temp, bytes).map_err(StoreError::io("write", &temp))?;
-    File::open(&temp).and_then(|f| f.sync_all()).map_err(StoreError::io("fsync", &temp))?;
-    fs::rename(&temp, path).map_err(StoreError::io("rename", &temp))?;
-    Ok(())
+    crate::durable::replace_file(path, bytes).map_err(StoreError::from)
 }
 
 /// Writes the side files of a segment whose scan or in-memory indexes are given.

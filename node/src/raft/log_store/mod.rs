@@ -230,20 +230,19 @@ fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
     dir.join(format!("{first_index:020}.log"))
 }
 
-/// Writes a small file atomically and durably (temp file, fsync, rename,
-/// directory fsync); the state machine's files use it too.
+/// Writes a small file atomically and durably, directory included (see
+/// [`crate::durable`]); the state machine's files use it too.
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    temp_name.push(".temp");
-    let temp = path.with_file_name(temp_name);
-    fs::write(&temp, bytes).map_err(|e| with_path(&temp, e))?;
-    File::open(&temp).and_then(|f| f.sync_all()).map_err(|e| with_path(&temp, e))?;
-    fs::rename(&temp, path).map_err(|e| with_path(path, e))?;
+    crate::durable::replace_file(path, bytes).map_err(durable_error)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| with_path(dir, e))
+    crate::durable::sync_dir(dir).map_err(durable_error)
+}
+
+fn durable_error(crate::durable::Failed { op, path, source }: crate::durable::Failed) -> io::Error {
+    io::Error::new(source.kind(), format!("failed to {op} {}: {source}", path.display()))
 }
 
 /// Reads a JSON file; `None` when it does not exist.

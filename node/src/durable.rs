@@ -1,0 +1,70 @@
+//! Whole-file replacement on disk, shared by the event store and the
+//! replication log: small files (segment headers, side indexes, hints,
+//! votes, snapshot metadata) are written to a temp file beside the target,
+//! fsync'd and renamed over it, so a crash leaves the old file or the new
+//! one, never a mix. The rename is durable once the directory is fsync'd
+//! ([`sync_dir`]); a caller writing several files into one directory syncs
+//! it once after the last.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The step of a durable write that failed, and on which path.
+#[derive(Debug)]
+pub struct Failed {
+    /// `write`, `fsync` or `rename`.
+    pub op: &'static str,
+    /// The file (or directory) the step acted on.
+    pub path: PathBuf,
+    /// The OS error.
+    pub source: io::Error,
+}
+
+fn failed(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Failed {
+    let path = path.to_owned();
+    move |source| Failed { op, path, source }
+}
+
+/// Replaces `path` with `bytes` (temp file, fsync, rename); the directory
+/// is not synced.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Failed> {
+    let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    temp_name.push(".temp");
+    let temp = path.with_file_name(temp_name);
+    fs::write(&temp, bytes).map_err(failed("write", &temp))?;
+    File::open(&temp).and_then(|f| f.sync_all()).map_err(failed("fsync", &temp))?;
+    fs::rename(&temp, path).map_err(failed("rename", &temp))
+}
+
+/// Makes the entries of `dir` (created, renamed, removed files) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), Failed> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(failed("fsync", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_file_holds_the_new_bytes_and_no_temp_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vote.json");
+        replace_file(&path, b"old").unwrap();
+        replace_file(&path, b"new").unwrap();
+        sync_dir(dir.path()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("vote.json")]);
+    }
+
+    #[test]
+    fn a_failed_step_names_itself_and_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir").join("hint.json");
+        let error = replace_file(&missing, b"x").unwrap_err();
+        assert_eq!(error.op, "write");
+        assert_eq!(error.path, dir.path().join("no-such-dir").join("hint.json.temp"));
+        assert_eq!(error.source.kind(), io::ErrorKind::NotFound);
+    }
+}
