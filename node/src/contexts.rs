@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::store::{ContextStore, DiskSpace, StoreError, StoreKind, StoreOptions};
+use crate::store::{ContextStore, DiskReserve, DiskSpace, StoreError, StoreKind, StoreOptions};
 use crate::telemetry::Metrics;
 
 /// Options for every context store of the node.
@@ -66,6 +66,14 @@ impl Contexts {
             let _ = contexts.ensure(&name);
         }
         contexts
+    }
+
+    /// The disk reserve of the stores' file systems and of `others` (the
+    /// replication log's directory).
+    pub fn reserve(&self, others: &[PathBuf]) -> DiskReserve {
+        let mut dirs = vec![self.events_root.clone(), self.snapshots_root.clone()];
+        dirs.extend(others.iter().cloned());
+        DiskReserve::new(self.space.clone(), self.options.events.disk_reserve_bytes, dirs)
     }
 
     /// The store of `name`, opening (creating) it when this node has none yet.

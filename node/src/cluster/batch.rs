@@ -11,7 +11,9 @@
 //! `BATCH_QUEUE_MAX` transactions: beyond that, callers wait (and so do
 //! their clients). A batch is never forwarded: when this node lost the
 //! leadership before proposing it, nothing was proposed, and each
-//! transaction takes the ordinary path to the new leader.
+//! transaction takes the ordinary path to the new leader. While this node
+//! is below its disk reserve, queued transactions are refused
+//! (`AXONIQ-9100`) instead of proposed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -30,6 +32,10 @@ const BATCH_TRANSACTIONS_MAX: usize = 1024;
 const BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 const _: () = assert!(BATCH_TRANSACTIONS_MAX <= BATCH_SLOTS);
+
+/// The Axon error code of a write refused for lack of disk space (as on a
+/// single node: a data file cannot be written).
+const DISK_FULL_CODE: &str = "AXONIQ-9100";
 
 /// One transaction waiting for its group's next proposal.
 struct Queued {
@@ -89,6 +95,15 @@ impl Cluster {
 
     /// Proposes what the batcher took from the queue, and answers each.
     async fn propose_queued(self: Arc<Self>, group: &str, mut batch: Vec<Queued>) {
+        // Below the disk reserve nothing new is proposed; what was
+        // committed before still has the reserve to land in.
+        if let Err(full) = self.reserve.check() {
+            let refusal = WriteError::Refused { code: DISK_FULL_CODE.into(), message: full.to_string() };
+            for queued in batch {
+                let _ = queued.reply.send(Err(refusal.clone()));
+            }
+            return;
+        }
         if batch.len() == 1 {
             let Some(one) = batch.pop() else { return };
             let answer = self.propose_now(group, one.command, one.relay).await;

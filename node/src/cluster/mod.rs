@@ -60,6 +60,7 @@ use crate::raft::network::{
 };
 use crate::raft::state_machine::GroupStateMachine;
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
+use crate::store::DiskReserve;
 use model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
 use roles::Role;
 pub use rpc::ClusterRpc;
@@ -248,6 +249,10 @@ pub struct Cluster {
     addresses: Addresses,
     /// Memory for the newest log entries, shared by every group's log.
     log_cache: TailBudget,
+    /// Free space below which this node takes no new transactions (as a
+    /// leader) and no new log entries (as a replica): the stores' and the
+    /// logs' file systems.
+    reserve: DiskReserve,
 }
 
 /// Records every node's internal address from the model.
@@ -385,7 +390,9 @@ impl Cluster {
         let groups = Groups::default();
         groups.insert(ADMIN, admin);
         tracing::info!(node = %settings.node.name, node_id, "cluster runtime started");
+        let reserve = contexts.reserve(std::slice::from_ref(&settings.log_dir));
         Ok(Arc::new_cyclic(|me| Self {
+            reserve,
             settings,
             node_id,
             raft_config,
@@ -421,7 +428,9 @@ impl Cluster {
 
     /// The internal gRPC services: Raft traffic and forwarding.
     pub fn services(self: &Arc<Self>) -> (RaftServiceServer<RaftRpcService>, ClusterServiceServer<ClusterRpc>) {
-        let raft = RaftServiceServer::new(RaftRpcService::new(self.groups.clone(), self.settings.token.clone()))
+        let service =
+            RaftRpcService::new(self.groups.clone(), self.settings.token.clone()).with_reserve(self.reserve.clone());
+        let raft = RaftServiceServer::new(service)
             .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
             .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
         let cluster = ClusterServiceServer::new(ClusterRpc::new(self.clone()))

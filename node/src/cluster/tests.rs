@@ -9,14 +9,36 @@ use super::model::{ADMIN, AdminCommand};
 use super::roles::Role;
 use super::*;
 use crate::contexts::{ContextOptions, Contexts};
-use crate::store::{FsSpace, StoreOptions};
+use crate::store::{DiskSpace, StoreOptions};
 use crate::telemetry::Metrics;
 
 struct Member {
     cluster: Arc<Cluster>,
     contexts: Arc<Contexts>,
     dir: tempfile::TempDir,
+    space: Arc<Space>,
 }
+
+/// A member's free disk space: plenty, until a test fills the disk.
+#[derive(Default)]
+struct Space {
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl Space {
+    fn set_full(&self, full: bool) {
+        self.full.store(full, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl DiskSpace for Space {
+    fn available_bytes(&self, _: &std::path::Path) -> std::io::Result<u64> {
+        Ok(if self.full.load(std::sync::atomic::Ordering::SeqCst) { 4096 } else { u64::MAX })
+    }
+}
+
+/// Every member keeps this much free.
+const RESERVE_BYTES: u64 = 1 << 20;
 
 async fn member(
     name: &str,
@@ -52,15 +74,17 @@ async fn member(
         event_retention_ms: 7 * 24 * 3600 * 1000,
         tier_check_interval_ms: 10_000,
     };
-    let options = ContextOptions { events: StoreOptions::default(), snapshots: StoreOptions::default() };
+    let store = StoreOptions { disk_reserve_bytes: RESERVE_BYTES, ..StoreOptions::default() };
+    let options = ContextOptions { events: store.clone(), snapshots: store };
     let data = dir.path().join("data");
+    let space = Arc::new(Space::default());
     let contexts = Arc::new(Contexts::open(
         &[],
         &data.join("events"),
         &data.join("snapshots"),
         &options,
         Arc::new(Metrics::new()),
-        Arc::new(FsSpace),
+        space.clone(),
     ));
     let cluster = Cluster::start(settings, contexts.clone()).await.unwrap();
     let (raft, forwarding) = cluster.services();
@@ -69,7 +93,7 @@ async fn member(
         tonic::transport::Server::builder().add_service(raft).add_service(forwarding).serve_with_incoming(incoming),
     );
     cluster.spawn(stopping.clone());
-    Member { cluster, contexts, dir }
+    Member { cluster, contexts, dir, space }
 }
 
 /// `node`'s role in `group` as (model role, Raft shape) seen by `on`.
@@ -173,6 +197,57 @@ async fn autocluster_builds_the_model_and_every_member_stores_the_writes() {
     // Unknown contexts are refused as Axon does.
     let refused = members[0].cluster.append("nope", vec![event("b", 0)], false).await.unwrap_err();
     assert!(matches!(refused, WriteError::Refused { ref code, .. } if code == "AXONIQ-6000"), "{refused:?}");
+    let _ = stop.send(true);
+    for member in &members {
+        member.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_and_both_resume() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let all: Vec<&Member> = members.iter().collect();
+    until("a leader of default", || leader_of(&all, "default").is_some()).await;
+    let leader = leader_of(&all, "default").unwrap();
+    let (low, other) = ((leader + 1) % 3, (leader + 2) % 3);
+    members[leader].cluster.append("default", vec![event("a", 0)], false).await.unwrap();
+    for member in &members {
+        holds(member, "default", 1).await;
+    }
+
+    // A replica's disk fills: the other two go on committing, and it takes
+    // no new entries (instead of failing its store, and with it the group,
+    // on this node) ...
+    members[low].space.set_full(true);
+    for seq in 1..=20 {
+        members[leader].cluster.append("default", vec![event("a", seq)], false).await.unwrap();
+    }
+    holds(&members[other], "default", 21).await;
+    let lagging = members[low].contexts.get("default").unwrap().unwrap().events.next_token();
+    assert_eq!(lagging, 1, "the replica below its reserve stored new entries");
+    // ... until space returns: then it catches up.
+    members[low].space.set_full(false);
+    holds(&members[low], "default", 21).await;
+    assert_eq!(stored_events(&members[low], "default"), stored_events(&members[leader], "default"));
+
+    // The leader's disk fills: writes are refused with Axon's data-file
+    // error, whichever node the client is on, and nothing is stored.
+    members[leader].space.set_full(true);
+    for via in [leader, low] {
+        let refused = members[via].cluster.append("default", vec![event("a", 21)], false).await.unwrap_err();
+        assert!(
+            matches!(&refused, WriteError::Refused { code, message } if code == "AXONIQ-9100" && message.contains("reserve")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(members[leader].contexts.get("default").unwrap().unwrap().events.next_token(), 21);
+    // Space returns: the same leader takes writes again.
+    members[leader].space.set_full(false);
+    assert_eq!(members[low].cluster.append("default", vec![event("a", 21)], false).await.unwrap(), 21);
+    for member in &members {
+        holds(member, "default", 22).await;
+    }
     let _ = stop.send(true);
     for member in &members {
         member.cluster.shutdown().await;

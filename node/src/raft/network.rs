@@ -9,6 +9,8 @@
 //! carries it as `AxonIQ-InternalToken` and calls without it are refused.
 //! Connections are made lazily and re-established by tonic after failures;
 //! an unreachable member is reported as such, so openraft backs off.
+//! A replica below its disk reserve refuses new entries and snapshots the
+//! same way (heartbeats still pass), and catches up once space returns.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -31,6 +33,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use super::GroupRaft;
+use crate::store::DiskReserve;
 
 /// AppendEntries requests (and answers) buffered per replication stream.
 const STREAM_APPEND_REPLIES_MAX: usize = 64;
@@ -252,6 +255,15 @@ impl PartJoiner {
     }
 }
 
+/// `Err(unavailable)` while this replica is below its disk reserve: the
+/// leader counts it unreachable and backs off.
+fn check_room(reserve: Option<&DiskReserve>) -> Result<(), Status> {
+    match reserve.map(DiskReserve::check) {
+        Some(Err(full)) => Err(Status::unavailable(format!("this replica takes no new entries: {full}"))),
+        _ => Ok(()),
+    }
+}
+
 /// An AppendEntries request from its wire form.
 fn append_request(message: AppendEntriesMessage) -> Result<AppendEntriesRequest<C>, Status> {
     let entries = message
@@ -445,12 +457,21 @@ impl Groups {
 pub struct RaftRpcService {
     groups: Groups,
     token: Option<String>,
+    reserve: Option<DiskReserve>,
 }
 
 impl RaftRpcService {
     /// Serves `groups`, requiring `token` when set.
     pub fn new(groups: Groups, token: Option<String>) -> Self {
-        Self { groups, token }
+        Self { groups, token, reserve: None }
+    }
+
+    /// Refuses new log entries and snapshots while `reserve` is not free
+    /// (heartbeats still pass): the leader backs off and retries, so this
+    /// replica lags instead of filling its disk, and catches up once space
+    /// returns.
+    pub fn with_reserve(self, reserve: DiskReserve) -> Self {
+        Self { reserve: Some(reserve), ..self }
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -504,6 +525,7 @@ impl RaftService for RaftRpcService {
         };
         let group = first.group.clone();
         let raft = self.group(&group)?;
+        let reserve = self.reserve.clone();
         let (replies, receiver) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         let (requests, requests_in) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         // Decode incoming messages into requests for openraft.
@@ -532,7 +554,11 @@ impl RaftService for RaftRpcService {
                 } else {
                     Err(Status::invalid_argument("a replication stream carries one group"))
                 };
-                match decoded {
+                let room = |rpc: &AppendEntriesRequest<C>| match rpc.entries.is_empty() {
+                    true => Ok(()),
+                    false => check_room(reserve.as_ref()),
+                };
+                match decoded.and_then(|rpc| room(&rpc).map(|()| rpc)) {
                     Ok(rpc) => {
                         if requests.send(rpc).await.is_err() {
                             return;
@@ -589,6 +615,7 @@ impl RaftService for RaftRpcService {
         self.authorize(&request)?;
         let message = request.into_inner();
         let raft = self.group(&message.group)?;
+        check_room(self.reserve.as_ref())?;
         let vote = from_json(&message.vote_json, "vote")?;
         let meta = from_json(&message.meta_json, "snapshot metadata")?;
         let snapshot = openraft::Snapshot { meta, snapshot: Cursor::new(message.data.to_vec()) };

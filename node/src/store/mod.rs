@@ -112,6 +112,48 @@ impl DiskSpace for FsSpace {
     }
 }
 
+/// The free-space rule for new writes: refused while a file system holding
+/// one of `dirs` has fewer than `bytes` free (0: off). The reserve is room
+/// for what was already accepted: replicated writes of committed log
+/// entries are never refused by it.
+#[derive(Clone)]
+pub struct DiskReserve {
+    space: Arc<dyn DiskSpace>,
+    bytes: u64,
+    dirs: Vec<PathBuf>,
+}
+
+impl DiskReserve {
+    /// The rule for `dirs` (checked in order).
+    pub fn new(space: Arc<dyn DiskSpace>, bytes: u64, dirs: Vec<PathBuf>) -> Self {
+        Self { space, bytes, dirs }
+    }
+
+    /// `Ok` while every directory's file system has the reserve free;
+    /// else `DiskFull` for the first that has not.
+    pub fn check(&self) -> Result<(), StoreError> {
+        if self.bytes == 0 {
+            return Ok(());
+        }
+        for dir in &self.dirs {
+            // A directory not made yet will be on its nearest parent's file system.
+            let probe = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+            match self.space.available_bytes(probe) {
+                Ok(available) if available < self.bytes => {
+                    return Err(StoreError::DiskFull {
+                        path: dir.clone(),
+                        available_bytes: available,
+                        reserve_bytes: self.bytes,
+                    });
+                }
+                Ok(_) => {}
+                Err(source) => return Err(StoreError::Io { op: "check free space of", path: dir.clone(), source }),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One store (events or snapshots of a context): cheap to clone, safe to use
 /// from many tasks. Reads are blocking file I/O; call them from
 /// `spawn_blocking` in async code.

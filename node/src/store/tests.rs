@@ -381,14 +381,17 @@ fn missing_index_files_are_rebuilt() {
     assert_eq!(store.aggregate_plan("a", 0, i64::MAX).unwrap().len(), 30);
 }
 
+/// Free space as a test sets it.
+struct Space(std::sync::atomic::AtomicU64);
+
+impl DiskSpace for Space {
+    fn available_bytes(&self, _: &Path) -> std::io::Result<u64> {
+        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 #[test]
 fn writes_are_refused_below_the_disk_reserve_and_resume() {
-    struct Space(std::sync::atomic::AtomicU64);
-    impl DiskSpace for Space {
-        fn available_bytes(&self, _: &Path) -> std::io::Result<u64> {
-            Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     let space = Arc::new(Space(std::sync::atomic::AtomicU64::new(10 << 20)));
     let options = StoreOptions { disk_reserve_bytes: 1 << 20, ..StoreOptions::default() };
@@ -403,6 +406,22 @@ fn writes_are_refused_below_the_disk_reserve_and_resume() {
     space.0.store(10 << 20, std::sync::atomic::Ordering::SeqCst);
     store.append_blocking(vec![event("a", 1, 10)]).unwrap();
     assert_eq!(store.next_token(), 2);
+}
+
+#[tokio::test]
+async fn transactions_of_committed_log_entries_are_written_below_the_disk_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = Arc::new(Space(std::sync::atomic::AtomicU64::new(1000)));
+    let options = StoreOptions { disk_reserve_bytes: 1 << 20, ..StoreOptions::default() };
+    let store =
+        SegmentStore::open("default", StoreKind::Events, dir.path(), options, StoreMetrics::detached(), space.clone())
+            .unwrap();
+    // A replica cannot refuse what its group committed: the reserve is room for it.
+    assert_eq!(store.append_tagged(vec![event("a", 0, 10)], 1).await.unwrap(), 0);
+    assert_eq!(store.append_tagged(vec![event("a", 1, 10), event("a", 2, 10)], 2).await.unwrap(), 1);
+    store.sync().await.unwrap();
+    assert_eq!(store.next_token(), 3);
+    assert_eq!(store.last_log_index(), 2);
 }
 
 #[test]

@@ -17,9 +17,13 @@
 //! first frame written after an fsync starts a group commit, so recovery
 //! still treats damage after the last fsync as a torn tail.
 //!
-//! Failure rules: below the disk reserve nothing is written and the round's
-//! callers get `DiskFull`; a failed write is cut off again (`ftruncate` to the
-//! committed length) and reported, so the file never keeps a partial frame;
+//! Failure rules: below the disk reserve client transactions are not
+//! written and get `DiskFull`, while transactions of replication log
+//! entries still are (they are committed already; on a cluster the reserve
+//! is kept by the leader, which takes no new transactions, and by replicas,
+//! which take no new log entries, while below it); a failed write is cut
+//! off again (`ftruncate` to the committed length) and reported, so the
+//! file never keeps a partial frame;
 //! a failed fsync leaves the page cache in an unknown state, so the store
 //! refuses all further writes until a restart re-verifies the files.
 
@@ -33,7 +37,6 @@ use bytes::Bytes;
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::DiskSpace;
 use super::cache::{Cached, Part};
 use super::error::StoreError;
 use super::event_fields;
@@ -41,6 +44,7 @@ use super::format::{self, HEADER_LEN};
 use super::index::{AggregateIndex, IndexEntry, TokenIndex};
 use super::scan::is_indexed;
 use super::segments::{ActiveSegment, ClosedSegment, Shared, create_segment, write_side_files};
+use super::{DiskReserve, DiskSpace};
 
 /// Unsynced bytes of replicated rounds after which the writer fsyncs even
 /// while more work is queued.
@@ -118,7 +122,7 @@ impl TxIndex {
 /// The writer thread's own state.
 pub struct Writer {
     shared: Arc<Shared>,
-    space: Arc<dyn DiskSpace>,
+    reserve: DiskReserve,
     file: File,
     /// File length including everything written this round.
     len: u64,
@@ -140,9 +144,10 @@ impl Writer {
             let state = shared.read_state();
             (state.active.len, state.active.next_token, state.last_log_index)
         };
+        let reserve = DiskReserve::new(space, shared.options.disk_reserve_bytes, vec![shared.dir.clone()]);
         Self {
             shared,
-            space,
+            reserve,
             file,
             len,
             next_token,
@@ -236,13 +241,17 @@ impl Writer {
     }
 
     fn commit_round(&mut self, round: Vec<Append>) {
-        if let Err(error) = self.check_space() {
-            for append in round {
-                let _ = append.reply.send(Err(error.duplicate()));
-            }
-            return;
-        }
+        // Client writes are refused below the disk reserve; replicated ones
+        // (committed log entries) are not: the reserve is their room.
+        let room = match round.iter().any(|a| a.log_index == 0) {
+            true => self.reserve.check(),
+            false => Ok(()),
+        };
         for append in round {
+            if let (Err(error), 0) = (&room, append.log_index) {
+                let _ = append.reply.send(Err(error.duplicate()));
+                continue;
+            }
             if let Some(error) = self.failure() {
                 let _ = append.reply.send(Err(error));
                 continue;
@@ -269,22 +278,6 @@ impl Writer {
     fn failure(&self) -> Option<StoreError> {
         let reason = self.shared.read_state().failed.clone()?;
         Some(StoreError::Unavailable { context: self.shared.context.clone(), reason })
-    }
-
-    fn check_space(&self) -> Result<(), StoreError> {
-        let reserve = self.shared.options.disk_reserve_bytes;
-        if reserve == 0 {
-            return Ok(());
-        }
-        match self.space.available_bytes(&self.shared.dir) {
-            Ok(available) if available < reserve => Err(StoreError::DiskFull {
-                path: self.shared.dir.clone(),
-                available_bytes: available,
-                reserve_bytes: reserve,
-            }),
-            Ok(_) => Ok(()),
-            Err(source) => Err(StoreError::Io { op: "check free space of", path: self.shared.dir.clone(), source }),
-        }
     }
 
     fn needs_roll(&self, append: &Append) -> bool {

@@ -108,6 +108,7 @@ pub fn from_write(error: &crate::cluster::WriteError) -> Status {
                 ErrorCode::InvalidPropertyValue,
                 ErrorCode::PayloadTooLarge,
                 ErrorCode::TooManyEvents,
+                ErrorCode::DatafileWriteError,
             ];
             let code = known.into_iter().find(|c| c.as_str() == code).unwrap_or(ErrorCode::Other);
             status(code, message.clone())
