@@ -27,7 +27,8 @@ run-single: release
 		--set axoniq.axonserver.hostname=localhost
 
 ## Every test: unit and property tests, then black-box tests against real node
-## processes and, when Docker is here, node containers (partitions).
+## processes, a full disk on a tmpfs where a mount is allowed (root) and, when
+## Docker is here, node containers (partitions).
 test:
 	$(CARGO) build -p ranvier-node --bins
 	@if docker info >/dev/null 2>&1; then \
@@ -36,11 +37,16 @@ test:
 		echo "make test: *** Docker is not available: the container tests (tests/tests/partition.rs) are SKIPPED ***"; \
 	fi
 	@skip=1; docker info >/dev/null 2>&1 && skip=0; \
+	probe=$$(mktemp -d); mount_skip=1; \
+	if mount -t tmpfs -o size=1m tmpfs $$probe 2>/dev/null; then umount $$probe; mount_skip=0; else \
+		echo "make test: *** cannot mount a tmpfs (needs root): the full-disk test (tests/tests/disk.rs) is SKIPPED ***"; \
+	fi; rmdir $$probe; \
+	export RANVIER_SKIP_CONTAINER_TESTS=$$skip RANVIER_SKIP_MOUNT_TESTS=$$mount_skip; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		RANVIER_SKIP_CONTAINER_TESTS=$$skip $(CARGO) nextest run --workspace --no-fail-fast; \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		echo "make test: cargo-nextest not found, using cargo test"; \
-		RANVIER_SKIP_CONTAINER_TESTS=$$skip $(CARGO) test --workspace --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
 ## The container image of the partition tests (a static binary, FROM scratch).

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -255,13 +256,36 @@ impl PartJoiner {
     }
 }
 
-/// `Err(unavailable)` while this replica is below its disk reserve: the
-/// leader counts it unreachable and backs off.
-fn check_room(reserve: Option<&DiskReserve>) -> Result<(), Status> {
-    match reserve.map(DiskReserve::check) {
-        Some(Err(full)) => Err(Status::unavailable(format!("this replica takes no new entries: {full}"))),
-        _ => Ok(()),
+/// A replica's disk-reserve gate for new entries; it logs when it closes
+/// and when it opens again.
+struct Room {
+    reserve: DiskReserve,
+    refusing: AtomicBool,
+}
+
+impl Room {
+    /// `Err(unavailable)` while this replica is below its disk reserve: the
+    /// leader counts it unreachable and backs off.
+    fn check(&self) -> Result<(), Status> {
+        match self.reserve.check() {
+            Ok(()) => {
+                if self.refusing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("free disk space is above the reserve again: this replica takes new log entries");
+                }
+                Ok(())
+            }
+            Err(full) => {
+                if !self.refusing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%full, "below the disk reserve: this replica takes no new log entries until space returns");
+                }
+                Err(Status::unavailable(format!("this replica takes no new entries: {full}")))
+            }
+        }
     }
+}
+
+fn check_room(room: Option<&Room>) -> Result<(), Status> {
+    room.map_or(Ok(()), Room::check)
 }
 
 /// An AppendEntries request from its wire form.
@@ -457,13 +481,13 @@ impl Groups {
 pub struct RaftRpcService {
     groups: Groups,
     token: Option<String>,
-    reserve: Option<DiskReserve>,
+    room: Option<Arc<Room>>,
 }
 
 impl RaftRpcService {
     /// Serves `groups`, requiring `token` when set.
     pub fn new(groups: Groups, token: Option<String>) -> Self {
-        Self { groups, token, reserve: None }
+        Self { groups, token, room: None }
     }
 
     /// Refuses new log entries and snapshots while `reserve` is not free
@@ -471,7 +495,7 @@ impl RaftRpcService {
     /// replica lags instead of filling its disk, and catches up once space
     /// returns.
     pub fn with_reserve(self, reserve: DiskReserve) -> Self {
-        Self { reserve: Some(reserve), ..self }
+        Self { room: Some(Arc::new(Room { reserve, refusing: AtomicBool::new(false) })), ..self }
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -525,7 +549,7 @@ impl RaftService for RaftRpcService {
         };
         let group = first.group.clone();
         let raft = self.group(&group)?;
-        let reserve = self.reserve.clone();
+        let room = self.room.clone();
         let (replies, receiver) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         let (requests, requests_in) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         // Decode incoming messages into requests for openraft.
@@ -556,7 +580,7 @@ impl RaftService for RaftRpcService {
                 };
                 let room = |rpc: &AppendEntriesRequest<C>| match rpc.entries.is_empty() {
                     true => Ok(()),
-                    false => check_room(reserve.as_ref()),
+                    false => check_room(room.as_deref()),
                 };
                 match decoded.and_then(|rpc| room(&rpc).map(|()| rpc)) {
                     Ok(rpc) => {
@@ -615,7 +639,7 @@ impl RaftService for RaftRpcService {
         self.authorize(&request)?;
         let message = request.into_inner();
         let raft = self.group(&message.group)?;
-        check_room(self.reserve.as_ref())?;
+        check_room(self.room.as_deref())?;
         let vote = from_json(&message.vote_json, "vote")?;
         let meta = from_json(&message.meta_json, "snapshot metadata")?;
         let snapshot = openraft::Snapshot { meta, snapshot: Cursor::new(message.data.to_vec()) };

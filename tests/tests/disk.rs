@@ -1,0 +1,144 @@
+//! A full disk on one replica of a real three-node cluster: node-3's data
+//! and replication log live on a small tmpfs of their own. Below its disk
+//! reserve it takes no new log entries and lags, without failing its store
+//! or the group, while the other two go on committing; once the file system
+//! grows it catches up to identical stores.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN): without it the test fails with that
+//! message, unless RANVIER_SKIP_MOUNT_TESTS=1 says to skip it (`make test`
+//! sets it, loudly, where a mount is refused).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ranvier_proto::event::{GetEventsRequest, GetLastTokenRequest};
+use ranvier_tests::{Node, error_code, event, eventually};
+use tokio_stream::StreamExt;
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, mib: u64) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let size = format!("size={mib}m");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        match output.status.success() {
+            true => Ok(Tmpfs(path.to_owned())),
+            false => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
+        }
+    }
+
+    fn grow(&self, mib: u64) {
+        let options = format!("remount,size={mib}m");
+        let status = Command::new("mount").args(["-o", &options]).arg(&self.0).status().unwrap();
+        assert!(status.success(), "remount of {} failed", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+async fn last_token(node: &Node) -> i64 {
+    let mut client = node.event_store().await.unwrap();
+    client.get_last_token(GetLastTokenRequest {}).await.unwrap().into_inner().token
+}
+
+/// What `node`'s own store of `default` holds (its readiness report), even
+/// while it does not serve reads.
+fn stored(node: &Node) -> i64 {
+    let (_, body) = node.http_get("/ready").unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    ready["contexts"]["default"]["nextToken"].as_i64().unwrap() - 1
+}
+
+/// CRC of every event `node` serves from token 0 to `last`.
+async fn checksum(node: &Node, last: i64) -> u32 {
+    let mut client = node.event_store().await.unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let request = GetEventsRequest { tracking_token: 0, number_of_permits: last + 1, ..Default::default() };
+    sender.send(request).await.unwrap();
+    let mut stream =
+        client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    let mut hasher = crc32fast::Hasher::new();
+    for expected in 0..=last {
+        let item = stream.next().await.unwrap().unwrap();
+        assert_eq!(item.token, expected);
+        hasher.update(&item.event);
+    }
+    hasher.finalize()
+}
+
+const REFUSING: &str = "takes no new log entries";
+const TAKING_AGAIN: &str = "this replica takes new log entries";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = match Tmpfs::mount(&dir.path().join("node-3"), 64) {
+        Ok(disk) => disk,
+        Err(error) if std::env::var("RANVIER_SKIP_MOUNT_TESTS").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: mount test (cannot mount a tmpfs: {error})");
+            return;
+        }
+        Err(error) => panic!("this test mounts a tmpfs and needs root: {error}"),
+    };
+    // 32 MB of the 64 MiB kept free: node-3 has room for about 16 MiB of
+    // events (each is written to the log and to the store).
+    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &["ranvier.disk-reserve=32MB"]).unwrap();
+    for group in ["_admin", "default"] {
+        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
+    }
+    let mut client = nodes[0].event_store().await.unwrap();
+    let mut seq = 0i64;
+    let mut append = async || {
+        let events: Vec<_> = (seq..seq + 50).map(|s| event("big", s, 4096)).collect();
+        seq += 50;
+        client.append_event(tokio_stream::iter(events)).await.map(|_| ())
+    };
+
+    // Writes go on until node-3 reaches its reserve, and after it: the
+    // other two commit them.
+    let mut written = 0u64;
+    while !nodes[2].log().contains(REFUSING) {
+        append().await.unwrap();
+        written += 50 * 4096;
+        assert!(written < 256 << 20, "node-3 never reported its reserve; its log:\n{}", nodes[2].log());
+    }
+    for _ in 0..20 {
+        append().await.unwrap();
+    }
+    let total = last_token(&nodes[0]).await;
+    assert_eq!(total, seq - 1);
+    eventually(Duration::from_secs(30), "node-2 to hold every write", || async {
+        last_token(&nodes[1]).await == total
+    })
+    .await
+    .unwrap();
+    let lagging = stored(&nodes[2]);
+    assert!(lagging < total, "node-3 stored past its reserve ({lagging} of {total})");
+    // Its store did not fail; behind its leader, it answers reads with
+    // Axon's no-leader error rather than with a stale history.
+    assert!(!nodes[2].log().contains("store stopped accepting writes"), "{}", nodes[2].log());
+    let mut behind = nodes[2].event_store().await.unwrap();
+    let refused = behind.get_last_token(GetLastTokenRequest {}).await.unwrap_err();
+    assert_eq!(error_code(&refused).as_deref(), Some("AXONIQ-2100"), "{refused:?}");
+
+    // The disk grows: node-3 takes entries again and catches up.
+    disk.grow(512);
+    eventually(Duration::from_secs(60), "node-3 to catch up", || async { stored(&nodes[2]) == total }).await.unwrap();
+    assert!(nodes[2].log().contains(TAKING_AGAIN), "{}", nodes[2].log());
+    let expected = checksum(&nodes[0], total).await;
+    for node in &nodes[1..] {
+        assert_eq!(checksum(node, total).await, expected, "{} differs", node.name());
+    }
+    drop(nodes);
+}
