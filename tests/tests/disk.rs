@@ -1,8 +1,10 @@
-//! A full disk on one replica of a real three-node cluster: node-3's data
-//! and replication log live on a small tmpfs of their own. Below its disk
-//! reserve it takes no new log entries and lags, without failing its store
-//! or the group, while the other two go on committing; once the file system
-//! grows it catches up to identical stores.
+//! Full disks on real file systems (small tmpfs mounts). A single node with
+//! no reserve runs into ENOSPC: the failing write is refused, everything
+//! confirmed before stays readable, across a restart too, and writes resume
+//! once the file system grows. One replica of a three-node cluster: below
+//! its disk reserve it takes no new log entries and lags, without failing
+//! its store or the group, while the other two go on committing; once the
+//! file system grows it catches up to identical stores.
 //!
 //! Mounting needs root (CAP_SYS_ADMIN): without it the test fails with that
 //! message, unless RANVIER_SKIP_MOUNT_TESTS=1 says to skip it (`make test`
@@ -77,20 +79,60 @@ async fn checksum(node: &Node, last: i64) -> u32 {
     hasher.finalize()
 }
 
+/// Mounts a tmpfs of `mib` at `path`, or says why the test is skipped
+/// (`None`) when it may not and RANVIER_SKIP_MOUNT_TESTS=1.
+fn small_disk(path: &Path, mib: u64) -> Option<Tmpfs> {
+    match Tmpfs::mount(path, mib) {
+        Ok(disk) => Some(disk),
+        Err(error) if std::env::var("RANVIER_SKIP_MOUNT_TESTS").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: mount test (cannot mount a tmpfs: {error})");
+            None
+        }
+        Err(error) => panic!("this test mounts a tmpfs and needs root: {error}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_out_of_space_refuses_the_write_keeps_what_it_confirmed_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = small_disk(&dir.path().join("data"), 16) else { return };
+    // No reserve: the store meets ENOSPC itself.
+    let mut node = Node::start(dir.path(), &["ranvier.disk-reserve=0"]).unwrap();
+    let mut client = node.event_store().await.unwrap();
+    let transaction = |first: i64| -> Vec<_> { (first..first + 50).map(|s| event("fill", s, 4096)).collect() };
+    let mut confirmed = 0i64;
+    let refused = loop {
+        match client.append_event(tokio_stream::iter(transaction(confirmed))).await {
+            Ok(_) => confirmed += 50,
+            Err(status) => break status,
+        }
+        assert!(confirmed < 100_000, "a 16 MiB file system took {confirmed} events of 4 KiB");
+    };
+    assert!(confirmed > 0);
+    assert_eq!(error_code(&refused).as_deref(), Some("AXONIQ-9100"), "{refused:?}");
+    assert!(refused.message().contains("No space left"), "{refused:?}");
+    // Every confirmed event is there, and nothing of the refused one.
+    assert_eq!(last_token(&node).await, confirmed - 1);
+    let before = checksum(&node, confirmed - 1).await;
+    // A restart on the full disk finds the same store.
+    node = node.restart().unwrap();
+    assert_eq!(last_token(&node).await, confirmed - 1);
+    assert_eq!(checksum(&node, confirmed - 1).await, before);
+    // Space returns: the same transaction is taken, without a restart.
+    disk.grow(64);
+    let mut client = node.event_store().await.unwrap();
+    client.append_event(tokio_stream::iter(transaction(confirmed))).await.unwrap();
+    assert_eq!(last_token(&node).await, confirmed + 49);
+    drop(node);
+}
+
 const REFUSING: &str = "takes no new log entries";
 const TAKING_AGAIN: &str = "this replica takes new log entries";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = match Tmpfs::mount(&dir.path().join("node-3"), 64) {
-        Ok(disk) => disk,
-        Err(error) if std::env::var("RANVIER_SKIP_MOUNT_TESTS").as_deref() == Ok("1") => {
-            eprintln!("SKIPPED: mount test (cannot mount a tmpfs: {error})");
-            return;
-        }
-        Err(error) => panic!("this test mounts a tmpfs and needs root: {error}"),
-    };
+    let Some(disk) = small_disk(&dir.path().join("node-3"), 64) else { return };
     // 32 MB of the 64 MiB kept free: node-3 has room for about 16 MiB of
     // events (each is written to the log and to the store).
     let nodes = ranvier_tests::start_cluster(dir.path(), 3, &["ranvier.disk-reserve=32MB"]).unwrap();
