@@ -428,8 +428,8 @@ impl Cluster {
 
     /// The internal gRPC services: Raft traffic and forwarding.
     pub fn services(self: &Arc<Self>) -> (RaftServiceServer<RaftRpcService>, ClusterServiceServer<ClusterRpc>) {
-        let service =
-            RaftRpcService::new(self.groups.clone(), self.settings.token.clone()).with_reserve(self.reserve.clone());
+        let service = RaftRpcService::new(self.groups.clone(), self.settings.token.clone())
+            .with_reserve(self.reserve.clone(), &[ADMIN]);
         let raft = RaftServiceServer::new(service)
             .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
             .max_encoding_message_size(INTERNAL_MESSAGE_MAX);

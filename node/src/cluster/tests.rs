@@ -226,6 +226,15 @@ async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_a
     holds(&members[other], "default", 21).await;
     let lagging = members[low].contexts.get("default").unwrap().unwrap().events.next_token();
     assert_eq!(lagging, 1, "the replica below its reserve stored new entries");
+    // The cluster model still reaches it (what an operator changes to move
+    // a member off a full disk).
+    let name = |i: usize| members[i].cluster.name().to_owned();
+    let roles = BTreeMap::from([(name(leader), Role::Primary), (name(other), Role::Primary)]);
+    members[leader].cluster.admin(AdminCommand::CreateGroup { name: "audit".into(), members: roles }).await.unwrap();
+    until("the full replica's model to hold the new group", || {
+        members[low].cluster.model().groups.contains_key("audit")
+    })
+    .await;
     // ... until space returns: then it catches up.
     members[low].space.set_full(false);
     holds(&members[low], "default", 21).await;

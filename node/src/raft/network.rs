@@ -260,10 +260,18 @@ impl PartJoiner {
 /// and when it opens again.
 struct Room {
     reserve: DiskReserve,
+    /// Groups whose entries pass all the same (the `_admin` model: small,
+    /// and what an operator changes to move a member off a full disk).
+    exempt: Vec<String>,
     refusing: AtomicBool,
 }
 
 impl Room {
+    /// The gate for `group` (`None`: it has none).
+    fn of(room: Option<Arc<Room>>, group: &str) -> Option<Arc<Room>> {
+        room.filter(|room| !room.exempt.iter().any(|g| g == group))
+    }
+
     /// `Err(unavailable)` while this replica is below its disk reserve: the
     /// leader counts it unreachable and backs off.
     fn check(&self) -> Result<(), Status> {
@@ -491,11 +499,12 @@ impl RaftRpcService {
     }
 
     /// Refuses new log entries and snapshots while `reserve` is not free
-    /// (heartbeats still pass): the leader backs off and retries, so this
-    /// replica lags instead of filling its disk, and catches up once space
-    /// returns.
-    pub fn with_reserve(self, reserve: DiskReserve) -> Self {
-        Self { room: Some(Arc::new(Room { reserve, refusing: AtomicBool::new(false) })), ..self }
+    /// (heartbeats still pass), except for the `exempt` groups: the leader
+    /// backs off and retries, so this replica lags instead of filling its
+    /// disk, and catches up once space returns.
+    pub fn with_reserve(self, reserve: DiskReserve, exempt: &[&str]) -> Self {
+        let exempt = exempt.iter().map(|g| g.to_string()).collect();
+        Self { room: Some(Arc::new(Room { reserve, exempt, refusing: AtomicBool::new(false) })), ..self }
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -549,7 +558,7 @@ impl RaftService for RaftRpcService {
         };
         let group = first.group.clone();
         let raft = self.group(&group)?;
-        let room = self.room.clone();
+        let room = Room::of(self.room.clone(), &group);
         let (replies, receiver) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         let (requests, requests_in) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         // Decode incoming messages into requests for openraft.
@@ -639,7 +648,7 @@ impl RaftService for RaftRpcService {
         self.authorize(&request)?;
         let message = request.into_inner();
         let raft = self.group(&message.group)?;
-        check_room(self.room.as_deref())?;
+        check_room(Room::of(self.room.clone(), &message.group).as_deref())?;
         let vote = from_json(&message.vote_json, "vote")?;
         let meta = from_json(&message.meta_json, "snapshot metadata")?;
         let snapshot = openraft::Snapshot { meta, snapshot: Cursor::new(message.data.to_vec()) };
