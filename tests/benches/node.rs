@@ -497,8 +497,11 @@ async fn cluster_figures(all: bool) {
     ranvier_tests::wait_voters(&nodes[leader], "default", 3).await.unwrap();
     drop(fourth);
 
-    // Failover: kill -9 the leader, then write through a survivor until one
-    // is confirmed (election timeouts 300-600 ms).
+    // Failover: kill -9 the leader (whoever leads now: the runs before may
+    // have moved it), then write through a survivor until one is confirmed
+    // (election timeouts 300-600 ms).
+    let leader_name = ranvier_tests::leader_of(&nodes[0], "default").unwrap();
+    let leader = nodes.iter().position(|n| n.name() == leader_name).unwrap();
     let survivor = (leader + 1) % 3;
     let mut client = nodes[survivor].event_store().await.unwrap();
     let killed_at = Instant::now();

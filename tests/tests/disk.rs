@@ -132,13 +132,25 @@ const TAKING_AGAIN: &str = "this replica takes new log entries";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = small_disk(&dir.path().join("node-3"), 64) else { return };
+    // node-3's store and replication log live on the small disk, its own
+    // log (node.log) beside it, where a full disk does not cut it short.
+    let Some(disk) = small_disk(&dir.path().join("node-3").join("disk"), 64) else { return };
     // 32 MB of the 64 MiB kept free: node-3 has room for about 16 MiB of
     // events (each is written to the log and to the store).
-    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &["ranvier.disk-reserve=32MB"]).unwrap();
+    let settings = [
+        "ranvier.disk-reserve=32MB",
+        "axoniq.axonserver.event.storage=./disk/data",
+        "axoniq.axonserver.replication.log-storage-folder=./disk/log",
+    ];
+    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &settings).unwrap();
     for group in ["_admin", "default"] {
         ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
     }
+    // node-1 founded the groups and leads them; a leader below its reserve
+    // refuses writes (the in-process cluster tests show that), so this test
+    // is about a follower.
+    let leads_default = || ranvier_tests::leader_of(&nodes[0], "default");
+    assert_eq!(leads_default().as_deref(), Some("node-1"));
     let mut client = nodes[0].event_store().await.unwrap();
     let mut seq = 0i64;
     let mut append = async || {
@@ -151,7 +163,9 @@ async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_wh
     // other two commit them.
     let mut written = 0u64;
     while !nodes[2].log().contains(REFUSING) {
-        append().await.unwrap();
+        if let Err(status) = append().await {
+            panic!("a write failed ({status:?}); default is led by {:?}", leads_default());
+        }
         written += 50 * 4096;
         assert!(written < 256 << 20, "node-3 never reported its reserve; its log:\n{}", nodes[2].log());
     }
@@ -177,7 +191,12 @@ async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_wh
     // The disk grows: node-3 takes entries again and catches up.
     disk.grow(512);
     eventually(Duration::from_secs(60), "node-3 to catch up", || async { stored(&nodes[2]) == total }).await.unwrap();
-    assert!(nodes[2].log().contains(TAKING_AGAIN), "{}", nodes[2].log());
+    let log = nodes[2].log();
+    assert!(log.contains(TAKING_AGAIN), "{log}");
+    // At no point did node-3 meet the full disk itself.
+    for fatal in ["failed to apply a log entry", "the replication log stops accepting entries", "No space left"] {
+        assert!(!log.contains(fatal), "node-3 logged {fatal:?}:\n{log}");
+    }
     let expected = checksum(&nodes[0], total).await;
     for node in &nodes[1..] {
         assert_eq!(checksum(node, total).await, expected, "{} differs", node.name());

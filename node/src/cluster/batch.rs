@@ -13,7 +13,7 @@
 //! leadership before proposing it, nothing was proposed, and each
 //! transaction takes the ordinary path to the new leader. While this node
 //! is below its disk reserve, queued transactions are refused
-//! (`AXONIQ-9100`) instead of proposed.
+//! (`AXONIQ-9100`, by [`Cluster::check_reserve`]) instead of proposed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -93,17 +93,18 @@ impl Cluster {
         sender
     }
 
+    /// `Err(AXONIQ-9100)` while this node is below its disk reserve: as a
+    /// leader it then proposes no new transactions, so that what was
+    /// committed before still has the reserve to land in.
+    pub(super) fn check_reserve(&self, group: &str) -> Result<(), WriteError> {
+        self.reserve.check().map_err(|full| WriteError::Refused {
+            code: DISK_FULL_CODE.into(),
+            message: format!("node {} (leader of replication group {group}) is {full}", self.name()),
+        })
+    }
+
     /// Proposes what the batcher took from the queue, and answers each.
     async fn propose_queued(self: Arc<Self>, group: &str, mut batch: Vec<Queued>) {
-        // Below the disk reserve nothing new is proposed; what was
-        // committed before still has the reserve to land in.
-        if let Err(full) = self.reserve.check() {
-            let refusal = WriteError::Refused { code: DISK_FULL_CODE.into(), message: full.to_string() };
-            for queued in batch {
-                let _ = queued.reply.send(Err(refusal.clone()));
-            }
-            return;
-        }
         if batch.len() == 1 {
             let Some(one) = batch.pop() else { return };
             let answer = self.propose_now(group, one.command, one.relay).await;

@@ -655,17 +655,17 @@ impl Cluster {
     /// transactions in the group's next batch), else at the leader (when
     /// `relay`); from a node that hosts no replica, at a member that does.
     async fn propose(&self, group: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        use openraft::type_config::async_runtime::WatchReceiver;
         let transaction = matches!(command, GroupCommand::AppendEvents { .. } | GroupCommand::AppendSnapshot { .. });
-        let leads = || {
-            self.groups
-                .get(group)
-                .is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(self.node_id))
-        };
-        if transaction && leads() {
+        if transaction && self.leads(group) {
             return self.propose_batched(group, command, relay).await;
         }
         self.propose_now(group, command, relay).await
+    }
+
+    /// Whether this node leads `group`, as its Raft metrics say now.
+    fn leads(&self, group: &str) -> bool {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        self.groups.get(group).is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(self.node_id))
     }
 
     /// [`Self::propose`] of this command alone, as one entry.
@@ -682,6 +682,11 @@ impl Cluster {
         let data = !matches!(command, GroupCommand::Admin(_));
         for _ in 0..WRITE_ATTEMPTS {
             if data {
+                // Also here, not only in the batcher: a write that reached
+                // this node just as it took office comes this way.
+                if self.leads(group) {
+                    self.check_reserve(group)?;
+                }
                 self.check_active_backups(group, &raft)?;
             }
             let error = match tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command.clone())).await {

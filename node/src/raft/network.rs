@@ -11,6 +11,8 @@
 //! an unreachable member is reported as such, so openraft backs off.
 //! A replica below its disk reserve refuses new entries and snapshots the
 //! same way (heartbeats still pass), and catches up once space returns.
+//! Entries of `_admin` pass all the same: the model is small, and it is how
+//! an operator moves a member off a full disk.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -34,7 +36,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use super::GroupRaft;
-use crate::store::DiskReserve;
+use crate::store::{DiskReserve, StoreError};
 
 /// AppendEntries requests (and answers) buffered per replication stream.
 const STREAM_APPEND_REPLIES_MAX: usize = 64;
@@ -282,11 +284,20 @@ impl Room {
                 }
                 Ok(())
             }
-            Err(full) => {
+            Err(error) => {
                 if !self.refusing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%full, "below the disk reserve: this replica takes no new log entries until space returns");
+                    match error {
+                        StoreError::DiskFull { .. } => tracing::warn!(
+                            %error,
+                            "below the disk reserve: this replica takes no new log entries until space returns"
+                        ),
+                        _ => tracing::warn!(
+                            %error,
+                            "free disk space is unknown: this replica takes no new log entries until it can read it"
+                        ),
+                    }
                 }
-                Err(Status::unavailable(format!("this replica takes no new entries: {full}")))
+                Err(Status::unavailable(format!("this replica takes no new entries: {error}")))
             }
         }
     }

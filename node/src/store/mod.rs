@@ -114,8 +114,8 @@ impl DiskSpace for FsSpace {
 
 /// The free-space rule for new writes: refused while a file system holding
 /// one of `dirs` has fewer than `bytes` free (0: off). The reserve is room
-/// for what was already accepted: replicated writes of committed log
-/// entries are never refused by it.
+/// for what was already accepted: the store's writer checks it only for
+/// new client writes, never for the transactions of committed log entries.
 #[derive(Clone)]
 pub struct DiskReserve {
     space: Arc<dyn DiskSpace>,
