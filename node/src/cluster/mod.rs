@@ -883,17 +883,45 @@ impl Cluster {
                     .as_ref()
                     .and_then(|h| h.get(id).cloned().flatten())
                     .is_some_and(|at| at.elapsed() <= self.backup_wait());
-                holds_all || answered
+                // A replica below its disk reserve answers heartbeats but
+                // takes no entries: it would not hold this write either.
+                let full = self.addresses.refused_entries_within(**id, self.backup_wait());
+                holds_all || (answered && !full)
             })
             .count();
-        if recent >= need { Ok(()) } else { Err(self.too_few_backups(group, recent, need)) }
+        if recent >= need { Ok(()) } else { Err(self.too_few_backups(group, recent, need, false)) }
     }
 
-    fn too_few_backups(&self, group: &str, have: usize, need: usize) -> WriteError {
-        WriteError::NoLeader(format!(
-            "replication group {group} accepts no writes: {have} of {need} required active backup(s) \
-             (axoniq.axonserver.replication.min-active-backups) are in sync; writes resume when they are"
-        ))
+    /// Why a write is not confirmed: too few active backups in sync (and
+    /// which are below their disk reserve); `committed` when the primaries
+    /// already hold it.
+    fn too_few_backups(&self, group: &str, have: usize, need: usize, committed: bool) -> WriteError {
+        let model = self.model();
+        let full: Vec<&str> = model.groups.get(group).map_or_else(Vec::new, |g| {
+            g.members
+                .iter()
+                .filter(|(name, role)| {
+                    **role == Role::ActiveBackup
+                        && self.addresses.refused_entries_within(node_id(name), self.backup_wait())
+                })
+                .map(|(name, _)| name.as_str())
+                .collect()
+        });
+        let why = match full.is_empty() {
+            true => String::new(),
+            false => format!(" ({} below the disk reserve)", full.join(", ")),
+        };
+        let backups = "required active backup(s) (axoniq.axonserver.replication.min-active-backups)";
+        WriteError::NoLeader(match committed {
+            false => format!(
+                "replication group {group} accepts no writes: {have} of {need} {backups} are in sync{why}; \
+                 writes resume when they are"
+            ),
+            true => format!(
+                "the write is not confirmed: the primaries of replication group {group} hold it, but {have} \
+                 of {need} {backups} do{why}"
+            ),
+        })
     }
 
     /// On the leader, after the commit: waits until `min-active-backups`
@@ -917,7 +945,7 @@ impl Cluster {
             Err(_) => {
                 use openraft::type_config::async_runtime::WatchReceiver;
                 let have = holding(&raft.metrics().borrow_watched().clone());
-                Err(self.too_few_backups(group, have, need))
+                Err(self.too_few_backups(group, have, need, true))
             }
         }
     }

@@ -266,6 +266,64 @@ async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_a
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_backup_below_its_disk_reserve_stops_writes_before_they_are_stored() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let all: Vec<&Member> = members.iter().collect();
+    let leader = leader_of(&all, "default").unwrap();
+    let backup = (leader + 1) % 3;
+    let name = members[backup].cluster.name().to_owned();
+    let set = AdminCommand::SetMember { group: "default".into(), node: name.clone(), role: Role::ActiveBackup };
+    members[leader].cluster.admin(set).await.unwrap();
+    let want = Some(("ACTIVE_BACKUP".to_string(), "learner".to_string()));
+    until("the active backup", || member_state(&members[leader].cluster, "default", &name) == want).await;
+    let leader = leader_of(&all, "default").unwrap();
+    // (The leader counts the new backup in sync once it has answered.)
+    append_once_accepted(&members[leader], event("a", 0)).await;
+    holds(&members[backup], "default", 1).await;
+
+    // The backup's disk fills. The leader learns it when the backup first
+    // refuses an entry (that write is stored on the primaries and reported
+    // failed, as when a backup dies under it) ...
+    members[backup].space.set_full(true);
+    let first = members[leader].cluster.append("default", vec![event("a", 1)], false).await;
+    assert!(first.is_err(), "a write confirmed without its active backup: {first:?}");
+    let stored = || members[leader].contexts.get("default").unwrap().unwrap().events.next_token();
+    let before = stored();
+    // ... and from then on refuses writes up front: nothing more is stored
+    // that its clients were told failed, and the error says why.
+    for seq in 2..6 {
+        let refused = members[leader].cluster.append("default", vec![event("a", seq)], false).await.unwrap_err();
+        let message = format!("{refused:?}");
+        assert!(message.contains("active backup") && message.contains(&name), "{message}");
+        assert!(message.contains("disk reserve"), "{message}");
+    }
+    assert_eq!(stored(), before, "refused writes were stored");
+
+    // Space returns: writes are confirmed again, and the backup holds them.
+    members[backup].space.set_full(false);
+    let token = append_once_accepted(&members[leader], event("b", 0)).await;
+    holds(&members[backup], "default", token + 1).await;
+    assert_eq!(stored_events(&members[backup], "default"), stored_events(&members[leader], "default"));
+    stop_all(stop, &members).await;
+}
+
+/// Appends `event` to `default` through `member`, again and again until the
+/// group accepts it (at most 30 s); its token.
+async fn append_once_accepted(member: &Member, event: Bytes) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match member.cluster.append("default", vec![event.clone()], false).await {
+            Ok(token) => return token,
+            Err(error) => {
+                assert!(tokio::time::Instant::now() < deadline, "the write was not accepted: {error:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// Every event of `context` in `member`'s own store, in token order.
 fn stored_events(member: &Member, context: &str) -> Vec<Bytes> {
     let store = member.contexts.get(context).unwrap().unwrap().events;

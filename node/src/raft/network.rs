@@ -82,14 +82,35 @@ pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> 
 }
 
 /// Where each node (by Raft node id) is reached now, as the cluster model
-/// says. Shared by every group's links, so a node that comes back on
-/// another address is reached there without rebuilding replication.
+/// says, and when it last refused new log entries for lack of disk space.
+/// Shared by every group's links, so a node that comes back on another
+/// address is reached there without rebuilding replication, and a leader
+/// of any group knows which replicas cannot take its next write (a node's
+/// disk reserve is the same for all its groups).
 #[derive(Clone, Default)]
 pub struct Addresses {
     by_id: Arc<RwLock<HashMap<u64, String>>>,
+    full_since: Arc<RwLock<HashMap<u64, std::time::Instant>>>,
 }
 
+/// How a replica below its disk reserve starts its refusal of new entries.
+const REPLICA_FULL: &str = "this replica takes no new entries";
+
 impl Addresses {
+    /// Whether node `id` refused new log entries for lack of disk space
+    /// within the last `within`.
+    pub fn refused_entries_within(&self, id: u64, within: std::time::Duration) -> bool {
+        let full_since = self.full_since.read().unwrap_or_else(|p| p.into_inner());
+        full_since.get(&id).is_some_and(|at| at.elapsed() <= within)
+    }
+
+    /// Notes a refusal from node `id` when it was one for lack of disk space.
+    fn note_refusal(&self, id: u64, status: &Status) {
+        if status.code() == Code::Unavailable && status.message().starts_with(REPLICA_FULL) {
+            self.full_since.write().unwrap_or_else(|p| p.into_inner()).insert(id, std::time::Instant::now());
+        }
+    }
+
     /// Records where node `id` is reached.
     pub fn set(&self, id: u64, addr: &str) {
         let mut by_id = self.by_id.write().unwrap_or_else(|p| p.into_inner());
@@ -297,7 +318,7 @@ impl Room {
                         ),
                     }
                 }
-                Err(Status::unavailable(format!("this replica takes no new entries: {error}")))
+                Err(Status::unavailable(format!("{REPLICA_FULL}: {error}")))
             }
         }
     }
@@ -349,6 +370,13 @@ impl GrpcLink {
         parse_reply(self.target, reply.map_err(|s| status_error(self.target, &s))?.into_inner())
     }
 
+    /// A failed call as openraft sorts it, noted first when the member
+    /// refused it for lack of disk space.
+    fn failed(&self, status: &Status) -> RPCError<C> {
+        self.addresses.note_refusal(self.target, status);
+        status_error(self.target, status)
+    }
+
     fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(option.soft_ttl());
@@ -379,7 +407,7 @@ impl RaftNetworkV2<C> for GrpcLink {
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
         let message = append_message(&self.group, &rpc)?;
         let request = self.request(message, &option);
-        let reply = self.client()?.append_entries(request).await.map_err(|s| status_error(self.target, &s))?;
+        let reply = self.client()?.append_entries(request).await.map_err(|s| self.failed(&s))?;
         parse_reply(self.target, reply.into_inner())
     }
 
@@ -400,6 +428,7 @@ impl RaftNetworkV2<C> for GrpcLink {
         let group = self.group.clone();
         let target = self.target;
         let token = self.token.clone();
+        let addresses = self.addresses.clone();
         let client = self.client();
         Box::pin(async move {
             let mut client = client?;
@@ -422,10 +451,14 @@ impl RaftNetworkV2<C> for GrpcLink {
             let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
             let mut request = Request::new(outbound);
             attach_internal_token(&mut request, token.as_deref());
-            let inbound = client.stream_append(request).await.map_err(|s| status_error(target, &s))?.into_inner();
+            let failed = move |status: Status| {
+                addresses.note_refusal(target, &status);
+                status_error(target, &status)
+            };
+            let inbound = client.stream_append(request).await.map_err(failed.clone())?.into_inner();
             let results = inbound.map(move |reply| match reply {
                 Ok(reply) => parse_reply::<StreamAppendResult<C>>(target, reply),
-                Err(status) => Err(status_error(target, &status)),
+                Err(status) => Err(failed(status)),
             });
             Ok(Box::pin(results) as openraft::base::BoxStream<'s, _>)
         })
@@ -461,7 +494,7 @@ impl RaftNetworkV2<C> for GrpcLink {
             data: Bytes::from(snapshot.snapshot.into_inner()),
         };
         let request = self.request(message, &option);
-        let reply = self.client()?.install_snapshot(request).await.map_err(|s| status_error(self.target, &s))?;
+        let reply = self.client()?.install_snapshot(request).await.map_err(|s| self.failed(&s))?;
         Ok(parse_reply(self.target, reply.into_inner())?)
     }
 }
