@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -95,6 +95,10 @@ pub struct Addresses {
 
 /// How a replica below its disk reserve starts its refusal of new entries.
 const REPLICA_FULL: &str = "this replica takes no new entries";
+/// A member that refused entries for lack of disk space is retried after
+/// this, then twice as late each time, up to [`FULL_RETRY_MAX`].
+const FULL_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const FULL_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Addresses {
     /// Whether node `id` refused new log entries for lack of disk space
@@ -480,6 +484,18 @@ impl RaftNetworkV2<C> for GrpcLink {
         self.json_call(JsonRpc::TransferLeader, &rpc, &option).await
     }
 
+    /// A member that refused entries for lack of disk space is retried
+    /// less and less often (its disk fills no faster for being asked, and
+    /// each refusal is logged on both sides); any other failure is retried
+    /// as openraft's config says.
+    fn backoff(&self) -> Option<Backoff> {
+        if !self.addresses.refused_entries_within(self.target, FULL_RETRY_MAX) {
+            return None;
+        }
+        let series = std::iter::successors(Some(FULL_RETRY_FIRST), |delay| Some((*delay * 2).min(FULL_RETRY_MAX)));
+        Some(Backoff::new(series))
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<C>,
@@ -713,6 +729,23 @@ mod tests {
             entries: entry_sizes.iter().enumerate().map(|(i, n)| Bytes::from(vec![i as u8; *n])).collect(),
             more: false,
         }
+    }
+
+    #[tokio::test]
+    async fn a_member_out_of_disk_space_is_retried_less_and_less_often() {
+        let addresses = Addresses::default();
+        let mut network = GrpcNetwork::new("g", None, addresses.clone());
+        let node = |n: &str| MemberNode { name: n.into(), internal_addr: "127.0.0.1:1".into() };
+        let (full, down) = (network.new_client(1, &node("full")).await, network.new_client(2, &node("down")).await);
+        addresses.note_refusal(1, &Status::unavailable(format!("{REPLICA_FULL}: refusing writes: 1 byte free")));
+        addresses.note_refusal(2, &Status::unavailable("connection refused"));
+        let delays: Vec<u64> = full.backoff().unwrap().take(7).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+        // A member that is merely unreachable keeps openraft's own policy.
+        assert!(down.backoff().is_none());
+        assert!(
+            addresses.refused_entries_within(1, FULL_RETRY_MAX) && !addresses.refused_entries_within(2, FULL_RETRY_MAX)
+        );
     }
 
     #[test]
