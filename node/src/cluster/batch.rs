@@ -99,7 +99,7 @@ impl Cluster {
     pub(super) fn check_reserve(&self, group: &str) -> Result<(), WriteError> {
         self.reserve.check().map_err(|full| WriteError::Refused {
             code: DISK_FULL_CODE.into(),
-            message: format!("node {} (leader of replication group {group}) is {full}", self.name()),
+            message: format!("node {}, leader of replication group {group}: {full}", self.name()),
         })
     }
 

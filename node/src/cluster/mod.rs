@@ -160,7 +160,9 @@ pub enum WriteError {
     /// Another node leads the group and this proposal may not be passed
     /// on: nothing was proposed.
     NotLeader(String),
-    /// Proposed but not committed in time (e.g. cut off from the majority).
+    /// Proposed but not confirmed in time (cut off from the majority, or
+    /// committed without its active backups): it may be stored, so it is
+    /// never proposed again on the client's behalf.
     Timeout(String),
     /// Anything else (network, storage).
     Failed(String),
@@ -664,8 +666,17 @@ impl Cluster {
 
     /// Whether this node leads `group`, as its Raft metrics say now.
     fn leads(&self, group: &str) -> bool {
+        self.known_leader(group) == Some(self.node_id)
+    }
+
+    /// Whether another node leads `group`, as this node's Raft metrics say now.
+    fn led_elsewhere(&self, group: &str) -> bool {
+        self.known_leader(group).is_some_and(|leader| leader != self.node_id)
+    }
+
+    fn known_leader(&self, group: &str) -> Option<u64> {
         use openraft::type_config::async_runtime::WatchReceiver;
-        self.groups.get(group).is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(self.node_id))
+        self.groups.get(group).and_then(|raft| raft.metrics().borrow_watched().current_leader)
     }
 
     /// [`Self::propose`] of this command alone, as one entry.
@@ -682,9 +693,10 @@ impl Cluster {
         let data = !matches!(command, GroupCommand::Admin(_));
         for _ in 0..WRITE_ATTEMPTS {
             if data {
-                // Also here, not only in the batcher: a write that reached
-                // this node just as it took office comes this way.
-                if self.leads(group) {
+                // Unless another node is known to lead (then it checks its
+                // own): this node may lead by now, even before its metrics
+                // say so.
+                if !self.led_elsewhere(group) {
                     self.check_reserve(group)?;
                 }
                 self.check_active_backups(group, &raft)?;
@@ -885,25 +897,22 @@ impl Cluster {
                     .is_some_and(|at| at.elapsed() <= self.backup_wait());
                 // A replica below its disk reserve answers heartbeats but
                 // takes no entries: it would not hold this write either.
-                let full = self.addresses.refused_entries_within(**id, self.backup_wait());
-                holds_all || (answered && !full)
+                !self.addresses.refuses_entries(**id) && (holds_all || answered)
             })
             .count();
         if recent >= need { Ok(()) } else { Err(self.too_few_backups(group, recent, need, false)) }
     }
 
     /// Why a write is not confirmed: too few active backups in sync (and
-    /// which are below their disk reserve); `committed` when the primaries
-    /// already hold it.
+    /// which are below their disk reserve). `committed`: the primaries
+    /// already hold it, so it is a replication timeout (never proposed
+    /// again by a relay), not a refusal.
     fn too_few_backups(&self, group: &str, have: usize, need: usize, committed: bool) -> WriteError {
         let model = self.model();
         let full: Vec<&str> = model.groups.get(group).map_or_else(Vec::new, |g| {
             g.members
                 .iter()
-                .filter(|(name, role)| {
-                    **role == Role::ActiveBackup
-                        && self.addresses.refused_entries_within(node_id(name), self.backup_wait())
-                })
+                .filter(|(name, role)| **role == Role::ActiveBackup && self.addresses.refuses_entries(node_id(name)))
                 .map(|(name, _)| name.as_str())
                 .collect()
         });
@@ -912,16 +921,16 @@ impl Cluster {
             false => format!(" ({} below the disk reserve)", full.join(", ")),
         };
         let backups = "required active backup(s) (axoniq.axonserver.replication.min-active-backups)";
-        WriteError::NoLeader(match committed {
-            false => format!(
+        match committed {
+            false => WriteError::NoLeader(format!(
                 "replication group {group} accepts no writes: {have} of {need} {backups} are in sync{why}; \
                  writes resume when they are"
-            ),
-            true => format!(
+            )),
+            true => WriteError::Timeout(format!(
                 "the write is not confirmed: the primaries of replication group {group} hold it, but {have} \
                  of {need} {backups} do{why}"
-            ),
-        })
+            )),
+        }
     }
 
     /// On the leader, after the commit: waits until `min-active-backups`
@@ -964,8 +973,12 @@ impl Cluster {
 
     async fn forward_once(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
         let channel = self.channels.get(addr).map_err(WriteError::Failed)?;
-        let unreachable =
-            |s: Status| WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message()));
+        // A proposal that timed out there may be stored: it stays a
+        // timeout here, so that no relay proposes it again.
+        let unreachable = |s: Status| match s.code() {
+            tonic::Code::DeadlineExceeded => WriteError::Timeout(format!("the node at {addr}: {}", s.message())),
+            _ => WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message())),
+        };
         let mut client = internal_client(channel);
         match command {
             GroupCommand::Batch(_) => Err(WriteError::NotLeader("a batch is proposed where it was made".into())),

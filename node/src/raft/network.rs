@@ -82,15 +82,17 @@ pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> 
 }
 
 /// Where each node (by Raft node id) is reached now, as the cluster model
-/// says, and when it last refused new log entries for lack of disk space.
+/// says, and which nodes refuse new log entries for lack of disk space.
 /// Shared by every group's links, so a node that comes back on another
 /// address is reached there without rebuilding replication, and a leader
-/// of any group knows which replicas cannot take its next write (a node's
-/// disk reserve is the same for all its groups).
+/// of one group knows what its links in another learnt (a node's disk
+/// reserve is the same for all its groups but `_admin`).
 #[derive(Clone, Default)]
 pub struct Addresses {
     by_id: Arc<RwLock<HashMap<u64, String>>>,
-    full_since: Arc<RwLock<HashMap<u64, std::time::Instant>>>,
+    /// Node → its latest refusal for lack of disk space, until it takes
+    /// entries again.
+    full: Arc<RwLock<HashMap<u64, std::time::Instant>>>,
 }
 
 /// How a replica below its disk reserve starts its refusal of new entries.
@@ -99,19 +101,29 @@ const REPLICA_FULL: &str = "this replica takes no new entries";
 /// this, then twice as late each time, up to [`FULL_RETRY_MAX`].
 const FULL_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
 const FULL_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// A refusal counts this long when no entries are sent to that node to
+/// find out (every group that sends it any retries it more often).
+const FULL_MARK_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Addresses {
-    /// Whether node `id` refused new log entries for lack of disk space
-    /// within the last `within`.
-    pub fn refused_entries_within(&self, id: u64, within: std::time::Duration) -> bool {
-        let full_since = self.full_since.read().unwrap_or_else(|p| p.into_inner());
-        full_since.get(&id).is_some_and(|at| at.elapsed() <= within)
+    /// Whether node `id` refuses new log entries for lack of disk space:
+    /// it refused them lately, and has taken none since.
+    pub fn refuses_entries(&self, id: u64) -> bool {
+        let full = self.full.read().unwrap_or_else(|p| p.into_inner());
+        full.get(&id).is_some_and(|at| at.elapsed() <= FULL_MARK_TTL)
     }
 
     /// Notes a refusal from node `id` when it was one for lack of disk space.
     fn note_refusal(&self, id: u64, status: &Status) {
         if status.code() == Code::Unavailable && status.message().starts_with(REPLICA_FULL) {
-            self.full_since.write().unwrap_or_else(|p| p.into_inner()).insert(id, std::time::Instant::now());
+            self.full.write().unwrap_or_else(|p| p.into_inner()).insert(id, std::time::Instant::now());
+        }
+    }
+
+    /// Notes that node `id` took new entries (or a snapshot).
+    fn note_taken(&self, id: u64) {
+        if self.full.read().unwrap_or_else(|p| p.into_inner()).contains_key(&id) {
+            self.full.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
         }
     }
 
@@ -412,7 +424,11 @@ impl RaftNetworkV2<C> for GrpcLink {
         let message = append_message(&self.group, &rpc)?;
         let request = self.request(message, &option);
         let reply = self.client()?.append_entries(request).await.map_err(|s| self.failed(&s))?;
-        parse_reply(self.target, reply.into_inner())
+        let answer: AppendEntriesResponse<C> = parse_reply(self.target, reply.into_inner())?;
+        if !rpc.entries.is_empty() && answer.is_success() {
+            self.addresses.note_taken(self.target);
+        }
+        Ok(answer)
     }
 
     /// Pipelined: every request goes out on one gRPC stream as openraft
@@ -441,9 +457,15 @@ impl RaftNetworkV2<C> for GrpcLink {
             // Each request goes out in parts of bounded size, through a
             // bounded queue.
             let (parts, outbound) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
+            // Whether each request in flight carries entries (answers come
+            // in order): an answer to one that does says the member took
+            // entries again.
+            let carried = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+            let carries = carried.clone();
             tokio::spawn(async move {
                 let mut input = input;
                 while let Some(rpc) = input.next().await {
+                    carries.lock().unwrap_or_else(|p| p.into_inner()).push_back(!rpc.entries.is_empty());
                     let message = append_message(&group, &rpc).unwrap_or_default();
                     for part in append_parts(message, APPEND_PART_BYTES) {
                         if parts.send(part).await.is_err() {
@@ -455,13 +477,23 @@ impl RaftNetworkV2<C> for GrpcLink {
             let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
             let mut request = Request::new(outbound);
             attach_internal_token(&mut request, token.as_deref());
-            let failed = move |status: Status| {
-                addresses.note_refusal(target, &status);
-                status_error(target, &status)
+            let failed = {
+                let addresses = addresses.clone();
+                move |status: Status| {
+                    addresses.note_refusal(target, &status);
+                    status_error(target, &status)
+                }
             };
             let inbound = client.stream_append(request).await.map_err(failed.clone())?.into_inner();
             let results = inbound.map(move |reply| match reply {
-                Ok(reply) => parse_reply::<StreamAppendResult<C>>(target, reply),
+                Ok(reply) => {
+                    let answer = parse_reply::<StreamAppendResult<C>>(target, reply);
+                    let had_entries = carried.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                    if had_entries == Some(true) && matches!(answer, Ok(Ok(_))) {
+                        addresses.note_taken(target);
+                    }
+                    answer
+                }
                 Err(status) => Err(failed(status)),
             });
             Ok(Box::pin(results) as openraft::base::BoxStream<'s, _>)
@@ -489,7 +521,7 @@ impl RaftNetworkV2<C> for GrpcLink {
     /// each refusal is logged on both sides); any other failure is retried
     /// as openraft's config says.
     fn backoff(&self) -> Option<Backoff> {
-        if !self.addresses.refused_entries_within(self.target, FULL_RETRY_MAX) {
+        if !self.addresses.refuses_entries(self.target) {
             return None;
         }
         let series = std::iter::successors(Some(FULL_RETRY_FIRST), |delay| Some((*delay * 2).min(FULL_RETRY_MAX)));
@@ -511,7 +543,9 @@ impl RaftNetworkV2<C> for GrpcLink {
         };
         let request = self.request(message, &option);
         let reply = self.client()?.install_snapshot(request).await.map_err(|s| self.failed(&s))?;
-        Ok(parse_reply(self.target, reply.into_inner())?)
+        let answer = parse_reply(self.target, reply.into_inner())?;
+        self.addresses.note_taken(self.target);
+        Ok(answer)
     }
 }
 
@@ -739,13 +773,14 @@ mod tests {
         let (full, down) = (network.new_client(1, &node("full")).await, network.new_client(2, &node("down")).await);
         addresses.note_refusal(1, &Status::unavailable(format!("{REPLICA_FULL}: refusing writes: 1 byte free")));
         addresses.note_refusal(2, &Status::unavailable("connection refused"));
+        assert!(addresses.refuses_entries(1) && !addresses.refuses_entries(2));
         let delays: Vec<u64> = full.backoff().unwrap().take(7).map(|d| d.as_millis() as u64).collect();
         assert_eq!(delays, [250, 500, 1000, 2000, 4000, 5000, 5000]);
         // A member that is merely unreachable keeps openraft's own policy.
         assert!(down.backoff().is_none());
-        assert!(
-            addresses.refused_entries_within(1, FULL_RETRY_MAX) && !addresses.refused_entries_within(2, FULL_RETRY_MAX)
-        );
+        // Once it takes entries again, it is no longer counted full.
+        addresses.note_taken(1);
+        assert!(!addresses.refuses_entries(1) && full.backoff().is_none());
     }
 
     #[test]
