@@ -191,10 +191,22 @@ async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_wh
     let mut behind = nodes[2].event_store().await.unwrap();
     let refused = behind.get_last_token(GetLastTokenRequest {}).await.unwrap_err();
     assert_eq!(error_code(&refused).as_deref(), Some("AXONIQ-2100"), "{refused:?}");
+    // The leader's group listing says why node-3 lags.
+    let groups = || {
+        let leader = leads_default().unwrap();
+        let leader = nodes.iter().find(|n| n.name() == leader).unwrap();
+        let (code, out, err) =
+            ranvier_tests::ranvierctl(&["replication-groups", "-S", &format!("http://{}", leader.http_addr)]).unwrap();
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    const WARNING: &str = "below the disk reserve, taking no entries: node-3";
+    assert!(groups().lines().any(|l| l.starts_with("default ") && l.contains(WARNING)), "{}", groups());
 
     // The disk grows: node-3 takes entries again and catches up.
     disk.grow(512);
     eventually(Duration::from_secs(60), "node-3 to catch up", || async { stored(&nodes[2]) == total }).await.unwrap();
+    assert!(!groups().contains(WARNING), "{}", groups());
     let log = nodes[2].log();
     assert!(log.contains(TAKING_AGAIN), "{log}");
     // At no point did node-3 meet the full disk itself.

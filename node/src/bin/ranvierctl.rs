@@ -341,8 +341,18 @@ fn print_listing(command: &str, body: &str, json_output: bool) {
                     .as_array()
                     .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
                     .unwrap_or_default();
+                let full: Vec<&str> = group["members"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter().filter(|m| m["belowDiskReserve"] == true).filter_map(|m| m["node"].as_str()).collect()
+                    })
+                    .unwrap_or_default();
+                let warning = match full.is_empty() {
+                    true => String::new(),
+                    false => format!("  [below the disk reserve, taking no entries: {}]", full.join(",")),
+                };
                 println!(
-                    "{:<20} {:<15} {:<20} {}",
+                    "{:<20} {:<15} {:<20} {}{warning}",
                     text(&group["name"]),
                     text(&group["leader"]),
                     contexts,

@@ -1042,8 +1042,14 @@ impl Cluster {
                         .map(|l| l.index);
                     let last = metrics.as_ref().and_then(|m| m.last_log_index);
                     let lag = matched.zip(last).map(|(m, l)| l.saturating_sub(m));
+                    // What this node's links learnt as the group's leader
+                    // (`_admin` entries pass a full disk).
+                    let leads = metrics.as_ref().is_some_and(|m| m.current_leader == Some(self.node_id));
+                    let full =
+                        (leads && group != ADMIN && id != self.node_id).then(|| self.addresses.refuses_entries(id));
                     serde_json::json!({
                         "node": node, "role": role.name(), "raft": raft_role, "matchIndex": matched, "lag": lag,
+                        "belowDiskReserve": full,
                     })
                 })
                 .collect();

@@ -5,6 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+
 use super::model::{ADMIN, AdminCommand};
 use super::roles::Role;
 use super::*;
@@ -219,6 +221,7 @@ async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_a
     // A replica's disk fills: the other two go on committing, and it takes
     // no new entries (instead of failing its store, and with it the group,
     // on this node) ...
+    let name = |i: usize| members[i].cluster.name().to_owned();
     members[low].space.set_full(true);
     for seq in 1..=20 {
         members[leader].cluster.append("default", vec![event("a", seq)], false).await.unwrap();
@@ -226,9 +229,17 @@ async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_a
     holds(&members[other], "default", 21).await;
     let lagging = members[low].contexts.get("default").unwrap().unwrap().events.next_token();
     assert_eq!(lagging, 1, "the replica below its reserve stored new entries");
+    // The leader's status says why it lags (and only of that replica).
+    let below_reserve = |node: usize| {
+        let status = members[leader].cluster.status();
+        let group = status.iter().find(|g| g["name"] == "default").cloned().unwrap();
+        let member = group["members"].as_array().unwrap().iter().find(|m| m["node"] == name(node)).cloned();
+        member.unwrap()["belowDiskReserve"].clone()
+    };
+    until("the leader to see the replica refuse entries", || below_reserve(low) == json!(true)).await;
+    assert_eq!(below_reserve(other), json!(false));
     // The cluster model still reaches it (what an operator changes to move
     // a member off a full disk).
-    let name = |i: usize| members[i].cluster.name().to_owned();
     let roles = BTreeMap::from([(name(leader), Role::Primary), (name(other), Role::Primary)]);
     members[leader].cluster.admin(AdminCommand::CreateGroup { name: "audit".into(), members: roles }).await.unwrap();
     until("the full replica's model to hold the new group", || {
@@ -239,6 +250,7 @@ async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_a
     members[low].space.set_full(false);
     holds(&members[low], "default", 21).await;
     assert_eq!(stored_events(&members[low], "default"), stored_events(&members[leader], "default"));
+    until("the leader to see the replica take entries", || below_reserve(low) == json!(false)).await;
 
     // The leader's disk fills (whoever leads now): writes are refused with
     // Axon's data-file error, whichever node the client is on, and nothing

@@ -519,7 +519,10 @@ impl RaftNetworkV2<C> for GrpcLink {
     /// A member that refused entries for lack of disk space is retried
     /// less and less often (its disk fills no faster for being asked, and
     /// each refusal is logged on both sides); any other failure is retried
-    /// as openraft's config says.
+    /// as openraft's config says. openraft asks once per streak of
+    /// failures, so the policy chosen at its start holds until the member
+    /// answers again: one that is full and then also goes down is retried
+    /// every 5 s, and catches up at most that late after it returns.
     fn backoff(&self) -> Option<Backoff> {
         if !self.addresses.refuses_entries(self.target) {
             return None;
