@@ -385,7 +385,7 @@ impl Cluster {
         let machine = machine.with_source(source.clone());
         let addresses = Addresses::default();
         record_addresses(&addresses, &model.borrow());
-        let network = GrpcNetwork::new(ADMIN, settings.token.clone(), addresses.clone());
+        let network = GrpcNetwork::new(ADMIN, settings.token.clone(), addresses.clone()).reserve_exempt();
         let admin = GroupRaft::new(node_id, raft_config.clone(), network, log, machine)
             .await
             .map_err(|e| ClusterError::Raft { group: ADMIN.into(), reason: e.to_string() })?;
@@ -666,17 +666,8 @@ impl Cluster {
 
     /// Whether this node leads `group`, as its Raft metrics say now.
     fn leads(&self, group: &str) -> bool {
-        self.known_leader(group) == Some(self.node_id)
-    }
-
-    /// Whether another node leads `group`, as this node's Raft metrics say now.
-    fn led_elsewhere(&self, group: &str) -> bool {
-        self.known_leader(group).is_some_and(|leader| leader != self.node_id)
-    }
-
-    fn known_leader(&self, group: &str) -> Option<u64> {
         use openraft::type_config::async_runtime::WatchReceiver;
-        self.groups.get(group).and_then(|raft| raft.metrics().borrow_watched().current_leader)
+        self.groups.get(group).is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(self.node_id))
     }
 
     /// [`Self::propose`] of this command alone, as one entry.
@@ -693,10 +684,11 @@ impl Cluster {
         let data = !matches!(command, GroupCommand::Admin(_));
         for _ in 0..WRITE_ATTEMPTS {
             if data {
-                // Unless another node is known to lead (then it checks its
-                // own): this node may lead by now, even before its metrics
-                // say so.
-                if !self.led_elsewhere(group) {
+                // Where this node leads (a follower's write goes to the
+                // leader, which checks its own). One that took office so
+                // lately that its metrics do not say so yet may propose an
+                // entry unchecked: the reserve has room for it.
+                if self.leads(group) {
                     self.check_reserve(group)?;
                 }
                 self.check_active_backups(group, &raft)?;

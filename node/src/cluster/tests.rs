@@ -246,11 +246,17 @@ async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_a
         members[low].cluster.model().groups.contains_key("audit")
     })
     .await;
-    // ... until space returns: then it catches up.
+    // (It took those entries below its reserve: that says nothing of
+    // whether it takes others.)
+    assert_eq!(below_reserve(low), json!(true));
+    // ... until space returns: then it catches up, and the leader sees it
+    // take entries (sooner than the mark would expire on its own).
+    let returned = std::time::Instant::now();
     members[low].space.set_full(false);
     holds(&members[low], "default", 21).await;
     assert_eq!(stored_events(&members[low], "default"), stored_events(&members[leader], "default"));
     until("the leader to see the replica take entries", || below_reserve(low) == json!(false)).await;
+    assert!(returned.elapsed() < Duration::from_secs(9), "the mark only expired");
 
     // The leader's disk fills (whoever leads now): writes are refused with
     // Axon's data-file error, whichever node the client is on, and nothing

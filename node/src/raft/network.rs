@@ -120,10 +120,15 @@ impl Addresses {
         }
     }
 
-    /// Notes that node `id` took new entries (or a snapshot).
-    fn note_taken(&self, id: u64) {
-        if self.full.read().unwrap_or_else(|p| p.into_inner()).contains_key(&id) {
-            self.full.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    /// Notes that node `id` took new entries (or a snapshot) sent at
+    /// `sent`: a refusal noted after that still counts.
+    fn note_taken(&self, id: u64, sent: std::time::Instant) {
+        if !self.full.read().unwrap_or_else(|p| p.into_inner()).contains_key(&id) {
+            return;
+        }
+        let mut full = self.full.write().unwrap_or_else(|p| p.into_inner());
+        if full.get(&id).is_some_and(|refused| *refused < sent) {
+            full.remove(&id);
         }
     }
 
@@ -147,6 +152,9 @@ pub struct GrpcNetwork {
     group: String,
     token: Option<String>,
     addresses: Addresses,
+    /// Whether members take this group's entries below their disk
+    /// reserve too (`_admin`): then an entry taken says nothing of it.
+    reserve_exempt: bool,
 }
 
 impl GrpcNetwork {
@@ -154,7 +162,13 @@ impl GrpcNetwork {
     /// reaching each member where `addresses` says (else where its
     /// membership entry says).
     pub fn new(group: &str, token: Option<String>, addresses: Addresses) -> Self {
-        Self { group: group.to_owned(), token, addresses }
+        Self { group: group.to_owned(), token, addresses, reserve_exempt: false }
+    }
+
+    /// The network of a group whose entries members take below their disk
+    /// reserve too (as [`RaftRpcService::with_reserve`] exempts it).
+    pub fn reserve_exempt(self) -> Self {
+        Self { reserve_exempt: true, ..self }
     }
 }
 
@@ -162,6 +176,7 @@ impl GrpcNetwork {
 pub struct GrpcLink {
     group: String,
     token: Option<String>,
+    reserve_exempt: bool,
     target: u64,
     addr: String,
     addresses: Addresses,
@@ -187,6 +202,7 @@ impl RaftNetworkFactory<C> for GrpcNetwork {
         GrpcLink {
             group: self.group.clone(),
             token: self.token.clone(),
+            reserve_exempt: self.reserve_exempt,
             target,
             addr,
             addresses: self.addresses.clone(),
@@ -386,6 +402,14 @@ impl GrpcLink {
         parse_reply(self.target, reply.map_err(|s| status_error(self.target, &s))?.into_inner())
     }
 
+    /// The member took entries sent at `sent` (unless they are of a group
+    /// exempt from the reserve).
+    fn taken(&self, sent: std::time::Instant) {
+        if !self.reserve_exempt {
+            self.addresses.note_taken(self.target, sent);
+        }
+    }
+
     /// A failed call as openraft sorts it, noted first when the member
     /// refused it for lack of disk space.
     fn failed(&self, status: &Status) -> RPCError<C> {
@@ -423,10 +447,11 @@ impl RaftNetworkV2<C> for GrpcLink {
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
         let message = append_message(&self.group, &rpc)?;
         let request = self.request(message, &option);
+        let sent = std::time::Instant::now();
         let reply = self.client()?.append_entries(request).await.map_err(|s| self.failed(&s))?;
         let answer: AppendEntriesResponse<C> = parse_reply(self.target, reply.into_inner())?;
         if !rpc.entries.is_empty() && answer.is_success() {
-            self.addresses.note_taken(self.target);
+            self.taken(sent);
         }
         Ok(answer)
     }
@@ -457,15 +482,17 @@ impl RaftNetworkV2<C> for GrpcLink {
             // Each request goes out in parts of bounded size, through a
             // bounded queue.
             let (parts, outbound) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
-            // Whether each request in flight carries entries (answers come
-            // in order): an answer to one that does says the member took
-            // entries again.
+            // When each request in flight that carries entries was sent
+            // (answers come in order, one per request): an answer to one
+            // says the member took entries again.
             let carried = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
             let carries = carried.clone();
+            let reserve_exempt = self.reserve_exempt;
             tokio::spawn(async move {
                 let mut input = input;
                 while let Some(rpc) = input.next().await {
-                    carries.lock().unwrap_or_else(|p| p.into_inner()).push_back(!rpc.entries.is_empty());
+                    let sent = (!rpc.entries.is_empty() && !reserve_exempt).then(std::time::Instant::now);
+                    carries.lock().unwrap_or_else(|p| p.into_inner()).push_back(sent);
                     let message = append_message(&group, &rpc).unwrap_or_default();
                     for part in append_parts(message, APPEND_PART_BYTES) {
                         if parts.send(part).await.is_err() {
@@ -488,9 +515,9 @@ impl RaftNetworkV2<C> for GrpcLink {
             let results = inbound.map(move |reply| match reply {
                 Ok(reply) => {
                     let answer = parse_reply::<StreamAppendResult<C>>(target, reply);
-                    let had_entries = carried.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-                    if had_entries == Some(true) && matches!(answer, Ok(Ok(_))) {
-                        addresses.note_taken(target);
+                    let sent = carried.lock().unwrap_or_else(|p| p.into_inner()).pop_front().flatten();
+                    if let Some(sent) = sent.filter(|_| matches!(answer, Ok(Ok(_)))) {
+                        addresses.note_taken(target, sent);
                     }
                     answer
                 }
@@ -545,9 +572,10 @@ impl RaftNetworkV2<C> for GrpcLink {
             data: Bytes::from(snapshot.snapshot.into_inner()),
         };
         let request = self.request(message, &option);
+        let sent = std::time::Instant::now();
         let reply = self.client()?.install_snapshot(request).await.map_err(|s| self.failed(&s))?;
         let answer = parse_reply(self.target, reply.into_inner())?;
-        self.addresses.note_taken(self.target);
+        self.taken(sent);
         Ok(answer)
     }
 }
@@ -634,6 +662,9 @@ impl RaftService for RaftRpcService {
         self.authorize(&request)?;
         let message = request.into_inner();
         let raft = self.group(&message.group)?;
+        if !message.entries.is_empty() {
+            check_room(Room::of(self.room.clone(), &message.group).as_deref())?;
+        }
         let rpc = append_request(message)?;
         reply(raft.append_entries(rpc).await)
     }
@@ -781,8 +812,12 @@ mod tests {
         assert_eq!(delays, [250, 500, 1000, 2000, 4000, 5000, 5000]);
         // A member that is merely unreachable keeps openraft's own policy.
         assert!(down.backoff().is_none());
-        // Once it takes entries again, it is no longer counted full.
-        addresses.note_taken(1);
+        // Entries sent before its latest refusal say nothing; once it takes
+        // entries sent after it, it is no longer counted full.
+        let before = std::time::Instant::now() - std::time::Duration::from_secs(1);
+        addresses.note_taken(1, before);
+        assert!(addresses.refuses_entries(1));
+        addresses.note_taken(1, std::time::Instant::now());
         assert!(!addresses.refuses_entries(1) && full.backoff().is_none());
     }
 
