@@ -255,3 +255,38 @@ async fn a_node_back_on_another_internal_port_is_replicated_to_there() {
     moved.append_event(tokio_stream::iter(events(10))).await.unwrap();
     assert_eq!(last_token(&nodes[0]).await, 14);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_back_from_downtime_catches_up_while_its_group_is_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path());
+    for group in ["_admin", "default"] {
+        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
+    }
+    let leads = |node: &Node| ranvier_tests::leader_of(node, "default").as_deref() == Some(node.name());
+    let down = (0..3).find(|i| !leads(&nodes[*i])).unwrap();
+    let writer = (down + 1) % 3;
+    let mut client = nodes[writer].event_store().await.unwrap();
+    let events = |from: i64| (from..from + 10).map(|s| event("idle", s, 64)).collect::<Vec<_>>();
+    client.append_event(tokio_stream::iter(events(0))).await.unwrap();
+    eventually(Duration::from_secs(30), "every node to hold the first write", || async {
+        nodes.iter().all(|n| stored_next_token(n) == Some(10))
+    })
+    .await
+    .unwrap();
+
+    // A follower is down while writes go on, then the group goes idle.
+    let mut follower = nodes.remove(down);
+    follower.kill9().unwrap();
+    for from in (10..100).step_by(10) {
+        client.append_event(tokio_stream::iter(events(from))).await.unwrap();
+    }
+    // Back, it is caught up with nothing more written.
+    let follower = follower.restart().unwrap();
+    eventually(Duration::from_secs(30), "the follower to catch up without another write", || async {
+        stored_next_token(&follower) == Some(100)
+    })
+    .await
+    .unwrap();
+    assert_eq!(read_all(&follower, 100).await, read_all(&nodes[0], 100).await);
+}

@@ -220,3 +220,59 @@ async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_wh
     }
     drop(nodes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_a_reserve_that_meets_enospc_stops_and_catches_up_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = small_disk(&dir.path().join("node-3").join("disk"), 32) else { return };
+    // No reserve: node-3's store meets ENOSPC while applying committed entries.
+    let settings = [
+        "ranvier.disk-reserve=0",
+        "axoniq.axonserver.event.storage=./disk/data",
+        "axoniq.axonserver.replication.log-storage-folder=./disk/log",
+    ];
+    let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &settings).unwrap();
+    for group in ["_admin", "default"] {
+        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
+    }
+    let mut client = nodes[0].event_store().await.unwrap();
+    let mut seq = 0i64;
+    let mut append = async || {
+        let events: Vec<_> = (seq..seq + 50).map(|s| event("big", s, 4096)).collect();
+        seq += 50;
+        client.append_event(tokio_stream::iter(events)).await.map(|_| ())
+    };
+    // The other two go on committing every write.
+    let mut written = 0u64;
+    while !nodes[2].log().contains("No space left") {
+        append().await.unwrap();
+        written += 50 * 4096;
+        assert!(written < 256 << 20, "node-3 never ran out of space; its log:\n{}", nodes[2].log());
+    }
+    for _ in 0..20 {
+        append().await.unwrap();
+    }
+    let total = last_token(&nodes[0]).await;
+    assert_eq!(total, seq - 1);
+    let stopped_at = stored(&nodes[2]);
+    assert!(stopped_at < total, "node-3 stored everything on a full disk");
+
+    // Space returns. The group stopped on node-3 (a storage error is fatal
+    // to its Raft there), so it takes a restart; then it catches up, with
+    // no further write, to the same events byte for byte.
+    disk.grow(512);
+    // It stays up like that for a while, as until an operator restarts it:
+    // the leader keeps retrying it meanwhile, with no new writes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let node = nodes.remove(2).restart().unwrap();
+    nodes.push(node);
+    eventually(Duration::from_secs(60), "node-3 to catch up after its restart", || async {
+        stored(&nodes[2]) == total
+    })
+    .await
+    .unwrap();
+    let expected = checksum(&nodes[0], total).await;
+    for node in &nodes[1..] {
+        assert_eq!(checksum(node, total).await, expected, "{} differs", node.name());
+    }
+}

@@ -488,9 +488,21 @@ impl RaftNetworkV2<C> for GrpcLink {
             let carried = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
             let carries = carried.clone();
             let reserve_exempt = self.reserve_exempt;
+            // openraft's request stream holds its replication state while
+            // it waits for the next entries: it must be dropped as soon as
+            // this session ends (the call failed, or openraft dropped the
+            // answers), not at the next write, or a member that dropped out
+            // of an idle group is not caught up until something is written.
+            let (session, mut ended) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(async move {
                 let mut input = input;
-                while let Some(rpc) = input.next().await {
+                loop {
+                    let next = tokio::select! {
+                        next = input.next() => next,
+                        () = parts.closed() => None,
+                        _ = &mut ended => None,
+                    };
+                    let Some(rpc) = next else { return };
                     let sent = (!rpc.entries.is_empty() && !reserve_exempt).then(std::time::Instant::now);
                     carries.lock().unwrap_or_else(|p| p.into_inner()).push_back(sent);
                     let message = append_message(&group, &rpc).unwrap_or_default();
@@ -512,16 +524,20 @@ impl RaftNetworkV2<C> for GrpcLink {
                 }
             };
             let inbound = client.stream_append(request).await.map_err(failed.clone())?.into_inner();
-            let results = inbound.map(move |reply| match reply {
-                Ok(reply) => {
-                    let answer = parse_reply::<StreamAppendResult<C>>(target, reply);
-                    let sent = carried.lock().unwrap_or_else(|p| p.into_inner()).pop_front().flatten();
-                    if let Some(sent) = sent.filter(|_| matches!(answer, Ok(Ok(_)))) {
-                        addresses.note_taken(target, sent);
+            let results = inbound.map(move |reply| {
+                // The session lasts while openraft holds these answers.
+                let _session = &session;
+                match reply {
+                    Ok(reply) => {
+                        let answer = parse_reply::<StreamAppendResult<C>>(target, reply);
+                        let sent = carried.lock().unwrap_or_else(|p| p.into_inner()).pop_front().flatten();
+                        if let Some(sent) = sent.filter(|_| matches!(answer, Ok(Ok(_)))) {
+                            addresses.note_taken(target, sent);
+                        }
+                        answer
                     }
-                    answer
+                    Err(status) => Err(failed(status)),
                 }
-                Err(status) => Err(failed(status)),
             });
             Ok(Box::pin(results) as openraft::base::BoxStream<'s, _>)
         })
