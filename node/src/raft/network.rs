@@ -38,6 +38,10 @@ use tonic::{Code, Request, Response, Status};
 use super::GroupRaft;
 use crate::store::{DiskReserve, StoreError};
 
+/// How often an idle Raft link pings its member, and how long it waits for
+/// the answer before it counts the connection lost.
+const LINK_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const LINK_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// AppendEntries requests (and answers) buffered per replication stream.
 const STREAM_APPEND_REPLIES_MAX: usize = 64;
 /// Entry bytes per message of a replication stream, about: a larger
@@ -186,7 +190,15 @@ pub struct GrpcLink {
 fn connect(target: u64, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
     Endpoint::from_shared(format!("http://{addr}"))
         .map(|endpoint| {
-            RaftServiceClient::new(endpoint.tcp_nodelay(true).connect_lazy())
+            // Keepalive: a member that vanished without closing its
+            // connections (a partition, a lost host) fails its calls within
+            // seconds, and replication starts over once it is back.
+            let endpoint = endpoint
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(LINK_KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(LINK_KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true);
+            RaftServiceClient::new(endpoint.connect_lazy())
                 .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
                 .max_encoding_message_size(INTERNAL_MESSAGE_MAX)
         })
@@ -507,8 +519,9 @@ impl RaftNetworkV2<C> for GrpcLink {
                     carries.lock().unwrap_or_else(|p| p.into_inner()).push_back(sent);
                     let message = append_message(&group, &rpc).unwrap_or_default();
                     for part in append_parts(message, APPEND_PART_BYTES) {
-                        if parts.send(part).await.is_err() {
-                            return;
+                        tokio::select! {
+                            result = parts.send(part) => if result.is_err() { return },
+                            _ = &mut ended => return,
                         }
                     }
                 }
