@@ -126,26 +126,33 @@ async fn a_single_node_out_of_space_refuses_the_write_keeps_what_it_confirmed_an
     drop(node);
 }
 
+/// Three clustered nodes, every one keeping `reserve` free; node-3's store
+/// and replication log on a tmpfs of `mib` (its own node.log beside it,
+/// where a full disk does not cut it short). `None`: mounts are not allowed.
+async fn cluster_with_a_small_node_3(dir: &Path, mib: u64, reserve: &str) -> Option<(Tmpfs, Vec<Node>)> {
+    let disk = small_disk(&dir.join("node-3").join("disk"), mib)?;
+    let reserve = format!("ranvier.disk-reserve={reserve}");
+    let settings = [
+        reserve.as_str(),
+        "axoniq.axonserver.event.storage=./disk/data",
+        "axoniq.axonserver.replication.log-storage-folder=./disk/log",
+    ];
+    let nodes = ranvier_tests::start_cluster(dir, 3, &settings).unwrap();
+    for group in ["_admin", "default"] {
+        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
+    }
+    Some((disk, nodes))
+}
+
 const REFUSING: &str = "takes no new log entries";
 const TAKING_AGAIN: &str = "this replica takes new log entries";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    // node-3's store and replication log live on the small disk, its own
-    // log (node.log) beside it, where a full disk does not cut it short.
-    let Some(disk) = small_disk(&dir.path().join("node-3").join("disk"), 64) else { return };
     // 32 MB of the 64 MiB kept free: node-3 has room for about 16 MiB of
     // events (each is written to the log and to the store).
-    let settings = [
-        "ranvier.disk-reserve=32MB",
-        "axoniq.axonserver.event.storage=./disk/data",
-        "axoniq.axonserver.replication.log-storage-folder=./disk/log",
-    ];
-    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &settings).unwrap();
-    for group in ["_admin", "default"] {
-        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
-    }
+    let Some((disk, nodes)) = cluster_with_a_small_node_3(dir.path(), 64, "32MB").await else { return };
     // node-1 founded the groups and leads them; a leader below its reserve
     // refuses writes (the in-process cluster tests show that), so this test
     // is about a follower: node-3 must not lead.
@@ -224,17 +231,8 @@ async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_wh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_without_a_reserve_that_meets_enospc_stops_and_catches_up_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = small_disk(&dir.path().join("node-3").join("disk"), 32) else { return };
     // No reserve: node-3's store meets ENOSPC while applying committed entries.
-    let settings = [
-        "ranvier.disk-reserve=0",
-        "axoniq.axonserver.event.storage=./disk/data",
-        "axoniq.axonserver.replication.log-storage-folder=./disk/log",
-    ];
-    let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &settings).unwrap();
-    for group in ["_admin", "default"] {
-        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
-    }
+    let Some((disk, mut nodes)) = cluster_with_a_small_node_3(dir.path(), 32, "0").await else { return };
     let mut client = nodes[0].event_store().await.unwrap();
     let mut seq = 0i64;
     let mut append = async || {
