@@ -13,7 +13,8 @@
 //! leadership before proposing it, nothing was proposed, and each
 //! transaction takes the ordinary path to the new leader. While this node
 //! is below its disk reserve, queued transactions are refused
-//! (`AXONIQ-9100`, by [`Cluster::check_reserve`]) instead of proposed.
+//! (`AXONIQ-9100`, by the reserve check where the leader proposes) instead
+//! of proposed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -32,10 +33,6 @@ const BATCH_TRANSACTIONS_MAX: usize = 1024;
 const BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 const _: () = assert!(BATCH_TRANSACTIONS_MAX <= BATCH_SLOTS);
-
-/// The Axon error code of a write refused for lack of disk space (as on a
-/// single node: a data file cannot be written).
-const DISK_FULL_CODE: &str = "AXONIQ-9100";
 
 /// One transaction waiting for its group's next proposal.
 struct Queued {
@@ -91,16 +88,6 @@ impl Cluster {
         tokio::spawn(run_batcher(self.me.clone(), group.to_owned(), receiver));
         queues.insert(group.to_owned(), sender.clone());
         sender
-    }
-
-    /// `Err(AXONIQ-9100)` while this node is below its disk reserve: as a
-    /// leader it then proposes no new transactions, so that what was
-    /// committed before still has the reserve to land in.
-    pub(super) fn check_reserve(&self, group: &str) -> Result<(), WriteError> {
-        self.reserve.check().map_err(|full| WriteError::Refused {
-            code: DISK_FULL_CODE.into(),
-            message: format!("node {}, leader of replication group {group}: {full}", self.name()),
-        })
     }
 
     /// Proposes what the batcher took from the queue, and answers each.

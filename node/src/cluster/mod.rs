@@ -86,6 +86,9 @@ const READ_CURRENT_TIMEOUT: Duration = Duration::from_secs(5);
 const INTERNAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between join attempts, at most.
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// The Axon error code of a write refused for lack of disk space (as on a
+/// single node: a data file cannot be written).
+const DISK_FULL_CODE: &str = "AXONIQ-9100";
 
 /// What the cluster needs from the node's configuration.
 #[derive(Debug, Clone)]
@@ -668,6 +671,16 @@ impl Cluster {
     fn leads(&self, group: &str) -> bool {
         use openraft::type_config::async_runtime::WatchReceiver;
         self.groups.get(group).is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(self.node_id))
+    }
+
+    /// `Err(AXONIQ-9100)` while this node is below its disk reserve: as a
+    /// leader it then proposes no new transactions, so that what was
+    /// committed before still has the reserve to land in.
+    fn check_reserve(&self, group: &str) -> Result<(), WriteError> {
+        self.reserve.check().map_err(|full| WriteError::Refused {
+            code: DISK_FULL_CODE.into(),
+            message: format!("node {}, leader of replication group {group}: {full}", self.name()),
+        })
     }
 
     /// [`Self::propose`] of this command alone, as one entry.

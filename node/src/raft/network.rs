@@ -388,6 +388,32 @@ fn append_request(message: AppendEntriesMessage) -> Result<AppendEntriesRequest<
     })
 }
 
+/// What a link learns of its member's disk from the answers to its calls
+/// (also from within a replication stream's tasks).
+#[derive(Clone)]
+struct DiskNotes {
+    addresses: Addresses,
+    target: u64,
+    reserve_exempt: bool,
+}
+
+impl DiskNotes {
+    /// A failed call as openraft sorts it, noted first when the member
+    /// refused it for lack of disk space.
+    fn failed(&self, status: &Status) -> RPCError<C> {
+        self.addresses.note_refusal(self.target, status);
+        status_error(self.target, status)
+    }
+
+    /// The member took entries sent at `sent` (says nothing for a group
+    /// exempt from the reserve).
+    fn taken(&self, sent: std::time::Instant) {
+        if !self.reserve_exempt {
+            self.addresses.note_taken(self.target, sent);
+        }
+    }
+}
+
 /// The small Raft RPCs that travel as JSON in a `RaftRequest`.
 enum JsonRpc {
     Vote,
@@ -414,19 +440,8 @@ impl GrpcLink {
         parse_reply(self.target, reply.map_err(|s| status_error(self.target, &s))?.into_inner())
     }
 
-    /// The member took entries sent at `sent` (unless they are of a group
-    /// exempt from the reserve).
-    fn taken(&self, sent: std::time::Instant) {
-        if !self.reserve_exempt {
-            self.addresses.note_taken(self.target, sent);
-        }
-    }
-
-    /// A failed call as openraft sorts it, noted first when the member
-    /// refused it for lack of disk space.
-    fn failed(&self, status: &Status) -> RPCError<C> {
-        self.addresses.note_refusal(self.target, status);
-        status_error(self.target, status)
+    fn disk_notes(&self) -> DiskNotes {
+        DiskNotes { addresses: self.addresses.clone(), target: self.target, reserve_exempt: self.reserve_exempt }
     }
 
     fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
@@ -460,10 +475,10 @@ impl RaftNetworkV2<C> for GrpcLink {
         let message = append_message(&self.group, &rpc)?;
         let request = self.request(message, &option);
         let sent = std::time::Instant::now();
-        let reply = self.client()?.append_entries(request).await.map_err(|s| self.failed(&s))?;
+        let reply = self.client()?.append_entries(request).await.map_err(|s| self.disk_notes().failed(&s))?;
         let answer: AppendEntriesResponse<C> = parse_reply(self.target, reply.into_inner())?;
         if !rpc.entries.is_empty() && answer.is_success() {
-            self.taken(sent);
+            self.disk_notes().taken(sent);
         }
         Ok(answer)
     }
@@ -485,7 +500,7 @@ impl RaftNetworkV2<C> for GrpcLink {
         let group = self.group.clone();
         let target = self.target;
         let token = self.token.clone();
-        let addresses = self.addresses.clone();
+        let notes = self.disk_notes();
         let client = self.client();
         Box::pin(async move {
             let mut client = client?;
@@ -499,7 +514,6 @@ impl RaftNetworkV2<C> for GrpcLink {
             // says the member took entries again.
             let carried = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
             let carries = carried.clone();
-            let reserve_exempt = self.reserve_exempt;
             // openraft's request stream holds its replication state while
             // it waits for the next entries: it must be dropped as soon as
             // this session ends (the call failed, or openraft dropped the
@@ -515,7 +529,7 @@ impl RaftNetworkV2<C> for GrpcLink {
                         _ = &mut ended => None,
                     };
                     let Some(rpc) = next else { return };
-                    let sent = (!rpc.entries.is_empty() && !reserve_exempt).then(std::time::Instant::now);
+                    let sent = (!rpc.entries.is_empty()).then(std::time::Instant::now);
                     carries.lock().unwrap_or_else(|p| p.into_inner()).push_back(sent);
                     let message = append_message(&group, &rpc).unwrap_or_default();
                     for part in append_parts(message, APPEND_PART_BYTES) {
@@ -529,14 +543,7 @@ impl RaftNetworkV2<C> for GrpcLink {
             let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
             let mut request = Request::new(outbound);
             attach_internal_token(&mut request, token.as_deref());
-            let failed = {
-                let addresses = addresses.clone();
-                move |status: Status| {
-                    addresses.note_refusal(target, &status);
-                    status_error(target, &status)
-                }
-            };
-            let inbound = client.stream_append(request).await.map_err(failed.clone())?.into_inner();
+            let inbound = client.stream_append(request).await.map_err(|s| notes.failed(&s))?.into_inner();
             let results = inbound.map(move |reply| {
                 // The session lasts while openraft holds these answers.
                 let _session = &session;
@@ -545,11 +552,11 @@ impl RaftNetworkV2<C> for GrpcLink {
                         let answer = parse_reply::<StreamAppendResult<C>>(target, reply);
                         let sent = carried.lock().unwrap_or_else(|p| p.into_inner()).pop_front().flatten();
                         if let Some(sent) = sent.filter(|_| matches!(answer, Ok(Ok(_)))) {
-                            addresses.note_taken(target, sent);
+                            notes.taken(sent);
                         }
                         answer
                     }
-                    Err(status) => Err(failed(status)),
+                    Err(status) => Err(notes.failed(&status)),
                 }
             });
             Ok(Box::pin(results) as openraft::base::BoxStream<'s, _>)
@@ -602,9 +609,9 @@ impl RaftNetworkV2<C> for GrpcLink {
         };
         let request = self.request(message, &option);
         let sent = std::time::Instant::now();
-        let reply = self.client()?.install_snapshot(request).await.map_err(|s| self.failed(&s))?;
+        let reply = self.client()?.install_snapshot(request).await.map_err(|s| self.disk_notes().failed(&s))?;
         let answer = parse_reply(self.target, reply.into_inner())?;
-        self.taken(sent);
+        self.disk_notes().taken(sent);
         Ok(answer)
     }
 }
