@@ -71,12 +71,13 @@ async fn start_cluster(
     let settings = ClusterSettings {
         node: NodeInfo {
             name: node.name.clone(),
-            internal_addr: format!("{}:{port}", host_with_domain(&node.internal_hostname, &node.internal_domain)),
+            internal_addr: format!("{}:{port}", node.internal_host()),
             host_name: identity.host_name.clone(),
             grpc_port: identity.grpc_port,
             http_port: identity.http_port,
         },
         first: config.cluster.autocluster_first.clone(),
+        first_is_me: config.cluster.autocluster_first.as_deref().is_some_and(|first| node.is_named_by(first, port)),
         contexts: config.contexts.clone(),
         token: config.cluster.internal_token.clone(),
         log_dir: std::path::absolute(&config.cluster.log_dir).unwrap_or_else(|_| config.cluster.log_dir.clone()),
@@ -106,13 +107,6 @@ async fn start_cluster(
     });
     cluster.spawn(stopped);
     Ok(cluster)
-}
-
-fn host_with_domain(host: &str, domain: &Option<String>) -> String {
-    match domain {
-        Some(domain) if !domain.is_empty() => format!("{host}.{domain}"),
-        _ => host.to_owned(),
-    }
 }
 
 fn store_options(config: &Config, segment_size_bytes: u64) -> StoreOptions {
@@ -192,7 +186,7 @@ pub async fn run(
     let node = &config.node;
     let identity = NodeIdentity {
         name: node.name.clone(),
-        host_name: host_with_domain(&node.hostname, &node.domain),
+        host_name: node.client_host(),
         grpc_port: client_addr.port(),
         http_port: http_addr.port(),
     };
@@ -221,8 +215,8 @@ pub async fn run(
     let http_state = Arc::new(HttpState {
         node: HttpNode {
             name: node.name.clone(),
-            host_name: host_with_domain(&node.hostname, &node.domain),
-            internal_host_name: host_with_domain(&node.internal_hostname, &node.internal_domain),
+            host_name: node.client_host(),
+            internal_host_name: node.internal_host(),
             grpc_port: client_addr.port(),
             internal_port: node.internal_port,
             http_port: http_addr.port(),

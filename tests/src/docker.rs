@@ -27,6 +27,20 @@ pub fn available() -> bool {
     docker(&["image", "inspect", IMAGE]).is_ok()
 }
 
+/// Whether a container test can run: true with Docker and the image;
+/// false (said loudly) when `RANVIER_SKIP_CONTAINER_TESTS=1` allows
+/// skipping; otherwise the test fails, saying what is missing.
+pub fn required() -> bool {
+    if available() {
+        return true;
+    }
+    if std::env::var("RANVIER_SKIP_CONTAINER_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: container test (no Docker or no ranvier:test image)");
+        return false;
+    }
+    panic!("Docker with the ranvier:test image is required (scripts/build-image.sh)");
+}
+
 /// One node container.
 pub struct Container {
     /// Container name.
@@ -46,18 +60,29 @@ pub struct DockerCluster {
     pub nodes: Vec<Container>,
 }
 
+/// How one node container is started.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// The node's name (for the test's bookkeeping; the node reads its
+    /// own from `settings` or `env`).
+    pub node: String,
+    /// The container's host name (`--hostname`), as a pod has its own.
+    pub hostname: Option<String>,
+    /// Names the other containers reach it by on the cluster network.
+    pub aliases: Vec<String>,
+    /// Environment variables (how a pod template passes settings).
+    pub env: Vec<(String, String)>,
+    /// `--set key=value` flags.
+    pub settings: Vec<String>,
+}
+
 impl DockerCluster {
     /// Starts `count` nodes that form a cluster by autocluster.
     pub fn start(count: usize) -> anyhow::Result<Self> {
-        let tag = format!("ranvier-{}-{}", std::process::id(), count);
-        let network = format!("{tag}-net");
-        docker(&["network", "create", &network])?;
-        let mut cluster = DockerCluster { network, nodes: Vec::new() };
+        let mut cluster = Self::empty(&format!("{count}"))?;
         for i in 1..=count {
-            let name = format!("{tag}-{i}");
-            let node = format!("node-{i}");
             let settings = [
-                format!("axoniq.axonserver.name={node}"),
+                format!("axoniq.axonserver.name=node-{i}"),
                 "axoniq.axonserver.hostname=localhost".to_owned(),
                 format!("axoniq.axonserver.internal-hostname=peer-{i}"),
                 "axoniq.axonserver.autocluster.first=peer-1:8224".to_owned(),
@@ -66,29 +91,63 @@ impl DockerCluster {
                 "axoniq.axonserver.replication.max-election-timeout=600".to_owned(),
                 "axoniq.axonserver.replication.heartbeat-timeout=100".to_owned(),
             ];
-            let mut args: Vec<String> =
-                ["create", "--name", &name, "-p", "127.0.0.1::8124", "-p", "127.0.0.1::8024", IMAGE]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-            for setting in settings {
-                args.push("--set".into());
-                args.push(setting);
-            }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            docker(&args)?;
-            docker(&["network", "connect", "--alias", &format!("peer-{i}"), &cluster.network, &name])?;
-            docker(&["start", &name])?;
-            let port = |inner: &str| -> anyhow::Result<String> {
-                let mapped = docker(&["port", &name, inner])?;
-                mapped.lines().find(|l| l.starts_with("127.0.0.1:")).map(str::to_owned).context("no published port")
+            let spec = ContainerSpec {
+                node: format!("node-{i}"),
+                aliases: vec![format!("peer-{i}")],
+                settings: settings.to_vec(),
+                ..ContainerSpec::default()
             };
-            cluster.nodes.push(Container { client_addr: port("8124/tcp")?, http_addr: port("8024/tcp")?, name, node });
+            cluster.add(&spec)?;
         }
         for container in &cluster.nodes {
             container.wait_ready()?;
         }
         Ok(cluster)
+    }
+
+    /// A cluster network with no node yet; `tag` tells tests apart.
+    pub fn empty(tag: &str) -> anyhow::Result<Self> {
+        let network = format!("ranvier-{}-{tag}-net", std::process::id());
+        docker(&["network", "create", &network])?;
+        Ok(DockerCluster { network, nodes: Vec::new() })
+    }
+
+    /// Creates and starts a node container on the cluster network (and on
+    /// the default bridge, with its client and HTTP ports published on
+    /// 127.0.0.1); returns its index. Does not wait for it.
+    pub fn add(&mut self, spec: &ContainerSpec) -> anyhow::Result<usize> {
+        let index = self.nodes.len();
+        let name = format!("{}-{}", self.network.trim_end_matches("-net"), index + 1);
+        let mut args: Vec<String> =
+            ["create", "--name", &name, "-p", "127.0.0.1::8124", "-p", "127.0.0.1::8024"].map(String::from).to_vec();
+        if let Some(hostname) = &spec.hostname {
+            args.extend(["--hostname".to_owned(), hostname.clone()]);
+        }
+        for (key, value) in &spec.env {
+            args.extend(["--env".to_owned(), format!("{key}={value}")]);
+        }
+        args.push(IMAGE.to_owned());
+        for setting in &spec.settings {
+            args.extend(["--set".to_owned(), setting.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args)?;
+        let mut connect = vec!["network".to_owned(), "connect".to_owned()];
+        for alias in &spec.aliases {
+            connect.extend(["--alias".to_owned(), alias.clone()]);
+        }
+        connect.extend([self.network.clone(), name.clone()]);
+        let connect: Vec<&str> = connect.iter().map(String::as_str).collect();
+        docker(&connect)?;
+        docker(&["start", &name])?;
+        let port = |inner: &str| -> anyhow::Result<String> {
+            let mapped = docker(&["port", &name, inner])?;
+            mapped.lines().find(|l| l.starts_with("127.0.0.1:")).map(str::to_owned).context("no published port")
+        };
+        let container =
+            Container { client_addr: port("8124/tcp")?, http_addr: port("8024/tcp")?, name, node: spec.node.clone() };
+        self.nodes.push(container);
+        Ok(index)
     }
 
     /// Cuts node `index` off the cluster network (it stays reachable from the test).
@@ -104,7 +163,8 @@ impl DockerCluster {
 }
 
 impl Container {
-    fn wait_ready(&self) -> anyhow::Result<()> {
+    /// Waits for the node's `READY` line (its ports are bound).
+    pub fn wait_ready(&self) -> anyhow::Result<()> {
         for _ in 0..600 {
             let logs = docker(&["logs", &self.name]).unwrap_or_default();
             if logs.lines().any(|l| l.starts_with("READY ")) {
@@ -115,15 +175,32 @@ impl Container {
         bail!("container {} did not report ready: {}", self.name, docker(&["logs", &self.name]).unwrap_or_default())
     }
 
-    /// GETs an HTTP path on the node.
+    /// GETs an HTTP path on the node; returns the body.
     pub fn http_get(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.http_get_status(path)?.1)
+    }
+
+    /// GETs an HTTP path on the node; returns status code and body.
+    pub fn http_get_status(&self, path: &str) -> anyhow::Result<(u16, String)> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.http_addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
-        Ok(response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+        let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
+        Ok((code, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+    }
+
+    /// The node's output so far: its standard output, then its log
+    /// (standard error).
+    pub fn logs(&self) -> String {
+        match Command::new("docker").args(["logs", &self.name]).output() {
+            Ok(output) => {
+                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+            }
+            Err(error) => format!("docker logs {}: {error}", self.name),
+        }
     }
 
     /// The `default` group's leader as this node sees it.

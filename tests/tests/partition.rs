@@ -38,12 +38,8 @@ async fn checksum(node: &Container, count: i64) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_minority_confirms_nothing_and_replicas_converge_after_healing() {
-    if !docker::available() {
-        if std::env::var("RANVIER_SKIP_CONTAINER_TESTS").as_deref() == Ok("1") {
-            eprintln!("SKIPPED: container test (no Docker or no ranvier:test image)");
-            return;
-        }
-        panic!("Docker with the ranvier:test image is required (scripts/build-image.sh)");
+    if !docker::required() {
+        return;
     }
     let cluster = DockerCluster::start(3).unwrap();
     let nodes = &cluster.nodes;

@@ -30,6 +30,7 @@
 
 mod batch;
 pub mod model;
+pub mod readiness;
 mod reconcile;
 pub mod roles;
 mod rpc;
@@ -98,6 +99,9 @@ pub struct ClusterSettings {
     /// The internal `host:port` of the node that forms the cluster by
     /// autocluster; `None` to form it by hand (init-cluster, register-node).
     pub first: Option<String>,
+    /// `first` names this node (in any spelling of its addresses): it
+    /// founds the cluster instead of joining it.
+    pub first_is_me: bool,
     /// Contexts to create (first node) or join (the others) by autocluster.
     pub contexts: Vec<String>,
     /// Required on node-to-node calls, when set.
@@ -258,6 +262,9 @@ pub struct Cluster {
     /// leader) and no new log entries (as a replica): the stores' and the
     /// logs' file systems.
     reserve: DiskReserve,
+    /// What forming or joining the cluster is doing while it is under way
+    /// (for readiness), `None` once done or when not started.
+    formation: Mutex<Option<String>>,
 }
 
 /// Records every node's internal address from the model.
@@ -411,6 +418,7 @@ impl Cluster {
             me: me.clone(),
             addresses,
             log_cache,
+            formation: Mutex::new(None),
         }))
     }
 
@@ -483,38 +491,75 @@ impl Cluster {
             return;
         }
         let Some(first) = self.settings.first.clone() else { return };
+        let founder = self.settings.first_is_me;
         let mut backoff = Duration::from_millis(100);
+        self.set_formation(Some(if founder {
+            format!("founding the cluster as {first}")
+        } else {
+            format!("joining the cluster through {first}")
+        }));
         loop {
-            let result = if first == self.settings.node.internal_addr {
+            let result = if founder {
                 self.init_cluster(self.settings.contexts.clone()).await
             } else {
                 self.join(&first, self.settings.contexts.clone()).await
             };
             match result {
-                Ok(()) if first == self.settings.node.internal_addr => {
+                Ok(()) if founder => {
                     tracing::info!(contexts = ?self.settings.contexts, "founded the cluster (autocluster)");
-                    return;
+                    break;
                 }
                 Ok(()) => {
                     tracing::info!(%first, contexts = ?self.settings.contexts, "joined the cluster (autocluster)");
-                    return;
+                    break;
                 }
                 Err(WriteError::Refused { code, message }) if code == "AXONIQ-2306" => {
                     tracing::info!(%message, "this node is already part of the cluster");
-                    return;
+                    break;
                 }
                 // The first node has not founded the cluster yet: ask again.
                 Err(WriteError::Refused { code, message }) if code != "AXONIQ-2307" => {
                     tracing::error!(%code, %message, "autocluster refused; fix the configuration or use ranvierctl");
+                    self.set_formation(Some(format!("autocluster through {first} was refused: {code} {message}")));
                     return;
                 }
                 Err(error) => {
                     tracing::info!(%first, error = error.message(), "forming the cluster; retrying");
+                    let doing = if founder { "founding the cluster" } else { "joining the cluster through" };
+                    let target = if founder { String::new() } else { format!(" {first}") };
+                    self.set_formation(Some(format!("{doing}{target}, retrying: {}", error.message())));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
                 }
             }
         }
+        self.set_formation(None);
+    }
+
+    fn set_formation(&self, doing: Option<String>) {
+        *self.formation.lock().unwrap_or_else(|p| p.into_inner()) = doing;
+    }
+
+    /// Whether this node is ready to serve, and what it waits for if not
+    /// (see [`readiness`]).
+    pub fn readiness(&self) -> readiness::Readiness {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let mut local = BTreeMap::new();
+        for group in self.groups.names() {
+            let Some(raft) = self.groups.get(&group) else { continue };
+            let metrics = raft.metrics().borrow_watched().clone();
+            let membership = metrics.membership_config.membership();
+            let shape = if membership.voter_ids().any(|v| v == self.node_id) {
+                roles::RaftShape::Voter
+            } else if membership.learner_ids().any(|l| l == self.node_id) {
+                roles::RaftShape::Learner
+            } else {
+                roles::RaftShape::None
+            };
+            local.insert(group, readiness::LocalGroup { leader: leader_name(&metrics), shape });
+        }
+        let formation = self.formation.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        readiness::assess(&self.model(), &self.settings.node.name, &local, formation.as_deref())
     }
 
     /// After a restart: when this node's addresses or ports changed since it

@@ -63,6 +63,7 @@ async fn member(
             http_port: 2,
         },
         first: Some(first.into()),
+        first_is_me: first == addr.to_string(),
         contexts: vec!["default".into()],
         token: Some("t".into()),
         log_dir: dir.path().join("log"),

@@ -18,8 +18,10 @@
 //!
 //! Files: `keys` (every key and default), `properties` (file syntax), `env` (environment and
 //! [`EnvSource`]), `flags` (clap [`NodeArgs`]), `settings` (precedence), `value` (value
-//! syntax), `error` ([`ConfigError`]).
+//! syntax), `error` ([`ConfigError`]), `address` (the host names a node is reached by, and
+//! whether an address names it).
 
+mod address;
 mod env;
 mod error;
 mod flags;
@@ -348,7 +350,7 @@ fn internal_address(text: &str) -> Result<String, String> {
     let text = text.trim();
     let (host, port) = match text.rsplit_once(':') {
         Some((host, port)) => (host, value::port(port)?),
-        None => (text, 8224),
+        None => (text, address::INTERNAL_PORT_DEFAULT),
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err("expected host[:port]".into());
@@ -401,7 +403,12 @@ fn contexts(s: &Settings) -> Result<Vec<String>, ConfigError> {
 fn split_fqdn(host: &str, domain: Option<String>) -> (String, Option<String>) {
     let host = host.trim_end_matches('.');
     if let Some(domain) = domain {
-        let short = host.strip_suffix(&format!(".{domain}")).unwrap_or(host);
+        let suffix = format!(".{}", domain.trim_matches('.'));
+        let cut = host.len().saturating_sub(suffix.len());
+        let short = match host.get(cut..) {
+            Some(end) if cut > 0 && end.eq_ignore_ascii_case(&suffix) => &host[..cut],
+            _ => host,
+        };
         return (short.to_owned(), Some(domain));
     }
     match host.split_once('.') {

@@ -410,3 +410,102 @@ fn durations_sizes_and_booleans_in_context() {
     assert!(error_of(load_sets(&["axoniq.axonserver.event.storage="])).contains("expected a directory path"));
     assert!(error_of(load_sets(&["ranvier.bind-address=localhost"])).contains("expected an IP address"));
 }
+
+/// Client and internal addresses from host names with and without domains: a name that
+/// already ends with its domain keeps it once (StatefulSet pods get fully qualified names).
+#[test]
+fn client_and_internal_addresses_table() {
+    let pod = "ranvier-0.ranvier-internal.prod.svc.cluster.local";
+    let pod_hostname = format!("axoniq.axonserver.hostname={pod}");
+    let pod_internal = format!("axoniq.axonserver.internal-hostname={pod}");
+    // (settings, expected client host, expected internal host, expected node name)
+    let cases: Vec<(Vec<&str>, &str, &str, &str)> = vec![
+        (vec![], "testhost", "testhost", "testhost"),
+        (vec!["axoniq.axonserver.hostname=a.b.c"], "a.b.c", "a.b.c", "a"),
+        (vec![&pod_hostname], pod, pod, "ranvier-0"),
+        (vec![&pod_hostname, &pod_internal], pod, pod, "ranvier-0"),
+        (vec![&pod_hostname, &pod_internal, "axoniq.axonserver.name=ranvier-0"], pod, pod, "ranvier-0"),
+        (vec!["axoniq.axonserver.hostname=a", "axoniq.axonserver.domain=b.c"], "a.b.c", "a.b.c", "a"),
+        (vec!["axoniq.axonserver.hostname=a.b.c", "axoniq.axonserver.domain=b.c"], "a.b.c", "a.b.c", "a"),
+        (vec!["axoniq.axonserver.hostname=a.b.c", "axoniq.axonserver.domain=x.y"], "a.b.c.x.y", "a.b.c.x.y", "a.b.c"),
+        (vec!["axoniq.axonserver.hostname=a.b.c", "axoniq.axonserver.internal-hostname=i.b.c"], "a.b.c", "i.b.c", "a"),
+        (vec!["axoniq.axonserver.hostname=a.b.c", "axoniq.axonserver.internal-hostname=i"], "a.b.c", "i.b.c", "a"),
+        (
+            vec![
+                "axoniq.axonserver.hostname=a.b.c",
+                "axoniq.axonserver.internal-hostname=i.int.local",
+                "axoniq.axonserver.internal-domain=int.local",
+            ],
+            "a.b.c",
+            "i.int.local",
+            "a",
+        ),
+        (
+            vec![
+                "axoniq.axonserver.hostname=a",
+                "axoniq.axonserver.internal-hostname=i",
+                "axoniq.axonserver.internal-domain=int.local",
+            ],
+            "a",
+            "i.int.local",
+            "a",
+        ),
+        (vec!["axoniq.axonserver.hostname=a.B.c.", "axoniq.axonserver.domain=b.C"], "a.b.C", "a.b.C", "a"),
+        (
+            vec!["axoniq.axonserver.hostname=10.1.2.3", "axoniq.axonserver.domain=b.c"],
+            "10.1.2.3",
+            "10.1.2.3",
+            "10.1.2.3",
+        ),
+        (
+            vec!["axoniq.axonserver.hostname=a.b.c", "axoniq.axonserver.internal-hostname=10.0.0.5"],
+            "a.b.c",
+            "10.0.0.5",
+            "a",
+        ),
+    ];
+    for (sets, client, internal, name) in cases {
+        let node = load_sets(&sets).unwrap().node;
+        assert_eq!(
+            (node.client_host().as_str(), node.internal_host().as_str(), node.name.as_str()),
+            (client, internal, name),
+            "{sets:?}"
+        );
+    }
+}
+
+/// A pod's environment as a StatefulSet sets it: the first pod recognises itself in
+/// `autocluster.first` in any spelling of its names, the others do not.
+#[test]
+fn a_node_recognises_itself_as_the_first_node_in_any_spelling() {
+    let domain = "ranvier-internal.prod.svc.cluster.local";
+    let pod_env = |pod: &str| {
+        MapEnv::new()
+            .with("AXONIQ_AXONSERVER_NAME", pod)
+            .with("AXONIQ_AXONSERVER_HOSTNAME", format!("{pod}.{domain}"))
+            .with("AXONIQ_AXONSERVER_INTERNAL_HOSTNAME", format!("{pod}.{domain}"))
+            .with("AXONIQ_AXONSERVER_AUTOCLUSTER_FIRST", format!("ranvier-0.{domain}:8224"))
+    };
+    let env = pod_env("ranvier-0");
+    let config = load(&sources(None, &env, &[])).unwrap();
+    let first = config.cluster.autocluster_first.clone().unwrap();
+    assert!(config.cluster.enabled);
+    assert_eq!(config.node.internal_host(), format!("ranvier-0.{domain}"));
+    assert!(config.node.is_named_by(&first, 8224), "{first}");
+    let upper = format!("RANVIER-0.{domain}.:8224").to_uppercase();
+    let spellings = ["ranvier-0", "ranvier-0:8224", &format!("ranvier-0.{domain}"), &upper];
+    for spelling in spellings {
+        assert!(config.node.is_named_by(spelling, 8224), "{spelling}");
+    }
+    for other in ["ranvier-1", &format!("ranvier-1.{domain}:8224"), "ranvier-0:8225", "ranvier-0:x", "ranvier"] {
+        assert!(!config.node.is_named_by(other, 8224), "{other}");
+    }
+    let env = pod_env("ranvier-1");
+    let config = load(&sources(None, &env, &[])).unwrap();
+    assert!(!config.node.is_named_by(&first, 8224), "{first}");
+    // A node bound to another internal port is not the one named with 8224.
+    let env = pod_env("ranvier-0");
+    let config = load(&sources(None, &env, &["axoniq.axonserver.internal-port=9224"])).unwrap();
+    assert!(!config.node.is_named_by(&first, 9224));
+    assert!(config.node.is_named_by("ranvier-0:9224", 9224));
+}

@@ -67,10 +67,11 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "UP" }))
 }
 
-/// Ready once every context store has opened and, on a clustered node, every
-/// replication group has a leader this node knows; a stopped context
-/// (corrupt store) or a group without a leader keeps the node unready and
-/// says why.
+/// Ready once every context store has opened and, on a clustered node, the
+/// node is a registered member of the cluster whose groups are each open
+/// here with a leader it knows (`cluster::readiness`); otherwise 503, naming
+/// what is down and why (a corrupt store, a group without a leader, the
+/// cluster still forming).
 async fn ready(State(state): State<Arc<HttpState>>) -> Response {
     let contexts: serde_json::Map<String, serde_json::Value> = state
         .contexts
@@ -88,32 +89,35 @@ async fn ready(State(state): State<Arc<HttpState>>) -> Response {
             (name, detail)
         })
         .collect();
-    let groups: serde_json::Map<String, serde_json::Value> = state
-        .cluster
-        .as_ref()
-        .map(|cluster| cluster.status())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|group| group["hosted"] == true)
-        .map(|group| {
-            let name = group["name"].as_str().unwrap_or_default().to_owned();
-            let detail = match group["leader"].as_str() {
-                Some(leader) => json!({ "status": "UP", "leader": leader }),
-                None => {
-                    json!({ "status": "DOWN", "reason": "no leader known (forming, or cut off from the majority)" })
-                }
-            };
-            (name, detail)
-        })
-        .collect();
-    let up = contexts.values().chain(groups.values()).all(|c| c["status"] == "UP");
-    let code = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let mut body = json!({ "status": if up { "UP" } else { "DOWN" }, "contexts": contexts });
-    if state.cluster.is_some()
+    let mut up = contexts.values().all(|c| c["status"] == "UP");
+    let mut body = json!({ "contexts": contexts });
+    if let Some(cluster) = &state.cluster
         && let Some(object) = body.as_object_mut()
     {
+        let readiness = cluster.readiness();
+        up &= readiness.is_ready();
+        let groups: serde_json::Map<String, serde_json::Value> = readiness
+            .groups
+            .into_iter()
+            .map(|(name, state)| {
+                let detail = match state {
+                    Ok(leader) => json!({ "status": "UP", "leader": leader }),
+                    Err(reason) => json!({ "status": "DOWN", "reason": reason }),
+                };
+                (name, detail)
+            })
+            .collect();
+        let membership = match readiness.cluster {
+            Ok(()) => json!({ "status": "UP" }),
+            Err(reason) => json!({ "status": "DOWN", "reason": reason }),
+        };
+        object.insert("cluster".into(), membership);
         object.insert("replicationGroups".into(), serde_json::Value::Object(groups));
     }
+    if let Some(object) = body.as_object_mut() {
+        object.insert("status".into(), json!(if up { "UP" } else { "DOWN" }));
+    }
+    let code = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }
 
