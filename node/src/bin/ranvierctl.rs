@@ -11,7 +11,10 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use ranvier_wire::admin::{
+    ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupStatus, JoinRequest, MemberRole, RoleRequest,
+};
+use serde_json::Value;
 
 const USAGE: &str = "usage: ranvierctl <command> [options]   (common: -S <url> -t <token> -o txt|json)
 
@@ -107,6 +110,12 @@ fn call(method: &'static str, path: String, body: Option<Value>) -> Call {
     Call { method, path, body }
 }
 
+/// A call with a JSON body of the admin API's wire shapes.
+fn call_with(method: &'static str, path: String, body: &impl serde::Serialize) -> Result<Call, Usage> {
+    let body = serde_json::to_value(body).map_err(|e| Usage(format!("cannot encode the request: {e}")))?;
+    Ok(call(method, path, Some(body)))
+}
+
 /// Percent-encodes a path segment or query value.
 fn encode(text: &str) -> String {
     let mut out = String::new();
@@ -121,7 +130,7 @@ fn encode(text: &str) -> String {
 }
 
 /// `[{node, role}]` from the role list options.
-fn roles(options: &Options) -> Vec<Value> {
+fn roles(options: &Options) -> Vec<RoleRequest> {
     let mut out = Vec::new();
     for (option, role) in [
         ("-n", "PRIMARY"),
@@ -131,7 +140,7 @@ fn roles(options: &Options) -> Vec<Value> {
         ("-m", "MESSAGING_ONLY"),
     ] {
         for node in options.list(option) {
-            out.push(json!({ "node": node, "role": role }));
+            out.push(RoleRequest { node, role: Some(role.to_owned()) });
         }
     }
     out
@@ -157,20 +166,20 @@ fn plan(command: &str, options: &Options) -> Result<Call, Usage> {
                 .unwrap_or("8224")
                 .parse()
                 .map_err(|_| Usage("-p <internal-port> must be a port number".into()))?;
-            let mut body = json!({ "internalHostName": host, "internalGrpcPort": port });
-            if let Some(context) = options.get("-c") {
-                body["context"] = json!(context);
-            }
-            if options.flag("--no-contexts") {
-                body["noContexts"] = json!(true);
-            }
-            call("POST", "/v1/cluster".into(), Some(body))
+            let body = JoinRequest {
+                internal_host_name: Some(host.to_owned()),
+                internal_grpc_port: Some(port),
+                context: options.get("-c").map(str::to_owned),
+                no_contexts: options.flag("--no-contexts"),
+            };
+            call_with("POST", "/v1/cluster".into(), &body)?
         }
         "cluster" => call("GET", "/v1/public".into(), None),
         "register-replication-group" => {
             let group = options.required("-g", "replication-group")?;
             options.required("-n", "primary nodes")?;
-            call("POST", "/v1/replicationgroups".into(), Some(json!({ "name": group, "roles": roles(options) })))
+            let body = GroupRequest { name: Some(group.to_owned()), roles: roles(options) };
+            call_with("POST", "/v1/replicationgroups".into(), &body)?
         }
         "add-node-to-replication-group" | "change-role" => {
             let group = options.required("-g", "replication-group")?;
@@ -194,11 +203,13 @@ fn plan(command: &str, options: &Options) -> Result<Call, Usage> {
         "replication-groups" => call("GET", "/v1/public/replicationgroups".into(), None),
         "register-context" => {
             let context = options.required("-c", "context")?;
-            let mut body = json!({ "context": context, "roles": roles(options), "nodes": options.list("-n") });
-            if let Some(group) = options.get("-g") {
-                body["replicationGroup"] = json!(group);
-            }
-            call("POST", "/v1/context".into(), Some(body))
+            let body = ContextRequest {
+                context: Some(context.to_owned()),
+                replication_group: options.get("-g").map(str::to_owned),
+                roles: roles(options),
+                nodes: options.list("-n"),
+            };
+            call_with("POST", "/v1/context".into(), &body)?
         }
         "delete-context" => {
             let context = options.required("-c", "context")?;
@@ -302,71 +313,57 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Prints a listing as text (one line per item) or the JSON as it came.
+/// Prints a listing as text (one line per item) or the JSON as it came
+/// (also when it is not the listing's shape).
 fn print_listing(command: &str, body: &str, json_output: bool) {
-    let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    if json_output || !value.is_array() {
+    let printed = !json_output
+        && match command {
+            "cluster" => serde_json::from_str(body).map(print_nodes).is_ok(),
+            "replication-groups" => serde_json::from_str(body).map(print_groups).is_ok(),
+            _ => serde_json::from_str(body).map(print_contexts).is_ok(),
+        };
+    if !printed {
         println!("{body}");
-        return;
     }
-    let items = value.as_array().cloned().unwrap_or_default();
-    let roles = |item: &Value| {
-        item["roles"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .map(|m| format!("{}:{}", m["node"].as_str().unwrap_or("?"), m["role"].as_str().unwrap_or("?")))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
-    let text = |v: &Value| {
-        v.as_str().map(str::to_owned).unwrap_or_else(|| if v.is_null() { "-".into() } else { v.to_string() })
-    };
-    match command {
-        "cluster" => {
-            println!("{:<20} {:<30} {:>8} {:>8} {:<30}", "NAME", "HOST", "GRPC", "HTTP", "INTERNAL");
-            for node in items {
-                let internal = format!("{}:{}", text(&node["internalHostName"]), text(&node["internalGrpcPort"]));
-                let row =
-                    (text(&node["name"]), text(&node["hostName"]), text(&node["grpcPort"]), text(&node["httpPort"]));
-                println!("{:<20} {:<30} {:>8} {:>8} {:<30}", row.0, row.1, row.2, row.3, internal);
-            }
-        }
-        "replication-groups" => {
-            println!("{:<20} {:<15} {:<20} ROLES", "NAME", "LEADER", "CONTEXTS");
-            for group in items {
-                let contexts = group["contexts"]
-                    .as_array()
-                    .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
-                    .unwrap_or_default();
-                let full: Vec<&str> = group["members"]
-                    .as_array()
-                    .map(|m| {
-                        m.iter().filter(|m| m["belowDiskReserve"] == true).filter_map(|m| m["node"].as_str()).collect()
-                    })
-                    .unwrap_or_default();
-                let warning = match full.is_empty() {
-                    true => String::new(),
-                    false => format!("  [below the disk reserve, taking no entries: {}]", full.join(",")),
-                };
-                println!(
-                    "{:<20} {:<15} {:<20} {}{warning}",
-                    text(&group["name"]),
-                    text(&group["leader"]),
-                    contexts,
-                    roles(&group)
-                );
-            }
-        }
-        _ => {
-            println!("{:<20} {:<20} {:<15} ROLES", "CONTEXT", "REPLICATION GROUP", "LEADER");
-            for context in items {
-                let row = (text(&context["context"]), text(&context["replicationGroup"]), text(&context["leader"]));
-                println!("{:<20} {:<20} {:<15} {}", row.0, row.1, row.2, roles(&context));
-            }
-        }
+}
+
+fn dash(text: Option<&str>) -> &str {
+    text.unwrap_or("-")
+}
+
+fn role_list(roles: &[MemberRole]) -> String {
+    roles.iter().map(|m| format!("{}:{}", m.node, m.role)).collect::<Vec<_>>().join(",")
+}
+
+fn print_nodes(nodes: Vec<ClusterNode>) {
+    println!("{:<20} {:<30} {:>8} {:>8} {:<30}", "NAME", "HOST", "GRPC", "HTTP", "INTERNAL");
+    for node in nodes {
+        let port = node.internal_grpc_port.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let internal = format!("{}:{port}", node.internal_host_name);
+        println!("{:<20} {:<30} {:>8} {:>8} {internal:<30}", node.name, node.host_name, node.grpc_port, node.http_port);
+    }
+}
+
+fn print_groups(groups: Vec<GroupStatus>) {
+    println!("{:<20} {:<15} {:<20} ROLES", "NAME", "LEADER", "CONTEXTS");
+    for group in groups {
+        let full: Vec<&str> =
+            group.members.iter().filter(|m| m.below_disk_reserve == Some(true)).map(|m| m.node.as_str()).collect();
+        let warning = match full.is_empty() {
+            true => String::new(),
+            false => format!("  [below the disk reserve, taking no entries: {}]", full.join(",")),
+        };
+        let (leader, contexts, roles) =
+            (dash(group.leader.as_deref()), group.contexts.join(","), role_list(&group.roles));
+        println!("{:<20} {leader:<15} {contexts:<20} {roles}{warning}", group.name);
+    }
+}
+
+fn print_contexts(contexts: Vec<ContextListing>) {
+    println!("{:<20} {:<20} {:<15} ROLES", "CONTEXT", "REPLICATION GROUP", "LEADER");
+    for context in contexts {
+        let (leader, roles) = (dash(context.leader.as_deref()), role_list(&context.roles));
+        println!("{:<20} {:<20} {leader:<15} {roles}", context.context, context.replication_group);
     }
 }
 

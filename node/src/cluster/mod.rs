@@ -63,6 +63,7 @@ use crate::raft::state_machine::GroupStateMachine;
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
 use crate::store::DiskReserve;
 use model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
+use ranvier_wire::admin::{GroupStatus, MemberRole, MemberStatus, RaftMembership};
 use roles::Role;
 pub use rpc::ClusterRpc;
 
@@ -1062,7 +1063,7 @@ impl Cluster {
     /// members with roles (Axon's `/v1/public/replicationgroups` shape),
     /// contexts and, where this node hosts a replica, its Raft state; where
     /// it leads, each member's match index and lag.
-    pub fn status(&self) -> Vec<serde_json::Value> {
+    pub fn status(&self) -> Vec<GroupStatus> {
         use openraft::type_config::async_runtime::WatchReceiver;
         let model = self.model();
         let mut out = Vec::new();
@@ -1070,55 +1071,52 @@ impl Cluster {
             let raft = self.groups.get(group);
             let metrics = raft.as_ref().map(|r| r.metrics().borrow_watched().clone());
             let leader = metrics.as_ref().and_then(leader_name);
-            let members: Vec<serde_json::Value> = info
+            let last = metrics.as_ref().and_then(|m| m.last_log_index);
+            // What this node's links learnt as the group's leader
+            // (`_admin` entries pass a full disk).
+            let leads = metrics.as_ref().is_some_and(|m| m.current_leader == Some(self.node_id));
+            let members = info
                 .members
                 .iter()
                 .map(|(node, role)| {
                     let id = node_id(node);
-                    let raft_role = metrics.as_ref().map(|m| {
+                    let raft = metrics.as_ref().map(|m| {
                         let membership = m.membership_config.membership();
                         if membership.voter_ids().any(|v| v == id) {
-                            "voter"
+                            RaftMembership::Voter
                         } else if membership.learner_ids().any(|l| l == id) {
-                            "learner"
+                            RaftMembership::Learner
                         } else {
-                            "none"
+                            RaftMembership::None
                         }
                     });
-                    let matched = metrics
+                    let match_index = metrics
                         .as_ref()
                         .and_then(|m| m.replication.as_ref())
                         .and_then(|r| r.get(&id).cloned().flatten())
                         .map(|l| l.index);
-                    let last = metrics.as_ref().and_then(|m| m.last_log_index);
-                    let lag = matched.zip(last).map(|(m, l)| l.saturating_sub(m));
-                    // What this node's links learnt as the group's leader
-                    // (`_admin` entries pass a full disk).
-                    let leads = metrics.as_ref().is_some_and(|m| m.current_leader == Some(self.node_id));
-                    let full =
-                        (leads && group != ADMIN && id != self.node_id).then(|| self.addresses.refuses_entries(id));
-                    serde_json::json!({
-                        "node": node, "role": role.name(), "raft": raft_role, "matchIndex": matched, "lag": lag,
-                        "belowDiskReserve": full,
-                    })
+                    MemberStatus {
+                        node: node.clone(),
+                        role: *role,
+                        raft,
+                        match_index,
+                        lag: match_index.zip(last).map(|(m, l)| l.saturating_sub(m)),
+                        below_disk_reserve: (leads && group != ADMIN && id != self.node_id)
+                            .then(|| self.addresses.refuses_entries(id)),
+                    }
                 })
                 .collect();
-            let roles: Vec<serde_json::Value> = info
-                .members
-                .iter()
-                .map(|(node, role)| serde_json::json!({ "node": node, "role": role.name() }))
-                .collect();
-            out.push(serde_json::json!({
-                "name": group,
-                "leader": leader,
-                "hosted": raft.is_some(),
-                "term": metrics.as_ref().map(|m| m.current_term),
-                "lastLogIndex": metrics.as_ref().and_then(|m| m.last_log_index),
-                "appliedIndex": metrics.as_ref().and_then(|m| m.last_applied.map(|id| id.index)),
-                "roles": roles,
-                "members": members,
-                "contexts": model.contexts_of(group),
-            }));
+            out.push(GroupStatus {
+                name: group.clone(),
+                leader,
+                hosted: raft.is_some(),
+                term: metrics.as_ref().map(|m| m.current_term),
+                last_log_index: last,
+                applied_index: metrics.as_ref().and_then(|m| m.last_applied.map(|id| id.index)),
+                roles: info.members.iter().map(|(node, role)| MemberRole { node: node.clone(), role: *role }).collect(),
+                members,
+                contexts: model.contexts_of(group),
+            });
         }
         out
     }

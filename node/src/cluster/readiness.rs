@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{ADMIN, ClusterModel};
-use super::roles::RaftShape;
+use super::roles::{RaftOf, RaftShape};
 
 /// This node's own view of one group it hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
 use tokio::sync::watch;
 
 use super::model::{ADMIN, ClusterModel};
-use super::roles::RaftShape;
+use super::roles::{RaftOf, RaftShape};
 use super::{Cluster, node_id};
 use crate::raft::GroupRaft;
 use crate::raft::types::MemberNode;

@@ -5,32 +5,10 @@
 //! plus `min-active-backups` active backups).
 //!
 //! The reconciler (`cluster::reconcile`) turns roles into Raft membership
-//! with [`Role::raft_shape`]; the leader applies the active-backup part of
+//! with [`RaftOf::raft_shape`]; the leader applies the active-backup part of
 //! the commit rule before it confirms a write (`cluster` module docs).
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
-/// A node's role in one replication group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Role {
-    /// Stores events, votes, can lead, serves clients.
-    #[default]
-    Primary,
-    /// Stores events and votes, never leads; commits also need
-    /// `min-active-backups` of them.
-    ActiveBackup,
-    /// Stores events on a best-effort basis; never votes or blocks a commit.
-    PassiveBackup,
-    /// Stores the whole history (primaries may then keep only recent
-    /// segments); never votes or blocks a commit.
-    Secondary,
-    /// No event store and no Raft membership; serves clients by forwarding.
-    MessagingOnly,
-}
+pub use ranvier_wire::{Role, UnknownRole};
 
 /// How a role takes part in Raft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,85 +21,22 @@ pub enum RaftShape {
     None,
 }
 
-impl Role {
-    /// Every role, in Axon's numbering order.
-    pub const ALL: [Role; 5] =
-        [Role::Primary, Role::ActiveBackup, Role::PassiveBackup, Role::MessagingOnly, Role::Secondary];
+/// A role's place in its group's Raft (node-side: the operator and
+/// `ranvierctl` never need it).
+pub trait RaftOf {
+    /// Only primaries vote: Axon's active backups grant every vote
+    /// unconditionally, so Ranvier keeps them as learners and enforces
+    /// `min-active-backups` at the leader instead.
+    fn raft_shape(self) -> RaftShape;
+}
 
-    /// The role's name as Axon Server spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Primary => "PRIMARY",
-            Role::ActiveBackup => "ACTIVE_BACKUP",
-            Role::PassiveBackup => "PASSIVE_BACKUP",
-            Role::Secondary => "SECONDARY",
-            Role::MessagingOnly => "MESSAGING_ONLY",
-        }
-    }
-
-    /// The role's number in Axon's protos (raft.proto `Role`).
-    pub fn number(self) -> i32 {
-        match self {
-            Role::Primary => 0,
-            Role::ActiveBackup => 2,
-            Role::PassiveBackup => 3,
-            Role::MessagingOnly => 4,
-            Role::Secondary => 5,
-        }
-    }
-
-    /// Keeps an event store for the group's contexts.
-    pub fn stores_events(self) -> bool {
-        self != Role::MessagingOnly
-    }
-
-    /// Counts in elections and commits.
-    pub fn votes(self) -> bool {
-        matches!(self, Role::Primary | Role::ActiveBackup)
-    }
-
-    /// May become the group's leader.
-    pub fn may_lead(self) -> bool {
-        self == Role::Primary
-    }
-
-    /// Clients may connect to it for the group's contexts.
-    pub fn serves_clients(self) -> bool {
-        matches!(self, Role::Primary | Role::MessagingOnly)
-    }
-
-    /// Its place in the group's Raft. Only primaries vote: Axon's active
-    /// backups grant every vote unconditionally, so Ranvier keeps them as
-    /// learners and enforces `min-active-backups` at the leader instead.
-    pub fn raft_shape(self) -> RaftShape {
+impl RaftOf for Role {
+    fn raft_shape(self) -> RaftShape {
         match self {
             Role::Primary => RaftShape::Voter,
             Role::ActiveBackup | Role::PassiveBackup | Role::Secondary => RaftShape::Learner,
             Role::MessagingOnly => RaftShape::None,
         }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A role name that is not one of the five (Axon's AXONIQ-2510).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}: expected PRIMARY, ACTIVE_BACKUP, PASSIVE_BACKUP, SECONDARY or MESSAGING_ONLY")]
-pub struct UnknownRole(pub String);
-
-impl FromStr for Role {
-    type Err = UnknownRole;
-
-    /// Accepts Axon's names in any case, with or without admin.proto's
-    /// `ROLE_` prefix.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let upper = text.trim().to_ascii_uppercase();
-        let name = upper.strip_prefix("ROLE_").unwrap_or(&upper);
-        Role::ALL.into_iter().find(|role| role.name() == name).ok_or_else(|| UnknownRole(text.to_owned()))
     }
 }
 
@@ -147,35 +62,17 @@ mod tests {
     use Role::*;
 
     #[test]
-    fn role_table_matches_the_documented_semantics() {
-        // (role, stores, votes, may lead, serves clients, raft shape)
+    fn only_primaries_vote_in_raft_and_messaging_only_nodes_are_not_members() {
         let table = [
-            (Primary, true, true, true, true, RaftShape::Voter),
-            (ActiveBackup, true, true, false, false, RaftShape::Learner),
-            (PassiveBackup, true, false, false, false, RaftShape::Learner),
-            (Secondary, true, false, false, false, RaftShape::Learner),
-            (MessagingOnly, false, false, false, true, RaftShape::None),
+            (Primary, RaftShape::Voter),
+            (ActiveBackup, RaftShape::Learner),
+            (PassiveBackup, RaftShape::Learner),
+            (Secondary, RaftShape::Learner),
+            (MessagingOnly, RaftShape::None),
         ];
-        for (role, stores, votes, leads, serves, shape) in table {
-            assert_eq!(role.stores_events(), stores, "{role} stores");
-            assert_eq!(role.votes(), votes, "{role} votes");
-            assert_eq!(role.may_lead(), leads, "{role} leads");
-            assert_eq!(role.serves_clients(), serves, "{role} serves clients");
+        for (role, shape) in table {
             assert_eq!(role.raft_shape(), shape, "{role} raft shape");
         }
-    }
-
-    #[test]
-    fn names_and_numbers_are_axons() {
-        let numbers: Vec<i32> = Role::ALL.iter().map(|r| r.number()).collect();
-        assert_eq!(numbers, vec![0, 2, 3, 4, 5]);
-        for role in Role::ALL {
-            assert_eq!(role.name().parse::<Role>(), Ok(role));
-            assert_eq!(format!("role_{}", role.name().to_lowercase()).parse::<Role>(), Ok(role));
-        }
-        assert_eq!(serde_json::to_string(&ActiveBackup).unwrap(), "\"ACTIVE_BACKUP\"");
-        let unknown = "LEADER".parse::<Role>().unwrap_err();
-        assert!(unknown.to_string().contains("LEADER"));
     }
 
     #[test]

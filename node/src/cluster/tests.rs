@@ -101,8 +101,8 @@ async fn member(
 
 /// `node`'s role in `group` as (model role, Raft shape) seen by `on`.
 fn member_state(on: &Cluster, group: &str, node: &str) -> Option<(String, String)> {
-    let status = on.status();
-    let group = status.iter().find(|g| g["name"] == group)?;
+    let status = serde_json::to_value(on.status()).ok()?;
+    let group = status.as_array()?.iter().find(|g| g["name"] == group)?;
     let member = group["members"].as_array()?.iter().find(|m| m["node"] == node)?;
     Some((member["role"].as_str()?.to_owned(), member["raft"].as_str().unwrap_or("?").to_owned()))
 }
@@ -233,9 +233,9 @@ async fn below_the_disk_reserve_a_leader_refuses_new_writes_and_a_replica_lags_a
     // The leader's status says why it lags (and only of that replica).
     let below_reserve = |node: usize| {
         let status = members[leader].cluster.status();
-        let group = status.iter().find(|g| g["name"] == "default").cloned().unwrap();
-        let member = group["members"].as_array().unwrap().iter().find(|m| m["node"] == name(node)).cloned();
-        member.unwrap()["belowDiskReserve"].clone()
+        let group = status.into_iter().find(|g| g.name == "default").unwrap();
+        let member = group.members.into_iter().find(|m| m.node == name(node)).unwrap();
+        json!(member.below_disk_reserve)
     };
     until("the leader to see the replica refuse entries", || below_reserve(low) == json!(true)).await;
     assert_eq!(below_reserve(other), json!(false));

@@ -6,72 +6,23 @@ use tonic::{Code, Status};
 
 use crate::store::StoreError;
 
-/// Axon Server error codes used by this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// AXONIQ-1002: the request case is not supported.
-    UnsupportedInstruction,
-    /// AXONIQ-1900: the node is overloaded.
-    TooManyRequests,
-    /// AXONIQ-2000: aggregate sequence conflict.
-    InvalidSequence,
-    /// AXONIQ-2001: a message or transaction is too large.
-    PayloadTooLarge,
-    /// AXONIQ-2002: a transaction has too many events.
-    TooManyEvents,
-    /// AXONIQ-2311: a request field has an invalid value.
-    InvalidPropertyValue,
-    /// AXONIQ-2100: the context's replication group has no leader.
-    NoLeaderAvailable,
-    /// AXONIQ-10003: a write was not replicated in time.
-    ReplicationTimeout,
-    /// AXONIQ-6000: no event store for the context.
-    NoEventStore,
-    /// AXONIQ-6001: the client went away.
-    ClientDisconnected,
-    /// AXONIQ-9000: reading a data file failed.
-    DatafileReadError,
-    /// AXONIQ-9100: writing a data file failed.
-    DatafileWriteError,
-    /// AXONIQ-0001: anything else.
-    Other,
-}
+pub use ranvier_wire::ErrorCode;
 
-impl ErrorCode {
-    /// The code as sent in the trailer.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::UnsupportedInstruction => "AXONIQ-1002",
-            ErrorCode::TooManyRequests => "AXONIQ-1900",
-            ErrorCode::InvalidSequence => "AXONIQ-2000",
-            ErrorCode::PayloadTooLarge => "AXONIQ-2001",
-            ErrorCode::TooManyEvents => "AXONIQ-2002",
-            ErrorCode::InvalidPropertyValue => "AXONIQ-2311",
-            ErrorCode::NoLeaderAvailable => "AXONIQ-2100",
-            ErrorCode::ReplicationTimeout => "AXONIQ-10003",
-            ErrorCode::NoEventStore => "AXONIQ-6000",
-            ErrorCode::ClientDisconnected => "AXONIQ-6001",
-            ErrorCode::DatafileReadError => "AXONIQ-9000",
-            ErrorCode::DatafileWriteError => "AXONIQ-9100",
-            ErrorCode::Other => "AXONIQ-0001",
+/// The gRPC status code Axon Server pairs with an error code (PROTOCOL.md
+/// §2.11).
+pub fn grpc_code(code: ErrorCode) -> Code {
+    use ErrorCode::*;
+    match code {
+        UnsupportedInstruction => Code::Unknown,
+        TooManyRequests => Code::ResourceExhausted,
+        InvalidSequence => Code::OutOfRange,
+        PayloadTooLarge | TooManyEvents | InvalidPropertyValue | InvalidContextName | SelectNodesForContext => {
+            Code::InvalidArgument
         }
-    }
-
-    /// The gRPC status code Axon Server pairs with it.
-    pub fn grpc_code(self) -> Code {
-        match self {
-            ErrorCode::UnsupportedInstruction => Code::Unknown,
-            ErrorCode::TooManyRequests => Code::ResourceExhausted,
-            ErrorCode::InvalidSequence => Code::OutOfRange,
-            ErrorCode::PayloadTooLarge | ErrorCode::TooManyEvents | ErrorCode::InvalidPropertyValue => {
-                Code::InvalidArgument
-            }
-            ErrorCode::NoEventStore | ErrorCode::ClientDisconnected | ErrorCode::NoLeaderAvailable => Code::NotFound,
-            ErrorCode::DatafileReadError
-            | ErrorCode::DatafileWriteError
-            | ErrorCode::ReplicationTimeout
-            | ErrorCode::Other => Code::Cancelled,
-        }
+        NoEventStore | ClientDisconnected | NoLeaderAvailable | NoSuchNode | ContextNotFound => Code::NotFound,
+        ContextExists | ReplicationGroupExists | AlreadyMemberOfCluster => Code::AlreadyExists,
+        ClusterNotAllowed | CannotDeleteInternalContext | NotAMember => Code::PermissionDenied,
+        DatafileReadError | DatafileWriteError | ReplicationTimeout | Other => Code::Cancelled,
     }
 }
 
@@ -80,7 +31,7 @@ pub const ERROR_CODE_KEY: &str = "axoniq-errorcode";
 
 /// A status with the error code trailer.
 pub fn status(code: ErrorCode, message: impl Into<String>) -> Status {
-    let mut status = Status::new(code.grpc_code(), message);
+    let mut status = Status::new(grpc_code(code), message);
     if let Ok(value) = code.as_str().parse() {
         status.metadata_mut().insert(ERROR_CODE_KEY, value);
     }

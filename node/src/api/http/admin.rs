@@ -20,8 +20,11 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use ranvier_wire::admin::{
+    ClusterNode, ContextListing, ContextRequest, GroupRequest, JoinRequest, MemberRole, RestResponse, RoleRequest,
+};
+use ranvier_wire::codes::ERROR_CODE_HEADER;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::HttpState;
 use crate::cluster::model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
@@ -46,13 +49,12 @@ pub fn routes() -> Router<Arc<HttpState>> {
 
 /// An admin answer: Axon's `RestResponse` with the error code header.
 fn answer(status: StatusCode, code: Option<&str>, message: impl Into<String>) -> Response {
-    let message = message.into();
-    let body = json!({ "success": code.is_none(), "message": message });
+    let body = RestResponse { success: code.is_none(), message: message.into() };
     let mut response = (status, Json(body)).into_response();
     if let Some(code) = code
         && let Ok(value) = HeaderValue::from_str(code)
     {
-        response.headers_mut().insert("AxonIQ-ErrorCode", value);
+        response.headers_mut().insert(ERROR_CODE_HEADER, value);
     }
     response
 }
@@ -103,25 +105,21 @@ async fn run(state: &HttpState, command: AdminCommand, done: &str) -> Response {
     }
 }
 
-pub(super) fn node_json(model: &ClusterModel, node: &NodeInfo) -> serde_json::Value {
+pub(super) fn node_json(model: &ClusterModel, node: &NodeInfo) -> ClusterNode {
     let (host, port) = node.internal_addr.rsplit_once(':').unwrap_or((node.internal_addr.as_str(), ""));
-    let groups: Vec<&str> = model
-        .groups
-        .iter()
-        .filter(|(_, g)| g.members.contains_key(&node.name))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    json!({
-        "name": node.name,
-        "hostName": node.host_name,
-        "grpcPort": node.grpc_port,
-        "httpPort": node.http_port,
-        "internalHostName": host,
-        "internalGrpcPort": port.parse::<u16>().ok(),
-        "replicationGroups": groups,
-        "connected": true,
-        "tags": {},
-    })
+    let groups =
+        model.groups.iter().filter(|(_, g)| g.members.contains_key(&node.name)).map(|(name, _)| name.clone()).collect();
+    ClusterNode {
+        name: node.name.clone(),
+        host_name: node.host_name.clone(),
+        grpc_port: node.grpc_port,
+        http_port: node.http_port,
+        internal_host_name: host.to_owned(),
+        internal_grpc_port: port.parse::<u16>().ok(),
+        replication_groups: groups,
+        connected: true,
+        tags: BTreeMap::new(),
+    }
 }
 
 async fn list_nodes(State(state): State<Arc<HttpState>>) -> Response {
@@ -130,7 +128,7 @@ async fn list_nodes(State(state): State<Arc<HttpState>>) -> Response {
         Err(response) => return response,
     };
     let model = cluster.model();
-    let nodes: Vec<serde_json::Value> = model.nodes.values().map(|n| node_json(&model, n)).collect();
+    let nodes: Vec<ClusterNode> = model.nodes.values().map(|n| node_json(&model, n)).collect();
     Json(nodes).into_response()
 }
 
@@ -144,16 +142,6 @@ async fn get_node(State(state): State<Arc<HttpState>>, Path(name): Path<String>)
         Some(node) => Json(node_json(&model, node)).into_response(),
         None => refused("AXONIQ-1301", format!("node {name} is not registered")),
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JoinRequest {
-    internal_host_name: Option<String>,
-    internal_grpc_port: Option<u16>,
-    context: Option<String>,
-    #[serde(default)]
-    no_contexts: bool,
 }
 
 /// register-node: sent to the joining node, which asks the node at
@@ -200,14 +188,8 @@ async fn init_cluster(State(state): State<Arc<HttpState>>, Query(query): Query<C
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct MemberJson {
-    node: String,
-    role: Option<String>,
-}
-
 /// Roles from `[{node, role}]` plus plain node names (as PRIMARY).
-fn members(roles: Vec<MemberJson>, nodes: Vec<String>) -> Result<BTreeMap<String, Role>, Response> {
+fn members(roles: Vec<RoleRequest>, nodes: Vec<String>) -> Result<BTreeMap<String, Role>, Response> {
     let mut out = BTreeMap::new();
     for name in nodes {
         out.insert(name, Role::Primary);
@@ -222,20 +204,9 @@ fn members(roles: Vec<MemberJson>, nodes: Vec<String>) -> Result<BTreeMap<String
     Ok(out)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ContextJson {
-    context: Option<String>,
-    replication_group: Option<String>,
-    #[serde(default)]
-    roles: Vec<MemberJson>,
-    #[serde(default)]
-    nodes: Vec<String>,
-}
-
 /// register-context: creates the context, and its replication group first
 /// when the group does not exist yet.
-async fn create_context(State(state): State<Arc<HttpState>>, body: Option<Json<ContextJson>>) -> Response {
+async fn create_context(State(state): State<Arc<HttpState>>, body: Option<Json<ContextRequest>>) -> Response {
     let cluster = match cluster(&state) {
         Ok(cluster) => cluster,
         Err(response) => return response,
@@ -274,11 +245,11 @@ async fn delete_context(
     run(&state, command, "Context deleted").await
 }
 
-fn roles_json(model: &ClusterModel, group: &str) -> Vec<serde_json::Value> {
+fn member_roles(model: &ClusterModel, group: &str) -> Vec<MemberRole> {
     model
         .groups
         .get(group)
-        .map(|g| g.members.iter().map(|(node, role)| json!({ "node": node, "role": role.name() })).collect())
+        .map(|g| g.members.iter().map(|(node, role)| MemberRole { node: node.clone(), role: *role }).collect())
         .unwrap_or_default()
 }
 
@@ -288,24 +259,19 @@ async fn list_contexts(State(state): State<Arc<HttpState>>) -> Response {
         Err(response) => return response,
     };
     let model = cluster.model();
-    let leaders: BTreeMap<String, serde_json::Value> = cluster
-        .status()
-        .into_iter()
-        .map(|g| (g["name"].as_str().unwrap_or_default().to_owned(), g["leader"].clone()))
-        .collect();
-    let contexts: Vec<serde_json::Value> = model
+    let leaders: BTreeMap<String, Option<String>> =
+        cluster.status().into_iter().map(|group| (group.name, group.leader)).collect();
+    let contexts: Vec<ContextListing> = model
         .contexts
         .iter()
         .filter(|(name, _)| name.as_str() != ADMIN)
-        .map(|(name, info)| {
-            json!({
-                "context": name,
-                "replicationGroup": info.group,
-                "leader": leaders.get(&info.group).cloned().unwrap_or(serde_json::Value::Null),
-                "roles": roles_json(&model, &info.group),
-                "metaData": {},
-                "changePending": false,
-            })
+        .map(|(name, info)| ContextListing {
+            context: name.clone(),
+            replication_group: info.group.clone(),
+            leader: leaders.get(&info.group).cloned().flatten(),
+            roles: member_roles(&model, &info.group),
+            meta_data: BTreeMap::new(),
+            change_pending: false,
         })
         .collect();
     Json(contexts).into_response()
@@ -332,14 +298,7 @@ async fn visible_contexts(State(state): State<Arc<HttpState>>, Query(query): Que
     Json(names).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-struct GroupJson {
-    name: Option<String>,
-    #[serde(default)]
-    roles: Vec<MemberJson>,
-}
-
-async fn create_group(State(state): State<Arc<HttpState>>, body: Option<Json<GroupJson>>) -> Response {
+async fn create_group(State(state): State<Arc<HttpState>>, body: Option<Json<GroupRequest>>) -> Response {
     let Some(Json(request)) = body else { return bad_request("expected a JSON body with name and roles") };
     let Some(name) = request.name.filter(|n| !n.is_empty()) else { return bad_request("name is required") };
     let members = match members(request.roles, Vec::new()) {

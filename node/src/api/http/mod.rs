@@ -141,18 +141,31 @@ fn node_json(node: &HttpNode) -> serde_json::Value {
 }
 
 /// Each replication group as this node sees it (empty on a standalone node).
-async fn replication_groups(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
-    Json(serde_json::Value::Array(state.cluster.as_ref().map(|c| c.status()).unwrap_or_default()))
+async fn replication_groups(State(state): State<Arc<HttpState>>) -> Json<Vec<ranvier_wire::admin::GroupStatus>> {
+    Json(state.cluster.as_ref().map(|c| c.status()).unwrap_or_default())
 }
 
 /// The cluster's nodes (a standalone node lists itself).
-async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<serde_json::Value> {
+async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<Vec<ranvier_wire::admin::ClusterNode>> {
     match &state.cluster {
         Some(cluster) if cluster.model().initialized() => {
             let model = cluster.model();
             Json(model.nodes.values().map(|n| admin::node_json(&model, n)).collect())
         }
-        _ => Json(json!([node_json(&state.node)])),
+        _ => {
+            let node = &state.node;
+            Json(vec![ranvier_wire::admin::ClusterNode {
+                name: node.name.clone(),
+                host_name: node.host_name.clone(),
+                grpc_port: node.grpc_port,
+                http_port: node.http_port,
+                internal_host_name: node.internal_host_name.clone(),
+                internal_grpc_port: Some(node.internal_port),
+                replication_groups: Vec::new(),
+                connected: true,
+                tags: std::collections::BTreeMap::new(),
+            }])
+        }
     }
 }
 

@@ -1,0 +1,264 @@
+//! The JSON bodies of the admin REST API (paths of Axon Server EE,
+//! PROTOCOL.md §4.3): what `ranvierctl` and the operator send, and what a
+//! node answers. Field names are Axon's (camelCase).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Role;
+
+/// Axon's `RestResponse`: the answer to a change, with the error code in
+/// the `AxonIQ-ErrorCode` header when `success` is false.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestResponse {
+    /// Whether the change took effect.
+    pub success: bool,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+/// register-node (POST `/v1/cluster`, sent to the joining node): the node
+/// to join through and which contexts to join.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequest {
+    /// Internal host name of a node of the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_host_name: Option<String>,
+    /// Its internal port (8224 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_grpc_port: Option<u16>,
+    /// The one context to join as PRIMARY (`default` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Join no context.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_contexts: bool,
+}
+
+/// A member and the role asked for it; the role is text so that a node
+/// answers an unknown role with Axon's error instead of a parse failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleRequest {
+    /// Node name.
+    pub node: String,
+    /// Role name (PRIMARY when absent or empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// register-context (POST `/v1/context`): creates the context, and its
+/// replication group first when the group does not exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextRequest {
+    /// The context's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Its replication group (the context's name when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_group: Option<String>,
+    /// Members of a new group with their roles.
+    #[serde(default)]
+    pub roles: Vec<RoleRequest>,
+    /// Members of a new group as PRIMARY.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+/// register-replication-group (POST `/v1/replicationgroups`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRequest {
+    /// The group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its members with their roles.
+    #[serde(default)]
+    pub roles: Vec<RoleRequest>,
+}
+
+/// A member of a group with its role, as the cluster model holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRole {
+    /// Node name.
+    pub node: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// A node of the cluster (GET `/v1/public`, `/v1/cluster[/{name}]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNode {
+    /// Node name.
+    pub name: String,
+    /// Host name clients connect to.
+    pub host_name: String,
+    /// Client gRPC port.
+    pub grpc_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+    /// Host name other nodes use.
+    pub internal_host_name: String,
+    /// Internal gRPC port.
+    pub internal_grpc_port: Option<u16>,
+    /// Replication groups it is a member of.
+    #[serde(default)]
+    pub replication_groups: Vec<String>,
+    /// Whether the answering node is connected to it.
+    #[serde(default)]
+    pub connected: bool,
+    /// Axon's node tags (none in Ranvier yet).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A context (GET `/v1/public/context`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextListing {
+    /// The context's name.
+    pub context: String,
+    /// The group that stores it.
+    pub replication_group: String,
+    /// The group's leader as the answering node knows it.
+    pub leader: Option<String>,
+    /// The group's members and roles.
+    pub roles: Vec<MemberRole>,
+    /// Axon's context metadata (none in Ranvier yet).
+    #[serde(default)]
+    pub meta_data: BTreeMap<String, String>,
+    /// Whether a change to the context is under way.
+    #[serde(default)]
+    pub change_pending: bool,
+}
+
+/// A member's place in its group's Raft, as the answering node knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftMembership {
+    /// A voting member.
+    Voter,
+    /// A non-voting member that receives the log.
+    Learner,
+    /// Not (yet, or no longer) in the group's Raft.
+    None,
+}
+
+/// One member in a group's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Node name.
+    pub node: String,
+    /// Its role in the cluster model.
+    pub role: Role,
+    /// Its place in the Raft membership; `None` where the answering node
+    /// does not host the group.
+    pub raft: Option<RaftMembership>,
+    /// The last log index the leader knows it holds (on the leader only).
+    pub match_index: Option<u64>,
+    /// How far behind the leader's log it is (on the leader only).
+    pub lag: Option<u64>,
+    /// Whether it takes no entries because it is below its disk reserve
+    /// (on the leader only).
+    pub below_disk_reserve: Option<bool>,
+}
+
+/// A replication group's status (GET `/v1/public/replicationgroups`), as
+/// the answering node sees it: most complete on the group's leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStatus {
+    /// The group's name.
+    pub name: String,
+    /// Its leader, when known.
+    pub leader: Option<String>,
+    /// Whether the answering node hosts a replica of it.
+    pub hosted: bool,
+    /// The Raft term.
+    pub term: Option<u64>,
+    /// The last index of the answering node's log.
+    pub last_log_index: Option<u64>,
+    /// How far the answering node has applied the log.
+    pub applied_index: Option<u64>,
+    /// Members and roles as the cluster model holds them.
+    pub roles: Vec<MemberRole>,
+    /// Each member with its Raft place and lag.
+    pub members: Vec<MemberStatus>,
+    /// The contexts it stores.
+    pub contexts: Vec<String>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_axons_field_names_and_leave_unset_fields_out() {
+        let join = JoinRequest {
+            internal_host_name: Some("n1".into()),
+            internal_grpc_port: Some(8224),
+            no_contexts: true,
+            ..JoinRequest::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&join).ok(),
+            Some(serde_json::json!({"internalHostName": "n1", "internalGrpcPort": 8224, "noContexts": true}))
+        );
+        let context = ContextRequest {
+            context: Some("orders".into()),
+            replication_group: Some("g".into()),
+            roles: vec![RoleRequest { node: "n2".into(), role: Some("SECONDARY".into()) }],
+            nodes: vec!["n1".into()],
+        };
+        assert_eq!(
+            serde_json::to_value(&context).ok(),
+            Some(serde_json::json!({
+                "context": "orders", "replicationGroup": "g",
+                "roles": [{"node": "n2", "role": "SECONDARY"}], "nodes": ["n1"]
+            }))
+        );
+        // Absent lists and flags read as empty.
+        let parsed: Option<ContextRequest> = serde_json::from_str(r#"{"context":"c"}"#).ok();
+        assert_eq!(parsed, Some(ContextRequest { context: Some("c".into()), ..ContextRequest::default() }));
+    }
+
+    #[test]
+    fn group_status_reads_back_what_a_node_writes() {
+        let status = GroupStatus {
+            name: "default".into(),
+            leader: Some("n1".into()),
+            hosted: true,
+            term: Some(3),
+            last_log_index: Some(10),
+            applied_index: Some(10),
+            roles: vec![MemberRole { node: "n1".into(), role: Role::Primary }],
+            members: vec![MemberStatus {
+                node: "n1".into(),
+                role: Role::PassiveBackup,
+                raft: Some(RaftMembership::Learner),
+                match_index: Some(9),
+                lag: Some(1),
+                below_disk_reserve: Some(false),
+            }],
+            contexts: vec!["default".into()],
+        };
+        let json = serde_json::to_value(&status).ok();
+        let member = json.as_ref().map(|j| j["members"][0].clone());
+        assert_eq!(
+            member,
+            Some(serde_json::json!({
+                "node": "n1", "role": "PASSIVE_BACKUP", "raft": "learner", "matchIndex": 9, "lag": 1,
+                "belowDiskReserve": false
+            }))
+        );
+        let back: Option<GroupStatus> = json.and_then(|j| serde_json::from_value(j).ok());
+        assert_eq!(back, Some(status));
+    }
+}

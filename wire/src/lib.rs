@@ -1,0 +1,14 @@
+//! The wire contract of Ranvier's admin surface, defined once: the JSON
+//! shapes of the admin REST API (requests, listings, replication group
+//! status), the five node roles, and Axon Server's error codes. The node
+//! serves these shapes, `ranvierctl` sends and reads them, and the
+//! operator (which never depends on the node crate) reads them too.
+//!
+//! Serde only: no I/O, no HTTP client, so every side can use it.
+
+pub mod admin;
+pub mod codes;
+mod role;
+
+pub use codes::ErrorCode;
+pub use role::{Role, UnknownRole};
