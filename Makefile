@@ -5,7 +5,7 @@ RUN_DIR ?= .run/single
 RUN_PORT ?= 8124
 RUN_HTTP_PORT ?= 8024
 
-.PHONY: build release run run-single test image test-unit test-black-box bench fmt fmt-check clippy verify clean
+.PHONY: build release run run-single test image test-unit test-black-box bench crds fmt fmt-check clippy verify clean
 
 build:
 	$(CARGO) build --workspace
@@ -52,6 +52,10 @@ test:
 ## The container image of the partition tests (a static binary, FROM scratch).
 image:
 	./scripts/build-image.sh
+
+## Regenerates crds/yaml/crds.yaml from the ranvier-crds types (a test fails when it drifts).
+crds:
+	RANVIER_UPDATE_CRDS=1 $(CARGO) test -p ranvier-crds --test crds committed_crd_yaml_matches_the_types
 
 ## The figures of the README's performance table (release build, fsync on).
 bench:

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// A node's role in one replication group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Role {
     /// Stores events, votes, can lead, serves clients.

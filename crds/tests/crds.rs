@@ -1,0 +1,89 @@
+//! The generated CRDs: the committed YAML matches the Rust types, and the
+//! schema carries what users see and what the API server enforces.
+
+// Test code: an unwrap is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+use ranvier_crds::{RanvierCluster, ReplicationGroup, crd_yaml, crds};
+use serde_json::Value;
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/crds.yaml");
+
+/// Fails when `crds/yaml/crds.yaml` is not what the types generate;
+/// `RANVIER_UPDATE_CRDS=1` (what `make crds` sets) writes it instead.
+#[test]
+fn committed_crd_yaml_matches_the_types() {
+    let generated = crd_yaml().unwrap();
+    if std::env::var("RANVIER_UPDATE_CRDS").as_deref() == Ok("1") {
+        std::fs::write(COMMITTED, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+    assert!(committed == generated, "{COMMITTED} is out of date: run `make crds` and commit it");
+}
+
+fn crd_json<K: kube::CustomResourceExt>() -> Value {
+    serde_json::to_value(K::crd()).unwrap()
+}
+
+fn spec_schema(crd: &Value) -> &Value {
+    &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+}
+
+#[test]
+fn both_resources_have_a_status_subresource_printer_columns_and_group_version() {
+    assert_eq!(crds().len(), 2);
+    for (crd, kind) in
+        [(crd_json::<RanvierCluster>(), "RanvierCluster"), (crd_json::<ReplicationGroup>(), "ReplicationGroup")]
+    {
+        assert_eq!(crd["spec"]["group"], "ranvier.io");
+        assert_eq!(crd["spec"]["names"]["kind"], kind);
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert!(version["subresources"]["status"].is_object(), "{kind} has no status subresource");
+        let columns: Vec<&str> =
+            version["additionalPrinterColumns"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+        assert!(columns.contains(&"Available") && columns.contains(&"Age"), "{kind}: {columns:?}");
+        let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+        assert!(status["observedGeneration"].is_object() && status["conditions"].is_object(), "{kind}: {status}");
+    }
+}
+
+#[test]
+fn field_docs_reach_kubectl_explain() {
+    let crd = crd_json::<RanvierCluster>();
+    let spec = spec_schema(&crd);
+    let image = spec["properties"]["image"]["description"].as_str().unwrap();
+    assert!(image.contains("container image"), "{image}");
+    let node_set = &spec["properties"]["nodeSets"]["items"]["properties"];
+    assert!(node_set["replicas"]["description"].as_str().unwrap().contains("How many nodes"));
+    let crd = crd_json::<ReplicationGroup>();
+    let role = &spec_schema(&crd)["properties"]["members"]["items"]["properties"]["role"];
+    assert!(role["description"].as_str().unwrap().contains("PASSIVE_BACKUP"), "{role}");
+}
+
+#[test]
+fn roles_are_an_enum_and_static_rules_are_cel() {
+    let crd = crd_json::<ReplicationGroup>();
+    let spec = spec_schema(&crd);
+    let role = &spec["properties"]["members"]["items"]["properties"]["role"];
+    let allowed: Vec<&str> = role["enum"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(allowed, ["PRIMARY", "ACTIVE_BACKUP", "PASSIVE_BACKUP", "SECONDARY", "MESSAGING_ONLY"]);
+    let text = serde_json::to_string(&crd).unwrap();
+    for rule in ["self.exists(m, m.role == 'PRIMARY')", "has(self.nodeSet) != has(self.node)", "self == oldSelf"] {
+        assert!(text.contains(rule), "ReplicationGroup lacks the CEL rule {rule}");
+    }
+    let text = serde_json::to_string(&crd_json::<RanvierCluster>()).unwrap();
+    assert!(text.contains("the storage class cannot be changed"), "no immutable storage class rule");
+    assert!(text.contains("node set names must be unique"));
+}
+
+#[test]
+fn a_minimal_cluster_manifest_reads_with_its_defaults() {
+    let yaml = "apiVersion: ranvier.io/v1alpha1\nkind: RanvierCluster\nmetadata:\n  name: demo\nspec:\n  image: ranvier:test\n  nodeSets:\n  - name: node\n    eventsStorage:\n      size: 1Gi\n";
+    let cluster: RanvierCluster = serde_saphyr::from_str(yaml).unwrap();
+    let set = &cluster.spec.node_sets[0];
+    assert_eq!((set.replicas, set.log_storage.size.as_str()), (3, "1Gi"));
+    assert_eq!((cluster.spec.ports.client, cluster.spec.ports.http, cluster.spec.ports.internal), (8124, 8024, 8224));
+    assert!(cluster.spec.internal_token.is_none() && cluster.spec.contexts.is_empty());
+}
