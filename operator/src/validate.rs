@@ -1,0 +1,139 @@
+//! The rules of a `RanvierCluster` spec that the operator enforces itself
+//! (API servers before 1.25 ignore the CRD's CEL rules), turning a spec
+//! into a [`ValidCluster`], the only input of the builders.
+
+use std::collections::BTreeSet;
+
+use ranvier_crds::RanvierCluster;
+use ranvier_crds::cluster::NodeSet;
+
+/// Property keys the operator sets itself; a spec may not override them.
+pub const RESERVED_KEYS: &[&str] = &[
+    "axoniq.axonserver.name",
+    "axoniq.axonserver.hostname",
+    "axoniq.axonserver.domain",
+    "axoniq.axonserver.internal-hostname",
+    "axoniq.axonserver.internal-domain",
+    "axoniq.axonserver.port",
+    "axoniq.axonserver.internal-port",
+    "server.port",
+    "axoniq.axonserver.event.storage",
+    "axoniq.axonserver.snapshot.storage",
+    "axoniq.axonserver.replication.log-storage-folder",
+    "axoniq.axonserver.autocluster.first",
+    "axoniq.axonserver.autocluster.contexts",
+    "axoniq.axonserver.accesscontrol.internal-token",
+    "ranvier.bind-address",
+];
+
+/// Longest cluster name: pod names (`<cluster>-<set>-<n>`) and the headless
+/// Service name (`<cluster>-internal`) must stay DNS labels (63).
+pub const CLUSTER_NAME_MAX: usize = 24;
+
+/// A cluster spec that passed every rule, with what the builders need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidCluster {
+    /// The RanvierCluster's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The resource (spec and metadata) as read.
+    pub resource: RanvierCluster,
+}
+
+impl ValidCluster {
+    /// The node sets, in spec order (the first pod of the first founds the
+    /// cluster).
+    pub fn node_sets(&self) -> &[NodeSet] {
+        &self.resource.spec.node_sets
+    }
+
+    /// Nodes the spec asks for, over every set.
+    pub fn node_count(&self) -> i32 {
+        self.node_sets().iter().map(|set| set.replicas).sum()
+    }
+}
+
+/// Why a spec is refused: every broken rule, for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid RanvierCluster: {}", .0.join("; "))]
+pub struct Invalid(pub Vec<String>);
+
+/// Checks every rule of the spec; `namespace` is where it lives (the
+/// resource's own, else the caller's default).
+pub fn validate(cluster: &RanvierCluster, namespace: &str) -> Result<ValidCluster, Invalid> {
+    let mut problems = Vec::new();
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    if !is_dns_label(&name) || name.len() > CLUSTER_NAME_MAX {
+        problems
+            .push(format!("the name {name:?} must be a lower-case DNS label of at most {CLUSTER_NAME_MAX} characters"));
+    }
+    let spec = &cluster.spec;
+    if spec.image.trim().is_empty() {
+        problems.push("image must name a container image".to_owned());
+    }
+    if spec.node_sets.is_empty() {
+        problems.push("nodeSets needs at least one node set".to_owned());
+    }
+    let mut seen = BTreeSet::new();
+    for set in &spec.node_sets {
+        if !is_dns_label(&set.name) || set.name.len() > 30 {
+            problems
+                .push(format!("node set name {:?} must be a lower-case DNS label of at most 30 characters", set.name));
+        }
+        if !seen.insert(set.name.as_str()) {
+            problems.push(format!("node set name {:?} is used twice", set.name));
+        }
+        if set.replicas < 0 {
+            problems.push(format!("node set {}: replicas must not be negative", set.name));
+        }
+        for (what, storage) in [("eventsStorage", &set.events_storage), ("logStorage", &set.log_storage)] {
+            if !is_quantity(&storage.size) {
+                problems
+                    .push(format!("node set {}: {what}.size {:?} is not a quantity like 10Gi", set.name, storage.size));
+            }
+        }
+    }
+    if spec.node_sets.first().is_some_and(|set| set.replicas < 1) {
+        problems.push("the first node set founds the cluster: it needs at least one replica".to_owned());
+    }
+    for key in spec.properties.keys() {
+        if RESERVED_KEYS.iter().any(|reserved| key.trim().eq_ignore_ascii_case(reserved)) {
+            problems.push(format!("properties: {key} is set by the operator"));
+        }
+    }
+    for context in &spec.contexts {
+        if context.is_empty()
+            || context.starts_with('_')
+            || context.contains(char::is_whitespace)
+            || context.contains(',')
+        {
+            problems.push(format!("context name {context:?} is not allowed"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Invalid(problems));
+    }
+    let namespace = cluster.metadata.namespace.clone().unwrap_or_else(|| namespace.to_owned());
+    Ok(ValidCluster { name, namespace, resource: cluster.clone() })
+}
+
+/// RFC 1123 label: lower-case letters, digits and '-', starting and ending
+/// with a letter or digit, at most 63 characters.
+pub fn is_dns_label(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// A Kubernetes quantity as storage sizes are written: digits (with an
+/// optional fraction) and an optional binary or decimal suffix.
+fn is_quantity(text: &str) -> bool {
+    let number_end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E"];
+    !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n > 0.0) && suffixes.contains(&suffix)
+}

@@ -1,0 +1,199 @@
+//! The objects a RanvierCluster becomes, checked field by field for the
+//! example manifest, and the spec rules as a table.
+
+// Test code: an unwrap is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use k8s_openapi::api::core::v1::Container;
+use ranvier_crds::RanvierCluster;
+use ranvier_operator::builders::config;
+use ranvier_operator::render::render;
+use ranvier_operator::validate::{ValidCluster, validate};
+
+const EXAMPLE: &str = include_str!("../../examples/cluster.yaml");
+
+fn example() -> RanvierCluster {
+    serde_saphyr::from_str(EXAMPLE).unwrap()
+}
+
+fn valid(cluster: &RanvierCluster) -> ValidCluster {
+    validate(cluster, "shop").unwrap()
+}
+
+fn env<'a>(container: &'a Container, name: &str) -> &'a k8s_openapi::api::core::v1::EnvVar {
+    container.env.as_ref().unwrap().iter().find(|e| e.name == name).expect(name)
+}
+
+#[test]
+fn the_example_becomes_a_statefulset_whose_pods_are_the_nodes() {
+    let cluster = valid(&example());
+    let rendered = render(&cluster, b"secret");
+    assert_eq!(rendered.statefulsets.len(), 1);
+    let set = &rendered.statefulsets[0];
+    assert_eq!(set.metadata.name.as_deref(), Some("demo-node"));
+    assert_eq!(set.metadata.namespace.as_deref(), Some("shop"));
+    let spec = set.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("demo-internal"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"), "a whole-cluster restart needs every pod");
+    let selector = spec.selector.match_labels.as_ref().unwrap();
+    let template_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert!(selector.iter().all(|(k, v)| template_labels.get(k) == Some(v)), "the selector must match the pods");
+    assert_eq!(selector.get("ranvier.io/node-set").map(String::as_str), Some("node"));
+
+    let pod = spec.template.spec.as_ref().unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some("ranvier:test"));
+    assert_eq!(container.args.as_ref().unwrap(), &["--config", "/config/axonserver.properties"]);
+    // The node's name is the pod's; its host names the pod's DNS name.
+    assert_eq!(
+        env(container, "POD_NAME").value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path,
+        "metadata.name"
+    );
+    assert_eq!(env(container, "AXONIQ_AXONSERVER_NAME").value.as_deref(), Some("$(POD_NAME)"));
+    let dns = "$(POD_NAME).demo-internal.$(POD_NAMESPACE).svc.cluster.local";
+    assert_eq!(env(container, "AXONIQ_AXONSERVER_HOSTNAME").value.as_deref(), Some(dns));
+    assert_eq!(env(container, "AXONIQ_AXONSERVER_INTERNAL_HOSTNAME").value.as_deref(), Some(dns));
+    let token = env(container, "AXONIQ_AXONSERVER_ACCESSCONTROL_INTERNAL_TOKEN");
+    let secret = token.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    assert_eq!((secret.name.as_str(), secret.key.as_str()), ("demo-internal-token", "internal-token"));
+    // Probes: liveness on /health, readiness on /ready (cluster membership).
+    let path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+        probe.as_ref().unwrap().http_get.as_ref().unwrap().path.clone().unwrap()
+    };
+    assert_eq!(path(&container.liveness_probe), "/health");
+    assert_eq!(path(&container.readiness_probe), "/ready");
+    let ports: Vec<i32> = container.ports.as_ref().unwrap().iter().map(|p| p.container_port).collect();
+    assert_eq!(ports, [8124, 8024, 8224]);
+    // Volumes: the ConfigMap, and a claim each for events and the log.
+    let mounts: Vec<(&str, &str)> =
+        container.volume_mounts.as_ref().unwrap().iter().map(|m| (m.name.as_str(), m.mount_path.as_str())).collect();
+    assert_eq!(mounts, [("config", "/config"), ("events", "/data"), ("log", "/log")]);
+    let claims: Vec<(String, String)> = spec
+        .volume_claim_templates
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let size =
+                c.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0.clone();
+            (c.metadata.name.clone().unwrap(), size)
+        })
+        .collect();
+    assert_eq!(claims, [("events".to_owned(), "1Gi".to_owned()), ("log".to_owned(), "256Mi".to_owned())]);
+    // Pods of the set prefer different Kubernetes nodes.
+    let anti = pod.affinity.as_ref().unwrap().pod_anti_affinity.as_ref().unwrap();
+    let term = &anti.preferred_during_scheduling_ignored_during_execution.as_ref().unwrap()[0];
+    assert_eq!(term.pod_affinity_term.topology_key, "kubernetes.io/hostname");
+}
+
+#[test]
+fn the_config_map_names_pod_zero_as_the_first_node_and_passes_properties_through() {
+    let cluster = valid(&example());
+    let rendered = render(&cluster, b"");
+    let text = &rendered.config_map.data.as_ref().unwrap()["axonserver.properties"];
+    let lines: Vec<&str> = text.lines().collect();
+    for expected in [
+        "axoniq.axonserver.autocluster.first=demo-node-0.demo-internal.shop.svc.cluster.local:8224",
+        "axoniq.axonserver.autocluster.contexts=orders",
+        "axoniq.axonserver.port=8124",
+        "server.port=8024",
+        "axoniq.axonserver.internal-port=8224",
+        "axoniq.axonserver.event.storage=/data/events",
+        "axoniq.axonserver.replication.log-storage-folder=/log",
+        "axoniq.axonserver.replication.min-election-timeout=1000",
+    ] {
+        assert!(lines.contains(&expected), "{expected} missing from:\n{text}");
+    }
+    assert_eq!(rendered.config_map.metadata.name.as_deref(), Some("demo-config"));
+}
+
+#[test]
+fn services_publish_unready_peers_internally_and_ready_nodes_to_clients() {
+    let rendered = render(&valid(&example()), b"");
+    let headless = rendered.headless.spec.as_ref().unwrap();
+    assert_eq!(rendered.headless.metadata.name.as_deref(), Some("demo-internal"));
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
+    let client = rendered.client.spec.as_ref().unwrap();
+    assert_eq!(rendered.client.metadata.name.as_deref(), Some("demo"));
+    assert_ne!(client.publish_not_ready_addresses, Some(true));
+    let ports: Vec<i32> = client.ports.as_ref().unwrap().iter().map(|p| p.port).collect();
+    assert_eq!(ports, [8124, 8024]);
+    assert_eq!(client.selector, headless.selector);
+}
+
+#[test]
+fn one_node_at_most_is_disrupted_and_a_single_node_gets_no_budget() {
+    let rendered = render(&valid(&example()), b"");
+    let budget = rendered.disruption_budget.unwrap();
+    let spec = budget.spec.unwrap();
+    assert_eq!(spec.max_unavailable, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)));
+    let mut single = example();
+    single.spec.node_sets[0].replicas = 1;
+    assert!(render(&valid(&single), b"").disruption_budget.is_none(), "a drain must still work with one node");
+}
+
+#[test]
+fn a_changed_configuration_or_token_changes_the_pod_template_hash() {
+    let hash = |cluster: &RanvierCluster, token: &[u8]| {
+        let rendered = render(&valid(cluster), token);
+        let template = &rendered.statefulsets[0].spec.as_ref().unwrap().template;
+        template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["ranvier.io/config-hash"].clone()
+    };
+    let base = example();
+    assert_eq!(hash(&base, b"a"), hash(&base, b"a"), "the same input gives the same hash");
+    assert_ne!(hash(&base, b"a"), hash(&base, b"b"), "a new token rolls the pods");
+    let mut changed = example();
+    changed.spec.properties.insert("axoniq.axonserver.event.segment-size".into(), "64MB".into());
+    assert_ne!(hash(&base, b"a"), hash(&changed, b"a"), "a new property rolls the pods");
+    // Length prefixes: moving a byte between the parts changes the hash.
+    assert_ne!(config::config_hash("ab", b"c"), config::config_hash("a", b"bc"));
+}
+
+#[test]
+fn invalid_specs_are_refused_with_every_reason() {
+    let with = |change: &dyn Fn(&mut RanvierCluster)| {
+        let mut cluster = example();
+        change(&mut cluster);
+        validate(&cluster, "shop").err().map(|e| e.to_string())
+    };
+    type Change = Box<dyn Fn(&mut RanvierCluster)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        ("no node set", Box::new(|c| c.spec.node_sets.clear()), "at least one node set"),
+        (
+            "duplicate set",
+            Box::new(|c| {
+                let s = c.spec.node_sets[0].clone();
+                c.spec.node_sets.push(s)
+            }),
+            "used twice",
+        ),
+        ("bad set name", Box::new(|c| c.spec.node_sets[0].name = "Node_A".into()), "DNS label"),
+        ("empty first set", Box::new(|c| c.spec.node_sets[0].replicas = 0), "founds the cluster"),
+        ("bad size", Box::new(|c| c.spec.node_sets[0].events_storage.size = "ten gigs".into()), "not a quantity"),
+        (
+            "reserved key",
+            Box::new(|c| {
+                c.spec.properties.insert("axoniq.axonserver.name".into(), "x".into());
+            }),
+            "set by the operator",
+        ),
+        ("bad context", Box::new(|c| c.spec.contexts.push("_admin".into())), "not allowed"),
+        ("long name", Box::new(|c| c.metadata.name = Some("a-very-long-cluster-name-indeed".into())), "at most 24"),
+        ("no image", Box::new(|c| c.spec.image = " ".into()), "image"),
+    ];
+    for (case, change, reason) in cases {
+        let message = with(&*change).unwrap_or_else(|| panic!("{case}: accepted"));
+        assert!(message.contains(reason), "{case}: {message}");
+    }
+    assert_eq!(with(&|_| {}), None, "the example is valid");
+}
+
+#[test]
+fn render_prints_every_object_with_its_kind() {
+    let yaml = render(&valid(&example()), b"").to_yaml().unwrap();
+    let kinds: Vec<&str> = yaml.lines().filter_map(|l| l.strip_prefix("kind: ")).collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]);
+    assert_eq!(yaml.matches("---\n").count(), 5);
+}
