@@ -72,8 +72,12 @@ pub struct ContainerSpec {
     pub aliases: Vec<String>,
     /// Environment variables (how a pod template passes settings).
     pub env: Vec<(String, String)>,
+    /// The command's arguments (before any `--set` flags).
+    pub args: Vec<String>,
     /// `--set key=value` flags.
     pub settings: Vec<String>,
+    /// Host directories mounted read-only: (host path, container path).
+    pub mounts: Vec<(String, String)>,
 }
 
 impl DockerCluster {
@@ -126,7 +130,11 @@ impl DockerCluster {
         for (key, value) in &spec.env {
             args.extend(["--env".to_owned(), format!("{key}={value}")]);
         }
+        for (host, inside) in &spec.mounts {
+            args.extend(["--volume".to_owned(), format!("{host}:{inside}:ro")]);
+        }
         args.push(IMAGE.to_owned());
+        args.extend(spec.args.iter().cloned());
         for setting in &spec.settings {
             args.extend(["--set".to_owned(), setting.clone()]);
         }
@@ -190,6 +198,21 @@ impl Container {
         stream.read_to_string(&mut response)?;
         let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
         Ok((code, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+    }
+
+    /// `/ready`: its status code and JSON body.
+    pub fn readiness(&self) -> Option<(u16, serde_json::Value)> {
+        let (code, body) = self.http_get_status("/ready").ok()?;
+        Some((code, serde_json::from_str(&body).ok()?))
+    }
+
+    /// The last token of `default` (-1 when empty, -2 when unreachable).
+    pub async fn last_token(&self) -> i64 {
+        use ranvier_proto::event::GetLastTokenRequest;
+        match self.event_store().await {
+            Ok(mut client) => client.get_last_token(GetLastTokenRequest {}).await.map_or(-2, |r| r.into_inner().token),
+            Err(_) => -2,
+        }
     }
 
     /// The node's output so far: its standard output, then its log

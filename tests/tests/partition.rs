@@ -9,17 +9,10 @@
 
 use std::time::Duration;
 
-use ranvier_proto::event::{GetEventsRequest, GetLastTokenRequest};
+use ranvier_proto::event::GetEventsRequest;
 use ranvier_tests::docker::{self, Container, DockerCluster};
 use ranvier_tests::{event, eventually};
 use tokio_stream::StreamExt;
-
-async fn last_token(node: &Container) -> i64 {
-    match node.event_store().await {
-        Ok(mut client) => client.get_last_token(GetLastTokenRequest {}).await.map_or(-2, |r| r.into_inner().token),
-        Err(_) => -2,
-    }
-}
 
 async fn checksum(node: &Container, count: i64) -> u32 {
     let mut client = node.event_store().await.unwrap();
@@ -88,10 +81,10 @@ async fn a_partitioned_minority_confirms_nothing_and_replicas_converge_after_hea
 
     // Heal: every replica converges to the same events.
     cluster.heal(leader).unwrap();
-    let last = last_token(&nodes[majority[0]]).await;
+    let last = nodes[majority[0]].last_token().await;
     assert_eq!(last, 20, "one event before the partition, twenty after");
     for node in nodes {
-        eventually(Duration::from_secs(30), "replicas to converge", || async { last_token(node).await == last })
+        eventually(Duration::from_secs(30), "replicas to converge", || async { node.last_token().await == last })
             .await
             .unwrap();
     }
@@ -107,7 +100,7 @@ async fn a_partitioned_minority_confirms_nothing_and_replicas_converge_after_hea
     cluster.heal(follower).unwrap();
     majority_client.append_event(tokio_stream::iter(vec![event("majority", 20, 32)])).await.unwrap();
     eventually(Duration::from_secs(30), "the follower to catch up", || async {
-        last_token(&nodes[follower]).await == last + 1
+        nodes[follower].last_token().await == last + 1
     })
     .await
     .unwrap();

@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use ranvier_proto::event::{GetEventsRequest, GetLastTokenRequest};
-use ranvier_tests::docker::{self, Container, ContainerSpec, DockerCluster};
+use ranvier_proto::event::GetEventsRequest;
+use ranvier_tests::docker::{self, ContainerSpec, DockerCluster};
 use ranvier_tests::{event, eventually};
 use tokio_stream::StreamExt;
 
@@ -40,19 +40,7 @@ fn pod(name: &str) -> ContainerSpec {
         hostname: Some(name.to_owned()),
         aliases: vec![fqdn(name)],
         env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        settings: Vec::new(),
-    }
-}
-
-fn readiness(node: &Container) -> Option<(u16, serde_json::Value)> {
-    let (code, body) = node.http_get_status("/ready").ok()?;
-    Some((code, serde_json::from_str(&body).ok()?))
-}
-
-async fn last_token(node: &Container) -> i64 {
-    match node.event_store().await {
-        Ok(mut client) => client.get_last_token(GetLastTokenRequest {}).await.map_or(-2, |r| r.into_inner().token),
-        Err(_) => -2,
+        ..ContainerSpec::default()
     }
 }
 
@@ -72,7 +60,7 @@ async fn statefulset_pods_with_fully_qualified_names_form_a_cluster_and_report_r
     for node in &cluster.nodes {
         let first = fqdn("ranvier-0");
         eventually(Duration::from_secs(30), "a joining pod to say what it waits for", || async {
-            readiness(node).is_some_and(|(code, body)| {
+            node.readiness().is_some_and(|(code, body)| {
                 let reason = body["cluster"]["reason"].as_str().unwrap_or_default();
                 code == 503
                     && body["status"] == "DOWN"
@@ -91,7 +79,7 @@ async fn statefulset_pods_with_fully_qualified_names_form_a_cluster_and_report_r
     let nodes = &cluster.nodes;
     for node in nodes {
         eventually(Duration::from_secs(60), "every pod to report ready", || async {
-            readiness(node).is_some_and(|(code, body)| {
+            node.readiness().is_some_and(|(code, body)| {
                 code == 200
                     && body["cluster"]["status"] == "UP"
                     && body["replicationGroups"]["_admin"]["status"] == "UP"
@@ -99,7 +87,7 @@ async fn statefulset_pods_with_fully_qualified_names_form_a_cluster_and_report_r
             })
         })
         .await
-        .unwrap_or_else(|e| panic!("{}: {e}: {:?}\n{}", node.node, readiness(node), node.logs()));
+        .unwrap_or_else(|e| panic!("{}: {e}: {:?}\n{}", node.node, node.readiness(), node.logs()));
     }
     let founder = &nodes[index];
     assert!(founder.logs().contains("founded the cluster (autocluster)"), "{}", founder.logs());
@@ -131,7 +119,7 @@ async fn statefulset_pods_with_fully_qualified_names_form_a_cluster_and_report_r
     }
     for node in nodes {
         eventually(Duration::from_secs(10), "every pod to hold the three events", || async {
-            last_token(node).await == 2
+            node.last_token().await == 2
         })
         .await
         .unwrap();
