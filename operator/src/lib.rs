@@ -11,6 +11,8 @@
 //! on `ranvier-wire` for the admin API's shapes.
 
 pub mod builders;
+pub mod conditions;
+pub mod controllers;
 pub mod names;
 pub mod render;
 pub mod validate;

@@ -1,0 +1,264 @@
+//! The RanvierCluster controller: validate → token Secret → build →
+//! apply → status.
+//!
+//! An invalid spec changes nothing: the status says why (`Degraded`,
+//! reason `InvalidSpec`), a Warning Event is published, and the resource
+//! waits for an edit. Otherwise the internal token Secret is made when the
+//! spec names none, every built object is applied (server-side, one field
+//! manager, owned by the cluster so that deleting it deletes them), and
+//! the status counts the ready nodes from the StatefulSets. A
+//! PodDisruptionBudget goes out as `policy/v1`, else `policy/v1beta1` on
+//! API servers before 1.21, else is skipped with an Event.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use ranvier_crds::common::condition::{AVAILABLE, DEGRADED, PROGRESSING};
+use ranvier_crds::{RanvierCluster, RanvierClusterStatus};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Context;
+use crate::builders::{meta, statefulset};
+use crate::conditions::{Observed, merge};
+use crate::names::MANAGER;
+use crate::render::{Rendered, render};
+use crate::validate::{ValidCluster, validate};
+
+/// Bytes of a generated internal token (hex-encoded in the Secret).
+const TOKEN_BYTES: usize = 32;
+/// How soon a cluster that is not fully ready is looked at again (pod
+/// changes also wake it, through the StatefulSets it owns).
+const RECHECK_PROGRESSING: Duration = Duration::from_secs(15);
+/// How soon a ready cluster is looked at again.
+const RECHECK_AVAILABLE: Duration = Duration::from_secs(300);
+
+/// Why a reconcile failed (it is retried with back-off).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{step}: {source}")]
+    Kube {
+        /// What was being done.
+        step: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The referenced Secret has no such key.
+    #[error("Secret {secret} has no key {key}")]
+    MissingTokenKey {
+        /// The Secret.
+        secret: String,
+        /// The key the spec names.
+        key: String,
+    },
+    /// No random bytes for a token.
+    #[error("failed to generate the internal token: {0}")]
+    Random(#[source] std::io::Error),
+}
+
+impl Error {
+    /// A stable label for metrics and Events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube_api",
+            Error::MissingTokenKey { .. } => "token_secret",
+            Error::Random(_) => "token_generation",
+        }
+    }
+}
+
+fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let step = step.into();
+    move |source| Error::Kube { step, source }
+}
+
+/// Reconciles one RanvierCluster.
+pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = cluster.namespace().unwrap_or_else(|| "default".to_owned());
+    let valid = match validate(&cluster, &namespace) {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            let message = invalid.to_string();
+            warn(&ctx, &cluster, "InvalidSpec", &message).await;
+            let observed = vec![
+                Observed::new(AVAILABLE, false, "InvalidSpec", "the spec is invalid; nothing was changed"),
+                Observed::new(PROGRESSING, false, "InvalidSpec", "waiting for the spec to be fixed"),
+                Observed::new(DEGRADED, true, "InvalidSpec", message),
+            ];
+            write_status(&ctx, &cluster, &namespace, observed, 0, 0).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let token = match token(&ctx, &valid).await {
+        Ok(token) => token,
+        Err(error @ Error::MissingTokenKey { .. }) => {
+            let message = error.to_string();
+            warn(&ctx, &cluster, "TokenSecretMissing", &message).await;
+            let observed = vec![
+                Observed::new(AVAILABLE, false, "TokenSecretMissing", "nodes cannot start without the token"),
+                Observed::new(PROGRESSING, false, "TokenSecretMissing", "waiting for the Secret"),
+                Observed::new(DEGRADED, true, "TokenSecretMissing", message),
+            ];
+            write_status(&ctx, &cluster, &namespace, observed, valid.node_count(), 0).await?;
+            return Ok(Action::requeue(RECHECK_PROGRESSING));
+        }
+        Err(error) => return Err(error),
+    };
+    let rendered = render(&valid, &token);
+    let ready = apply(&ctx, &valid, &rendered).await?;
+    let nodes = valid.node_count();
+    let available = ready >= nodes;
+    let summary = format!("{ready} of {nodes} nodes ready");
+    let observed = vec![
+        Observed::new(AVAILABLE, available, if available { "AllNodesReady" } else { "NodesNotReady" }, &summary),
+        Observed::new(PROGRESSING, !available, if available { "Reconciled" } else { "NodesStarting" }, &summary),
+        Observed::new(DEGRADED, false, "Reconciled", "the cluster's objects match the spec"),
+    ];
+    write_status(&ctx, &cluster, &namespace, observed, nodes, ready).await?;
+    Ok(Action::requeue(if available { RECHECK_AVAILABLE } else { RECHECK_PROGRESSING }))
+}
+
+/// The internal token's bytes: from the Secret the spec names, else from
+/// the operator's own Secret, made with a random token on first use.
+async fn token(ctx: &Context, cluster: &ValidCluster) -> Result<Vec<u8>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let (name, key) = statefulset::token_ref(cluster);
+    let found = secrets.get_opt(&name).await.map_err(kube(format!("reading Secret {name}")))?;
+    let missing = || Error::MissingTokenKey { secret: name.clone(), key: key.clone() };
+    match found {
+        Some(secret) => secret.data.and_then(|mut data| data.remove(&key)).map(|value| value.0).ok_or_else(missing),
+        None if cluster.resource.spec.internal_token.is_some() => Err(missing()),
+        None => {
+            let token = random_token()?;
+            let secret = Secret {
+                metadata: meta::of_cluster(cluster, name.clone()),
+                data: Some([(key, ByteString(token.clone()))].into()),
+                ..Secret::default()
+            };
+            secrets.create(&PostParams::default(), &secret).await.map_err(kube(format!("creating Secret {name}")))?;
+            Ok(token)
+        }
+    }
+}
+
+fn random_token() -> Result<Vec<u8>, Error> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(Error::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
+}
+
+/// Applies every object; returns the nodes the StatefulSets report ready.
+async fn apply(ctx: &Context, cluster: &ValidCluster, rendered: &Rendered) -> Result<i32, Error> {
+    let ns = cluster.namespace.as_str();
+    apply_one::<ConfigMap>(ctx, ns, &rendered.config_map).await?;
+    apply_one::<Service>(ctx, ns, &rendered.headless).await?;
+    apply_one::<Service>(ctx, ns, &rendered.client).await?;
+    let mut ready = 0;
+    for set in &rendered.statefulsets {
+        let applied = apply_one::<StatefulSet>(ctx, ns, set).await?;
+        ready += applied.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    }
+    if let Some(budget) = &rendered.disruption_budget {
+        apply_budget(ctx, cluster, budget).await?;
+    }
+    Ok(ready)
+}
+
+async fn apply_one<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(object)).await.map_err(kube(format!("applying {} {name}", K::kind(&()))))
+}
+
+/// `policy/v1`, else `policy/v1beta1` (Kubernetes before 1.21), else an
+/// Event saying the cluster runs without a budget.
+async fn apply_budget(ctx: &Context, cluster: &ValidCluster, budget: &PodDisruptionBudget) -> Result<(), Error> {
+    let name = budget.metadata.name.clone().unwrap_or_default();
+    match apply_one::<PodDisruptionBudget>(ctx, &cluster.namespace, budget).await {
+        Ok(_) => return Ok(()),
+        Err(Error::Kube { source: kube::Error::Api(status), .. }) if status.code == 404 => {}
+        Err(error) => return Err(error),
+    }
+    let gvk = GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget");
+    let resource = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &cluster.namespace, &resource);
+    let mut value = serde_json::to_value(budget).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), "policy/v1beta1".into());
+    }
+    let params = PatchParams::apply(MANAGER).force();
+    match api.patch(&name, &params, &Patch::Apply(&value)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            let message = "this API server serves neither policy/v1 nor policy/v1beta1 PodDisruptionBudgets";
+            warn(ctx, &cluster.resource, "PodDisruptionBudgetSkipped", message).await;
+            Ok(())
+        }
+        Err(source) => Err(Error::Kube { step: format!("applying PodDisruptionBudget {name} (v1beta1)"), source }),
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    cluster: &RanvierCluster,
+    namespace: &str,
+    observed: Vec<Observed>,
+    nodes: i32,
+    ready: i32,
+) -> Result<(), Error> {
+    let previous = cluster.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let status = RanvierClusterStatus {
+        observed_generation: generation,
+        conditions: merge(&previous, observed, generation, Timestamp::now()),
+        nodes,
+        ready_nodes: ready,
+    };
+    let body = serde_json::json!({
+        "apiVersion": RanvierCluster::api_version(&()),
+        "kind": RanvierCluster::kind(&()),
+        "status": status,
+    });
+    let name = cluster.name_any();
+    let api: Api<RanvierCluster> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(kube(format!("writing the status of {name}")))?;
+    Ok(())
+}
+
+/// Publishes a Warning Event on the cluster (failures to publish are
+/// logged: the status already says the same).
+async fn warn(ctx: &Context, cluster: &RanvierCluster, reason: &str, message: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.to_owned(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        tracing::warn!(%error, reason, "failed to publish an Event");
+    }
+}

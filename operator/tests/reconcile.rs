@@ -1,0 +1,212 @@
+//! The RanvierCluster controller against a mocked API server (a kube
+//! `Client` over `tower-test`): each test scripts the API server's answers
+//! and checks the exact calls the reconcile makes, in order.
+
+// Test code: an unwrap is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use ranvier_crds::RanvierCluster;
+use ranvier_operator::controllers::{Context, cluster};
+use serde_json::{Value, json};
+
+const EXAMPLE: &str = include_str!("../../examples/cluster.yaml");
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn example() -> RanvierCluster {
+    let mut cluster: RanvierCluster = serde_saphyr::from_str(EXAMPLE).unwrap();
+    cluster.metadata.namespace = Some("shop".into());
+    cluster.metadata.uid = Some("uid-1".into());
+    cluster.metadata.generation = Some(4);
+    cluster
+}
+
+fn context() -> (Arc<Context>, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    (Arc::new(Context::new(client, None)), handle)
+}
+
+/// One call the reconcile must make next, and the API server's answer.
+struct Expect {
+    method: Method,
+    path: &'static str,
+    /// Status code and body of the answer; `None` echoes the request body.
+    answer: Option<(StatusCode, Value)>,
+    /// Applied to the echoed body before it is answered.
+    change: fn(&mut Value),
+}
+
+fn expect(method: Method, path: &'static str) -> Expect {
+    Expect { method, path, answer: None, change: |_| {} }
+}
+
+fn not_found() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
+}
+
+/// Serves `script` in order, recording each request's body; fails on a
+/// call out of order; then checks that no further call comes.
+async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<(String, Value)> {
+    let mut seen = Vec::new();
+    for step in script {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no call came for {} {}", step.method, step.path))
+            .expect("the client went away");
+        let uri = request.uri().to_string();
+        let path = request.uri().path().to_owned();
+        assert_eq!((request.method(), path.as_str()), (&step.method, step.path), "unexpected call {uri}");
+        if step.method == Method::PATCH {
+            assert!(uri.contains("fieldManager=ranvier-operator") && uri.contains("force=true"), "{uri}");
+        }
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let mut body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        seen.push((uri, body.clone()));
+        let (code, answer) = match step.answer {
+            Some(answer) => answer,
+            None => {
+                (step.change)(&mut body);
+                (StatusCode::OK, body)
+            }
+        };
+        let response = Response::builder().status(code).body(Body::from(serde_json::to_vec(&answer).unwrap()));
+        send.send_response(response.unwrap());
+    }
+    let extra = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    if let Ok(Some((request, _))) = extra {
+        panic!("an unexpected further call: {} {}", request.method(), request.uri());
+    }
+    seen
+}
+
+/// The API server answers a status patch with the whole resource.
+fn whole_cluster(body: &mut Value) {
+    let full = serde_json::to_value(example()).unwrap();
+    body["metadata"] = full["metadata"].clone();
+    body["spec"] = full["spec"].clone();
+}
+
+fn status_patch() -> Expect {
+    Expect {
+        change: whole_cluster,
+        ..expect(Method::PATCH, "/apis/ranvier.io/v1alpha1/namespaces/shop/ranvierclusters/demo/status")
+    }
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_cluster_gets_its_token_secret_and_every_object_applied_then_its_status() {
+    let (ctx, handle) = context();
+    let script = vec![
+        Expect {
+            answer: Some(not_found()),
+            ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/demo-internal-token")
+        },
+        expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
+        expect(Method::PATCH, "/api/v1/namespaces/shop/configmaps/demo-config"),
+        expect(Method::PATCH, "/api/v1/namespaces/shop/services/demo-internal"),
+        expect(Method::PATCH, "/api/v1/namespaces/shop/services/demo"),
+        Expect {
+            change: |body| body["status"] = json!({"replicas": 3, "readyReplicas": 3}),
+            ..expect(Method::PATCH, "/apis/apps/v1/namespaces/shop/statefulsets/demo-node")
+        },
+        // An API server before 1.21 has no policy/v1.
+        Expect {
+            answer: Some(not_found()),
+            ..expect(Method::PATCH, "/apis/policy/v1/namespaces/shop/poddisruptionbudgets/demo")
+        },
+        expect(Method::PATCH, "/apis/policy/v1beta1/namespaces/shop/poddisruptionbudgets/demo"),
+        status_patch(),
+    ];
+    let server = tokio::spawn(serve(handle, script));
+    cluster::reconcile(Arc::new(example()), ctx).await.unwrap();
+    let seen = server.await.unwrap();
+
+    let secret = &seen[1].1;
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "uid-1", "the Secret goes with the cluster");
+    let token = secret["data"]["internal-token"].as_str().unwrap();
+    assert!(token.len() >= 64, "a generated token of 32 random bytes, hex, base64-encoded: {token}");
+    let statefulset = &seen[5].1;
+    assert_eq!(statefulset["kind"], "StatefulSet");
+    assert_eq!(statefulset["metadata"]["ownerReferences"][0]["kind"], "RanvierCluster");
+    assert_eq!(seen[7].1["apiVersion"], "policy/v1beta1");
+    let status = &seen[8].1;
+    assert_eq!(status["status"]["observedGeneration"], 4);
+    assert_eq!((status["status"]["nodes"].as_i64(), status["status"]["readyNodes"].as_i64()), (Some(3), Some(3)));
+    assert_eq!(condition(status, "Available")["status"], "True");
+    assert_eq!(condition(status, "Degraded")["status"], "False");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_changes_nothing_and_says_why_in_status_and_an_event() {
+    let (ctx, handle) = context();
+    let mut cluster = example();
+    cluster.spec.properties.insert("axoniq.axonserver.autocluster.first".into(), "elsewhere:8224".into());
+    let script = vec![expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/shop/events"), status_patch()];
+    let server = tokio::spawn(serve(handle, script));
+    cluster::reconcile(Arc::new(cluster), ctx).await.unwrap();
+    let seen = server.await.unwrap();
+    let event = &seen[0].1;
+    assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Warning"), Some("InvalidSpec")));
+    assert!(event["note"].as_str().unwrap().contains("autocluster.first is set by the operator"), "{event}");
+    let degraded = condition(&seen[1].1, "Degraded");
+    assert_eq!((degraded["status"].as_str(), degraded["reason"].as_str()), (Some("True"), Some("InvalidSpec")));
+}
+
+#[tokio::test]
+async fn a_named_token_secret_without_its_key_is_reported_not_applied() {
+    let (ctx, handle) = context();
+    let mut cluster = example();
+    cluster.spec.internal_token = Some(ranvier_crds::common::SecretKeyRef { name: "mine".into(), key: "token".into() });
+    let script = vec![
+        Expect {
+            answer: Some((
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mine"}, "data": {"other": "eA=="}}),
+            )),
+            ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/mine")
+        },
+        expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/shop/events"),
+        status_patch(),
+    ];
+    let server = tokio::spawn(serve(handle, script));
+    cluster::reconcile(Arc::new(cluster), ctx).await.unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(condition(&seen[2].1, "Degraded")["reason"], "TokenSecretMissing");
+}
+
+#[tokio::test]
+async fn an_api_error_fails_the_reconcile_with_a_stable_category_for_a_retry() {
+    let (ctx, handle) = context();
+    let script = vec![
+        Expect {
+            answer: Some(not_found()),
+            ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/demo-internal-token")
+        },
+        expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
+        Expect {
+            answer: Some((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "etcd is down"}),
+            )),
+            ..expect(Method::PATCH, "/api/v1/namespaces/shop/configmaps/demo-config")
+        },
+    ];
+    let server = tokio::spawn(serve(handle, script));
+    let error = cluster::reconcile(Arc::new(example()), ctx).await.unwrap_err();
+    server.await.unwrap();
+    assert_eq!(error.category(), "kube_api");
+    assert!(error.to_string().contains("applying ConfigMap demo-config"), "{error}");
+}
