@@ -18,6 +18,13 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the controllers against the API server of the kubeconfig (or
+    /// the pod's service account).
+    Run {
+        /// Watch only this namespace (every namespace when absent).
+        #[arg(long, env = "RANVIER_OPERATOR_NAMESPACE")]
+        namespace: Option<String>,
+    },
     /// Prints the CustomResourceDefinitions as YAML.
     Crd,
     /// Prints the objects a RanvierCluster manifest becomes, as YAML.
@@ -33,6 +40,26 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
+        Command::Run { namespace } => {
+            // kube's TLS needs one crypto provider chosen before any client;
+            // ring's (deprecated in rustls 0.23.48 for lacking post-quantum
+            // key exchange) is the one this workspace builds.
+            #[allow(deprecated)]
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("RANVIER_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            runtime.block_on(async {
+                let client = kube::Client::try_default().await.context("no Kubernetes API server configured")?;
+                tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "ranvier-operator started");
+                ranvier_operator::controllers::run(client, namespace.as_deref(), std::env::var("POD_NAME").ok()).await;
+                anyhow::Ok(())
+            })?;
+        }
         Command::Crd => print!("{}", ranvier_crds::crd_yaml()?),
         Command::Render { file, namespace } => {
             let text = if file == "-" {

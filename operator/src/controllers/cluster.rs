@@ -41,6 +41,8 @@ const TOKEN_BYTES: usize = 32;
 /// How soon a cluster that is not fully ready is looked at again (pod
 /// changes also wake it, through the StatefulSets it owns).
 const RECHECK_PROGRESSING: Duration = Duration::from_secs(15);
+/// How soon a failed reconcile is tried again.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 /// How soon a ready cluster is looked at again.
 const RECHECK_AVAILABLE: Duration = Duration::from_secs(300);
 
@@ -129,6 +131,13 @@ pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Resul
     ];
     write_status(&ctx, &cluster, &namespace, observed, nodes, ready).await?;
     Ok(Action::requeue(if available { RECHECK_AVAILABLE } else { RECHECK_PROGRESSING }))
+}
+
+/// After a failed reconcile: log it with its category and try again soon
+/// (the controller's own back-off spaces repeated failures).
+pub fn error_policy(cluster: Arc<RanvierCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), category = error.category(), %error, "reconcile failed; retrying");
+    Action::requeue(RETRY_AFTER_ERROR)
 }
 
 /// The internal token's bytes: from the Secret the spec names, else from

@@ -27,3 +27,31 @@ impl Context {
         Context { recorder: Recorder::new(client.clone(), reporter), client }
     }
 }
+
+/// Runs the controllers until a termination signal: RanvierClusters in
+/// `namespace` (every namespace when `None`), woken by changes to the
+/// StatefulSets they own.
+pub async fn run(client: Client, namespace: Option<&str>, instance: Option<String>) {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use kube::Api;
+    use kube::runtime::{Controller, watcher};
+    use ranvier_crds::RanvierCluster;
+
+    let (clusters, sets): (Api<RanvierCluster>, Api<StatefulSet>) = match namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let context = std::sync::Arc::new(Context::new(client, instance));
+    Controller::new(clusters, watcher::Config::default())
+        .owns(sets, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(cluster::reconcile, cluster::error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not run"),
+            }
+        })
+        .await;
+}
