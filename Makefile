@@ -27,8 +27,10 @@ run-single: release
 		--set axoniq.axonserver.hostname=localhost
 
 ## Every test: unit and property tests, then black-box tests against real node
-## processes, a full disk on a tmpfs where a mount is allowed (root) and, when
-## Docker is here, node containers (partitions).
+## processes, a full disk on a tmpfs where a mount is allowed (root), node
+## containers when Docker is here (partitions, pods, the operator's rendered
+## StatefulSet), and the operator against a real API server once
+## scripts/k8s-env.sh build has built one.
 test:
 	$(CARGO) build -p ranvier-node --bins
 	@if docker info >/dev/null 2>&1; then \
@@ -41,7 +43,10 @@ test:
 	if mount -t tmpfs -o size=1m tmpfs $$probe 2>/dev/null; then umount $$probe; mount_skip=0; else \
 		echo "make test: *** cannot mount a tmpfs (needs root): the full-disk test (tests/tests/disk.rs) is SKIPPED ***"; \
 	fi; rmdir $$probe; \
-	export RANVIER_SKIP_CONTAINER_TESTS=$$skip RANVIER_SKIP_MOUNT_TESTS=$$mount_skip; \
+	k8s_skip=0; if [ ! -x "$${RANVIER_K8S_CACHE:-/var/cache/ranvier-k8s}/bin/kube-apiserver" ]; then k8s_skip=1; \
+		echo "make test: *** no Kubernetes control plane built (scripts/k8s-env.sh build): the API server test (operator/tests/apiserver.rs) is SKIPPED ***"; \
+	fi; \
+	export RANVIER_SKIP_CONTAINER_TESTS=$$skip RANVIER_SKIP_MOUNT_TESTS=$$mount_skip RANVIER_SKIP_K8S_TESTS=$$k8s_skip; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -102,6 +102,17 @@ fn status_patch() -> Expect {
     }
 }
 
+/// A cluster without a token Secret yet: the operator looks, then makes it.
+fn token_created() -> Vec<Expect> {
+    vec![
+        Expect {
+            answer: Some(not_found()),
+            ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/demo-internal-token")
+        },
+        expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
+    ]
+}
+
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
 }
@@ -109,12 +120,8 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 #[tokio::test]
 async fn a_new_cluster_gets_its_token_secret_and_every_object_applied_then_its_status() {
     let (ctx, handle) = context();
-    let script = vec![
-        Expect {
-            answer: Some(not_found()),
-            ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/demo-internal-token")
-        },
-        expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
+    let mut script = token_created();
+    script.extend([
         expect(Method::PATCH, "/api/v1/namespaces/shop/configmaps/demo-config"),
         expect(Method::PATCH, "/api/v1/namespaces/shop/services/demo-internal"),
         expect(Method::PATCH, "/api/v1/namespaces/shop/services/demo"),
@@ -129,7 +136,7 @@ async fn a_new_cluster_gets_its_token_secret_and_every_object_applied_then_its_s
         },
         expect(Method::PATCH, "/apis/policy/v1beta1/namespaces/shop/poddisruptionbudgets/demo"),
         status_patch(),
-    ];
+    ]);
     let server = tokio::spawn(serve(handle, script));
     cluster::reconcile(Arc::new(example()), ctx).await.unwrap();
     let seen = server.await.unwrap();
@@ -190,20 +197,14 @@ async fn a_named_token_secret_without_its_key_is_reported_not_applied() {
 #[tokio::test]
 async fn an_api_error_fails_the_reconcile_with_a_stable_category_for_a_retry() {
     let (ctx, handle) = context();
-    let script = vec![
-        Expect {
-            answer: Some(not_found()),
-            ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/demo-internal-token")
-        },
-        expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
-        Expect {
-            answer: Some((
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "etcd is down"}),
-            )),
-            ..expect(Method::PATCH, "/api/v1/namespaces/shop/configmaps/demo-config")
-        },
-    ];
+    let mut script = token_created();
+    script.extend([Expect {
+        answer: Some((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "etcd is down"}),
+        )),
+        ..expect(Method::PATCH, "/api/v1/namespaces/shop/configmaps/demo-config")
+    }]);
     let server = tokio::spawn(serve(handle, script));
     let error = cluster::reconcile(Arc::new(example()), ctx).await.unwrap_err();
     server.await.unwrap();

@@ -93,28 +93,17 @@ pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Resul
     let valid = match validate(&cluster, &namespace) {
         Ok(valid) => valid,
         Err(invalid) => {
-            let message = invalid.to_string();
-            warn(&ctx, &cluster, "InvalidSpec", &message).await;
-            let observed = vec![
-                Observed::new(AVAILABLE, false, "InvalidSpec", "the spec is invalid; nothing was changed"),
-                Observed::new(PROGRESSING, false, "InvalidSpec", "waiting for the spec to be fixed"),
-                Observed::new(DEGRADED, true, "InvalidSpec", message),
-            ];
-            write_status(&ctx, &cluster, &namespace, observed, 0, 0).await?;
+            let refusal = Refusal { reason: "InvalidSpec", waiting_for: "the spec to be fixed", nodes: 0 };
+            refuse(&ctx, &cluster, &namespace, refusal, invalid.to_string()).await?;
             return Ok(Action::await_change());
         }
     };
     let token = match token(&ctx, &valid).await {
         Ok(token) => token,
         Err(error @ Error::MissingTokenKey { .. }) => {
-            let message = error.to_string();
-            warn(&ctx, &cluster, "TokenSecretMissing", &message).await;
-            let observed = vec![
-                Observed::new(AVAILABLE, false, "TokenSecretMissing", "nodes cannot start without the token"),
-                Observed::new(PROGRESSING, false, "TokenSecretMissing", "waiting for the Secret"),
-                Observed::new(DEGRADED, true, "TokenSecretMissing", message),
-            ];
-            write_status(&ctx, &cluster, &namespace, observed, valid.node_count(), 0).await?;
+            let refusal =
+                Refusal { reason: "TokenSecretMissing", waiting_for: "the Secret", nodes: valid.node_count() };
+            refuse(&ctx, &cluster, &namespace, refusal, error.to_string()).await?;
             return Ok(Action::requeue(RECHECK_PROGRESSING));
         }
         Err(error) => return Err(error),
@@ -131,6 +120,30 @@ pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Resul
     ];
     write_status(&ctx, &cluster, &namespace, observed, nodes, ready).await?;
     Ok(Action::requeue(if available { RECHECK_AVAILABLE } else { RECHECK_PROGRESSING }))
+}
+
+/// A reconcile that changes nothing and says why.
+struct Refusal {
+    reason: &'static str,
+    waiting_for: &'static str,
+    nodes: i32,
+}
+
+/// Publishes the refusal as a Warning Event and writes it as `Degraded`.
+async fn refuse(
+    ctx: &Context,
+    cluster: &RanvierCluster,
+    namespace: &str,
+    refusal: Refusal,
+    message: String,
+) -> Result<(), Error> {
+    warn(ctx, cluster, refusal.reason, &message).await;
+    let observed = vec![
+        Observed::new(AVAILABLE, false, refusal.reason, "nothing was changed"),
+        Observed::new(PROGRESSING, false, refusal.reason, format!("waiting for {}", refusal.waiting_for)),
+        Observed::new(DEGRADED, true, refusal.reason, message),
+    ];
+    write_status(ctx, cluster, namespace, observed, refusal.nodes, 0).await
 }
 
 /// After a failed reconcile: log it with its category and try again soon

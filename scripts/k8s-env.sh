@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on this machine, for the operator's tests
+# (no image or Go module can be downloaded here; Debian's `kubernetes`
+# source package holds Kubernetes v1.20.2 with its Go dependencies).
+#
+#   scripts/k8s-env.sh build        build kube-apiserver and kube-controller-manager
+#                                   once into $RANVIER_K8S_CACHE (default /var/cache/ranvier-k8s)
+#   scripts/k8s-env.sh start DIR    start etcd, the API server and the controller manager on
+#                                   loopback with free ports; writes DIR/kubeconfig and DIR/pids
+#   scripts/k8s-env.sh stop DIR     stop what `start DIR` started (by PID)
+#
+# The recipe and its two fixes are in ../shared/K8S-TEST-ENV.md.
+set -euo pipefail
+
+CACHE=${RANVIER_K8S_CACHE:-/var/cache/ranvier-k8s}
+VERSION=1.20.5+really1.20.2-1.1+deb12u1
+BIN=$CACHE/bin
+
+log() { echo "k8s-env: $*" >&2; }
+
+build() {
+  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] && command -v etcd >/dev/null; then
+    log "already built in $BIN"
+    return
+  fi
+  mkdir -p "$CACHE"
+  local sources=/etc/apt/sources.list.d/ranvier-deb-src.sources
+  if [ ! -f "$sources" ]; then
+    # The first stanza of Debian's sources, as deb-src.
+    awk 'BEGIN{RS=""} NR==1{print; exit}' /etc/apt/sources.list.d/debian.sources \
+      | sed 's/^Types: deb$/Types: deb-src/' >"$sources"
+  fi
+  log "installing the build tools (Go, etcd) from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go rsync jq dpkg-dev \
+    etcd-server etcd-client golang-github-modern-go-reflect2-dev openssl curl >/dev/null
+  local work=$CACHE/work
+  rm -rf "$work" && mkdir -p "$work"
+  (cd "$work" && apt-get source --download-only "kubernetes=$VERSION" >/dev/null \
+    && dpkg-source -x kubernetes_*.dsc src >/dev/null)
+  # reflect2 v1.0.1 (vendored) crashes the API server under Go >= 1.18.
+  rm -rf "$work/src/vendor/github.com/modern-go/reflect2"
+  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$work/src/vendor/github.com/modern-go/reflect2"
+  rm -f "$work/src/vendor/github.com/modern-go/reflect2/go.mod"
+  log "building kube-apiserver and kube-controller-manager (about 5 minutes on 2 cores)"
+  (cd "$work/src" && GOPATH=$work/src/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor GOPROXY=off GOTOOLCHAIN=local \
+    HOME=$work/home make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
+    || { tail -30 "$work/build.log" >&2; exit 1; }
+  mkdir -p "$BIN"
+  cp "$work/src/_output/bin/kube-apiserver" "$work/src/_output/bin/kube-controller-manager" "$BIN/"
+  rm -rf "$work"
+  log "built into $BIN"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+start() {
+  local dir=$1
+  [ -x "$BIN/kube-apiserver" ] || { log "not built: run '$0 build' first"; exit 1; }
+  mkdir -p "$dir/pki"
+  local etcd_port peer_port api_port
+  etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+  openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+  echo 'admintoken,admin,admin-uid,"system:masters"' >"$dir/tokens.csv"
+  : >"$dir/pids"
+  etcd --name k --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" --initial-cluster "k=http://127.0.0.1:$peer_port" \
+    --unsafe-no-fsync >"$dir/etcd.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
+    --secure-port="$api_port" --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+    --cert-dir="$dir/pki" --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
+    --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.0.0.0/24 \
+    >"$dir/apiserver.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: admintoken
+contexts:
+- name: local
+  context:
+    cluster: local
+    user: admin
+    namespace: default
+current-context: local
+EOF
+  local ready=""
+  for _ in $(seq 1 300); do
+    if curl -sk -H 'Authorization: Bearer admintoken' "https://127.0.0.1:$api_port/readyz" 2>/dev/null | grep -q '^ok$'; then
+      ready=1; break
+    fi
+    sleep 0.2
+  done
+  [ -n "$ready" ] || { log "the API server did not become ready:"; tail -20 "$dir/apiserver.log" >&2; stop "$dir"; exit 1; }
+  "$BIN/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false --port=0 --secure-port=0 \
+    --controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,statefulset \
+    --service-account-private-key-file="$dir/sa.key" --root-ca-file="$dir/pki/apiserver.crt" \
+    >"$dir/controller-manager.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  log "API server at https://127.0.0.1:$api_port (kubeconfig $dir/kubeconfig)"
+}
+
+stop() {
+  local dir=$1
+  [ -f "$dir/pids" ] || return 0
+  tac "$dir/pids" | while read -r pid; do kill "$pid" 2>/dev/null || true; done
+  tac "$dir/pids" | while read -r pid; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -f "$dir/pids"
+}
+
+case ${1:-} in
+  build) build ;;
+  start) start "${2:?usage: $0 start DIR}" ;;
+  stop) stop "${2:?usage: $0 stop DIR}" ;;
+  *) echo "usage: $0 build | start DIR | stop DIR" >&2; exit 2 ;;
+esac
