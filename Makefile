@@ -46,7 +46,10 @@ test:
 	k8s_skip=0; if [ ! -x "$${RANVIER_K8S_CACHE:-/var/cache/ranvier-k8s}/bin/kube-apiserver" ]; then k8s_skip=1; \
 		echo "make test: *** no Kubernetes control plane built (scripts/k8s-env.sh build): the API server test (operator/tests/apiserver.rs) is SKIPPED ***"; \
 	fi; \
-	export RANVIER_SKIP_CONTAINER_TESTS=$$skip RANVIER_SKIP_MOUNT_TESTS=$$mount_skip RANVIER_SKIP_K8S_TESTS=$$k8s_skip; \
+	helm_skip=0; if ! "$${RANVIER_TOOLS:-/var/cache/ranvier-tools}/helm" version >/dev/null 2>&1 && ! helm version >/dev/null 2>&1; then helm_skip=1; \
+		echo "make test: *** helm not installed (scripts/install-helm.sh): the chart tests (operator/tests/charts.rs) are SKIPPED ***"; \
+	fi; \
+	export RANVIER_SKIP_CONTAINER_TESTS=$$skip RANVIER_SKIP_MOUNT_TESTS=$$mount_skip RANVIER_SKIP_K8S_TESTS=$$k8s_skip RANVIER_SKIP_HELM_TESTS=$$helm_skip; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

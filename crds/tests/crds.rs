@@ -7,18 +7,24 @@
 use ranvier_crds::{RanvierCluster, ReplicationGroup, crd_yaml, crds};
 use serde_json::Value;
 
-const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/crds.yaml");
+/// The committed copies: the crate's, and the operator chart's.
+const COMMITTED: [&str; 2] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/crds.yaml"),
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ranvier-operator/files/crds.yaml"),
+];
 
-/// Fails when `crds/yaml/crds.yaml` is not what the types generate;
-/// `RANVIER_UPDATE_CRDS=1` (what `make crds` sets) writes it instead.
+/// Fails when a committed copy of the CRDs is not what the types generate;
+/// `RANVIER_UPDATE_CRDS=1` (what `make crds` sets) writes them instead.
 #[test]
 fn committed_crd_yaml_matches_the_types() {
     let generated = crd_yaml().unwrap();
-    if std::env::var("RANVIER_UPDATE_CRDS").as_deref() == Ok("1") {
-        std::fs::write(COMMITTED, &generated).unwrap();
+    for path in COMMITTED {
+        if std::env::var("RANVIER_UPDATE_CRDS").as_deref() == Ok("1") {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(committed == generated, "{path} is out of date: run `make crds` and commit it");
     }
-    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-    assert!(committed == generated, "{COMMITTED} is out of date: run `make crds` and commit it");
 }
 
 fn crd_json<K: kube::CustomResourceExt>() -> Value {
