@@ -57,9 +57,10 @@ test:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-## The container image of the partition tests (a static binary, FROM scratch).
+## The container images (static binaries, FROM scratch): ranvier:test (the node,
+## also used by the container tests) and ranvier-operator:test (the operator).
 image:
-	./scripts/build-image.sh
+	./scripts/build-image.sh all
 
 ## Regenerates crds/yaml/crds.yaml from the ranvier-crds types (a test fails when it drifts).
 crds:
