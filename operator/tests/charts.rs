@@ -23,7 +23,9 @@ fn root() -> PathBuf {
 fn helm() -> Option<PathBuf> {
     let cache = std::env::var("RANVIER_TOOLS").unwrap_or_else(|_| "/var/cache/ranvier-tools".into());
     let candidates = [Path::new(&cache).join("helm"), PathBuf::from("helm")];
-    if let Some(found) = candidates.into_iter().find(|h| Command::new(h).arg("version").output().is_ok_and(|o| o.status.success())) {
+    if let Some(found) =
+        candidates.into_iter().find(|h| Command::new(h).arg("version").output().is_ok_and(|o| o.status.success()))
+    {
         return Some(found);
     }
     if std::env::var("RANVIER_SKIP_HELM_TESTS").as_deref() == Ok("1") {
@@ -55,7 +57,11 @@ fn first_difference(left: &Value, right: &Value, path: &str) -> Option<String> {
         (Value::Object(l), Value::Object(r)) => {
             let keys: std::collections::BTreeSet<&String> = l.keys().chain(r.keys()).collect();
             keys.into_iter().find_map(|k| {
-                first_difference(l.get(k).unwrap_or(&Value::Null), r.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"))
+                first_difference(
+                    l.get(k).unwrap_or(&Value::Null),
+                    r.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}.{k}"),
+                )
             })
         }
         (Value::Array(l), Value::Array(r)) if l.len() == r.len() => {
@@ -83,7 +89,17 @@ fn both_charts_lint_and_render_what_the_operator_expects() {
     // uninstall; RBAC for every call of the controller.
     let operator = documents(&run(&helm, &["template", "op", "charts/ranvier-operator", "-n", "ops"]));
     let kinds: Vec<&str> = operator.iter().filter_map(|d| d["kind"].as_str()).collect();
-    assert_eq!(kinds, ["ServiceAccount", "CustomResourceDefinition", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Deployment"]);
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment"
+        ]
+    );
     for crd in ranvier_crds::crds() {
         let mut expected = serde_json::to_value(&crd).unwrap();
         let name = crd.metadata.name.clone().unwrap();
@@ -113,7 +129,10 @@ fn both_charts_lint_and_render_what_the_operator_expects() {
     let deployment = operator.iter().find(|d| d["kind"] == "Deployment").unwrap();
     assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["args"][0], "run");
     let scoped = documents(&run(&helm, &["template", "op", "charts/ranvier-operator", "--set", "watchNamespace=shop"]));
-    assert!(scoped.iter().any(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "shop"), "watchNamespace makes a Role");
+    assert!(
+        scoped.iter().any(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "shop"),
+        "watchNamespace makes a Role"
+    );
 
     // The cluster chart: a RanvierCluster the operator accepts, and the
     // example's ReplicationGroup.

@@ -4,6 +4,7 @@
 //! user must act on.
 
 pub mod cluster;
+pub mod replication_group;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
