@@ -47,10 +47,36 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// The CRDs as one multi-document YAML file.
 pub fn crd_yaml() -> Result<String, YamlError> {
+    yaml_of(crds().into_iter().map(|crd| serde_json::to_value(crd).map_err(|e| YamlError(e.to_string()))))
+}
+
+/// The CRDs without their CEL rules, for API servers before 1.25: their
+/// schema knows no `x-kubernetes-validations`, and clients that validate
+/// against it (helm) refuse the field. The operator checks the same rules.
+pub fn crd_yaml_without_cel() -> Result<String, YamlError> {
+    yaml_of(crds().into_iter().map(|crd| {
+        let mut value = serde_json::to_value(crd).map_err(|e| YamlError(e.to_string()))?;
+        strip_cel(&mut value);
+        Ok(value)
+    }))
+}
+
+fn yaml_of(crds: impl Iterator<Item = Result<serde_json::Value, YamlError>>) -> Result<String, YamlError> {
     let mut out = String::from("# Generated from the ranvier-crds types by `make crds`: do not edit.\n");
-    for crd in crds() {
+    for crd in crds {
         out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&crd).map_err(|e| YamlError(e.to_string()))?);
+        out.push_str(&serde_saphyr::to_string(&crd?).map_err(|e| YamlError(e.to_string()))?);
     }
     Ok(out)
+}
+
+fn strip_cel(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("x-kubernetes-validations");
+            map.values_mut().for_each(strip_cel);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_cel),
+        _ => {}
+    }
 }

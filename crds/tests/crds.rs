@@ -4,27 +4,40 @@
 // Test code: an unwrap is how a test fails.
 #![allow(clippy::unwrap_used)]
 
-use ranvier_crds::{RanvierCluster, ReplicationGroup, crd_yaml, crds};
+use ranvier_crds::{RanvierCluster, ReplicationGroup, crd_yaml, crd_yaml_without_cel, crds};
 use serde_json::Value;
 
-/// The committed copies: the crate's, and the operator chart's.
-const COMMITTED: [&str; 2] = [
-    concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/crds.yaml"),
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ranvier-operator/files/crds.yaml"),
-];
+/// The committed copies (the crate's, and the operator chart's, with and
+/// without CEL rules) and what each must hold.
+fn committed() -> [(&'static str, String); 3] {
+    let with_cel = crd_yaml().unwrap();
+    let without_cel = crd_yaml_without_cel().unwrap();
+    [
+        (concat!(env!("CARGO_MANIFEST_DIR"), "/yaml/crds.yaml"), with_cel.clone()),
+        (concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ranvier-operator/files/crds.yaml"), with_cel),
+        (concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/ranvier-operator/files/crds-without-cel.yaml"), without_cel),
+    ]
+}
 
 /// Fails when a committed copy of the CRDs is not what the types generate;
 /// `RANVIER_UPDATE_CRDS=1` (what `make crds` sets) writes them instead.
 #[test]
 fn committed_crd_yaml_matches_the_types() {
-    let generated = crd_yaml().unwrap();
-    for path in COMMITTED {
+    for (path, generated) in committed() {
         if std::env::var("RANVIER_UPDATE_CRDS").as_deref() == Ok("1") {
             std::fs::write(path, &generated).unwrap();
         }
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(committed == generated, "{path} is out of date: run `make crds` and commit it");
     }
+}
+
+#[test]
+fn the_copy_for_old_api_servers_has_no_cel_and_nothing_else_removed() {
+    let with = crd_yaml().unwrap();
+    let without = crd_yaml_without_cel().unwrap();
+    assert!(with.contains("x-kubernetes-validations") && !without.contains("x-kubernetes-validations"));
+    assert!(without.contains("How many nodes") && without.contains("PASSIVE_BACKUP"));
 }
 
 fn crd_json<K: kube::CustomResourceExt>() -> Value {
