@@ -6,10 +6,13 @@
 //! input of the `builders` (pure functions: ConfigMap, Services,
 //! StatefulSets, PodDisruptionBudget); `render` composes them, for the
 //! controller and for `ranvier-operator render`; `names` holds every name
-//! and label. The controllers that apply them and drive the admin API for
-//! `ReplicationGroup` come next; they never depend on the node crate, only
-//! on `ranvier-wire` for the admin API's shapes.
+//! and label; `conditions` merges status conditions. `controllers` holds
+//! the RanvierCluster controller and the ReplicationGroup planner (desired
+//! roles to ordered admin calls); `admin_client` calls a node's admin REST
+//! API. Nothing here depends on the node crate: the admin API's shapes
+//! come from `ranvier-wire`.
 
+pub mod admin_client;
 pub mod builders;
 pub mod conditions;
 pub mod controllers;

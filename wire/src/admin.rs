@@ -161,6 +161,11 @@ pub struct MemberStatus {
     pub match_index: Option<u64>,
     /// How far behind the leader's log it is (on the leader only).
     pub lag: Option<u64>,
+    /// Milliseconds since it last acknowledged a heartbeat or entries (on
+    /// the leader only): a member that stopped answering keeps its last
+    /// `lag`, but this grows.
+    #[serde(default)]
+    pub last_ack_ms: Option<u64>,
     /// Whether it takes no entries because it is below its disk reserve
     /// (on the leader only).
     pub below_disk_reserve: Option<bool>,
@@ -245,6 +250,7 @@ mod tests {
                 raft: Some(RaftMembership::Learner),
                 match_index: Some(9),
                 lag: Some(1),
+                last_ack_ms: Some(40),
                 below_disk_reserve: Some(false),
             }],
             contexts: vec!["default".into()],
@@ -254,7 +260,7 @@ mod tests {
         assert_eq!(
             member,
             Some(serde_json::json!({
-                "node": "n1", "role": "PASSIVE_BACKUP", "raft": "learner", "matchIndex": 9, "lag": 1,
+                "node": "n1", "role": "PASSIVE_BACKUP", "raft": "learner", "matchIndex": 9, "lag": 1, "lastAckMs": 40,
                 "belowDiskReserve": false
             }))
         );

@@ -1095,12 +1095,18 @@ impl Cluster {
                         .and_then(|m| m.replication.as_ref())
                         .and_then(|r| r.get(&id).cloned().flatten())
                         .map(|l| l.index);
+                    let last_ack_ms = metrics
+                        .as_ref()
+                        .and_then(|m| m.heartbeat.as_ref())
+                        .and_then(|h| h.get(&id).cloned().flatten())
+                        .map(|at| u64::try_from(openraft::Instant::elapsed(&*at).as_millis()).unwrap_or(u64::MAX));
                     MemberStatus {
                         node: node.clone(),
                         role: *role,
                         raft,
                         match_index,
                         lag: match_index.zip(last).map(|(m, l)| l.saturating_sub(m)),
+                        last_ack_ms,
                         below_disk_reserve: (leads && group != ADMIN && id != self.node_id)
                             .then(|| self.addresses.refuses_entries(id)),
                     }

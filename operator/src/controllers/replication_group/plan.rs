@@ -7,7 +7,7 @@
 //! that is not there), then role changes — promotions to PRIMARY before
 //! demotions from it (the primaries' majority grows before it shrinks) —
 //! then removals. A member counts as reachable when the group's leader
-//! reports it caught up (or it leads).
+//! reports it caught up and answering recently (or it leads).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +20,9 @@ use crate::names;
 /// Entries a member may be behind its leader and still count as caught
 /// up (reachable) for the quorum rule.
 pub const CAUGHT_UP_LAG_MAX: u64 = 1_000;
+/// Longest time since a member's last acknowledgement for it to count as
+/// reachable (a few heartbeats and an election timeout).
+pub const REACHABLE_ACK_MS_MAX: u64 = 3_000;
 
 /// One admin API call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +91,13 @@ pub fn desired_members(
 }
 
 /// The nodes of `status` that count as reachable: its leader, and members
-/// the leader reports caught up.
+/// the leader reports caught up and answering.
 pub fn reachable(status: &GroupStatus) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = status
         .members
         .iter()
         .filter(|m| m.lag.is_some_and(|lag| lag <= CAUGHT_UP_LAG_MAX))
+        .filter(|m| m.last_ack_ms.is_some_and(|ms| ms <= REACHABLE_ACK_MS_MAX))
         .map(|m| m.node.clone())
         .collect();
     out.extend(status.leader.clone());
@@ -190,6 +194,7 @@ mod tests {
                     raft: None,
                     match_index: None,
                     lag: *lag,
+                    last_ack_ms: lag.map(|_| 50),
                     below_disk_reserve: None,
                 })
                 .collect(),
@@ -300,8 +305,15 @@ mod tests {
     }
 
     #[test]
-    fn members_far_behind_or_unknown_do_not_count_as_reachable() {
-        let group = status(&[("n0", Primary, Some(0)), ("n1", Primary, Some(5_000)), ("n2", Primary, None)], "n0");
+    fn members_far_behind_silent_or_unknown_do_not_count_as_reachable() {
+        let mut group = status(
+            &[("n0", Primary, Some(0)), ("n1", Primary, Some(5_000)), ("n2", Primary, None), ("n3", Primary, Some(0))],
+            "n0",
+        );
+        // n3 is caught up but has not answered for 10 s (it stopped).
+        group.members[3].last_ack_ms = Some(10_000);
         assert_eq!(reachable(&group), BTreeSet::from(["n0".to_owned()]));
+        group.members[3].last_ack_ms = Some(200);
+        assert_eq!(reachable(&group), BTreeSet::from(["n0".to_owned(), "n3".to_owned()]));
     }
 }

@@ -1,0 +1,203 @@
+//! The node's admin REST API as the operator calls it: the shapes of
+//! `ranvier-wire` over plain HTTP/1.1 (the node's HTTP port speaks nothing
+//! else), with a timeout on every call and Axon's error code read from the
+//! `AxonIQ-ErrorCode` header.
+
+use std::time::Duration;
+
+use ranvier_wire::Role;
+use ranvier_wire::admin::{ContextRequest, GroupRequest, GroupStatus, RestResponse, RoleRequest};
+use ranvier_wire::codes::ERROR_CODE_HEADER;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Longest wait for one admin call (a change is answered once applied).
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest answer read (a status listing of many groups).
+const ANSWER_BYTES_MAX: u64 = 8 << 20;
+
+/// Why an admin call did not take effect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// The node could not be reached, or did not answer in time.
+    #[error("admin API at {address} unreachable: {reason}")]
+    Unreachable {
+        /// `host:port`.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The node refused the call (Axon error code and message).
+    #[error("refused by the cluster: {code} {message}")]
+    Refused {
+        /// `AXONIQ-…`, or the HTTP status when the node sent no code.
+        code: String,
+        /// The node's message.
+        message: String,
+    },
+    /// The answer was not the expected shape.
+    #[error("unexpected answer from {address}: {reason}")]
+    Malformed {
+        /// `host:port`.
+        address: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A node's admin API at `host:port`.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    address: String,
+}
+
+impl AdminClient {
+    /// The admin API at `address` (`host:port` of a node's HTTP port).
+    pub fn new(address: impl Into<String>) -> Self {
+        AdminClient { address: address.into() }
+    }
+
+    /// Every replication group as the answering node sees it.
+    pub async fn groups(&self) -> Result<Vec<GroupStatus>, AdminError> {
+        let body = self.call("GET", "/v1/public/replicationgroups", None).await?;
+        serde_json::from_slice(&body).map_err(|e| self.malformed(e.to_string()))
+    }
+
+    /// Creates `group` with its members.
+    pub async fn create_group(&self, group: &str, members: &[(String, Role)]) -> Result<(), AdminError> {
+        let roles = members
+            .iter()
+            .map(|(node, role)| RoleRequest { node: node.clone(), role: Some(role.to_string()) })
+            .collect();
+        let body = GroupRequest { name: Some(group.to_owned()), roles };
+        self.change("POST", "/v1/replicationgroups", &body).await
+    }
+
+    /// Creates `context` in `group`.
+    pub async fn create_context(&self, context: &str, group: &str) -> Result<(), AdminError> {
+        let body = ContextRequest {
+            context: Some(context.to_owned()),
+            replication_group: Some(group.to_owned()),
+            ..ContextRequest::default()
+        };
+        self.change("POST", "/v1/context", &body).await
+    }
+
+    /// Adds `node` to `group` as `role`, or changes its role in place.
+    pub async fn set_role(&self, group: &str, node: &str, role: Role) -> Result<(), AdminError> {
+        let path = format!("/v1/replicationgroups/{}/{}?role={role}", encode(group), encode(node));
+        self.call("POST", &path, None).await.map(|_| ())
+    }
+
+    /// Removes `node` from `group` (its files go too).
+    pub async fn remove(&self, group: &str, node: &str) -> Result<(), AdminError> {
+        let path = format!("/v1/replicationgroups/{}/{}", encode(group), encode(node));
+        self.call("DELETE", &path, None).await.map(|_| ())
+    }
+
+    async fn change(&self, method: &str, path: &str, body: &impl serde::Serialize) -> Result<(), AdminError> {
+        let body = serde_json::to_vec(body).map_err(|e| self.malformed(e.to_string()))?;
+        self.call(method, path, Some(body)).await.map(|_| ())
+    }
+
+    fn malformed(&self, reason: String) -> AdminError {
+        AdminError::Malformed { address: self.address.clone(), reason }
+    }
+
+    fn unreachable(&self, reason: String) -> AdminError {
+        AdminError::Unreachable { address: self.address.clone(), reason }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, AdminError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.exchange(method, path, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.unreachable(format!("no answer within {} s", CALL_TIMEOUT.as_secs()))),
+        }
+    }
+
+    async fn exchange(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, AdminError> {
+        let mut stream =
+            tokio::net::TcpStream::connect(&self.address).await.map_err(|e| self.unreachable(e.to_string()))?;
+        let body = body.unwrap_or_default();
+        let host = self.address.rsplit_once(':').map_or(self.address.as_str(), |(h, _)| h);
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.map_err(|e| self.unreachable(e.to_string()))?;
+        stream.write_all(&body).await.map_err(|e| self.unreachable(e.to_string()))?;
+        let mut raw = Vec::new();
+        stream.take(ANSWER_BYTES_MAX).read_to_end(&mut raw).await.map_err(|e| self.unreachable(e.to_string()))?;
+        let (status, code, body) = parse_answer(&raw).ok_or_else(|| self.malformed("not an HTTP answer".into()))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let message = serde_json::from_slice::<RestResponse>(&body)
+            .map(|r| r.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        Err(AdminError::Refused { code: code.unwrap_or_else(|| format!("HTTP {status}")), message })
+    }
+}
+
+/// Status code, error code header and body of an HTTP/1.1 answer
+/// (identity or chunked body).
+fn parse_answer(raw: &[u8]) -> Option<(u16, Option<String>, Vec<u8>)> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(raw.get(..split)?).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let mut code = None;
+    let mut chunked = false;
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        if name.trim().eq_ignore_ascii_case(ERROR_CODE_HEADER) {
+            code = Some(value.trim().to_owned());
+        }
+        if name.trim().eq_ignore_ascii_case("transfer-encoding") && value.trim().eq_ignore_ascii_case("chunked") {
+            chunked = true;
+        }
+    }
+    let body = raw.get(split + 4..)?;
+    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    Some((status, code, body))
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(raw.get(..line_end)?).ok()?.trim(), 16).ok()?;
+        raw = raw.get(line_end + 2..)?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_with_their_error_code_plain_or_chunked() {
+        let plain = b"HTTP/1.1 403 Forbidden\r\nAxonIQ-ErrorCode: AXONIQ-2307\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_answer(plain), Some((403, Some("AXONIQ-2307".into()), b"{}".to_vec())));
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n";
+        assert_eq!(parse_answer(chunked), Some((200, None, b"[1,2]".to_vec())));
+        assert_eq!(parse_answer(b"garbage"), None);
+        assert_eq!(encode("demo-node-0"), "demo-node-0");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+}
