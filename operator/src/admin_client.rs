@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ranvier_wire::Role;
 use ranvier_wire::admin::{ContextRequest, GroupRequest, GroupStatus, RestResponse, RoleRequest};
-use ranvier_wire::codes::ERROR_CODE_HEADER;
+use ranvier_wire::http::{encode, parse_answer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Longest wait for one admin call (a change is answered once applied).
@@ -128,76 +128,14 @@ impl AdminClient {
         stream.write_all(&body).await.map_err(|e| self.unreachable(e.to_string()))?;
         let mut raw = Vec::new();
         stream.take(ANSWER_BYTES_MAX).read_to_end(&mut raw).await.map_err(|e| self.unreachable(e.to_string()))?;
-        let (status, code, body) = parse_answer(&raw).ok_or_else(|| self.malformed("not an HTTP answer".into()))?;
-        if (200..300).contains(&status) {
-            return Ok(body);
+        let answer = parse_answer(&raw).ok_or_else(|| self.malformed("not an HTTP answer".into()))?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer.body);
         }
-        let message = serde_json::from_slice::<RestResponse>(&body)
+        let message = serde_json::from_slice::<RestResponse>(&answer.body)
             .map(|r| r.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-        Err(AdminError::Refused { code: code.unwrap_or_else(|| format!("HTTP {status}")), message })
-    }
-}
-
-/// Status code, error code header and body of an HTTP/1.1 answer
-/// (identity or chunked body).
-fn parse_answer(raw: &[u8]) -> Option<(u16, Option<String>, Vec<u8>)> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(raw.get(..split)?).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let mut code = None;
-    let mut chunked = false;
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
-        if name.trim().eq_ignore_ascii_case(ERROR_CODE_HEADER) {
-            code = Some(value.trim().to_owned());
-        }
-        if name.trim().eq_ignore_ascii_case("transfer-encoding") && value.trim().eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        }
-    }
-    let body = raw.get(split + 4..)?;
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
-    Some((status, code, body))
-}
-
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(raw.get(..line_end)?).ok()?.trim(), 16).ok()?;
-        raw = raw.get(line_end + 2..)?;
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..)?;
-    }
-}
-
-/// Percent-encodes a path segment.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_read_with_their_error_code_plain_or_chunked() {
-        let plain = b"HTTP/1.1 403 Forbidden\r\nAxonIQ-ErrorCode: AXONIQ-2307\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_answer(plain), Some((403, Some("AXONIQ-2307".into()), b"{}".to_vec())));
-        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n";
-        assert_eq!(parse_answer(chunked), Some((200, None, b"[1,2]".to_vec())));
-        assert_eq!(parse_answer(b"garbage"), None);
-        assert_eq!(encode("demo-node-0"), "demo-node-0");
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+            .unwrap_or_else(|_| String::from_utf8_lossy(&answer.body).into_owned());
+        let code = answer.error_code.unwrap_or_else(|| format!("HTTP {}", answer.status));
+        Err(AdminError::Refused { code, message })
     }
 }

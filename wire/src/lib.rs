@@ -4,10 +4,12 @@
 //! serves these shapes, `ranvierctl` sends and reads them, and the
 //! operator (which never depends on the node crate) reads them too.
 //!
-//! Serde only: no I/O, no HTTP client, so every side can use it.
+//! Serde only, and no I/O (`http` reads answers from bytes; each client
+//! does its own networking), so every side can use it.
 
 pub mod admin;
 pub mod codes;
+pub mod http;
 mod role;
 
 pub use codes::ErrorCode;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use ranvier_wire::admin::{
     ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupStatus, JoinRequest, MemberRole, RoleRequest,
 };
+use ranvier_wire::http::encode;
 use serde_json::Value;
 
 const USAGE: &str = "usage: ranvierctl <command> [options]   (common: -S <url> -t <token> -o txt|json)
@@ -114,19 +115,6 @@ fn call(method: &'static str, path: String, body: Option<Value>) -> Call {
 fn call_with(method: &'static str, path: String, body: &impl serde::Serialize) -> Result<Call, Usage> {
     let body = serde_json::to_value(body).map_err(|e| Usage(format!("cannot encode the request: {e}")))?;
     Ok(call(method, path, Some(body)))
-}
-
-/// Percent-encodes a path segment or query value.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'@') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// `[{node, role}]` from the role list options.
@@ -276,41 +264,9 @@ fn send(host: &str, port: u16, token: Option<&str>, request: &Call) -> Result<An
 }
 
 fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let mut error_code = None;
-    let mut chunked = false;
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        if name == "axoniq-errorcode" {
-            error_code = Some(value.to_owned());
-        } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        }
-    }
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Some(Answer { status, error_code, body: String::from_utf8_lossy(&body).into_owned() })
-}
-
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..)?;
-    }
+    let answer = ranvier_wire::http::parse_answer(raw)?;
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    Some(Answer { status: answer.status, error_code: answer.error_code, body })
 }
 
 /// Prints a listing as text (one line per item) or the JSON as it came
