@@ -63,7 +63,7 @@ use crate::raft::state_machine::GroupStateMachine;
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
 use crate::store::DiskReserve;
 use model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
-use ranvier_wire::admin::{GroupStatus, MemberRole, MemberStatus, RaftMembership};
+use ranvier_wire::admin::{GroupStatus, MemberRole, MemberStatus};
 use roles::Role;
 pub use rpc::ClusterRpc;
 
@@ -549,14 +549,7 @@ impl Cluster {
         for group in self.groups.names() {
             let Some(raft) = self.groups.get(&group) else { continue };
             let metrics = raft.metrics().borrow_watched().clone();
-            let membership = metrics.membership_config.membership();
-            let shape = if membership.voter_ids().any(|v| v == self.node_id) {
-                roles::RaftShape::Voter
-            } else if membership.learner_ids().any(|l| l == self.node_id) {
-                roles::RaftShape::Learner
-            } else {
-                roles::RaftShape::None
-            };
+            let shape = raft_place(&metrics, self.node_id);
             local.insert(group, readiness::LocalGroup { leader: leader_name(&metrics), shape });
         }
         let formation = self.formation.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -1080,16 +1073,7 @@ impl Cluster {
                 .iter()
                 .map(|(node, role)| {
                     let id = node_id(node);
-                    let raft = metrics.as_ref().map(|m| {
-                        let membership = m.membership_config.membership();
-                        if membership.voter_ids().any(|v| v == id) {
-                            RaftMembership::Voter
-                        } else if membership.learner_ids().any(|l| l == id) {
-                            RaftMembership::Learner
-                        } else {
-                            RaftMembership::None
-                        }
-                    });
+                    let raft = metrics.as_ref().map(|m| raft_place(m, id));
                     let match_index = metrics
                         .as_ref()
                         .and_then(|m| m.replication.as_ref())
@@ -1159,6 +1143,18 @@ struct Proposed {
 }
 
 /// The name of the group's leader, as these metrics know it.
+/// `id`'s place in the group's Raft membership as `metrics` know it.
+fn raft_place(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>, id: u64) -> roles::RaftShape {
+    let membership = metrics.membership_config.membership();
+    if membership.voter_ids().any(|v| v == id) {
+        roles::RaftShape::Voter
+    } else if membership.learner_ids().any(|l| l == id) {
+        roles::RaftShape::Learner
+    } else {
+        roles::RaftShape::None
+    }
+}
+
 fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) -> Option<String> {
     let membership = metrics.membership_config.membership();
     metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))

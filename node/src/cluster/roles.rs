@@ -10,16 +10,9 @@
 
 pub use ranvier_wire::{Role, UnknownRole};
 
-/// How a role takes part in Raft.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RaftShape {
-    /// A voting member.
-    Voter,
-    /// A non-voting member that receives the log.
-    Learner,
-    /// Not a member of the group's Raft.
-    None,
-}
+/// How a role takes part in Raft: voter, learner or not a member (the
+/// same three places the group status reports).
+pub use ranvier_wire::admin::RaftMembership as RaftShape;
 
 /// A role's place in its group's Raft (node-side: the operator and
 /// `ranvierctl` never need it).
