@@ -494,11 +494,12 @@ impl Cluster {
         let Some(first) = self.settings.first.clone() else { return };
         let founder = self.settings.first_is_me;
         let mut backoff = Duration::from_millis(100);
-        self.set_formation(Some(if founder {
+        let doing = if founder {
             format!("founding the cluster as {first}")
         } else {
             format!("joining the cluster through {first}")
-        }));
+        };
+        self.set_formation(Some(doing.clone()));
         loop {
             let result = if founder {
                 self.init_cluster(self.settings.contexts.clone()).await
@@ -526,9 +527,7 @@ impl Cluster {
                 }
                 Err(error) => {
                     tracing::info!(%first, error = error.message(), "forming the cluster; retrying");
-                    let doing = if founder { "founding the cluster" } else { "joining the cluster through" };
-                    let target = if founder { String::new() } else { format!(" {first}") };
-                    self.set_formation(Some(format!("{doing}{target}, retrying: {}", error.message())));
+                    self.set_formation(Some(format!("{doing}, retrying: {}", error.message())));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
                 }
