@@ -13,4 +13,4 @@ pub mod http;
 mod role;
 
 pub use codes::ErrorCode;
-pub use role::{Role, UnknownRole};
+pub use role::{Role, UnknownRole, quorum_holds};

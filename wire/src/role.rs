@@ -1,6 +1,7 @@
 //! The roles a node can have in a replication group (Axon Server's five),
 //! their names and numbers as Axon spells them, and what each means for a
-//! member: whether it stores events, votes, may lead, serves clients.
+//! member: whether it stores events, votes, may lead, serves clients; and
+//! Axon's quorum rule over them (`quorum_holds`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -98,6 +99,22 @@ impl FromStr for Role {
     }
 }
 
+/// Whether enough members hold something (an entry, for a commit; a vote,
+/// for an election) under Axon's rule: a strict majority of the primaries,
+/// and — when the group has active backups — at least `min_active_backups`
+/// of them (fewer backups than that make the group unavailable, as in Axon).
+///
+/// `members` pairs each member's role with whether it holds the thing.
+pub fn quorum_holds(members: &[(Role, bool)], min_active_backups: usize) -> bool {
+    let primaries = members.iter().filter(|(role, _)| *role == Role::Primary).count();
+    let primaries_holding = members.iter().filter(|(role, holds)| *role == Role::Primary && *holds).count();
+    let backups = members.iter().filter(|(role, _)| *role == Role::ActiveBackup).count();
+    let backups_holding = members.iter().filter(|(role, holds)| *role == Role::ActiveBackup && *holds).count();
+    let majority = primaries > 0 && primaries_holding > primaries / 2;
+    let backups_ok = backups == 0 || backups_holding >= min_active_backups;
+    majority && backups_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +149,27 @@ mod tests {
         }
         let unknown = "LEADER".parse::<Role>().unwrap_err();
         assert!(unknown.to_string().contains("LEADER"));
+    }
+
+    #[test]
+    fn quorum_needs_a_primary_majority_and_the_active_backups() {
+        let p = |holds| (Primary, holds);
+        let a = |holds| (ActiveBackup, holds);
+        let passive = |holds| (PassiveBackup, holds);
+        // Three primaries: two make a majority, one does not.
+        assert!(quorum_holds(&[p(true), p(true), p(false)], 1));
+        assert!(!quorum_holds(&[p(true), p(false), p(false)], 1));
+        // Four primaries need three (a strict majority).
+        assert!(!quorum_holds(&[p(true), p(true), p(false), p(false)], 1));
+        assert!(quorum_holds(&[p(true), p(true), p(true), p(false)], 1));
+        // With active backups, at least min-active-backups of them must hold.
+        assert!(!quorum_holds(&[p(true), p(true), a(false), a(false)], 1));
+        assert!(quorum_holds(&[p(true), p(true), a(true), a(false)], 1));
+        assert!(!quorum_holds(&[p(true), p(true), a(true), a(false)], 2));
+        // Fewer active backups than min-active-backups: no commit at all.
+        assert!(!quorum_holds(&[p(true), a(true)], 3));
+        // Passive backups never matter; a group without primaries has no quorum.
+        assert!(quorum_holds(&[p(true), passive(false), passive(false)], 1));
+        assert!(!quorum_holds(&[a(true), passive(true)], 1));
     }
 }

@@ -1,8 +1,6 @@
-//! The roles a node can have in a replication group, and what each role
-//! means, as pure decisions (no I/O): whether it stores events, votes, may
-//! lead, serves clients, and which Raft shape it takes. Also the commit and
-//! election rule of Axon Server's replication groups (a majority of primaries
-//! plus `min-active-backups` active backups).
+//! The roles a node can have in a replication group (`Role`, with what it
+//! means for a member and Axon's quorum rule, lives in `ranvier-wire`), and
+//! the node-side decision of which Raft shape each role takes.
 //!
 //! The reconciler (`cluster::reconcile`) turns roles into Raft membership
 //! with [`RaftOf::raft_shape`]; the leader applies the active-backup part of
@@ -33,22 +31,6 @@ impl RaftOf for Role {
     }
 }
 
-/// Whether enough members hold something (an entry, for a commit; a vote,
-/// for an election) under Axon's rule: a strict majority of the primaries,
-/// and — when the group has active backups — at least `min_active_backups`
-/// of them (fewer backups than that make the group unavailable, as in Axon).
-///
-/// `members` pairs each member's role with whether it holds the thing.
-pub fn quorum_holds(members: &[(Role, bool)], min_active_backups: usize) -> bool {
-    let primaries = members.iter().filter(|(role, _)| *role == Role::Primary).count();
-    let primaries_holding = members.iter().filter(|(role, holds)| *role == Role::Primary && *holds).count();
-    let backups = members.iter().filter(|(role, _)| *role == Role::ActiveBackup).count();
-    let backups_holding = members.iter().filter(|(role, holds)| *role == Role::ActiveBackup && *holds).count();
-    let majority = primaries > 0 && primaries_holding > primaries / 2;
-    let backups_ok = backups == 0 || backups_holding >= min_active_backups;
-    majority && backups_ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,27 +48,5 @@ mod tests {
         for (role, shape) in table {
             assert_eq!(role.raft_shape(), shape, "{role} raft shape");
         }
-    }
-
-    #[test]
-    fn quorum_needs_a_primary_majority_and_the_active_backups() {
-        let p = |holds| (Primary, holds);
-        let a = |holds| (ActiveBackup, holds);
-        let passive = |holds| (PassiveBackup, holds);
-        // Three primaries: two make a majority, one does not.
-        assert!(quorum_holds(&[p(true), p(true), p(false)], 1));
-        assert!(!quorum_holds(&[p(true), p(false), p(false)], 1));
-        // Four primaries need three (a strict majority).
-        assert!(!quorum_holds(&[p(true), p(true), p(false), p(false)], 1));
-        assert!(quorum_holds(&[p(true), p(true), p(true), p(false)], 1));
-        // With active backups, at least min-active-backups of them must hold.
-        assert!(!quorum_holds(&[p(true), p(true), a(false), a(false)], 1));
-        assert!(quorum_holds(&[p(true), p(true), a(true), a(false)], 1));
-        assert!(!quorum_holds(&[p(true), p(true), a(true), a(false)], 2));
-        // Fewer active backups than min-active-backups: no commit at all.
-        assert!(!quorum_holds(&[p(true), a(true)], 3));
-        // Passive backups never matter; a group without primaries has no quorum.
-        assert!(quorum_holds(&[p(true), passive(false), passive(false)], 1));
-        assert!(!quorum_holds(&[a(true), passive(true)], 1));
     }
 }

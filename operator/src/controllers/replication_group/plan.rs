@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ranvier_crds::ReplicationGroupSpec;
-use ranvier_wire::Role;
 use ranvier_wire::admin::GroupStatus;
+use ranvier_wire::{Role, quorum_holds};
 
 use crate::names;
 
@@ -150,14 +150,17 @@ pub fn plan(
     Ok(calls)
 }
 
+/// Axon's quorum rule on the primaries (`quorum_holds`; active backups
+/// are not the planner's to judge, so none are required).
 fn check_majority(members: &BTreeMap<String, Role>, reachable: &BTreeSet<String>, step: &Call) -> Result<(), Refused> {
-    let primaries: Vec<&String> = members.iter().filter(|(_, r)| **r == Role::Primary).map(|(n, _)| n).collect();
-    if primaries.is_empty() {
+    let held: Vec<(Role, bool)> = members.iter().map(|(node, role)| (*role, reachable.contains(node))).collect();
+    let primaries = held.iter().filter(|(role, _)| *role == Role::Primary).count();
+    if primaries == 0 {
         return Err(Refused::NoPrimary);
     }
-    let up = primaries.iter().filter(|n| reachable.contains(**n)).count();
-    if up * 2 <= primaries.len() {
-        return Err(Refused::NoMajority { step: describe(step), reachable: up, primaries: primaries.len() });
+    if !quorum_holds(&held, 0) {
+        let up = held.iter().filter(|(role, up)| *role == Role::Primary && *up).count();
+        return Err(Refused::NoMajority { step: describe(step), reachable: up, primaries });
     }
     Ok(())
 }
