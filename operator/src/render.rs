@@ -27,8 +27,9 @@ pub struct Rendered {
 /// Builds the objects of `cluster`; `token` is the internal token's value
 /// (it goes into the pods' configuration hash only).
 pub fn render(cluster: &ValidCluster, token: &[u8]) -> Rendered {
-    let config_map = config::config_map(cluster);
-    let hash = config::config_hash(&config::properties(cluster), token);
+    let properties = config::properties(cluster);
+    let hash = config::config_hash(&properties, token);
+    let config_map = config::config_map(cluster, properties);
     Rendered {
         config_map,
         headless: services::headless(cluster),
@@ -47,31 +48,26 @@ pub struct WriteError {
 }
 
 impl Rendered {
-    /// The objects as one multi-document YAML text, each with its
-    /// `apiVersion` and `kind`.
+    /// The objects as one multi-document YAML text (each carries its own
+    /// `apiVersion` and `kind`).
     pub fn to_yaml(&self) -> Result<String, WriteError> {
         let mut out = String::new();
-        push(&mut out, "v1", "ConfigMap", &self.config_map)?;
-        push(&mut out, "v1", "Service", &self.headless)?;
-        push(&mut out, "v1", "Service", &self.client)?;
+        push(&mut out, &self.config_map)?;
+        push(&mut out, &self.headless)?;
+        push(&mut out, &self.client)?;
         for set in &self.statefulsets {
-            push(&mut out, "apps/v1", "StatefulSet", set)?;
+            push(&mut out, set)?;
         }
         if let Some(budget) = &self.disruption_budget {
-            push(&mut out, "policy/v1", "PodDisruptionBudget", budget)?;
+            push(&mut out, budget)?;
         }
         Ok(out)
     }
 }
 
-fn push(out: &mut String, api_version: &str, kind: &'static str, object: &impl Serialize) -> Result<(), WriteError> {
-    let failed = |reason: String| WriteError { what: kind, reason };
-    let mut value = serde_json::to_value(object).map_err(|e| failed(e.to_string()))?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), api_version.into());
-        map.insert("kind".into(), kind.into());
-    }
+fn push<K: k8s_openapi::Resource + Serialize>(out: &mut String, object: &K) -> Result<(), WriteError> {
+    let yaml = serde_saphyr::to_string(object).map_err(|e| WriteError { what: K::KIND, reason: e.to_string() })?;
     out.push_str("---\n");
-    out.push_str(&serde_saphyr::to_string(&value).map_err(|e| failed(e.to_string()))?);
+    out.push_str(&yaml);
     Ok(())
 }

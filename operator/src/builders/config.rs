@@ -62,11 +62,11 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r")
 }
 
-/// The ConfigMap.
-pub fn config_map(cluster: &ValidCluster) -> ConfigMap {
+/// The ConfigMap holding `properties` (what [`properties`] rendered).
+pub fn config_map(cluster: &ValidCluster, properties: String) -> ConfigMap {
     ConfigMap {
         metadata: meta::of_cluster(cluster, names::config_map(&cluster.name)),
-        data: Some(BTreeMap::from([(PROPERTIES_FILE.to_owned(), properties(cluster))])),
+        data: Some(BTreeMap::from([(PROPERTIES_FILE.to_owned(), properties)])),
         ..ConfigMap::default()
     }
 }
