@@ -51,6 +51,8 @@ pub struct Container {
     pub client_addr: String,
     /// Its HTTP port, published on 127.0.0.1.
     pub http_addr: String,
+    /// Names the other containers reach it by on the cluster network.
+    aliases: Vec<String>,
 }
 
 /// A cluster of node containers and its network.
@@ -140,20 +142,19 @@ impl DockerCluster {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         docker(&args)?;
-        let mut connect = vec!["network".to_owned(), "connect".to_owned()];
-        for alias in &spec.aliases {
-            connect.extend(["--alias".to_owned(), alias.clone()]);
-        }
-        connect.extend([self.network.clone(), name.clone()]);
-        let connect: Vec<&str> = connect.iter().map(String::as_str).collect();
-        docker(&connect)?;
+        connect(&self.network, &name, &spec.aliases)?;
         docker(&["start", &name])?;
         let port = |inner: &str| -> anyhow::Result<String> {
             let mapped = docker(&["port", &name, inner])?;
             mapped.lines().find(|l| l.starts_with("127.0.0.1:")).map(str::to_owned).context("no published port")
         };
-        let container =
-            Container { client_addr: port("8124/tcp")?, http_addr: port("8024/tcp")?, name, node: spec.node.clone() };
+        let container = Container {
+            client_addr: port("8124/tcp")?,
+            http_addr: port("8024/tcp")?,
+            name,
+            node: spec.node.clone(),
+            aliases: spec.aliases.clone(),
+        };
         self.nodes.push(container);
         Ok(index)
     }
@@ -165,9 +166,19 @@ impl DockerCluster {
 
     /// Puts node `index` back on the cluster network.
     pub fn heal(&self, index: usize) -> anyhow::Result<()> {
-        let alias = format!("peer-{}", index + 1);
-        docker(&["network", "connect", "--alias", &alias, &self.network, &self.nodes[index].name]).map(|_| ())
+        let node = &self.nodes[index];
+        connect(&self.network, &node.name, &node.aliases)
     }
+}
+
+/// Puts container `name` on `network`, known there by `aliases`.
+fn connect(network: &str, name: &str, aliases: &[String]) -> anyhow::Result<()> {
+    let mut args = vec!["network", "connect"];
+    for alias in aliases {
+        args.extend(["--alias", alias.as_str()]);
+    }
+    args.extend([network, name]);
+    docker(&args).map(|_| ())
 }
 
 impl Container {
