@@ -3,8 +3,9 @@
 # (no image or Go module can be downloaded here; Debian's `kubernetes`
 # source package holds Kubernetes v1.20.2 with its Go dependencies).
 #
-#   scripts/k8s-env.sh build        build kube-apiserver and kube-controller-manager
-#                                   once into $RANVIER_K8S_CACHE (default /var/cache/ranvier-k8s)
+#   scripts/k8s-env.sh build        build kube-apiserver, kube-controller-manager, kube-scheduler,
+#                                   kubelet and the pod sandbox's `pause` once into
+#                                   $RANVIER_K8S_CACHE (default /var/cache/ranvier-k8s)
 #   scripts/k8s-env.sh start DIR    start etcd, the API server and the controller manager on
 #                                   loopback with free ports; writes DIR/kubeconfig and DIR/pids
 #   scripts/k8s-env.sh stop DIR     stop what `start DIR` started (by PID)
@@ -19,7 +20,11 @@ BIN=$CACHE/bin
 log() { echo "k8s-env: $*" >&2; }
 
 build() {
-  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] && command -v etcd >/dev/null; then
+  local built=1
+  for binary in kube-apiserver kube-controller-manager kube-scheduler kubelet pause; do
+    [ -x "$BIN/$binary" ] || built=""
+  done
+  if [ -n "$built" ] && command -v etcd >/dev/null && command -v dnsmasq >/dev/null; then
     log "already built in $BIN"
     return
   fi
@@ -33,7 +38,7 @@ build() {
   log "installing the build tools (Go, etcd) from Debian"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go rsync jq dpkg-dev \
-    etcd-server etcd-client golang-github-modern-go-reflect2-dev openssl curl >/dev/null
+    etcd-server etcd-client golang-github-modern-go-reflect2-dev openssl curl gcc libc6-dev dnsmasq-base >/dev/null
   local work=$CACHE/work
   rm -rf "$work" && mkdir -p "$work"
   (cd "$work" && apt-get source --download-only "kubernetes=$VERSION" >/dev/null \
@@ -42,12 +47,23 @@ build() {
   rm -rf "$work/src/vendor/github.com/modern-go/reflect2"
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$work/src/vendor/github.com/modern-go/reflect2"
   rm -f "$work/src/vendor/github.com/modern-go/reflect2/go.mod"
-  log "building kube-apiserver and kube-controller-manager (about 5 minutes on 2 cores)"
+  # This Docker refuses a negative oom_score_adj, which dockershim gives
+  # every pod sandbox (-998) and Guaranteed pods (-997): use 0.
+  sed -i 's/defaultSandboxOOMAdj int = -998/defaultSandboxOOMAdj int = 0/' \
+    "$work/src/pkg/kubelet/dockershim/docker_sandbox.go"
+  sed -i 's/guaranteedOOMScoreAdj int = -997/guaranteedOOMScoreAdj int = 0/' "$work/src/pkg/kubelet/qos/policy.go"
+  grep -q 'defaultSandboxOOMAdj int = 0' "$work/src/pkg/kubelet/dockershim/docker_sandbox.go" \
+    && grep -q 'guaranteedOOMScoreAdj int = 0' "$work/src/pkg/kubelet/qos/policy.go" \
+    || { log "the kubelet's oom_score_adj patch no longer applies"; exit 1; }
+  log "building the control plane and the kubelet (about 6 minutes on 2 cores)"
   (cd "$work/src" && GOPATH=$work/src/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor GOPROXY=off GOTOOLCHAIN=local \
-    HOME=$work/home make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
-    || { tail -30 "$work/build.log" >&2; exit 1; }
+    HOME=$work/home make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet" \
+    >"$work/build.log" 2>&1) || { tail -30 "$work/build.log" >&2; exit 1; }
   mkdir -p "$BIN"
-  cp "$work/src/_output/bin/kube-apiserver" "$work/src/_output/bin/kube-controller-manager" "$BIN/"
+  for binary in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+    cp "$work/src/_output/bin/$binary" "$BIN/"
+  done
+  gcc -Os -static -o "$BIN/pause" "$work/src/build/pause/linux/pause.c"
   rm -rf "$work"
   log "built into $BIN"
 }

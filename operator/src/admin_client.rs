@@ -128,6 +128,10 @@ impl AdminClient {
         stream.write_all(&body).await.map_err(|e| self.unreachable(e.to_string()))?;
         let mut raw = Vec::new();
         stream.take(ANSWER_BYTES_MAX).read_to_end(&mut raw).await.map_err(|e| self.unreachable(e.to_string()))?;
+        if raw.is_empty() {
+            // A node stopping, or not yet serving, closes without a word.
+            return Err(self.unreachable("the connection closed without an answer".into()));
+        }
         let answer = parse_answer(&raw).ok_or_else(|| self.malformed("not an HTTP answer".into()))?;
         if (200..300).contains(&answer.status) {
             return Ok(answer.body);

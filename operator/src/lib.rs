@@ -7,15 +7,18 @@
 //! StatefulSets, PodDisruptionBudget); `render` composes them, for the
 //! controller and for `ranvier-operator render`; `names` holds every name
 //! and label; `conditions` merges status conditions. `controllers` holds
-//! the RanvierCluster controller and the ReplicationGroup planner (desired
-//! roles to ordered admin calls); `admin_client` calls a node's admin REST
-//! API. Nothing here depends on the node crate: the admin API's shapes
+//! the RanvierCluster controller and the ReplicationGroup controller with
+//! its planner (desired roles to ordered admin calls); `admin_client` calls
+//! a node's admin REST API; `metrics` counts reconciles and failures by
+//! category, which `serve` exposes with the health endpoints. Nothing here depends on the node crate: the admin API's shapes
 //! come from `ranvier-wire`.
 
 pub mod admin_client;
 pub mod builders;
 pub mod conditions;
 pub mod controllers;
+pub mod metrics;
 pub mod names;
 pub mod render;
+pub mod serve;
 pub mod validate;

@@ -7,7 +7,11 @@ use std::io::Read;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ranvier_crds::RanvierCluster;
+use ranvier_operator::controllers;
+use ranvier_operator::serve::{self, Health};
 use ranvier_operator::{render, validate};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 #[derive(Parser)]
 #[command(name = "ranvier-operator", about = "The Ranvier Kubernetes operator")]
@@ -24,6 +28,9 @@ enum Command {
         /// Watch only this namespace (every namespace when absent).
         #[arg(long, env = "RANVIER_OPERATOR_NAMESPACE")]
         namespace: Option<String>,
+        /// Address of `/healthz`, `/readyz` and `/metrics`.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: String,
     },
     /// Prints the CustomResourceDefinitions as YAML.
     Crd,
@@ -40,7 +47,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Command::Run { namespace } => {
+        Command::Run { namespace, listen } => {
             // kube's TLS needs one crypto provider chosen before any client;
             // ring's (deprecated in rustls 0.23.48 for lacking post-quantum
             // key exchange) is the one this workspace builds.
@@ -54,9 +61,22 @@ fn main() -> anyhow::Result<()> {
                 .init();
             let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
             runtime.block_on(async {
+                let health = Arc::new(Health::default());
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("failed to listen on {listen}"))?;
+                let endpoints = health.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = serve::serve(listener, endpoints).await {
+                        tracing::error!(%error, "health and metrics endpoints stopped");
+                    }
+                });
                 let client = kube::Client::try_default().await.context("no Kubernetes API server configured")?;
-                tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "ranvier-operator started");
-                ranvier_operator::controllers::run(client, namespace.as_deref(), std::env::var("POD_NAME").ok()).await;
+                let mut ctx = controllers::Context::new(client, std::env::var("POD_NAME").ok());
+                ctx.metrics = health.metrics.clone();
+                tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), %listen, "ranvier-operator started");
+                health.ready.store(true, Ordering::Release);
+                controllers::run(Arc::new(ctx), namespace.as_deref()).await;
                 anyhow::Ok(())
             })?;
         }

@@ -6,87 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
-use ranvier_crds::RanvierCluster;
-use ranvier_operator::controllers::{Context, cluster};
+mod support;
+
+use http::{Method, StatusCode};
+use ranvier_operator::controllers::cluster;
 use serde_json::{Value, json};
-
-const EXAMPLE: &str = include_str!("../../examples/cluster.yaml");
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-fn example() -> RanvierCluster {
-    let mut cluster: RanvierCluster = serde_saphyr::from_str(EXAMPLE).unwrap();
-    cluster.metadata.namespace = Some("shop".into());
-    cluster.metadata.uid = Some("uid-1".into());
-    cluster.metadata.generation = Some(4);
-    cluster
-}
-
-fn context() -> (Arc<Context>, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
-    (Arc::new(Context::new(client, None)), handle)
-}
-
-/// One call the reconcile must make next, and the API server's answer.
-struct Expect {
-    method: Method,
-    path: &'static str,
-    /// Status code and body of the answer; `None` echoes the request body.
-    answer: Option<(StatusCode, Value)>,
-    /// Applied to the echoed body before it is answered.
-    change: fn(&mut Value),
-}
-
-fn expect(method: Method, path: &'static str) -> Expect {
-    Expect { method, path, answer: None, change: |_| {} }
-}
-
-fn not_found() -> (StatusCode, Value) {
-    (
-        StatusCode::NOT_FOUND,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-    )
-}
-
-/// Serves `script` in order, recording each request's body; fails on a
-/// call out of order; then checks that no further call comes.
-async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<(String, Value)> {
-    let mut seen = Vec::new();
-    for step in script {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("no call came for {} {}", step.method, step.path))
-            .expect("the client went away");
-        let uri = request.uri().to_string();
-        let path = request.uri().path().to_owned();
-        assert_eq!((request.method(), path.as_str()), (&step.method, step.path), "unexpected call {uri}");
-        if step.method == Method::PATCH {
-            assert!(uri.contains("fieldManager=ranvier-operator") && uri.contains("force=true"), "{uri}");
-        }
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let mut body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        seen.push((uri, body.clone()));
-        let (code, answer) = match step.answer {
-            Some(answer) => answer,
-            None => {
-                (step.change)(&mut body);
-                (StatusCode::OK, body)
-            }
-        };
-        let response = Response::builder().status(code).body(Body::from(serde_json::to_vec(&answer).unwrap()));
-        send.send_response(response.unwrap());
-    }
-    let extra = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
-    if let Ok(Some((request, _))) = extra {
-        panic!("an unexpected further call: {} {}", request.method(), request.uri());
-    }
-    seen
-}
+use support::{Expect, condition, example, expect, not_found, serve, shared_context as context};
 
 /// The API server answers a status patch with the whole resource.
 fn whole_cluster(body: &mut Value) {
@@ -111,10 +37,6 @@ fn token_created() -> Vec<Expect> {
         },
         expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
     ]
-}
-
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
 }
 
 #[tokio::test]

@@ -22,7 +22,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use ranvier_crds::common::condition::{AVAILABLE, DEGRADED, PROGRESSING};
 use ranvier_crds::{RanvierCluster, RanvierClusterStatus};
@@ -36,6 +35,8 @@ use crate::names::MANAGER;
 use crate::render::{Rendered, render};
 use crate::validate::{ValidCluster, validate};
 
+/// This controller's name in metrics.
+pub const CONTROLLER: &str = "ranviercluster";
 /// Bytes of a generated internal token (hex-encoded in the Secret).
 const TOKEN_BYTES: usize = 32;
 /// How soon a cluster that is not fully ready is looked at again (pod
@@ -89,12 +90,13 @@ fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 
 /// Reconciles one RanvierCluster.
 pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.metrics.reconciled(CONTROLLER);
     let namespace = cluster.namespace().unwrap_or_else(|| "default".to_owned());
     let valid = match validate(&cluster, &namespace) {
         Ok(valid) => valid,
         Err(invalid) => {
             let refusal = Refusal { reason: "InvalidSpec", waiting_for: "the spec to be fixed", nodes: 0 };
-            refuse(&ctx, &cluster, &namespace, refusal, invalid.to_string()).await?;
+            refuse(&ctx, &cluster, refusal, invalid.to_string()).await?;
             return Ok(Action::await_change());
         }
     };
@@ -103,7 +105,7 @@ pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Resul
         Err(error @ Error::MissingTokenKey { .. }) => {
             let refusal =
                 Refusal { reason: "TokenSecretMissing", waiting_for: "the Secret", nodes: valid.node_count() };
-            refuse(&ctx, &cluster, &namespace, refusal, error.to_string()).await?;
+            refuse(&ctx, &cluster, refusal, error.to_string()).await?;
             return Ok(Action::requeue(RECHECK_PROGRESSING));
         }
         Err(error) => return Err(error),
@@ -118,7 +120,7 @@ pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Resul
         Observed::new(PROGRESSING, !available, if available { "Reconciled" } else { "NodesStarting" }, &summary),
         Observed::new(DEGRADED, false, "Reconciled", "the cluster's objects match the spec"),
     ];
-    write_status(&ctx, &cluster, &namespace, observed, nodes, ready).await?;
+    write_status(&ctx, &cluster, observed, nodes, ready).await?;
     Ok(Action::requeue(if available { RECHECK_AVAILABLE } else { RECHECK_PROGRESSING }))
 }
 
@@ -130,25 +132,20 @@ struct Refusal {
 }
 
 /// Publishes the refusal as a Warning Event and writes it as `Degraded`.
-async fn refuse(
-    ctx: &Context,
-    cluster: &RanvierCluster,
-    namespace: &str,
-    refusal: Refusal,
-    message: String,
-) -> Result<(), Error> {
-    warn(ctx, cluster, refusal.reason, &message).await;
+async fn refuse(ctx: &Context, cluster: &RanvierCluster, refusal: Refusal, message: String) -> Result<(), Error> {
+    ctx.publish(cluster, true, refusal.reason, &message).await;
     let observed = vec![
         Observed::new(AVAILABLE, false, refusal.reason, "nothing was changed"),
         Observed::new(PROGRESSING, false, refusal.reason, format!("waiting for {}", refusal.waiting_for)),
         Observed::new(DEGRADED, true, refusal.reason, message),
     ];
-    write_status(ctx, cluster, namespace, observed, refusal.nodes, 0).await
+    write_status(ctx, cluster, observed, refusal.nodes, 0).await
 }
 
 /// After a failed reconcile: log it with its category and try again soon
 /// (the controller's own back-off spaces repeated failures).
-pub fn error_policy(cluster: Arc<RanvierCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(cluster: Arc<RanvierCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(CONTROLLER, error.category());
     tracing::warn!(cluster = %cluster.name_any(), category = error.category(), %error, "reconcile failed; retrying");
     Action::requeue(RETRY_AFTER_ERROR)
 }
@@ -234,7 +231,7 @@ async fn apply_budget(ctx: &Context, cluster: &ValidCluster, budget: &PodDisrupt
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => {
             let message = "this API server serves neither policy/v1 nor policy/v1beta1 PodDisruptionBudgets";
-            warn(ctx, &cluster.resource, "PodDisruptionBudgetSkipped", message).await;
+            ctx.publish(&cluster.resource, true, "PodDisruptionBudgetSkipped", message).await;
             Ok(())
         }
         Err(source) => Err(Error::Kube { step: format!("applying PodDisruptionBudget {name} (v1beta1)"), source }),
@@ -244,7 +241,6 @@ async fn apply_budget(ctx: &Context, cluster: &ValidCluster, budget: &PodDisrupt
 async fn write_status(
     ctx: &Context,
     cluster: &RanvierCluster,
-    namespace: &str,
     observed: Vec<Observed>,
     nodes: i32,
     ready: i32,
@@ -257,30 +253,5 @@ async fn write_status(
         nodes,
         ready_nodes: ready,
     };
-    let body = serde_json::json!({
-        "apiVersion": RanvierCluster::api_version(&()),
-        "kind": RanvierCluster::kind(&()),
-        "status": status,
-    });
-    let name = cluster.name_any();
-    let api: Api<RanvierCluster> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(kube(format!("writing the status of {name}")))?;
-    Ok(())
-}
-
-/// Publishes a Warning Event on the cluster (failures to publish are
-/// logged: the status already says the same).
-async fn warn(ctx: &Context, cluster: &RanvierCluster, reason: &str, message: &str) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: reason.to_owned(),
-        note: Some(message.chars().take(1000).collect()),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-        tracing::warn!(%error, reason, "failed to publish an Event");
-    }
+    ctx.write_status(cluster, &status).await.map_err(kube(format!("writing the status of {}", cluster.name_any())))
 }

@@ -1,15 +1,47 @@
 //! Controllers: one per custom resource. Each reconcile is idempotent
 //! (server-side apply under one field manager), writes `status` with
 //! `observedGeneration` and conditions, and publishes Events for what a
-//! user must act on.
+//! user must act on. What every controller shares lives here: the
+//! `Context`, how nodes' admin APIs are addressed, Events and status
+//! writes.
 
 pub mod cluster;
 pub mod replication_group;
 
-use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::names::MANAGER;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::metrics::Metrics;
+use crate::names::{self, MANAGER};
+
+/// Where a node's admin REST API answers.
+#[derive(Debug, Clone, Default)]
+pub enum AdminEndpoints {
+    /// At the node's pod DNS name under the cluster's headless Service
+    /// (the operator runs in the Kubernetes cluster).
+    #[default]
+    PodDns,
+    /// At fixed `host:port` addresses by node name (an operator outside
+    /// the cluster, or a test); a node not listed is not called.
+    Fixed(BTreeMap<String, String>),
+}
+
+impl AdminEndpoints {
+    /// The admin address of node `pod` of `cluster` in `namespace`, whose
+    /// HTTP port is `port`.
+    pub fn address(&self, cluster: &str, namespace: &str, pod: &str, port: i32) -> Option<String> {
+        match self {
+            AdminEndpoints::PodDns => Some(format!("{}:{port}", names::pod_dns(cluster, pod, namespace))),
+            AdminEndpoints::Fixed(addresses) => addresses.get(pod).cloned(),
+        }
+    }
+}
 
 /// What every reconcile needs.
 #[derive(Clone)]
@@ -18,41 +50,122 @@ pub struct Context {
     pub client: Client,
     /// Publishes Events on the reconciled resources.
     pub recorder: Recorder,
+    /// Where nodes' admin APIs answer.
+    pub admin: AdminEndpoints,
+    /// Reconcile counts and failures by category.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
     /// A context on `client`, reporting as `ranvier-operator` (`instance`:
-    /// the operator's pod, when known).
+    /// the operator's pod, when known), reaching nodes at their pod DNS
+    /// names.
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let reporter = Reporter { controller: MANAGER.to_owned(), instance };
-        Context { recorder: Recorder::new(client.clone(), reporter), client }
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            admin: AdminEndpoints::default(),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    /// The same context reaching nodes' admin APIs at `admin`.
+    pub fn with_admin(mut self, admin: AdminEndpoints) -> Self {
+        self.admin = admin;
+        self
+    }
+
+    /// Publishes an Event on `object` (a failure to publish is logged:
+    /// the status already says the same).
+    pub async fn publish<K>(&self, object: &K, warning: bool, reason: &str, message: &str)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_owned(),
+            note: Some(message.chars().take(1000).collect()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "failed to publish an Event");
+        }
+    }
+
+    /// Writes `status` as the status of `object` (server-side apply of
+    /// the status subresource under the operator's field manager).
+    pub async fn write_status<K>(&self, object: &K, status: &impl Serialize) -> Result<(), kube::Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + DeserializeOwned,
+    {
+        let body = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let namespace = object.namespace().unwrap_or_else(|| "default".to_owned());
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
+        Ok(())
     }
 }
 
-/// Runs the controllers until a termination signal: RanvierClusters in
-/// `namespace` (every namespace when `None`), woken by changes to the
-/// StatefulSets they own.
-pub async fn run(client: Client, namespace: Option<&str>, instance: Option<String>) {
+/// Runs the controllers until a termination signal: RanvierClusters (woken
+/// by changes to the StatefulSets they own) and ReplicationGroups (woken
+/// by changes to their cluster), in `namespace` (every namespace when
+/// `None`).
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
     use futures::StreamExt;
     use k8s_openapi::api::apps::v1::StatefulSet;
-    use kube::Api;
+    use kube::runtime::reflector::ObjectRef;
     use kube::runtime::{Controller, watcher};
-    use ranvier_crds::RanvierCluster;
+    use ranvier_crds::{RanvierCluster, ReplicationGroup};
 
-    let (clusters, sets): (Api<RanvierCluster>, Api<StatefulSet>) = match namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let context = std::sync::Arc::new(Context::new(client, instance));
-    Controller::new(clusters, watcher::Config::default())
-        .owns(sets, watcher::Config::default())
+    fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope>>(client: &Client, ns: Option<&str>) -> Api<K>
+    where
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let client = ctx.client.clone();
+    let clusters = Controller::new(api::<RanvierCluster>(&client, namespace), watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, namespace), watcher::Config::default())
         .shutdown_on_signal()
-        .run(cluster::reconcile, cluster::error_policy, context)
+        .run(cluster::reconcile, cluster::error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
                 Err(error) => tracing::debug!(%error, "reconcile did not run"),
             }
+        });
+    let groups_controller = Controller::new(api::<ReplicationGroup>(&client, namespace), watcher::Config::default());
+    let store = groups_controller.store();
+    let groups = groups_controller
+        .watches(api::<RanvierCluster>(&client, namespace), watcher::Config::default(), move |cluster| {
+            let namespace = cluster.namespace();
+            let name = cluster.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|group| group.namespace() == namespace && group.spec.cluster == name)
+                .map(|group| ObjectRef::from_obj(&*group))
+                .collect::<Vec<_>>()
         })
-        .await;
+        .shutdown_on_signal()
+        .run(replication_group::reconcile, replication_group::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(group = %object.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not run"),
+            }
+        });
+    futures::join!(clusters, groups);
 }

@@ -165,7 +165,8 @@ fn check_majority(members: &BTreeMap<String, Role>, reachable: &BTreeSet<String>
     Ok(())
 }
 
-fn describe(step: &Call) -> String {
+/// A call as a person reads it ("making demo-node-2 PASSIVE_BACKUP").
+pub fn describe(step: &Call) -> String {
     match step {
         Call::SetRole { node, role } => format!("making {node} {role}"),
         Call::Remove(node) => format!("removing {node}"),
