@@ -29,12 +29,12 @@ run-single: release
 ## Every test: unit and property tests, then black-box tests against real node
 ## processes, a full disk on a tmpfs where a mount is allowed (root), node
 ## containers when Docker is here (partitions, pods, the operator's rendered
-## StatefulSet), and the operator against a real API server once
-## scripts/k8s-env.sh build has built one.
+## StatefulSet), and the operator against a real API server and on a whole
+## single-node Kubernetes once scripts/k8s-env.sh build has built them.
 test:
 	$(CARGO) build -p ranvier-node --bins
 	@if docker info >/dev/null 2>&1; then \
-		./scripts/build-image.sh; \
+		./scripts/build-image.sh all; \
 	else \
 		echo "make test: *** Docker is not available: the container tests (tests/tests/partition.rs) are SKIPPED ***"; \
 	fi
@@ -43,8 +43,8 @@ test:
 	if mount -t tmpfs -o size=1m tmpfs $$probe 2>/dev/null; then umount $$probe; mount_skip=0; else \
 		echo "make test: *** cannot mount a tmpfs (needs root): the full-disk test (tests/tests/disk.rs) is SKIPPED ***"; \
 	fi; rmdir $$probe; \
-	k8s_skip=0; if [ ! -x "$${RANVIER_K8S_CACHE:-/var/cache/ranvier-k8s}/bin/kube-apiserver" ]; then k8s_skip=1; \
-		echo "make test: *** no Kubernetes control plane built (scripts/k8s-env.sh build): the API server test (operator/tests/apiserver.rs) is SKIPPED ***"; \
+	k8s_skip=0; if [ ! -x "$${RANVIER_K8S_CACHE:-/var/cache/ranvier-k8s}/bin/kubelet" ]; then k8s_skip=1; \
+		echo "make test: *** no Kubernetes built (scripts/k8s-env.sh build): the API server test (operator/tests/apiserver.rs) and the end-to-end test (tests/tests/kubernetes.rs) are SKIPPED ***"; \
 	fi; \
 	helm_skip=0; if ! "$${RANVIER_TOOLS:-/var/cache/ranvier-tools}/helm" version >/dev/null 2>&1 && ! helm version >/dev/null 2>&1; then helm_skip=1; \
 		echo "make test: *** helm not installed (scripts/install-helm.sh): the chart tests (operator/tests/charts.rs) are SKIPPED ***"; \

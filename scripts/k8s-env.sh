@@ -8,7 +8,14 @@
 #                                   $RANVIER_K8S_CACHE (default /var/cache/ranvier-k8s)
 #   scripts/k8s-env.sh start DIR    start etcd, the API server and the controller manager on
 #                                   loopback with free ports; writes DIR/kubeconfig and DIR/pids
-#   scripts/k8s-env.sh stop DIR     stop what `start DIR` started (by PID)
+#   scripts/k8s-env.sh start DIR --node
+#                                   the same on the docker0 address, plus a whole node: the
+#                                   scheduler, the kubelet running pods on this Docker, pod DNS
+#                                   (dnsmasq, kept in step with pods and Endpoints as CoreDNS
+#                                   would) and hostPath PersistentVolumes for StatefulSets;
+#                                   writes DIR/env (API_HOST, API_PORT) for in-cluster clients
+#   scripts/k8s-env.sh stop DIR     stop what `start DIR` started (by PID), and the pods'
+#                                   containers
 #
 # The recipe and its two fixes are in ../shared/K8S-TEST-ENV.md.
 set -euo pipefail
@@ -73,11 +80,19 @@ free_port() {
 }
 
 start() {
-  local dir=$1
+  local dir=$1 node=${2:-}
   [ -x "$BIN/kube-apiserver" ] || { log "not built: run '$0 build' first"; exit 1; }
   mkdir -p "$dir/pki"
-  local etcd_port peer_port api_port
+  local etcd_port peer_port api_port host=127.0.0.1 controllers=$CONTROLLERS
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+  if [ "$node" = --node ]; then
+    # Pods reach the API server (and the DNS server) on the docker0 bridge.
+    host=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+    [ -n "$host" ] || host=$(ip -4 -o addr show docker0 | awk '{split($4, a, "/"); print a[1]; exit}')
+    [ -n "$host" ] || { log "no docker0 address for the pods to reach"; exit 1; }
+    controllers=$controllers,$NODE_CONTROLLERS
+    printf 'API_HOST=%s\nAPI_PORT=%s\n' "$host" "$api_port" >"$dir/env"
+  fi
   openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
   openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
   echo 'admintoken,admin,admin-uid,"system:masters"' >"$dir/tokens.csv"
@@ -87,8 +102,9 @@ start() {
     --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" --initial-cluster "k=http://127.0.0.1:$peer_port" \
     --unsafe-no-fsync >"$dir/etcd.log" 2>&1 &
   echo $! >>"$dir/pids"
-  "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
-    --secure-port="$api_port" --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+  "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address="$host" \
+    --secure-port="$api_port" --advertise-address="$host" --endpoint-reconciler-type=none \
+    --kubelet-preferred-address-types=InternalIP \
     --cert-dir="$dir/pki" --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
     --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.0.0.0/24 \
@@ -100,7 +116,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$host:$api_port
     insecure-skip-tls-verify: true
 users:
 - name: admin
@@ -116,19 +132,99 @@ current-context: local
 EOF
   local ready=""
   for _ in $(seq 1 300); do
-    if curl -sk -H 'Authorization: Bearer admintoken' "https://127.0.0.1:$api_port/readyz" 2>/dev/null | grep -q '^ok$'; then
+    if curl -sk -H 'Authorization: Bearer admintoken' "https://$host:$api_port/readyz" 2>/dev/null | grep -q '^ok$'; then
       ready=1; break
     fi
     sleep 0.2
   done
   [ -n "$ready" ] || { log "the API server did not become ready:"; tail -20 "$dir/apiserver.log" >&2; stop "$dir"; exit 1; }
   "$BIN/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false --port=0 --secure-port=0 \
-    --controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,statefulset \
+    --controllers="$controllers" \
     --service-account-private-key-file="$dir/sa.key" --root-ca-file="$dir/pki/apiserver.crt" \
     >"$dir/controller-manager.log" 2>&1 &
   echo $! >>"$dir/pids"
-  log "API server at https://127.0.0.1:$api_port (kubeconfig $dir/kubeconfig)"
+  log "API server at https://$host:$api_port (kubeconfig $dir/kubeconfig)"
+  if [ "$node" = --node ]; then
+    start_node "$dir" "$host"
+  fi
 }
+
+# The controllers of every start, and those a node's pods need besides.
+CONTROLLERS=garbagecollector,namespace,serviceaccount,serviceaccount-token,statefulset
+NODE_CONTROLLERS=nodelifecycle,endpoint,persistentvolume-binder,deployment,replicaset,job,cronjob
+# hostPath PersistentVolumes offered to StatefulSets' claims.
+VOLUMES=12
+
+kc() { kubectl --kubeconfig="$1/kubeconfig" "${@:2}"; }
+
+start_node() {
+  local dir=$1 host=$2
+  command -v dnsmasq >/dev/null || { log "dnsmasq is missing: run '$0 build'"; stop "$dir"; exit 1; }
+  # The pod sandbox image the kubelet expects, built from the same tree.
+  if ! docker image inspect k8s.gcr.io/pause:3.2 >/dev/null 2>&1; then
+    local context=$dir/pause-image
+    mkdir -p "$context" && cp "$BIN/pause" "$context/pause"
+    printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$context/Dockerfile"
+    docker build --quiet -t k8s.gcr.io/pause:3.2 "$context" >/dev/null 2>&1
+  fi
+  # Pod DNS: dnsmasq answers from a hosts file that dns_sync keeps in step.
+  : >"$dir/hosts"
+  dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$dir/hosts" --listen-address="$host" \
+    --bind-interfaces --pid-file="$dir/dnsmasq.pid" --log-facility="$dir/dnsmasq.log" &
+  echo $! >>"$dir/pids"
+  "$BIN/kube-scheduler" --kubeconfig="$dir/kubeconfig" --leader-elect=false --port=0 \
+    >"$dir/scheduler.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  mkdir -p "$dir/kubelet" "$dir/kpki"
+  "$BIN/kubelet" --kubeconfig="$dir/kubeconfig" --container-runtime=docker --cgroup-driver=cgroupfs \
+    --fail-swap-on=false --root-dir="$dir/kubelet" --cert-dir="$dir/kpki" --hostname-override=node1 \
+    --cluster-domain=cluster.local --cluster-dns="$host" --port="$(free_port)" --read-only-port=0 \
+    --healthz-port=0 --cgroups-per-qos=false --enforce-node-allocatable= --image-gc-high-threshold=100 \
+    --image-gc-low-threshold=99 --eviction-hard= --oom-score-adj=0 --address="$host" --node-ip="$host" \
+    >"$dir/kubelet.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  dns_sync "$dir" >"$dir/dns-sync.log" 2>&1 &
+  echo $! >>"$dir/pids"
+  for i in $(seq 1 "$VOLUMES"); do
+    mkdir -p "$dir/volumes/pv-$i" && chmod 0777 "$dir/volumes/pv-$i"
+    printf 'apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: local-pv-%s\nspec:\n' "$i"
+    printf '  capacity:\n    storage: 2Gi\n  accessModes: ["ReadWriteOnce"]\n'
+    printf '  persistentVolumeReclaimPolicy: Retain\n  hostPath:\n    path: %s\n    type: Directory\n---\n' \
+      "$dir/volumes/pv-$i"
+  done >"$dir/volumes.yaml"
+  kc "$dir" apply -f "$dir/volumes.yaml" >/dev/null
+  local ready=""
+  for _ in $(seq 1 300); do
+    if kc "$dir" get node node1 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null \
+      | grep -q True && ! kc "$dir" get node node1 -o jsonpath='{.spec.taints}' | grep -q not-ready; then
+      ready=1; break
+    fi
+    sleep 0.2
+  done
+  [ -n "$ready" ] || { log "the node did not become ready:"; tail -20 "$dir/kubelet.log" >&2; stop "$dir"; exit 1; }
+  log "node1 ready (pods on Docker, DNS at $host)"
+}
+
+# Writes every pod's DNS name under its headless Service and every
+# Service's name (to its endpoints' addresses) to the hosts file dnsmasq
+# reads, and tells it on change.
+dns_sync() {
+  local dir=$1 filter
+  filter='.items[] | if .kind == "Pod" then
+      select(.status.podIP != null and .spec.hostname != null and .spec.subdomain != null)
+      | "\(.status.podIP) \(.spec.hostname).\(.spec.subdomain).\(.metadata.namespace).svc.cluster.local"
+    else .metadata as $m | (.subsets // [])[] | (.addresses // [])[]
+      | "\(.ip) \($m.name).\($m.namespace).svc.cluster.local" end'
+  while [ -f "$dir/pids" ]; do
+    if kc "$dir" get pods,endpoints -A -o json 2>/dev/null | jq -r "$filter" | sort >"$dir/hosts.new" \
+      && ! cmp -s "$dir/hosts.new" "$dir/hosts"; then
+      mv "$dir/hosts.new" "$dir/hosts"
+      kill -HUP "$(cat "$dir/dnsmasq.pid")" 2>/dev/null || true
+    fi
+    sleep 1
+  done
+}
+
 
 stop() {
   local dir=$1
@@ -139,11 +235,16 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
   done
   rm -f "$dir/pids"
+  # The pods' containers (dockershim names them k8s_…), once the kubelet
+  # that made them is gone.
+  if [ -f "$dir/env" ] && command -v docker >/dev/null; then
+    docker ps -aq --filter name='^k8s_' | xargs -r docker rm -f >/dev/null 2>&1 || true
+  fi
 }
 
 case ${1:-} in
   build) build ;;
-  start) start "${2:?usage: $0 start DIR}" ;;
+  start) start "${2:?usage: $0 start DIR [--node]}" "${3:-}" ;;
   stop) stop "${2:?usage: $0 stop DIR}" ;;
-  *) echo "usage: $0 build | start DIR | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 build | start DIR [--node] | stop DIR" >&2; exit 2 ;;
 esac

@@ -201,14 +201,7 @@ impl Container {
 
     /// GETs an HTTP path on the node; returns status code and body.
     pub fn http_get_status(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.http_addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
-        Ok((code, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+        crate::http_get(&self.http_addr, path)
     }
 
     /// `/ready`: its status code and JSON body.

@@ -150,15 +150,7 @@ impl Node {
 
     /// GETs an HTTP path; returns status code and body.
     pub fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.http_addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        Ok((code, body))
+        http_get(&self.http_addr, path)
     }
 
     /// The internal `host:port` from its READY line (clustered nodes).
@@ -352,12 +344,27 @@ pub fn leader_of(via: &Node, group: &str) -> Option<String> {
     groups.as_array()?.iter().find(|g| g["name"] == group)?["leader"].as_str().map(str::to_owned)
 }
 
+/// GETs `path` from the HTTP server at `address` (`host:port`); returns
+/// the status code and body.
+pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((code, body))
+}
+
 /// Encoded size of an event (for byte budgets in tests).
 pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()
 }
 
 pub mod docker;
+pub mod kube;
 
 pub mod raw {
     //! A codec that sends and receives message bytes as they are: to put

@@ -1,0 +1,292 @@
+//! The user's flow on a whole single-node Kubernetes (scripts/k8s-env.sh
+//! `--node`: the real kubelet of Kubernetes 1.20 runs the pods on this
+//! Docker), with the README's own commands: `helm install` the operator,
+//! `kubectl apply -f examples/cluster.yaml` and the replication group, see
+//! the cluster become Available, append and read through every node, move a
+//! member PRIMARY → PASSIVE_BACKUP → PRIMARY by editing the group while a
+//! client writes (nothing acknowledged is lost), have an unsafe edit
+//! refused with its condition and Event, and delete the cluster. It prints
+//! how long each step took on this machine (the README reports them).
+//!
+//! Needs the kubelet built (`scripts/k8s-env.sh build`), helm
+//! (`scripts/install-helm.sh`), kubectl, Docker and both images
+//! (`scripts/build-image.sh all`); without them it fails, unless
+//! RANVIER_SKIP_K8S_TESTS=1 says to skip (`make test` reports that loudly).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ranvier_proto::event::GetEventsRequest;
+use ranvier_proto::event::event_store_client::EventStoreClient;
+use ranvier_tests::event;
+use ranvier_tests::kube::{KubeNode, condition, until};
+use serde_json::Value;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+const NS: &str = "shop";
+const PODS: [&str; 3] = ["demo-node-0", "demo-node-1", "demo-node-2"];
+
+async fn event_store(ip: &str) -> anyhow::Result<EventStoreClient<Channel>> {
+    let channel = Channel::from_shared(format!("http://{ip}:8124"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    Ok(EventStoreClient::new(channel))
+}
+
+/// The aggregates of `wanted` that `ip` does not serve: it reads from the
+/// start until it has seen them all, or no event came for 10 s.
+async fn missing(ip: &str, wanted: &BTreeSet<String>) -> anyhow::Result<BTreeSet<String>> {
+    let mut client = event_store(ip).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender.send(GetEventsRequest { tracking_token: 0, number_of_permits: 1_000_000, ..Default::default() }).await?;
+    let mut stream = client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await?.into_inner();
+    let mut missing = wanted.clone();
+    while !missing.is_empty() {
+        let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(10), stream.next()).await else { break };
+        missing.remove(&item?.decode_event()?.aggregate_identifier);
+    }
+    Ok(missing)
+}
+
+/// The pods' addresses by name.
+fn pod_ips(k: &KubeNode) -> anyhow::Result<BTreeMap<String, String>> {
+    let pods = k.kubectl_json(&["get", "pods", "-n", NS, "-l", "app.kubernetes.io/instance=demo"])?;
+    Ok(pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["metadata"]["name"].as_str()?.to_owned(), p["status"]["podIP"].as_str()?.to_owned())))
+        .collect())
+}
+
+/// The group `default` as the cluster reports it, by node: its roles.
+fn roles_in_cluster(ip: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let (_, text) = ranvier_tests::http_get(&format!("{ip}:8024"), "/v1/public/replicationgroups")?;
+    let groups: Value = serde_json::from_str(&text)?;
+    let group = groups.as_array().into_iter().flatten().find(|g| g["name"] == "default");
+    Ok(group
+        .and_then(|g| g["roles"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["node"].as_str()?.to_owned(), m["role"].as_str()?.to_owned())))
+        .collect())
+}
+
+/// The member's role in the ReplicationGroup's status, once it has no
+/// other role asked of it.
+fn status_role(group: &Value, node: &str) -> Option<String> {
+    let member = group["status"]["members"].as_array()?.iter().find(|m| m["node"] == node)?;
+    if member.get("desiredRole").is_some() {
+        return None;
+    }
+    member["role"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_apply_a_cluster_change_roles_by_editing_the_group_and_delete_it() {
+    let Some(k) = KubeNode::start().unwrap() else { return };
+    let result = flow(&k).await;
+    if let Err(error) = result {
+        panic!("{error:#}\n--- state ---\n{}", k.diagnose());
+    }
+}
+
+async fn flow(k: &KubeNode) -> anyhow::Result<()> {
+    // The API server lists every group in discovery a little after /readyz.
+    until(Duration::from_secs(30), "discovery to list apiextensions.k8s.io/v1", || {
+        Ok(k.kubectl(&["api-versions"])?.lines().any(|l| l == "apiextensions.k8s.io/v1").then_some(()))
+    })
+    .await?;
+
+    // helm install the operator (pods reach the API server on docker0: no
+    // kube-proxy routes the `kubernetes` Service here).
+    let started = Instant::now();
+    let env = format!(
+        r#"extraEnv=[{{"name":"KUBERNETES_SERVICE_HOST","value":"{}"}},{{"name":"KUBERNETES_SERVICE_PORT","value":"{}"}}]"#,
+        k.api_host, k.api_port
+    );
+    k.helm(&[
+        "install",
+        "ranvier-operator",
+        "charts/ranvier-operator",
+        "--namespace",
+        "ranvier-system",
+        "--create-namespace",
+        "--set-json",
+        &env,
+    ])?;
+    until(Duration::from_secs(120), "the operator to be ready", || {
+        let deployment = k.kubectl_json(&["get", "deployment", "ranvier-operator", "-n", "ranvier-system"])?;
+        Ok((deployment["status"]["readyReplicas"] == 1).then_some(()))
+    })
+    .await?;
+    eprintln!("timing: helm install → operator ready: {:.1} s", started.elapsed().as_secs_f64());
+
+    // kubectl apply the cluster and its replication group.
+    k.kubectl(&["create", "namespace", NS])?;
+    let applied = Instant::now();
+    k.kubectl(&["apply", "-n", NS, "-f", "examples/cluster.yaml", "-f", "examples/replication-group.yaml"])?;
+    until(Duration::from_secs(300), "the RanvierCluster to be Available", || {
+        let cluster = k.kubectl_json(&["get", "ranviercluster", "demo", "-n", NS])?;
+        Ok((condition(&cluster, "Available").is_some_and(|(s, _)| s == "True")).then_some(()))
+    })
+    .await?;
+    let to_available = applied.elapsed();
+    eprintln!("timing: kubectl apply → RanvierCluster Available: {:.1} s", to_available.as_secs_f64());
+    let group = until(Duration::from_secs(60), "the ReplicationGroup's status read from the cluster", || {
+        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
+        let primaries = PODS.iter().filter(|p| status_role(&group, p).as_deref() == Some("PRIMARY")).count();
+        let available = condition(&group, "Available").is_some_and(|(s, _)| s == "True");
+        Ok((primaries == 3 && available).then_some(group))
+    })
+    .await?;
+    anyhow::ensure!(group["status"]["leader"].is_string(), "no leader in {group}");
+
+    // A client appends through every node and reads everything on each.
+    let ips = pod_ips(k)?;
+    let mut first = BTreeSet::new();
+    for (seq, pod) in PODS.iter().enumerate() {
+        let mut client = event_store(&ips[*pod]).await?;
+        let aggregate = format!("k8s-order-{seq}");
+        client.append_event(tokio_stream::iter(vec![event(&aggregate, 0, 64)])).await?;
+        first.insert(aggregate);
+    }
+    for pod in PODS {
+        let lacking = missing(&ips[pod], &first).await?;
+        anyhow::ensure!(lacking.is_empty(), "{pod} does not serve {lacking:?}");
+    }
+
+    // Writes go on through pod 0 while demo-node-2 is demoted and promoted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(ips["demo-node-0"].clone(), stop.clone()));
+    let edited = Instant::now();
+    k.kubectl(&[
+        "patch",
+        "replicationgroup",
+        "default",
+        "-n",
+        NS,
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/members/-","value":{"node":"demo-node-2","role":"PASSIVE_BACKUP"}}]"#,
+    ])?;
+    until(Duration::from_secs(120), "demo-node-2 to be PASSIVE_BACKUP in the cluster and the status", || {
+        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
+        let in_status = status_role(&group, "demo-node-2").as_deref() == Some("PASSIVE_BACKUP");
+        let in_cluster =
+            roles_in_cluster(&ips["demo-node-0"])?.get("demo-node-2").map(String::as_str) == Some("PASSIVE_BACKUP");
+        Ok((in_status && in_cluster).then_some(()))
+    })
+    .await?;
+    eprintln!("timing: role edit → PASSIVE_BACKUP in effect: {:.1} s", edited.elapsed().as_secs_f64());
+    let edited = Instant::now();
+    k.kubectl(&[
+        "patch",
+        "replicationgroup",
+        "default",
+        "-n",
+        NS,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/members/1"}]"#,
+    ])?;
+    until(Duration::from_secs(120), "demo-node-2 to be PRIMARY again", || {
+        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
+        let in_status = status_role(&group, "demo-node-2").as_deref() == Some("PRIMARY");
+        let in_cluster =
+            roles_in_cluster(&ips["demo-node-0"])?.get("demo-node-2").map(String::as_str) == Some("PRIMARY");
+        Ok((in_status && in_cluster).then_some(()))
+    })
+    .await?;
+    eprintln!("timing: role edit → PRIMARY in effect: {:.1} s", edited.elapsed().as_secs_f64());
+    stop.store(true, Ordering::Release);
+    let acknowledged = writer.await??;
+    anyhow::ensure!(acknowledged.len() >= 10, "too few writes went through: {}", acknowledged.len());
+    let wanted: BTreeSet<String> = acknowledged.iter().cloned().collect();
+    for pod in PODS {
+        let lost = missing(&ips[pod], &wanted).await?;
+        anyhow::ensure!(lost.is_empty(), "{pod} lacks acknowledged writes {lost:?}");
+    }
+    eprintln!("writes acknowledged during the two role changes: {} (none lost)", acknowledged.len());
+
+    // An edit that leaves no PRIMARY is refused: nothing changes in the
+    // cluster, the status says why, a Warning Event is written.
+    k.kubectl(&[
+        "patch",
+        "replicationgroup",
+        "default",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"members":[{"nodeSet":"node","role":"SECONDARY"}]}}"#,
+    ])?;
+    let refused = until(Duration::from_secs(60), "the unsafe edit to be refused", || {
+        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
+        let blocked = condition(&group, "Degraded") == Some(("True".into(), "RoleChangeBlocked".into()));
+        Ok(blocked.then(|| group["status"]["refused"].as_str().unwrap_or_default().to_owned()))
+    })
+    .await?;
+    anyhow::ensure!(refused.contains("no PRIMARY"), "refusal: {refused}");
+    let events = k.kubectl(&["get", "events", "-n", NS, "--field-selector", "reason=RoleChangeBlocked"])?;
+    anyhow::ensure!(events.contains("RoleChangeBlocked"), "no Warning Event: {events}");
+    let roles = roles_in_cluster(&ips["demo-node-1"])?;
+    anyhow::ensure!(roles.values().all(|r| r == "PRIMARY") && roles.len() == 3, "the cluster changed: {roles:?}");
+    k.kubectl(&["apply", "-n", NS, "-f", "examples/replication-group.yaml"])?;
+    until(Duration::from_secs(60), "the refusal to clear once the edit is undone", || {
+        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
+        Ok((condition(&group, "Degraded").is_some_and(|(s, _)| s == "False")).then_some(()))
+    })
+    .await?;
+
+    // Deleting the cluster removes what the operator made (the garbage
+    // collector follows the owner references; the volumes' claims stay,
+    // as StatefulSets leave them, so that data is never lost by accident).
+    let deleted = Instant::now();
+    k.kubectl(&["delete", "ranviercluster", "demo", "-n", NS])?;
+    until(Duration::from_secs(180), "the cluster's objects to be gone", || {
+        let left = k.kubectl(&[
+            "get",
+            "statefulsets,services,configmaps,secrets,pods",
+            "-n",
+            NS,
+            "-l",
+            "app.kubernetes.io/instance=demo",
+            "-o",
+            "name",
+        ])?;
+        let secret = k.kubectl(&["get", "secrets", "-n", NS, "-o", "name"])?;
+        Ok((left.trim().is_empty() && !secret.contains("demo-internal-token")).then_some(()))
+    })
+    .await?;
+    eprintln!("timing: kubectl delete → objects gone: {:.1} s", deleted.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Appends one event per aggregate through `ip` until `stop`; returns the
+/// aggregates whose append was acknowledged (a failed append is retried
+/// under a new aggregate: it was not acknowledged, so it may or may not be
+/// stored).
+async fn write_until(ip: String, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<String>> {
+    let mut acknowledged = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        n += 1;
+        let aggregate = format!("during-role-change-{n}");
+        let sent = async {
+            let mut client = event_store(&ip).await?;
+            client.append_event(tokio_stream::iter(vec![event(&aggregate, 0, 128)])).await?;
+            anyhow::Ok(())
+        };
+        match sent.await {
+            Ok(()) => acknowledged.push(aggregate),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    Ok(acknowledged)
+}
