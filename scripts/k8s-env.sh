@@ -27,11 +27,20 @@ BIN=$CACHE/bin
 log() { echo "k8s-env: $*" >&2; }
 
 build() {
-  local built=1
+  local built=1 tools=1
   for binary in kube-apiserver kube-controller-manager kube-scheduler kubelet pause; do
     [ -x "$BIN/$binary" ] || built=""
   done
-  if [ -n "$built" ] && command -v etcd >/dev/null && command -v dnsmasq >/dev/null; then
+  for tool in etcd dnsmasq socat jq; do
+    command -v "$tool" >/dev/null || tools=""
+  done
+  if [ -z "$tools" ]; then
+    log "installing etcd, and the node's tools (dnsmasq, socat for port-forward, jq) from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server etcd-client \
+      dnsmasq-base socat jq curl openssl >/dev/null
+  fi
+  if [ -n "$built" ]; then
     log "already built in $BIN"
     return
   fi
@@ -42,10 +51,10 @@ build() {
     awk 'BEGIN{RS=""} NR==1{print; exit}' /etc/apt/sources.list.d/debian.sources \
       | sed 's/^Types: deb$/Types: deb-src/' >"$sources"
   fi
-  log "installing the build tools (Go, etcd) from Debian"
+  log "installing the build tools (Go, gcc) from Debian"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go rsync jq dpkg-dev \
-    etcd-server etcd-client golang-github-modern-go-reflect2-dev openssl curl gcc libc6-dev dnsmasq-base >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go rsync dpkg-dev \
+    golang-github-modern-go-reflect2-dev gcc libc6-dev >/dev/null
   local work=$CACHE/work
   rm -rf "$work" && mkdir -p "$work"
   (cd "$work" && apt-get source --download-only "kubernetes=$VERSION" >/dev/null \

@@ -130,6 +130,28 @@ impl KubeNode {
         self.run(&self.helm, args)
     }
 
+    /// `kubectl port-forward -n NAMESPACE TARGET LOCAL:REMOTE` on a free
+    /// local port, stopped on drop; ready once the port accepts.
+    pub fn port_forward(&self, namespace: &str, target: &str, remote: u16) -> anyhow::Result<PortForward> {
+        let local = crate::free_port()?;
+        let child = Command::new("kubectl")
+            .args(["port-forward", "-n", namespace, target, &format!("{local}:{remote}")])
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("failed to run kubectl port-forward")?;
+        let forward = PortForward { child, local };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("kubectl port-forward {target} did not listen on {local}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(forward)
+    }
+
     /// What a person looks at when something is stuck: every object, the
     /// recent Events, and the kubelet's last words.
     pub fn diagnose(&self) -> String {
@@ -145,6 +167,20 @@ impl KubeNode {
             kubelet.join("\n"),
             self.file("hosts")
         )
+    }
+}
+
+/// A running `kubectl port-forward`.
+pub struct PortForward {
+    child: std::process::Child,
+    /// The local port.
+    pub local: u16,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -30,7 +30,11 @@ const NS: &str = "shop";
 const PODS: [&str; 3] = ["demo-node-0", "demo-node-1", "demo-node-2"];
 
 async fn event_store(ip: &str) -> anyhow::Result<EventStoreClient<Channel>> {
-    let channel = Channel::from_shared(format!("http://{ip}:8124"))?
+    event_store_at(&format!("{ip}:8124")).await
+}
+
+async fn event_store_at(address: &str) -> anyhow::Result<EventStoreClient<Channel>> {
+    let channel = Channel::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
         .connect()
@@ -156,6 +160,12 @@ async fn flow(k: &KubeNode) -> anyhow::Result<()> {
         client.append_event(tokio_stream::iter(vec![event(&aggregate, 0, 64)])).await?;
         first.insert(aggregate);
     }
+    // The README's way in: `kubectl port-forward svc/demo 8124`.
+    let forward = k.port_forward(NS, "svc/demo", 8124)?;
+    let mut client = event_store_at(&format!("127.0.0.1:{}", forward.local)).await?;
+    client.append_event(tokio_stream::iter(vec![event("through-port-forward", 0, 64)])).await?;
+    drop(forward);
+    first.insert("through-port-forward".to_owned());
     for pod in PODS {
         let lacking = missing(&ips[pod], &first).await?;
         anyhow::ensure!(lacking.is_empty(), "{pod} does not serve {lacking:?}");
