@@ -28,7 +28,7 @@ use ranvier_crds::{RanvierCluster, RanvierClusterStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Context;
+use super::{Context, object_key};
 use crate::builders::{meta, statefulset};
 use crate::conditions::{Observed, merge};
 use crate::names::MANAGER;
@@ -42,12 +42,10 @@ const TOKEN_BYTES: usize = 32;
 /// How soon a cluster that is not fully ready is looked at again (pod
 /// changes also wake it, through the StatefulSets it owns).
 const RECHECK_PROGRESSING: Duration = Duration::from_secs(15);
-/// How soon a failed reconcile is tried again.
-const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 /// How soon a ready cluster is looked at again.
 const RECHECK_AVAILABLE: Duration = Duration::from_secs(300);
 
-/// Why a reconcile failed (it is retried with back-off).
+/// Why a reconcile failed (it is retried, later each time).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A call to the API server failed.
@@ -91,27 +89,35 @@ fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 /// Reconciles one RanvierCluster.
 pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciled(CONTROLLER);
+    let result = reconcile_once(cluster.clone(), &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.after_success(&object_key(&*cluster));
+    }
+    result
+}
+
+async fn reconcile_once(cluster: Arc<RanvierCluster>, ctx: &Context) -> Result<Action, Error> {
     let namespace = cluster.namespace().unwrap_or_else(|| "default".to_owned());
     let valid = match validate(&cluster, &namespace) {
         Ok(valid) => valid,
         Err(invalid) => {
             let refusal = Refusal { reason: "InvalidSpec", waiting_for: "the spec to be fixed", nodes: 0 };
-            refuse(&ctx, &cluster, refusal, invalid.to_string()).await?;
+            refuse(ctx, &cluster, refusal, invalid.to_string()).await?;
             return Ok(Action::await_change());
         }
     };
-    let token = match token(&ctx, &valid).await {
+    let token = match token(ctx, &valid).await {
         Ok(token) => token,
         Err(error @ Error::MissingTokenKey { .. }) => {
             let refusal =
                 Refusal { reason: "TokenSecretMissing", waiting_for: "the Secret", nodes: valid.node_count() };
-            refuse(&ctx, &cluster, refusal, error.to_string()).await?;
+            refuse(ctx, &cluster, refusal, error.to_string()).await?;
             return Ok(Action::requeue(RECHECK_PROGRESSING));
         }
         Err(error) => return Err(error),
     };
     let rendered = render(&valid, &token);
-    let ready = apply(&ctx, &valid, &rendered).await?;
+    let ready = apply(ctx, &valid, &rendered).await?;
     let nodes = valid.node_count();
     let available = ready >= nodes;
     let summary = format!("{ready} of {nodes} nodes ready");
@@ -120,7 +126,7 @@ pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Resul
         Observed::new(PROGRESSING, !available, if available { "Reconciled" } else { "NodesStarting" }, &summary),
         Observed::new(DEGRADED, false, "Reconciled", "the cluster's objects match the spec"),
     ];
-    write_status(&ctx, &cluster, observed, nodes, ready).await?;
+    write_status(ctx, &cluster, observed, nodes, ready).await?;
     Ok(Action::requeue(if available { RECHECK_AVAILABLE } else { RECHECK_PROGRESSING }))
 }
 
@@ -143,11 +149,11 @@ async fn refuse(ctx: &Context, cluster: &RanvierCluster, refusal: Refusal, messa
 }
 
 /// After a failed reconcile: log it with its category and try again soon
-/// (the controller's own back-off spaces repeated failures).
+/// (sooner the first time, later each time it fails again).
 pub fn error_policy(cluster: Arc<RanvierCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(CONTROLLER, error.category());
     tracing::warn!(cluster = %cluster.name_any(), category = error.category(), %error, "reconcile failed; retrying");
-    Action::requeue(RETRY_AFTER_ERROR)
+    Action::requeue(ctx.backoff.after_failure(&object_key(&*cluster)))
 }
 
 /// The internal token's bytes: from the Secret the spec names, else from

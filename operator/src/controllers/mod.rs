@@ -8,8 +8,9 @@
 pub mod cluster;
 pub mod replication_group;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -54,6 +55,8 @@ pub struct Context {
     pub admin: AdminEndpoints,
     /// Reconcile counts and failures by category.
     pub metrics: Arc<Metrics>,
+    /// Retry delays of objects whose reconciles fail.
+    pub backoff: Arc<Backoff>,
 }
 
 impl Context {
@@ -67,6 +70,7 @@ impl Context {
             client,
             admin: AdminEndpoints::default(),
             metrics: Arc::new(Metrics::default()),
+            backoff: Arc::default(),
         }
     }
 
@@ -113,6 +117,45 @@ impl Context {
         api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
         Ok(())
     }
+}
+
+/// First delay before a failed reconcile is tried again.
+pub const RETRY_FIRST: Duration = Duration::from_secs(5);
+/// Longest delay between tries of a reconcile that keeps failing.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Retry delays after failed reconciles, per object: `RETRY_FIRST`,
+/// doubling with each further failure up to `RETRY_MAX`, forgotten after
+/// a success. The map holds an entry per object whose last reconcile
+/// failed, and nothing else.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The delay before the next try of `object`, which just failed.
+    pub fn after_failure(&self, object: &str) -> Duration {
+        let mut failures = self.lock();
+        let count = failures.entry(object.to_owned()).or_default();
+        *count = count.saturating_add(1);
+        let factor = 1u32.checked_shl(count.saturating_sub(1)).unwrap_or(u32::MAX);
+        RETRY_FIRST.saturating_mul(factor).min(RETRY_MAX)
+    }
+
+    /// `object` reconciled: its next failure starts again at `RETRY_FIRST`.
+    pub fn after_success(&self, object: &str) {
+        self.lock().remove(object);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The key of `object` in `Backoff`: kind, namespace and name.
+pub fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!("{}/{}/{}", K::kind(&()), object.namespace().unwrap_or_default(), object.name_any())
 }
 
 /// Runs the controllers until a termination signal: RanvierClusters (woken
@@ -168,4 +211,23 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
             }
         });
     futures::join!(clusters, groups);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_of_a_failing_object_double_up_to_a_limit_and_start_over_after_a_success() {
+        let backoff = Backoff::default();
+        let delays: Vec<u64> = (0..9).map(|_| backoff.after_failure("RanvierCluster/shop/demo").as_secs()).collect();
+        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff.after_failure("RanvierCluster/shop/other"), RETRY_FIRST, "each object on its own");
+        backoff.after_success("RanvierCluster/shop/demo");
+        assert_eq!(backoff.after_failure("RanvierCluster/shop/demo"), RETRY_FIRST);
+        for _ in 0..100 {
+            backoff.after_failure("RanvierCluster/shop/stuck");
+        }
+        assert_eq!(backoff.after_failure("RanvierCluster/shop/stuck"), RETRY_MAX, "no overflow");
+    }
 }

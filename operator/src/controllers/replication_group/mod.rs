@@ -33,7 +33,7 @@ use ranvier_crds::{RanvierCluster, ReplicationGroup, ReplicationGroupStatus};
 use ranvier_wire::Role;
 use ranvier_wire::admin::GroupStatus;
 
-use super::Context;
+use super::{Context, object_key};
 use crate::admin_client::{AdminClient, AdminError};
 use crate::conditions::{Observed, merge};
 use crate::names;
@@ -48,8 +48,6 @@ const RECHECK_BLOCKED: Duration = Duration::from_secs(10);
 /// How soon a group that matches its spec is looked at again (its
 /// members' lag and leader change without any Kubernetes event).
 const RECHECK_SETTLED: Duration = Duration::from_secs(30);
-/// How soon a failed reconcile is tried again.
-const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
 /// Why a reconcile failed (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +153,14 @@ fn contexts(group: &ReplicationGroup) -> Vec<String> {
 /// Reconciles one ReplicationGroup.
 pub async fn reconcile(group: Arc<ReplicationGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciled(CONTROLLER);
+    let result = reconcile_once(group.clone(), &ctx).await;
+    if result.is_ok() {
+        ctx.backoff.after_success(&object_key(&*group));
+    }
+    result
+}
+
+async fn reconcile_once(group: Arc<ReplicationGroup>, ctx: &Context) -> Result<Action, Error> {
     let namespace = group.namespace().unwrap_or_else(|| "default".to_owned());
     let name = group.name_any();
     let clusters: Api<RanvierCluster> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -163,23 +169,23 @@ pub async fn reconcile(group: Arc<ReplicationGroup>, ctx: Arc<Context>) -> Resul
     let Some(cluster) = found else {
         let message = format!("RanvierCluster {cluster_name} does not exist in namespace {namespace}");
         let outcome = Outcome::blocked("ClusterNotFound", message);
-        report(&ctx, &group, None, &BTreeMap::new(), outcome).await?;
+        report(ctx, &group, None, &BTreeMap::new(), outcome).await?;
         return Ok(Action::requeue(RECHECK_BLOCKED));
     };
     let sets = cluster.spec.node_sets.iter().map(|set| (set.name.clone(), set.replicas)).collect();
     let desired = match plan::desired_members(cluster_name, &group.spec, &sets) {
         Ok(desired) => desired,
         Err(refused) => {
-            report(&ctx, &group, None, &BTreeMap::new(), Outcome::refused(&refused)).await?;
+            report(ctx, &group, None, &BTreeMap::new(), Outcome::refused(&refused)).await?;
             return Ok(Action::requeue(RECHECK_BLOCKED));
         }
     };
-    let nodes = Nodes::of(&ctx, &cluster, &namespace);
+    let nodes = Nodes::of(ctx, &cluster, &namespace);
     let (actual, answering) = match nodes.read(&name).await {
         Ok(read) => read,
         Err(source) => {
             let outcome = Outcome::waiting("ClusterUnreachable", format!("no node's admin API answered: {source}"));
-            report(&ctx, &group, None, &desired, outcome).await?;
+            report(ctx, &group, None, &desired, outcome).await?;
             return Err(Error::Admin { step: format!("reading replication group {name}"), source });
         }
     };
@@ -187,18 +193,18 @@ pub async fn reconcile(group: Arc<ReplicationGroup>, ctx: Arc<Context>) -> Resul
     let calls = match plan::plan(actual.as_ref(), &desired, &contexts(&group), &reachable) {
         Ok(calls) => calls,
         Err(refused) => {
-            report(&ctx, &group, actual.as_ref(), &desired, Outcome::refused(&refused)).await?;
+            report(ctx, &group, actual.as_ref(), &desired, Outcome::refused(&refused)).await?;
             return Ok(Action::requeue(RECHECK_BLOCKED));
         }
     };
     let Some(call) = calls.first() else {
-        report(&ctx, &group, actual.as_ref(), &desired, Outcome::Settled).await?;
+        report(ctx, &group, actual.as_ref(), &desired, Outcome::Settled).await?;
         return Ok(Action::requeue(RECHECK_SETTLED));
     };
     let step = plan::describe(call);
     if let Err(source) = execute(answering, &name, call).await {
         let outcome = Outcome::failed(format!("{step} failed: {source}"));
-        report(&ctx, &group, actual.as_ref(), &desired, outcome).await?;
+        report(ctx, &group, actual.as_ref(), &desired, outcome).await?;
         return Err(Error::Admin { step, source });
     }
     ctx.publish(&*group, false, reason_of(call), &format!("{step}: done")).await;
@@ -208,16 +214,16 @@ pub async fn reconcile(group: Arc<ReplicationGroup>, ctx: Arc<Context>) -> Resul
         Err(_) => actual,
     };
     let outcome = Outcome::Applying { remaining: calls.len() - 1 };
-    report(&ctx, &group, after.as_ref(), &desired, outcome).await?;
+    report(ctx, &group, after.as_ref(), &desired, outcome).await?;
     Ok(Action::requeue(NEXT_STEP))
 }
 
 /// After a failed reconcile: count it by category, log it, try again soon
-/// (the controller's own back-off spaces repeated failures).
+/// (sooner the first time, later each time it fails again).
 pub fn error_policy(group: Arc<ReplicationGroup>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(CONTROLLER, error.category());
     tracing::warn!(group = %group.name_any(), category = error.category(), %error, "reconcile failed; retrying");
-    Action::requeue(RETRY_AFTER_ERROR)
+    Action::requeue(ctx.backoff.after_failure(&object_key(&*group)))
 }
 
 async fn execute(client: &AdminClient, group: &str, call: &Call) -> Result<(), AdminError> {
