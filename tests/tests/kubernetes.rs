@@ -4,7 +4,8 @@
 //! `kubectl apply -f examples/cluster.yaml` and the replication group, see
 //! the cluster become Available, append and read through every node, move a
 //! member PRIMARY → PASSIVE_BACKUP → PRIMARY by editing the group while a
-//! client writes (nothing acknowledged is lost), have an unsafe edit
+//! client writes (nothing acknowledged is lost), delete a pod and see it
+//! come back on its own volumes, have an unsafe edit
 //! refused with its condition and Event, and delete the cluster. It prints
 //! how long each step took on this machine (the README reports them).
 //!
@@ -14,10 +15,12 @@
 //! RANVIER_SKIP_K8S_TESTS=1 says to skip (`make test` reports that loudly).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use ranvier_proto::event::GetEventsRequest;
 use ranvier_proto::event::event_store_client::EventStoreClient;
 use ranvier_tests::event;
@@ -55,6 +58,33 @@ async fn missing(ip: &str, wanted: &BTreeSet<String>) -> anyhow::Result<BTreeSet
         missing.remove(&item?.decode_event()?.aggregate_identifier);
     }
     Ok(missing)
+}
+
+/// The host directory of the hostPath volume bound to `pod`'s events claim.
+fn events_volume(k: &KubeNode, pod: &str) -> anyhow::Result<PathBuf> {
+    let claim = k.kubectl_json(&["get", "pvc", &format!("events-{pod}"), "-n", NS])?;
+    let volume = claim["spec"]["volumeName"].as_str().context("the claim is not bound")?;
+    let volume = k.kubectl_json(&["get", "pv", volume])?;
+    Ok(PathBuf::from(volume["spec"]["hostPath"]["path"].as_str().context("not a hostPath volume")?))
+}
+
+/// Every event segment under `dir` (any depth), with its inode.
+fn segments(dir: &Path) -> anyhow::Result<BTreeMap<PathBuf, u64>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "events") {
+                found.insert(path, entry.metadata()?.ino());
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The pods' addresses by name.
@@ -223,6 +253,31 @@ async fn flow(k: &KubeNode) -> anyhow::Result<()> {
         anyhow::ensure!(lost.is_empty(), "{pod} lacks acknowledged writes {lost:?}");
     }
     eprintln!("writes acknowledged during the two role changes: {} (none lost)", acknowledged.len());
+
+    // A deleted pod comes back on its own volumes: the StatefulSet makes it
+    // again with the same claims, it rejoins, and serves every event.
+    let volume = events_volume(k, "demo-node-2")?;
+    let before = segments(&volume)?;
+    anyhow::ensure!(!before.is_empty(), "no event segment in {}", volume.display());
+    let old_uid = k.kubectl_json(&["get", "pod", "demo-node-2", "-n", NS])?["metadata"]["uid"].clone();
+    let deleted = Instant::now();
+    k.kubectl(&["delete", "pod", "demo-node-2", "-n", NS])?;
+    until(Duration::from_secs(180), "demo-node-2 to be back and the cluster Available", || {
+        let pod = k.kubectl_json(&["get", "pod", "demo-node-2", "-n", NS])?;
+        let ready = condition(&pod, "Ready").is_some_and(|(s, _)| s == "True");
+        let cluster = k.kubectl_json(&["get", "ranviercluster", "demo", "-n", NS])?;
+        let all = cluster["status"]["readyNodes"] == 3;
+        Ok((pod["metadata"]["uid"] != old_uid && ready && all).then_some(()))
+    })
+    .await?;
+    eprintln!("timing: kubectl delete pod → back and ready: {:.1} s", deleted.elapsed().as_secs_f64());
+    let after = segments(&volume)?;
+    let kept = before.iter().filter(|(name, inode)| after.get(*name) == Some(*inode)).count();
+    anyhow::ensure!(kept == before.len(), "the pod's event segments were not kept: {before:?} → {after:?}");
+    let ips = pod_ips(k)?;
+    let everything: BTreeSet<String> = wanted.union(&first).cloned().collect();
+    let lost = missing(&ips["demo-node-2"], &everything).await?;
+    anyhow::ensure!(lost.is_empty(), "the restarted pod lacks {lost:?}");
 
     // An edit that leaves no PRIMARY is refused: nothing changes in the
     // cluster, the status says why, a Warning Event is written.
