@@ -133,3 +133,34 @@ async fn an_api_error_fails_the_reconcile_with_a_stable_category_for_a_retry() {
     assert_eq!(error.category(), "kube_api");
     assert!(error.to_string().contains("applying ConfigMap demo-config"), "{error}");
 }
+
+#[tokio::test]
+async fn a_change_the_api_server_forbids_is_reported_as_a_refusal_not_retried_forever() {
+    let (ctx, handle) = context();
+    let forbidden = "StatefulSet.apps \"demo-node\" is invalid: spec: Forbidden: updates to statefulset spec for \
+                     fields other than 'replicas', 'template', and 'updateStrategy' are forbidden";
+    let mut script = token_created();
+    script.extend([
+        expect(Method::PATCH, "/api/v1/namespaces/shop/configmaps/demo-config"),
+        expect(Method::PATCH, "/api/v1/namespaces/shop/services/demo-internal"),
+        expect(Method::PATCH, "/api/v1/namespaces/shop/services/demo"),
+        Expect {
+            answer: Some((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": forbidden}),
+            )),
+            ..expect(Method::PATCH, "/apis/apps/v1/namespaces/shop/statefulsets/demo-node")
+        },
+        support::event("shop"),
+        status_patch(),
+    ]);
+    let server = tokio::spawn(serve(handle, script));
+    let action = cluster::reconcile(Arc::new(example()), ctx).await.unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change(), "waits for an edit");
+    let event = &seen[6].1;
+    assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Warning"), Some("ChangeRejected")));
+    let degraded = condition(&seen[7].1, "Degraded");
+    assert_eq!(degraded["reason"], "ChangeRejected");
+    assert!(degraded["message"].as_str().unwrap().contains("updates to statefulset spec"), "{degraded}");
+}

@@ -65,6 +65,16 @@ pub enum Error {
         /// The key the spec names.
         key: String,
     },
+    /// The API server refused an object as invalid: most often a change
+    /// to a field Kubernetes does not allow to change, such as a node
+    /// set's storage (a StatefulSet's volume claim templates).
+    #[error("the API server refused {object}: {message}")]
+    Rejected {
+        /// Kind and name.
+        object: String,
+        /// The API server's reason.
+        message: String,
+    },
     /// No random bytes for a token.
     #[error("failed to generate the internal token: {0}")]
     Random(#[source] std::io::Error),
@@ -77,6 +87,7 @@ impl Error {
             Error::Kube { .. } => "kube_api",
             Error::MissingTokenKey { .. } => "token_secret",
             Error::Random(_) => "token_generation",
+            Error::Rejected { .. } => "rejected",
         }
     }
 }
@@ -117,7 +128,16 @@ async fn reconcile_once(cluster: Arc<RanvierCluster>, ctx: &Context) -> Result<A
         Err(error) => return Err(error),
     };
     let rendered = render(&valid, &token);
-    let ready = apply(ctx, &valid, &rendered).await?;
+    let ready = match apply(ctx, &valid, &rendered).await {
+        Ok(ready) => ready,
+        Err(error @ Error::Rejected { .. }) => {
+            let refusal =
+                Refusal { reason: "ChangeRejected", waiting_for: "the spec to be fixed", nodes: valid.node_count() };
+            refuse(ctx, &cluster, refusal, error.to_string()).await?;
+            return Ok(Action::await_change());
+        }
+        Err(error) => return Err(error),
+    };
     let nodes = valid.node_count();
     let available = ready >= nodes;
     let summary = format!("{ready} of {nodes} nodes ready");
@@ -213,7 +233,13 @@ where
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let params = PatchParams::apply(MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(object)).await.map_err(kube(format!("applying {} {name}", K::kind(&()))))
+    let kind = K::kind(&());
+    api.patch(&name, &params, &Patch::Apply(object)).await.map_err(|source| match source {
+        kube::Error::Api(status) if status.code == 422 => {
+            Error::Rejected { object: format!("{kind} {name}"), message: status.message }
+        }
+        source => Error::Kube { step: format!("applying {kind} {name}"), source },
+    })
 }
 
 /// `policy/v1`, else `policy/v1beta1` (Kubernetes before 1.21), else an

@@ -261,7 +261,8 @@ enum Outcome {
 
 impl Outcome {
     fn refused(refused: &Refused) -> Outcome {
-        Outcome::Blocked { reason: "RoleChangeBlocked", message: refused.to_string(), refused: true }
+        let reason = if refused.is_invalid_spec() { "InvalidSpec" } else { "RoleChangeBlocked" };
+        Outcome::Blocked { reason, message: refused.to_string(), refused: true }
     }
 
     fn blocked(reason: &'static str, message: String) -> Outcome {

@@ -64,6 +64,18 @@ pub enum Refused {
     /// A member names a node set the cluster does not have.
     #[error("node set {0} is not in the cluster")]
     UnknownNodeSet(String),
+    /// A member names both a node set and a node, or neither (the CRD's
+    /// rule, which API servers before 1.25 do not check).
+    #[error("member {0} must name either a nodeSet or a node")]
+    AmbiguousMember(usize),
+}
+
+impl Refused {
+    /// Whether the spec itself is wrong (rather than the change unsafe
+    /// for the group as it stands).
+    pub fn is_invalid_spec(&self) -> bool {
+        matches!(self, Refused::UnknownNodeSet(_) | Refused::AmbiguousMember(_))
+    }
 }
 
 /// The members the spec asks for, by node name: a node set stands for its
@@ -74,6 +86,9 @@ pub fn desired_members(
     spec: &ReplicationGroupSpec,
     sets: &BTreeMap<String, i32>,
 ) -> Result<BTreeMap<String, Role>, Refused> {
+    if let Some(index) = spec.members.iter().position(|m| m.node.is_some() == m.node_set.is_some()) {
+        return Err(Refused::AmbiguousMember(index));
+    }
     let mut members = BTreeMap::new();
     for member in spec.members.iter().filter(|m| m.node.is_none()) {
         let Some(set) = &member.node_set else { continue };
@@ -210,6 +225,10 @@ mod tests {
         members.iter().map(|(n, r)| ((*n).to_owned(), *r)).collect()
     }
 
+    fn json_member(text: &str) -> ranvier_crds::replication_group::Member {
+        serde_json::from_str(text).unwrap()
+    }
+
     fn set_role(node: &str, role: Role) -> Call {
         Call::SetRole { node: node.into(), role }
     }
@@ -306,6 +325,16 @@ mod tests {
         );
         let unknown = desired_members("demo", &spec, &BTreeMap::from([("node".to_owned(), 3)]));
         assert_eq!(unknown, Err(Refused::UnknownNodeSet("edge".into())));
+        for member in [
+            json_member(r#"{"role": "PRIMARY"}"#),
+            json_member(r#"{"nodeSet": "node", "node": "demo-node-1", "role": "PRIMARY"}"#),
+        ] {
+            let mut ambiguous = spec.clone();
+            ambiguous.members.insert(1, member);
+            let refused = desired_members("demo", &ambiguous, &sets).unwrap_err();
+            assert_eq!(refused, Refused::AmbiguousMember(1));
+            assert!(refused.is_invalid_spec() && !Refused::NoPrimary.is_invalid_spec());
+        }
     }
 
     #[test]
