@@ -6,8 +6,11 @@
 //! - [`store`]: the event store of one context (segment files, group commit,
 //!   indexes, recovery).
 //! - [`contexts`]: which contexts this node stores, and their stores.
+//! - [`transport`]: node-to-node calls: the pool of channels to other
+//!   nodes (connect timeout, keepalive, one lane per group's Raft traffic)
+//!   and the internal token, for Raft, forwarding and proxying alike.
 //! - [`raft`]: replication groups on openraft: the durable log, the state
-//!   machine that applies it to the stores, the internal network.
+//!   machine that applies it to the stores, the Raft RPCs.
 //! - [`cluster`]: the `_admin` model, formation, the reconciler that opens
 //!   groups and stores and moves roles, and where writes and reads go.
 //! - [`durable`]: whole-file replacement shared by the store and the log.
@@ -25,6 +28,7 @@ pub mod raft;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 
 #[cfg(test)]
 pub(crate) mod test_util;

@@ -38,30 +38,26 @@ mod rpc;
 mod tests;
 mod tier;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
 use ranvier_proto::cluster::cluster_service_server::ClusterServiceServer;
 use ranvier_proto::cluster::raft_service_server::RaftServiceServer;
 use ranvier_proto::cluster::{AdminProposal, FetchRequest, ForwardedAppend, MembershipQuery, TransactionChunk};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::contexts::Contexts;
 use crate::raft::GroupRaft;
 use crate::raft::log_store::{LogStore, TAIL_CACHE_BYTES, TailBudget};
-use crate::raft::network::{
-    Addresses, Groups, GrpcNetwork, INTERNAL_MESSAGE_MAX, MAX_PAYLOAD_ENTRIES, RaftRpcService, attach_internal_token,
-    check_internal_token,
-};
+use crate::raft::network::{Addresses, Groups, GrpcNetwork, MAX_PAYLOAD_ENTRIES, RaftRpcService};
 use crate::raft::state_machine::GroupStateMachine;
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
 use crate::store::DiskReserve;
+use crate::transport::{BadAddress, INTERNAL_MESSAGE_MAX, Transport};
 use model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
 use ranvier_wire::admin::{GroupStatus, MemberRole, MemberStatus};
 use roles::Role;
@@ -84,8 +80,6 @@ const LEADERSHIP_SETTLE_PAUSE: Duration = Duration::from_millis(20);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait of a read on a replica for being as current as its leader.
 const READ_CURRENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for a connection to another node's internal port.
-const INTERNAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between join attempts, at most.
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The Axon error code of a write refused for lack of disk space (as on a
@@ -198,45 +192,6 @@ pub fn node_id(name: &str) -> u64 {
     hash.max(1)
 }
 
-/// A ClusterService client on `channel` that takes messages up to the
-/// internal port's limit (a forwarded transaction travels whole).
-fn internal_client(channel: Channel) -> ClusterServiceClient<Channel> {
-    ClusterServiceClient::new(channel)
-        .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
-        .max_encoding_message_size(INTERNAL_MESSAGE_MAX)
-}
-
-/// Lazily connected gRPC channels to other nodes, one per `host:port`,
-/// made on first use and reused (tonic reconnects them after failures).
-pub struct Channels {
-    channels: Mutex<HashMap<String, Channel>>,
-    connect_timeout: Option<Duration>,
-}
-
-impl Channels {
-    /// An empty cache; `connect_timeout` bounds each connection attempt.
-    pub fn new(connect_timeout: Option<Duration>) -> Self {
-        Self { channels: Mutex::new(HashMap::new()), connect_timeout }
-    }
-
-    /// The channel to `addr`, or why the address is not usable.
-    pub fn get(&self, addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let mut endpoint =
-            Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("bad address {addr}: {e}"))?;
-        endpoint = endpoint.tcp_nodelay(true);
-        if let Some(timeout) = self.connect_timeout {
-            endpoint = endpoint.connect_timeout(timeout);
-        }
-        let channel = endpoint.connect_lazy();
-        channels.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
-    }
-}
-
 /// This node's part of the cluster.
 pub struct Cluster {
     settings: ClusterSettings,
@@ -245,7 +200,8 @@ pub struct Cluster {
     groups: Groups,
     contexts: Arc<Contexts>,
     model: watch::Receiver<Arc<ClusterModel>>,
-    channels: Channels,
+    /// Connections to other nodes, and the internal token.
+    transport: Arc<Transport>,
     /// Group → contexts whose stores this node opened for it.
     hosted: tokio::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// Fetches stored transactions from other nodes (snapshot installs).
@@ -282,8 +238,7 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 /// internal API, for a replica installing a snapshot.
 struct GrpcSource {
     address: String,
-    token: Option<String>,
-    channels: Channels,
+    transport: Arc<Transport>,
 }
 
 impl crate::raft::state_machine::TransactionSource for GrpcSource {
@@ -299,35 +254,41 @@ impl crate::raft::state_machine::TransactionSource for GrpcSource {
         from: u64,
     ) -> crate::raft::state_machine::TransactionStream {
         use tokio_stream::StreamExt;
-        let channel = self.channels.get(&addr);
-        let mut request =
-            Request::new(FetchRequest { context, snapshots, from_token: from, to_token: 0, local_only: false });
-        attach_internal_token(&mut request, self.token.as_deref());
-        let stream = async_stream_of(channel, request, addr);
+        let client = self.transport.cluster_client(&addr);
+        let request = self.transport.request(FetchRequest {
+            context,
+            snapshots,
+            from_token: from,
+            to_token: 0,
+            local_only: false,
+        });
+        let stream = async_stream_of(client, request, addr);
         Box::pin(stream.map(|chunk| {
             chunk.map(|chunk: TransactionChunk| chunk.events.into_iter().zip(chunk.log_indexes).collect())
         }))
     }
 }
 
+type ClusterClient = ranvier_proto::cluster::cluster_service_client::ClusterServiceClient<tonic::transport::Channel>;
+
 /// The chunks of one FetchTransactions call, errors as text.
 fn async_stream_of(
-    channel: Result<Channel, String>,
+    client: Result<ClusterClient, BadAddress>,
     request: Request<FetchRequest>,
     addr: String,
 ) -> impl tokio_stream::Stream<Item = Result<TransactionChunk, String>> + Send + 'static {
     let (sender, receiver) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
         let failed = |e: String| format!("fetching from {addr}: {e}");
-        let channel = match channel {
-            Ok(channel) => channel,
+        let mut client = match client {
+            Ok(client) => client,
             Err(error) => {
-                let _ = sender.send(Err(failed(error))).await;
+                let _ = sender.send(Err(failed(error.to_string()))).await;
                 return;
             }
         };
         let context = request.get_ref().context.clone();
-        let mut stream = match internal_client(channel).fetch_transactions(request).await {
+        let mut stream = match client.fetch_transactions(request).await {
             Ok(response) => response.into_inner(),
             // The source no longer stores the context (it was deleted): nothing to copy.
             Err(status) if status.code() == tonic::Code::NotFound => {
@@ -387,16 +348,14 @@ impl Cluster {
         let log_cache = TailBudget::new(settings.log_cache_bytes);
         let log =
             LogStore::open_with_tail(&dir, LOG_SEGMENT_BYTES, TAIL_CACHE_BYTES, log_cache.clone()).map_err(open)?;
-        let source = Arc::new(GrpcSource {
-            address: settings.node.internal_addr.clone(),
-            token: settings.token.clone(),
-            channels: Channels::new(None),
-        });
+        let transport = Arc::new(Transport::new(settings.token.clone()));
+        let source =
+            Arc::new(GrpcSource { address: settings.node.internal_addr.clone(), transport: transport.clone() });
         let (machine, model) = GroupStateMachine::open_admin(&dir, contexts.clone()).map_err(open)?;
         let machine = machine.with_source(source.clone());
         let addresses = Addresses::default();
         record_addresses(&addresses, &model.borrow());
-        let network = GrpcNetwork::new(ADMIN, settings.token.clone(), addresses.clone()).reserve_exempt();
+        let network = GrpcNetwork::new(ADMIN, transport.clone(), addresses.clone()).reserve_exempt();
         let admin = GroupRaft::new(node_id, raft_config.clone(), network, log, machine)
             .await
             .map_err(|e| ClusterError::Raft { group: ADMIN.into(), reason: e.to_string() })?;
@@ -412,7 +371,7 @@ impl Cluster {
             groups,
             contexts,
             model,
-            channels: Channels::new(Some(INTERNAL_CONNECT_TIMEOUT)),
+            transport,
             hosted: tokio::sync::Mutex::new(BTreeMap::new()),
             source,
             batchers: batch::Batchers::default(),
@@ -431,7 +390,7 @@ impl Cluster {
             .map_err(open)?;
         let machine =
             GroupStateMachine::open(&dir, self.contexts.clone()).map_err(open)?.with_source(self.source.clone());
-        let network = GrpcNetwork::new(group, self.settings.token.clone(), self.addresses.clone());
+        let network = GrpcNetwork::new(group, self.transport.clone(), self.addresses.clone());
         let raft = GroupRaft::new(self.node_id, self.raft_config.clone(), network, log, machine)
             .await
             .map_err(|e| ClusterError::Raft { group: group.to_owned(), reason: e.to_string() })?;
@@ -442,7 +401,7 @@ impl Cluster {
 
     /// The internal gRPC services: Raft traffic and forwarding.
     pub fn services(self: &Arc<Self>) -> (RaftServiceServer<RaftRpcService>, ClusterServiceServer<ClusterRpc>) {
-        let service = RaftRpcService::new(self.groups.clone(), self.settings.token.clone())
+        let service = RaftRpcService::new(self.groups.clone(), self.transport.clone())
             .with_reserve(self.reserve.clone(), &[ADMIN]);
         let raft = RaftServiceServer::new(service)
             .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
@@ -642,13 +601,17 @@ impl Cluster {
     }
 
     fn with_token<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        attach_internal_token(&mut request, self.settings.token.as_deref());
-        request
+        self.transport.request(message)
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        check_internal_token(request, self.settings.token.as_deref())
+        self.transport.check(request)
+    }
+
+    /// Connections to other nodes, for the parts of the node that call
+    /// them (the context proxy; messaging).
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.transport
     }
 
     /// This node's Raft of a group.
@@ -864,9 +827,9 @@ impl Cluster {
                     None => format!("this node to confirm it leads replication group {group}"),
                 },
                 (Some(_), Some(addr)) => {
-                    let channel = self.channels.get(&addr).map_err(WriteError::Failed)?;
+                    let mut client =
+                        self.transport.cluster_client(&addr).map_err(|e| WriteError::Failed(e.to_string()))?;
                     let query = MembershipQuery { group: group.to_owned(), skip_read_index: false };
-                    let mut client = ClusterServiceClient::new(channel);
                     match tokio::time::timeout(left, client.membership(self.with_token(query))).await {
                         Ok(Ok(reply)) if reply.get_ref().leader => break reply.into_inner().read_index,
                         _ => format!("an answer from the leader of replication group {group}"),
@@ -1015,14 +978,13 @@ impl Cluster {
     }
 
     async fn forward_once(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        let channel = self.channels.get(addr).map_err(WriteError::Failed)?;
+        let mut client = self.transport.cluster_client(addr).map_err(|e| WriteError::Failed(e.to_string()))?;
         // A proposal that timed out there may be stored: it stays a
         // timeout here, so that no relay proposes it again.
         let unreachable = |s: Status| match s.code() {
             tonic::Code::DeadlineExceeded => WriteError::Timeout(format!("the node at {addr}: {}", s.message())),
             _ => WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message())),
         };
-        let mut client = internal_client(channel);
         match command {
             GroupCommand::Batch(_) => Err(WriteError::NotLeader("a batch is proposed where it was made".into())),
             GroupCommand::AppendEvents { context, events } => {

@@ -22,7 +22,6 @@ use std::time::Duration;
 use openraft::ChangeMembers;
 use openraft::type_config::async_runtime::WatchReceiver;
 use ranvier_proto::cluster::MembershipQuery;
-use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
 use tokio::sync::watch;
 
 use super::model::{ADMIN, ClusterModel};
@@ -194,10 +193,9 @@ impl Cluster {
         let Some(info) = model.groups.get(group) else { return false };
         for (name, _) in info.members.iter().filter(|(_, role)| role.raft_shape() == RaftShape::Voter) {
             let Some(node) = model.nodes.get(name) else { continue };
-            let Ok(channel) = self.channels.get(&node.internal_addr) else { continue };
+            let Ok(mut client) = self.transport.cluster_client(&node.internal_addr) else { continue };
             // Only the members matter here, not a read index.
             let query = MembershipQuery { group: group.to_owned(), skip_read_index: true };
-            let mut client = ClusterServiceClient::new(channel);
             if let Ok(Ok(reply)) = tokio::time::timeout(TICK, client.membership(self.with_token(query))).await {
                 let reply = reply.into_inner();
                 if reply.leader {

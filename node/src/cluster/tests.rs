@@ -485,7 +485,7 @@ async fn the_leader_reports_a_read_index_only_to_callers_that_ask_for_it() {
     };
     assert!(last > 0);
     let addr = format!("http://{}", members[leader].cluster.settings.node.internal_addr);
-    let mut client = ClusterServiceClient::connect(addr).await.unwrap();
+    let mut client = ranvier_proto::cluster::cluster_service_client::ClusterServiceClient::connect(addr).await.unwrap();
     let on = &members[leader].cluster;
     let ask = |skip_read_index| on.with_token(MembershipQuery { group: "default".into(), skip_read_index });
     let full = client.membership(ask(false)).await.unwrap().into_inner();

@@ -76,10 +76,10 @@ impl SecondaryTier {
         let sources = cluster.tier_sources(context);
         let mut last = format!("no other member of the replication group of {context} holds them");
         for addr in sources {
-            let client = match cluster.channels.get(&addr) {
-                Ok(channel) => super::internal_client(channel),
+            let client = match cluster.transport.cluster_client(&addr) {
+                Ok(client) => client,
                 Err(error) => {
-                    last = error;
+                    last = error.to_string();
                     continue;
                 }
             };
@@ -235,9 +235,8 @@ impl Cluster {
     async fn held_by_all(&self, context: &str, secondaries: &[String]) -> Option<u64> {
         let mut held = u64::MAX;
         for addr in secondaries {
-            let channel = self.channels.get(addr).ok()?;
+            let mut client = self.transport.cluster_client(addr).ok()?;
             let query = StoreStateQuery { context: context.to_owned() };
-            let mut client = ClusterServiceClient::new(channel);
             let call = client.store_state(self.with_token(query));
             let reply = tokio::time::timeout(TIER_STATE_TIMEOUT, call).await.ok()?.ok()?.into_inner();
             if !reply.stored {

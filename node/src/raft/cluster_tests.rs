@@ -21,6 +21,7 @@ use super::network::{Groups, GrpcNetwork, RaftRpcService};
 use super::state_machine::{ContextStores, GroupStateMachine};
 use super::types::{GroupCommand, GroupResponse, MemberNode, TypeConfig};
 use crate::store::{ContextStore, FsSpace, StoreMetrics, StoreOptions};
+use crate::transport::Transport;
 
 type C = TypeConfig;
 
@@ -201,10 +202,12 @@ async fn three_replicas_replicate_over_the_internal_grpc_api() {
     for id in 1..=3 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push(listener.local_addr().unwrap().to_string());
-        let replica = start_replica(id, GrpcNetwork::new("default", token.clone(), Default::default())).await;
+        let replica =
+            start_replica(id, GrpcNetwork::new("default", Arc::new(Transport::new(token.clone())), Default::default()))
+                .await;
         let groups = Groups::default();
         groups.insert("default", replica.raft.clone());
-        let service = RaftServiceServer::new(RaftRpcService::new(groups, token.clone()));
+        let service = RaftServiceServer::new(RaftRpcService::new(groups, Arc::new(Transport::new(token.clone()))));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         servers
             .push(tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming)));

@@ -5,10 +5,10 @@
 //! leader→follower stream of AppendEntries travels on one `StreamAppend`
 //! gRPC stream with several requests in flight, answered in order.
 //!
-//! When `axoniq.axonserver.accesscontrol.internal-token` is set, every call
-//! carries it as `AxonIQ-InternalToken` and calls without it are refused.
-//! Connections are made lazily and re-established by tonic after failures;
-//! an unreachable member is reported as such, so openraft backs off.
+//! Links take their connections from the node's [`Transport`] (one lane
+//! per group, keepalive, the internal token on every call; calls without
+//! the token are refused here); tonic re-establishes them after failures,
+//! and an unreachable member is reported as such, so openraft backs off.
 //! A replica below its disk reserve refuses new entries and snapshots the
 //! same way (heartbeats still pass), and catches up once space returns.
 //! Entries of `_admin` pass all the same: the model is small, and it is how
@@ -32,25 +32,18 @@ use ranvier_proto::cluster::raft_service_server::RaftService;
 use ranvier_proto::cluster::{AppendEntriesMessage, RaftReply, RaftRequest, SnapshotMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use super::GroupRaft;
 use crate::store::{DiskReserve, StoreError};
+use crate::transport::{INTERNAL_MESSAGE_MAX, Transport};
 
-/// How often an idle Raft link pings its member, and how long it waits for
-/// the answer before it counts the connection lost.
-const LINK_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-const LINK_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// AppendEntries requests (and answers) buffered per replication stream.
 const STREAM_APPEND_REPLIES_MAX: usize = 64;
 /// Entry bytes per message of a replication stream, about: a larger
 /// request goes out in parts (one entry may make a part larger).
 const APPEND_PART_BYTES: usize = 2 * 1024 * 1024;
-/// Largest message on the internal port, in bytes: one log entry holds a
-/// whole client transaction (`ranvier.max-transaction-size`, 32 MB by
-/// default), and a forwarded transaction travels whole.
-pub const INTERNAL_MESSAGE_MAX: usize = 64 * 1024 * 1024;
 /// Log entries in one AppendEntries request, at most (openraft's
 /// `max_payload_entries`).
 pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
@@ -61,29 +54,6 @@ use super::codec::{decode_entry, encode_entry};
 use super::types::{MemberNode, TypeConfig};
 
 type C = TypeConfig;
-
-/// The metadata key of the internal token.
-pub const INTERNAL_TOKEN_KEY: &str = "axoniq-internaltoken";
-
-/// Adds the internal token (when one is configured) to an outgoing call.
-pub fn attach_internal_token<T>(request: &mut Request<T>, token: Option<&str>) {
-    if let Some(token) = token
-        && let Ok(value) = token.parse()
-    {
-        request.metadata_mut().insert(INTERNAL_TOKEN_KEY, value);
-    }
-}
-
-/// Refuses an incoming call without the expected internal token (when one
-/// is configured).
-pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> Result<(), Status> {
-    let Some(expected) = expected else { return Ok(()) };
-    match request.metadata().get(INTERNAL_TOKEN_KEY).and_then(|v| v.to_str().ok()) {
-        Some(token) if token == expected => Ok(()),
-        Some(_) => Err(Status::permission_denied("invalid internal token")),
-        None => Err(Status::permission_denied("missing internal token")),
-    }
-}
 
 /// Where each node (by Raft node id) is reached now, as the cluster model
 /// says, and which nodes refuse new log entries for lack of disk space.
@@ -154,7 +124,7 @@ impl Addresses {
 #[derive(Clone)]
 pub struct GrpcNetwork {
     group: String,
-    token: Option<String>,
+    transport: Arc<Transport>,
     addresses: Addresses,
     /// Whether members take this group's entries below their disk
     /// reserve too (`_admin`): then an entry taken says nothing of it.
@@ -162,11 +132,11 @@ pub struct GrpcNetwork {
 }
 
 impl GrpcNetwork {
-    /// The network of `group`, sending `token` on every call when set and
-    /// reaching each member where `addresses` says (else where its
-    /// membership entry says).
-    pub fn new(group: &str, token: Option<String>, addresses: Addresses) -> Self {
-        Self { group: group.to_owned(), token, addresses, reserve_exempt: false }
+    /// The network of `group`, calling through `transport` and reaching
+    /// each member where `addresses` says (else where its membership entry
+    /// says).
+    pub fn new(group: &str, transport: Arc<Transport>, addresses: Addresses) -> Self {
+        Self { group: group.to_owned(), transport, addresses, reserve_exempt: false }
     }
 
     /// The network of a group whose entries members take below their disk
@@ -179,7 +149,7 @@ impl GrpcNetwork {
 /// The link to one member.
 pub struct GrpcLink {
     group: String,
-    token: Option<String>,
+    transport: Arc<Transport>,
     reserve_exempt: bool,
     target: u64,
     addr: String,
@@ -187,22 +157,8 @@ pub struct GrpcLink {
     client: Result<RaftServiceClient<Channel>, String>,
 }
 
-fn connect(target: u64, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .map(|endpoint| {
-            // Keepalive: a member that vanished without closing its
-            // connections (a partition, a lost host) fails its calls within
-            // seconds, and replication starts over once it is back.
-            let endpoint = endpoint
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(LINK_KEEPALIVE_INTERVAL)
-                .keep_alive_timeout(LINK_KEEPALIVE_TIMEOUT)
-                .keep_alive_while_idle(true);
-            RaftServiceClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
-                .max_encoding_message_size(INTERNAL_MESSAGE_MAX)
-        })
-        .map_err(|e| format!("bad internal address {addr:?} of node {target}: {e}"))
+fn connect(transport: &Transport, group: &str, target: u64, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+    transport.raft_client(addr, group).map_err(|e| format!("node {target}: {e}"))
 }
 
 impl RaftNetworkFactory<C> for GrpcNetwork {
@@ -210,10 +166,10 @@ impl RaftNetworkFactory<C> for GrpcNetwork {
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> GrpcLink {
         let addr = self.addresses.get(target).unwrap_or_else(|| node.internal_addr.clone());
-        let client = connect(target, &addr);
+        let client = connect(&self.transport, &self.group, target, &addr);
         GrpcLink {
             group: self.group.clone(),
-            token: self.token.clone(),
+            transport: self.transport.clone(),
             reserve_exempt: self.reserve_exempt,
             target,
             addr,
@@ -447,7 +403,7 @@ impl GrpcLink {
     fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(option.soft_ttl());
-        attach_internal_token(&mut request, self.token.as_deref());
+        self.transport.attach(&mut request);
         request
     }
 
@@ -457,7 +413,7 @@ impl GrpcLink {
             && addr != self.addr
         {
             tracing::info!(group = %self.group, target = self.target, from = %self.addr, to = %addr, "a member moved; reconnecting");
-            self.client = connect(self.target, &addr);
+            self.client = connect(&self.transport, &self.group, self.target, &addr);
             self.addr = addr;
         }
         self.client.clone().map_err(|reason| RPCError::Unreachable(Unreachable::from_string(reason)))
@@ -499,7 +455,7 @@ impl RaftNetworkV2<C> for GrpcLink {
         use tokio_stream::StreamExt;
         let group = self.group.clone();
         let target = self.target;
-        let token = self.token.clone();
+        let transport = self.transport.clone();
         let notes = self.disk_notes();
         let client = self.client();
         Box::pin(async move {
@@ -542,7 +498,7 @@ impl RaftNetworkV2<C> for GrpcLink {
             });
             let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
             let mut request = Request::new(outbound);
-            attach_internal_token(&mut request, token.as_deref());
+            transport.attach(&mut request);
             let inbound = client.stream_append(request).await.map_err(|s| notes.failed(&s))?.into_inner();
             let results = inbound.map(move |reply| {
                 // The session lasts while openraft holds these answers.
@@ -649,14 +605,14 @@ impl Groups {
 /// Receives the Raft RPCs of every group hosted here.
 pub struct RaftRpcService {
     groups: Groups,
-    token: Option<String>,
+    transport: Arc<Transport>,
     room: Option<Arc<Room>>,
 }
 
 impl RaftRpcService {
-    /// Serves `groups`, requiring `token` when set.
-    pub fn new(groups: Groups, token: Option<String>) -> Self {
-        Self { groups, token, room: None }
+    /// Serves `groups`, requiring the internal token of `transport`.
+    pub fn new(groups: Groups, transport: Arc<Transport>) -> Self {
+        Self { groups, transport, room: None }
     }
 
     /// Refuses new log entries and snapshots while `reserve` is not free
@@ -669,7 +625,7 @@ impl RaftRpcService {
     }
 
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        check_internal_token(request, self.token.as_deref())
+        self.transport.check(request)
     }
 
     fn group(&self, name: &str) -> Result<GroupRaft, Status> {
@@ -838,7 +794,7 @@ mod tests {
     #[tokio::test]
     async fn a_member_out_of_disk_space_is_retried_less_and_less_often() {
         let addresses = Addresses::default();
-        let mut network = GrpcNetwork::new("g", None, addresses.clone());
+        let mut network = GrpcNetwork::new("g", Arc::new(Transport::new(None)), addresses.clone());
         let node = |n: &str| MemberNode { name: n.into(), internal_addr: "127.0.0.1:1".into() };
         let (full, down) = (network.new_client(1, &node("full")).await, network.new_client(2, &node("down")).await);
         addresses.note_refusal(1, &Status::unavailable(format!("{REPLICA_FULL}: refusing writes: 1 byte free")));

@@ -15,10 +15,11 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service, ServiceExt};
 
+use crate::cluster::Cluster;
 use crate::cluster::model::ADMIN;
 use crate::cluster::roles::Role;
-use crate::cluster::{Channels, Cluster};
 use crate::contexts::Contexts;
+use crate::transport::{Lane, Transport};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,14 +35,13 @@ pub struct ContextProxyLayer {
 struct Shared {
     cluster: Option<Arc<Cluster>>,
     contexts: Arc<Contexts>,
-    channels: Channels,
 }
 
 impl ContextProxyLayer {
     /// Proxies for `cluster`'s contexts not in `contexts` (nothing on a
     /// standalone node).
     pub fn new(cluster: Option<Arc<Cluster>>, contexts: Arc<Contexts>) -> Self {
-        Self { shared: Arc::new(Shared { cluster, contexts, channels: Channels::new(None) }) }
+        Self { shared: Arc::new(Shared { cluster, contexts }) }
     }
 }
 
@@ -62,8 +62,8 @@ pub struct ContextProxy<S> {
 
 impl Shared {
     /// The client address of a member that stores the request's context,
-    /// when this node does not.
-    fn target<B>(&self, request: &http::Request<B>) -> Option<String> {
+    /// when this node does not, and the transport that reaches it.
+    fn target<B>(&self, request: &http::Request<B>) -> Option<(String, Arc<Transport>)> {
         let cluster = self.cluster.as_ref()?;
         if !request.uri().path().starts_with(EVENT_STORE) {
             return None;
@@ -83,7 +83,7 @@ impl Shared {
             .iter()
             .filter(|(name, role)| **role == Role::Primary && name.as_str() != cluster.name())
             .filter_map(|(name, _)| model.nodes.get(name))
-            .map(|node| format!("{}:{}", node.host_name, node.grpc_port))
+            .map(|node| (format!("{}:{}", node.host_name, node.grpc_port), cluster.transport().clone()))
             .next()
     }
 }
@@ -103,8 +103,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Some(target) = self.shared.target(&request) {
-            let channel = self.shared.channels.get(&target).map_err(BoxError::from);
+        if let Some((target, transport)) = self.shared.target(&request) {
+            let channel = transport.channel(&target, Lane::Calls).map_err(BoxError::from);
             tracing::debug!(%target, path = %request.uri().path(), "passing a call to a member that stores its context");
             return Box::pin(async move { channel?.oneshot(request).await.map_err(Into::into) });
         }

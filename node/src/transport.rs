@@ -1,0 +1,220 @@
+//! Node-to-node calls: the one place that connects this node to others.
+//!
+//! [`Transport`] keeps a pool of lazily connected gRPC channels, one per
+//! peer address and [`Lane`]: each replication group's Raft traffic has a
+//! lane of its own (one group's bulk replication never queues behind
+//! another's on a shared connection), and every other call — forwarded
+//! writes and admin proposals, read-index and fetch requests, client calls
+//! passed to a member that stores their context — shares the `Calls` lane.
+//! Every channel has a connect timeout, HTTP/2 keepalive (a peer that
+//! vanished without closing its connections fails its calls within
+//! seconds, and they are made anew once it is back) and TCP_NODELAY;
+//! tonic reconnects a channel after a failure. The pool is bounded
+//! ([`CHANNELS_MAX`]): when full it starts over, and channels are made
+//! again on their next use.
+//!
+//! The internal token (`axoniq.axonserver.accesscontrol.internal-token`)
+//! is attached to every internal call here and checked on every incoming
+//! one, in constant time; the clients made here take messages up to the
+//! internal port's limit ([`INTERNAL_MESSAGE_MAX`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
+use ranvier_proto::cluster::raft_service_client::RaftServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Largest message on the internal port, in bytes: one log entry holds a
+/// whole client transaction (`ranvier.max-transaction-size`, 32 MB by
+/// default), and a forwarded transaction travels whole.
+pub const INTERNAL_MESSAGE_MAX: usize = 64 * 1024 * 1024;
+/// The metadata key of the internal token.
+pub const INTERNAL_TOKEN_KEY: &str = "axoniq-internaltoken";
+/// Longest wait for a connection to another node.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often an idle connection pings its peer, and how long it waits for
+/// the answer before it counts the connection lost.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Channels in the pool, at most (peers × lanes in use; a cluster of 50
+/// nodes with 20 groups needs about a thousand).
+pub const CHANNELS_MAX: usize = 4_096;
+
+/// Which traffic a channel carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Raft RPCs of one replication group.
+    Raft(String),
+    /// Every other call.
+    Calls,
+}
+
+/// An address no channel can be made to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad node address {address:?}: {reason}")]
+pub struct BadAddress {
+    /// The address as given.
+    pub address: String,
+    /// Why it is not usable.
+    pub reason: String,
+}
+
+/// The pool of channels to other nodes, and the internal token.
+pub struct Transport {
+    token: Option<String>,
+    channels: Mutex<HashMap<(String, Lane), Channel>>,
+}
+
+impl Transport {
+    /// A pool whose internal calls carry `token` (when set) and whose
+    /// incoming calls must.
+    pub fn new(token: Option<String>) -> Self {
+        Transport { token, channels: Mutex::new(HashMap::new()) }
+    }
+
+    /// The channel to `address` (`host:port`) on `lane`, made on first
+    /// use (it connects when first called).
+    pub fn channel(&self, address: &str, lane: Lane) -> Result<Channel, BadAddress> {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (address.to_owned(), lane);
+        if let Some(channel) = channels.get(&key) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| BadAddress { address: address.to_owned(), reason: e.to_string() })?
+            .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect_lazy();
+        if channels.len() >= CHANNELS_MAX {
+            channels.clear();
+        }
+        channels.insert(key, channel.clone());
+        Ok(channel)
+    }
+
+    /// A ClusterService client of the node at internal `address`.
+    pub fn cluster_client(&self, address: &str) -> Result<ClusterServiceClient<Channel>, BadAddress> {
+        Ok(ClusterServiceClient::new(self.channel(address, Lane::Calls)?)
+            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+            .max_encoding_message_size(INTERNAL_MESSAGE_MAX))
+    }
+
+    /// A RaftService client of the node at internal `address`, on the lane
+    /// of `group`.
+    pub fn raft_client(&self, address: &str, group: &str) -> Result<RaftServiceClient<Channel>, BadAddress> {
+        Ok(RaftServiceClient::new(self.channel(address, Lane::Raft(group.to_owned()))?)
+            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+            .max_encoding_message_size(INTERNAL_MESSAGE_MAX))
+    }
+
+    /// `message` as an internal call, with the token.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        self.attach(&mut request);
+        request
+    }
+
+    /// Adds the token (when one is configured) to an outgoing call.
+    pub fn attach<T>(&self, request: &mut Request<T>) {
+        attach_internal_token(request, self.token.as_deref());
+    }
+
+    /// Refuses an incoming call without the token (when one is configured).
+    pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        check_internal_token(request, self.token.as_deref())
+    }
+
+    /// The token, for a service that checks it on its own.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Channels in the pool now.
+    pub fn channel_count(&self) -> usize {
+        self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// Adds the internal token (when one is configured) to an outgoing call.
+pub fn attach_internal_token<T>(request: &mut Request<T>, token: Option<&str>) {
+    if let Some(token) = token
+        && let Ok(value) = token.parse()
+    {
+        request.metadata_mut().insert(INTERNAL_TOKEN_KEY, value);
+    }
+}
+
+/// Refuses an incoming call without the expected internal token (when one
+/// is configured). The comparison takes as long for any token of the same
+/// length, so timing does not tell how much of a guess was right.
+pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> Result<(), Status> {
+    let Some(expected) = expected else { return Ok(()) };
+    match request.metadata().get(INTERNAL_TOKEN_KEY).map(|v| v.as_bytes()) {
+        Some(token) if equal_in_constant_time(token, expected.as_bytes()) => Ok(()),
+        Some(_) => Err(Status::permission_denied("invalid internal token")),
+        None => Err(Status::permission_denied("missing internal token")),
+    }
+}
+
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |differ, (x, y)| differ | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn one_channel_per_peer_and_lane_reused_and_bad_addresses_refused() {
+        let transport = Transport::new(None);
+        transport.channel("node-1:8224", Lane::Calls).unwrap();
+        transport.channel("node-1:8224", Lane::Calls).unwrap();
+        transport.channel("node-1:8224", Lane::Raft("default".into())).unwrap();
+        transport.channel("node-1:8224", Lane::Raft("orders".into())).unwrap();
+        transport.channel("node-2:8224", Lane::Calls).unwrap();
+        assert_eq!(transport.channel_count(), 4, "reused per (peer, lane)");
+        let bad = transport.channel("no port:x", Lane::Calls).unwrap_err();
+        assert_eq!(bad.address, "no port:x");
+        assert_eq!(transport.channel_count(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_pool_is_bounded() {
+        let transport = Transport::new(None);
+        for n in 0..CHANNELS_MAX + 10 {
+            transport.channel(&format!("node-{n}:8224"), Lane::Calls).unwrap();
+        }
+        assert!(transport.channel_count() <= CHANNELS_MAX);
+    }
+
+    #[test]
+    fn the_internal_token_is_attached_and_checked() {
+        let sender = Transport::new(Some("s3cret".into()));
+        let receiver = Transport::new(Some("s3cret".into()));
+        assert!(receiver.check(&sender.request(())).is_ok());
+        let missing = receiver.check(&Request::new(())).unwrap_err();
+        assert_eq!((missing.code(), missing.message()), (tonic::Code::PermissionDenied, "missing internal token"));
+        for wrong in ["s3creT", "s3cre", "s3crets", ""] {
+            let mut request = Request::new(());
+            attach_internal_token(&mut request, Some(wrong));
+            let refused = receiver.check(&request);
+            assert!(refused.is_err(), "{wrong:?} accepted");
+        }
+        // Without a configured token nothing is attached and all pass.
+        let open = Transport::new(None);
+        assert!(open.request(()).metadata().get(INTERNAL_TOKEN_KEY).is_none());
+        assert!(open.check(&Request::new(())).is_ok());
+    }
+}
