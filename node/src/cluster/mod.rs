@@ -1,9 +1,26 @@
 //! Clustering of this node: the `_admin` replication group and the cluster
-//! model it replicates (`model`), one openraft group per replication group
-//! this node stores, formation (autocluster, init-cluster, register-node),
-//! the reconciler that makes local groups, stores and Raft memberships
-//! follow the model (`reconcile`), and routing of client writes and admin
-//! changes to the leader of their group (`rpc` serves the forwarded calls).
+//! model it replicates, one openraft group per replication group this node
+//! stores, and where writes and reads go. This file holds the [`Cluster`]
+//! itself (its start, its groups, its services); each job has a file:
+//!
+//! - `model`: the cluster model (nodes, groups, roles, contexts) and the
+//!   admin commands that change it; `roles`: the five roles and their Raft
+//!   shapes;
+//! - `formation`: founding or joining the cluster (autocluster,
+//!   init-cluster, register-node) and admin changes;
+//! - `reconcile`: makes local groups, stores and Raft memberships follow
+//!   the model;
+//! - `writes`: a client transaction or admin change to its group's leader
+//!   (batched there by `batch`, forwarded or relayed from elsewhere), and
+//!   Axon's commit rule; `rpc` serves the forwarded calls;
+//! - `reads`: where clients connect, and read-your-writes on any replica;
+//! - `tier`: with SECONDARY members, primaries retire old segments and
+//!   read them back from a secondary;
+//! - `fetch`: copying stored transactions from another node (snapshots);
+//! - `status`: every group's status as this node sees it; `readiness`:
+//!   whether this node is ready, and why not.
+//!
+//! Node-to-node calls go through the node's `transport`.
 //!
 //! Roles map onto Raft like this (see `roles`): PRIMARY members are voters;
 //! ACTIVE_BACKUP, PASSIVE_BACKUP and SECONDARY members are learners;
@@ -14,29 +31,21 @@
 //! refuses new writes while fewer are in sync). Axon's active backups grant
 //! every vote unconditionally, so their votes carry no information and
 //! leaving them out of elections changes nothing.
-//!
-//! Writes: a client transaction goes to its group's leader (forwarded by
-//! other nodes), where concurrent ones share one log entry (`batch`).
-//! Reads: a replica that does not lead first waits until it has applied
-//! what its leader had ([`Cluster::await_current`]). With SECONDARY
-//! members, primaries retire old segments and read them back from a
-//! secondary (`tier`).
-//!
-//! Formation (`axoniq.axonserver.autocluster.first`) acts on a clean start
-//! only: the first node initialises `_admin` with itself and founds the
-//! cluster with the configured contexts in one admin entry; every other node
-//! asks the first to register it as a PRIMARY of those contexts, and the
-//! leaders then add it to the groups' Raft memberships.
 
 mod batch;
+mod fetch;
+mod formation;
 pub mod model;
 pub mod readiness;
+mod reads;
 mod reconcile;
 pub mod roles;
 mod rpc;
+mod status;
 #[cfg(test)]
 mod tests;
 mod tier;
+mod writes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -58,33 +67,17 @@ use crate::raft::state_machine::GroupStateMachine;
 use crate::raft::types::{GroupCommand, GroupResponse, MemberNode};
 use crate::store::DiskReserve;
 use crate::transport::{BadAddress, INTERNAL_MESSAGE_MAX, Transport};
+use fetch::GrpcSource;
 use model::{ADMIN, AdminCommand, ClusterModel, NodeInfo};
 use ranvier_wire::admin::{GroupStatus, MemberRole, MemberStatus};
+use reads::read_index;
 use roles::Role;
 pub use rpc::ClusterRpc;
+use status::{leader_name, raft_place};
+use writes::{COMMIT_TIMEOUT, Proposed, applied};
 
 /// Size of one replication log segment file.
 const LOG_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
-/// Attempts of a write while leadership settles.
-const WRITE_ATTEMPTS: u32 = 50;
-/// A write not committed within this time is answered with a timeout (it
-/// may still commit later; it was never confirmed). Bounds how long a node
-/// cut off from its group's majority keeps clients waiting.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause before retrying a write that a leader in transition did not take
-/// (`WRITE_ATTEMPTS` of them bound the wait to about a second).
-const LEADERSHIP_SETTLE_PAUSE: Duration = Duration::from_millis(20);
-/// Longest wait for the answer to a forwarded command: longer than a
-/// commit (`COMMIT_TIMEOUT`) plus a leader change at the receiving end, so
-/// it only ends calls that would otherwise wait forever.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest wait of a read on a replica for being as current as its leader.
-const READ_CURRENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause between join attempts, at most.
-const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// The Axon error code of a write refused for lack of disk space (as on a
-/// single node: a data file cannot be written).
-const DISK_FULL_CODE: &str = "AXONIQ-9100";
 
 /// What the cluster needs from the node's configuration.
 #[derive(Debug, Clone)]
@@ -234,90 +227,6 @@ fn record_addresses(addresses: &Addresses, model: &ClusterModel) {
 /// Longest install of a snapshot (streaming the missing transactions).
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
-/// Fetches stored transactions from another node's stores over the
-/// internal API, for a replica installing a snapshot.
-struct GrpcSource {
-    address: String,
-    transport: Arc<Transport>,
-}
-
-impl crate::raft::state_machine::TransactionSource for GrpcSource {
-    fn address(&self) -> String {
-        self.address.clone()
-    }
-
-    fn fetch(
-        &self,
-        addr: String,
-        context: String,
-        snapshots: bool,
-        from: u64,
-    ) -> crate::raft::state_machine::TransactionStream {
-        use tokio_stream::StreamExt;
-        let client = self.transport.cluster_client(&addr);
-        let request = self.transport.request(FetchRequest {
-            context,
-            snapshots,
-            from_token: from,
-            to_token: 0,
-            local_only: false,
-        });
-        let stream = async_stream_of(client, request, addr);
-        Box::pin(stream.map(|chunk| {
-            chunk.map(|chunk: TransactionChunk| chunk.events.into_iter().zip(chunk.log_indexes).collect())
-        }))
-    }
-}
-
-type ClusterClient = ranvier_proto::cluster::cluster_service_client::ClusterServiceClient<tonic::transport::Channel>;
-
-/// The chunks of one FetchTransactions call, errors as text.
-fn async_stream_of(
-    client: Result<ClusterClient, BadAddress>,
-    request: Request<FetchRequest>,
-    addr: String,
-) -> impl tokio_stream::Stream<Item = Result<TransactionChunk, String>> + Send + 'static {
-    let (sender, receiver) = tokio::sync::mpsc::channel(2);
-    tokio::spawn(async move {
-        let failed = |e: String| format!("fetching from {addr}: {e}");
-        let mut client = match client {
-            Ok(client) => client,
-            Err(error) => {
-                let _ = sender.send(Err(failed(error.to_string()))).await;
-                return;
-            }
-        };
-        let context = request.get_ref().context.clone();
-        let mut stream = match client.fetch_transactions(request).await {
-            Ok(response) => response.into_inner(),
-            // The source no longer stores the context (it was deleted): nothing to copy.
-            Err(status) if status.code() == tonic::Code::NotFound => {
-                tracing::warn!(%context, %addr, "the snapshot's source no longer stores the context; skipping it");
-                return;
-            }
-            Err(status) => {
-                let _ = sender.send(Err(failed(status.message().to_owned()))).await;
-                return;
-            }
-        };
-        loop {
-            match stream.message().await {
-                Ok(Some(chunk)) => {
-                    if sender.send(Ok(chunk)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(status) => {
-                    let _ = sender.send(Err(failed(status.message().to_owned()))).await;
-                    return;
-                }
-            }
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(receiver)
-}
-
 impl Cluster {
     /// Opens the `_admin` group (with the cluster model) and starts its Raft;
     /// the other groups are opened by the reconciler as the model lists them.
@@ -444,61 +353,6 @@ impl Cluster {
         tokio::spawn(async move { cluster.run_tier(tier_stopping).await });
     }
 
-    async fn form(&self) {
-        let Some(admin) = self.groups.get(ADMIN) else { return };
-        if admin.is_initialized().await.unwrap_or(true) {
-            self.refresh_registration().await;
-            return;
-        }
-        let Some(first) = self.settings.first.clone() else { return };
-        let founder = self.settings.first_is_me;
-        let mut backoff = Duration::from_millis(100);
-        let doing = if founder {
-            format!("founding the cluster as {first}")
-        } else {
-            format!("joining the cluster through {first}")
-        };
-        self.set_formation(Some(doing.clone()));
-        loop {
-            let result = if founder {
-                self.init_cluster(self.settings.contexts.clone()).await
-            } else {
-                self.join(&first, self.settings.contexts.clone()).await
-            };
-            match result {
-                Ok(()) if founder => {
-                    tracing::info!(contexts = ?self.settings.contexts, "founded the cluster (autocluster)");
-                    break;
-                }
-                Ok(()) => {
-                    tracing::info!(%first, contexts = ?self.settings.contexts, "joined the cluster (autocluster)");
-                    break;
-                }
-                Err(WriteError::Refused { code, message }) if code == "AXONIQ-2306" => {
-                    tracing::info!(%message, "this node is already part of the cluster");
-                    break;
-                }
-                // The first node has not founded the cluster yet: ask again.
-                Err(WriteError::Refused { code, message }) if code != "AXONIQ-2307" => {
-                    tracing::error!(%code, %message, "autocluster refused; fix the configuration or use ranvierctl");
-                    self.set_formation(Some(format!("autocluster through {first} was refused: {code} {message}")));
-                    return;
-                }
-                Err(error) => {
-                    tracing::info!(%first, error = error.message(), "forming the cluster; retrying");
-                    self.set_formation(Some(format!("{doing}, retrying: {}", error.message())));
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
-                }
-            }
-        }
-        self.set_formation(None);
-    }
-
-    fn set_formation(&self, doing: Option<String>) {
-        *self.formation.lock().unwrap_or_else(|p| p.into_inner()) = doing;
-    }
-
     /// Whether this node is ready to serve, and what it waits for if not
     /// (see [`readiness`]).
     pub fn readiness(&self) -> readiness::Readiness {
@@ -512,92 +366,6 @@ impl Cluster {
         }
         let formation = self.formation.lock().unwrap_or_else(|p| p.into_inner()).clone();
         readiness::assess(&self.model(), &self.settings.node.name, &local, formation.as_deref())
-    }
-
-    /// After a restart: when this node's addresses or ports changed since it
-    /// registered, registers them again (clients are sent to them).
-    async fn refresh_registration(&self) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let model = self.model();
-            match model.nodes.get(&self.settings.node.name) {
-                Some(known) if *known != self.settings.node => {}
-                _ => return,
-            }
-            match self.admin(AdminCommand::RegisterNode(self.settings.node.clone())).await {
-                Ok(()) => {
-                    tracing::info!("registered this node's new addresses");
-                    return;
-                }
-                Err(WriteError::Refused { code, message }) => {
-                    tracing::error!(%code, %message, "could not register this node's new addresses");
-                    return;
-                }
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
-                }
-            }
-        }
-    }
-
-    /// Founds the cluster on this node (init-cluster): `_admin` with this
-    /// node as its only member, and the given contexts.
-    pub async fn init_cluster(&self, contexts: Vec<String>) -> Result<(), WriteError> {
-        let admin = self.groups.get(ADMIN).ok_or_else(|| WriteError::Failed("no _admin group".into()))?;
-        if self.model().initialized() {
-            return Err(WriteError::Refused {
-                code: "AXONIQ-2306".into(),
-                message: "this node is already a member of a cluster".into(),
-            });
-        }
-        if !admin.is_initialized().await.map_err(|e| WriteError::Failed(e.to_string()))? {
-            let members = BTreeMap::from([(self.node_id, Self::member_node(&self.settings.node))]);
-            admin.initialize(members).await.map_err(|e| WriteError::Failed(e.to_string()))?;
-        }
-        let command = AdminCommand::InitCluster { node: self.settings.node.clone(), contexts };
-        let proposed = self.propose(ADMIN, GroupCommand::Admin(command), true).await?;
-        self.settled(proposed).await
-    }
-
-    /// Waits until this node's replica of the model holds an applied admin
-    /// change (so the caller reads its own change here), then answers it.
-    async fn settled(&self, proposed: Proposed) -> Result<(), WriteError> {
-        applied(proposed.response)?;
-        if let Some(admin) = self.groups.get(ADMIN) {
-            let waiter = admin.wait(Some(COMMIT_TIMEOUT));
-            if waiter.applied_index_at_least(Some(proposed.index), "the change").await.is_err() {
-                let message = "the change was applied, but has not reached this node yet".to_owned();
-                return Err(WriteError::Timeout(message));
-            }
-        }
-        Ok(())
-    }
-
-    /// Asks the cluster, through the node at internal `addr`, to register
-    /// this node as a PRIMARY of `contexts` (register-node).
-    pub async fn join(&self, addr: &str, contexts: Vec<String>) -> Result<(), WriteError> {
-        if self.model().nodes.contains_key(&self.settings.node.name) {
-            return Err(WriteError::Refused {
-                code: "AXONIQ-2306".into(),
-                message: "this node is already a member of a cluster".into(),
-            });
-        }
-        let command = AdminCommand::JoinCluster { node: self.settings.node.clone(), contexts };
-        let proposed = self.forward(addr, &GroupCommand::Admin(command), true).await?;
-        applied(proposed.response)
-    }
-
-    /// Proposes a change of the cluster model, wherever `_admin` leads.
-    pub async fn admin(&self, command: AdminCommand) -> Result<(), WriteError> {
-        if !self.model().initialized() {
-            return Err(WriteError::Refused {
-                code: "AXONIQ-2307".into(),
-                message: "this node is not part of an initialised cluster (run init-cluster or register-node)".into(),
-            });
-        }
-        let proposed = self.propose(ADMIN, GroupCommand::Admin(command), true).await?;
-        self.settled(proposed).await
     }
 
     fn with_token<T>(&self, message: T) -> Request<T> {
@@ -624,454 +392,6 @@ impl Cluster {
         self.node_id
     }
 
-    /// Stores a client transaction through the context's group: here when
-    /// this node leads, else at the leader.
-    pub async fn append(&self, context: &str, events: Vec<Bytes>, snapshot: bool) -> Result<u64, WriteError> {
-        let command = if snapshot {
-            let event = events.into_iter().next().unwrap_or_default();
-            GroupCommand::AppendSnapshot { context: context.to_owned(), snapshot: event }
-        } else {
-            GroupCommand::AppendEvents { context: context.to_owned(), events }
-        };
-        match self.propose_write(context, command, true).await?.response {
-            GroupResponse::Appended { first_token } => Ok(first_token),
-            GroupResponse::Refused { code, message } => Err(WriteError::Refused { code, message }),
-            GroupResponse::Applied | GroupResponse::Batch(_) => {
-                Err(WriteError::Failed("the entry stored nothing".into()))
-            }
-        }
-    }
-
-    /// Waits up to `wait` until this node's model lists `context`.
-    async fn await_context(&self, context: &str, wait: Duration) {
-        let mut model = self.model.clone();
-        let _ = tokio::time::timeout(wait, model.wait_for(|m| m.group_of(context).is_some())).await;
-    }
-
-    async fn propose_write(&self, context: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        let model = self.model();
-        let Some(group) = model.group_of(context).filter(|_| context != ADMIN) else {
-            let message = format!("No eventstore found for context {context}");
-            return Err(WriteError::Refused { code: "AXONIQ-6000".into(), message });
-        };
-        self.propose(group, command, relay).await
-    }
-
-    /// Proposes a command to `group`: on this node when it leads (client
-    /// transactions in the group's next batch), else at the leader (when
-    /// `relay`); from a node that hosts no replica, at a member that does.
-    async fn propose(&self, group: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        let transaction = matches!(command, GroupCommand::AppendEvents { .. } | GroupCommand::AppendSnapshot { .. });
-        if transaction && self.leads(group) {
-            return self.propose_batched(group, command, relay).await;
-        }
-        self.propose_now(group, command, relay).await
-    }
-
-    /// Whether this node leads `group`, as its Raft metrics say now.
-    fn leads(&self, group: &str) -> bool {
-        use openraft::type_config::async_runtime::WatchReceiver;
-        self.groups.get(group).is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(self.node_id))
-    }
-
-    /// `Err(AXONIQ-9100)` while this node is below its disk reserve: as a
-    /// leader it then proposes no new transactions, so that what was
-    /// committed before still has the reserve to land in.
-    fn check_reserve(&self, group: &str) -> Result<(), WriteError> {
-        self.reserve.check().map_err(|full| WriteError::Refused {
-            code: DISK_FULL_CODE.into(),
-            message: format!("node {}, leader of replication group {group}: {full}", self.name()),
-        })
-    }
-
-    /// [`Self::propose`] of this command alone, as one entry.
-    async fn propose_now(&self, group: &str, command: GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        let Some(raft) = self.groups.get(group) else {
-            if !relay {
-                return Err(WriteError::NoLeader(format!("replication group {group} is not hosted here")));
-            }
-            return self.relay_to_member(group, &command).await;
-        };
-        let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
-        let mut last_refusal = String::new();
-        // Client data (not admin changes) is subject to the active-backup rule.
-        let data = !matches!(command, GroupCommand::Admin(_));
-        for _ in 0..WRITE_ATTEMPTS {
-            if data {
-                // Where this node leads (a follower's write goes to the
-                // leader, which checks its own). One that took office so
-                // lately that its metrics do not say so yet may propose an
-                // entry unchecked: the reserve has room for it.
-                if self.leads(group) {
-                    self.check_reserve(group)?;
-                }
-                self.check_active_backups(group, &raft)?;
-            }
-            let error = match tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command.clone())).await {
-                Ok(Ok(written)) => {
-                    if data {
-                        self.await_active_backups(group, &raft, written.log_id.index).await?;
-                    }
-                    return Ok(Proposed { response: written.data, index: written.log_id.index });
-                }
-                Ok(Err(error)) => error,
-                Err(_) => {
-                    let message = format!("not committed within {} s in group {group}", COMMIT_TIMEOUT.as_secs());
-                    return Err(WriteError::Timeout(message));
-                }
-            };
-            let Some(forward) = error.forward_to_leader() else { return Err(WriteError::Failed(error.to_string())) };
-            match (&forward.leader_id, &forward.leader_node) {
-                (Some(leader), Some(node)) if *leader != self.node_id => {
-                    if !relay {
-                        return Err(WriteError::NotLeader(format!("this node does not lead group {group}")));
-                    }
-                    let addr = self.addresses.get(*leader).unwrap_or_else(|| node.internal_addr.clone());
-                    return self.forward(&addr, &command, false).await;
-                }
-                (Some(_), _) => {
-                    last_refusal = error.to_string();
-                    tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await
-                }
-                (None, _) => {
-                    let known = raft.wait(Some(wait)).metrics(|m| m.current_leader.is_some(), "a leader").await;
-                    if known.is_err() {
-                        return Err(WriteError::NoLeader(format!("no leader for replication group {group}")));
-                    }
-                    // A leader is known but did not take the write (it is
-                    // still taking office, or stepping down): give it a moment.
-                    last_refusal = error.to_string();
-                    tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
-                }
-            }
-        }
-        Err(WriteError::NoLeader(format!(
-            "no leader accepted the write for replication group {group} ({last_refusal})"
-        )))
-    }
-
-    /// From a node without a replica of `group` (MESSAGING_ONLY, or not a
-    /// member): hands the command to a storing member, which forwards it
-    /// to the leader.
-    async fn relay_to_member(&self, group: &str, command: &GroupCommand) -> Result<Proposed, WriteError> {
-        let model = self.model();
-        let mut members = model.member_nodes(group, |role| role == Role::Primary);
-        // A primary that has not opened the group yet must not hand the
-        // command back to itself.
-        members.retain(|node| node.name != self.settings.node.name);
-        let mut last = WriteError::NoLeader(format!("replication group {group} has no reachable primary"));
-        for member in members {
-            match self.forward(&member.internal_addr, command, true).await {
-                Err(error @ WriteError::NoLeader(_)) => last = error,
-                other => return other,
-            }
-        }
-        Err(last)
-    }
-
-    /// Where clients of `context` should connect instead of this node: a
-    /// PRIMARY of the context's group (its leader when known here), when
-    /// this node's role there does not serve clients (a backup or a
-    /// secondary). `None`: this node serves them (as a primary, a
-    /// messaging-only member, or a node outside the group that passes
-    /// their calls on).
-    pub fn redirect_clients(&self, context: &str) -> Option<NodeInfo> {
-        use openraft::type_config::async_runtime::WatchReceiver;
-        let model = self.model();
-        let group = model.group_of(context)?;
-        let role = model.role(group, &self.settings.node.name)?;
-        if role.serves_clients() {
-            return None;
-        }
-        let leader = self.groups.get(group).and_then(|raft| leader_name(&raft.metrics().borrow_watched()));
-        let primaries = model.groups.get(group)?.members.iter().filter(|(_, r)| **r == Role::Primary);
-        let chosen = leader
-            .filter(|name| model.role(group, name) == Some(Role::Primary))
-            .or_else(|| primaries.map(|(name, _)| name.clone()).next())?;
-        model.nodes.get(&chosen).cloned()
-    }
-
-    /// Waits until this node's replica of `context` is as current as its
-    /// group's leader: it has applied what the leader had applied when
-    /// asked, so a client reads its own confirmed writes on any replica.
-    /// The leader waits for its own read index (see [`read_index`]); a
-    /// node without a replica (its reads are passed on to one) answers at
-    /// once. Fails when no leader answers, or
-    /// this replica does not catch up, within `READ_CURRENT_TIMEOUT`.
-    pub async fn await_current(&self, context: &str) -> Result<(), WriteError> {
-        let model = self.model();
-        let Some(group) = model.group_of(context).filter(|_| context != ADMIN) else { return Ok(()) };
-        let Some(raft) = self.groups.get(group) else { return Ok(()) };
-        let behind = |what: String| WriteError::NoLeader(format!("reads of {context} wait for {what}"));
-        let deadline = tokio::time::Instant::now() + READ_CURRENT_TIMEOUT;
-        // Leadership may move while asking (a new election, a restarted
-        // node's higher term): ask again whoever leads then, until the deadline.
-        let applied = loop {
-            let (leader, addr, term) = {
-                use openraft::type_config::async_runtime::WatchReceiver;
-                let watched = raft.metrics();
-                let metrics = watched.borrow_watched();
-                let leader = metrics.current_leader;
-                let addr = leader.and_then(|id| {
-                    let listed = metrics.membership_config.membership().get_node(&id).map(|n| n.internal_addr.clone());
-                    self.addresses.get(id).or(listed)
-                });
-                (leader, addr, metrics.current_term)
-            };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let failed = match (leader, addr) {
-                // This node leads: its own read index (a new leader may not
-                // have applied its predecessor's last confirmed writes yet).
-                (Some(id), _) if id == self.node_id => match read_index(&raft).await {
-                    Some(index) => break index,
-                    None => format!("this node to confirm it leads replication group {group}"),
-                },
-                (Some(_), Some(addr)) => {
-                    let mut client =
-                        self.transport.cluster_client(&addr).map_err(|e| WriteError::Failed(e.to_string()))?;
-                    let query = MembershipQuery { group: group.to_owned(), skip_read_index: false };
-                    match tokio::time::timeout(left, client.membership(self.with_token(query))).await {
-                        Ok(Ok(reply)) if reply.get_ref().leader => break reply.into_inner().read_index,
-                        _ => format!("an answer from the leader of replication group {group}"),
-                    }
-                }
-                _ => format!("a leader of replication group {group}"),
-            };
-            // Wait for the leadership to change (or a short while, for a
-            // leader that could not reach its quorum for a moment).
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Err(behind(failed));
-            }
-            let pause = left.min(Duration::from_millis(self.settings.election_timeout_max_ms));
-            let changed = |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| {
-                m.current_leader.is_some() && (m.current_leader != leader || m.current_term != term)
-            };
-            let _ = raft.wait(Some(pause)).metrics(changed, "a change of leader").await;
-        };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match raft.wait(Some(left)).applied_index_at_least(Some(applied), "the leader's read index").await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(behind(format!("this replica to catch up with its leader (log index {applied})"))),
-        }
-    }
-
-    /// Active backups of `group`, as Raft node ids.
-    fn active_backups(&self, group: &str) -> Vec<u64> {
-        let model = self.model();
-        model
-            .groups
-            .get(group)
-            .map(|g| g.members.iter().filter(|(_, r)| **r == Role::ActiveBackup).map(|(n, _)| node_id(n)).collect())
-            .unwrap_or_default()
-    }
-
-    fn backup_wait(&self) -> Duration {
-        Duration::from_millis(self.settings.election_timeout_max_ms * 2)
-    }
-
-    /// On the leader: refuses a new write while fewer than
-    /// `min-active-backups` active backups answered heartbeats recently.
-    fn check_active_backups(&self, group: &str, raft: &GroupRaft) -> Result<(), WriteError> {
-        use openraft::Instant;
-        use openraft::type_config::async_runtime::WatchReceiver;
-        let backups = self.active_backups(group);
-        let need = self.settings.min_active_backups;
-        if backups.is_empty() || need == 0 {
-            return Ok(());
-        }
-        let metrics = raft.metrics().borrow_watched().clone();
-        if metrics.current_leader != Some(self.node_id) {
-            return Ok(());
-        }
-        // In sync: holds the whole log, or answered recently (openraft
-        // refreshes the heartbeat metric lazily, so an idle group relies on
-        // the first test).
-        let last = metrics.last_log_index.unwrap_or(0);
-        let recent = backups
-            .iter()
-            .filter(|id| {
-                let holds_all = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned().flatten())
-                    .is_some_and(|matched| matched.index >= last);
-                let answered = metrics
-                    .heartbeat
-                    .as_ref()
-                    .and_then(|h| h.get(id).cloned().flatten())
-                    .is_some_and(|at| at.elapsed() <= self.backup_wait());
-                // A replica below its disk reserve answers heartbeats but
-                // takes no entries: it would not hold this write either.
-                !self.addresses.refuses_entries(**id) && (holds_all || answered)
-            })
-            .count();
-        if recent >= need { Ok(()) } else { Err(self.too_few_backups(group, recent, need, false)) }
-    }
-
-    /// Why a write is not confirmed: too few active backups in sync (and
-    /// which are below their disk reserve). `committed`: the primaries
-    /// already hold it, so it is a replication timeout (never proposed
-    /// again by a relay), not a refusal.
-    fn too_few_backups(&self, group: &str, have: usize, need: usize, committed: bool) -> WriteError {
-        let model = self.model();
-        let full: Vec<&str> = model.groups.get(group).map_or_else(Vec::new, |g| {
-            g.members
-                .iter()
-                .filter(|(name, role)| **role == Role::ActiveBackup && self.addresses.refuses_entries(node_id(name)))
-                .map(|(name, _)| name.as_str())
-                .collect()
-        });
-        let why = match full.is_empty() {
-            true => String::new(),
-            false => format!(" ({} below the disk reserve)", full.join(", ")),
-        };
-        let backups = "required active backup(s) (axoniq.axonserver.replication.min-active-backups)";
-        match committed {
-            false => WriteError::NoLeader(format!(
-                "replication group {group} accepts no writes: {have} of {need} {backups} are in sync{why}; \
-                 writes resume when they are"
-            )),
-            true => WriteError::Timeout(format!(
-                "the write is not confirmed: the primaries of replication group {group} hold it, but {have} \
-                 of {need} {backups} do{why}"
-            )),
-        }
-    }
-
-    /// On the leader, after the commit: waits until `min-active-backups`
-    /// active backups hold the entry before the write is confirmed.
-    async fn await_active_backups(&self, group: &str, raft: &GroupRaft, index: u64) -> Result<(), WriteError> {
-        let backups = self.active_backups(group);
-        let need = self.settings.min_active_backups;
-        if backups.is_empty() || need == 0 {
-            return Ok(());
-        }
-        let holding = |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| {
-            let Some(replication) = m.replication.as_ref() else { return 0 };
-            backups
-                .iter()
-                .filter(|id| replication.get(id).and_then(|l| l.as_ref()).is_some_and(|l| l.index >= index))
-                .count()
-        };
-        let waited = raft.wait(Some(self.backup_wait())).metrics(|m| holding(m) >= need, "active backups").await;
-        match waited {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                use openraft::type_config::async_runtime::WatchReceiver;
-                let have = holding(&raft.metrics().borrow_watched().clone());
-                Err(self.too_few_backups(group, have, need, true))
-            }
-        }
-    }
-
-    /// Sends a command to the node at internal `addr`, waiting at most
-    /// `FORWARD_TIMEOUT` for its answer.
-    async fn forward(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        match tokio::time::timeout(FORWARD_TIMEOUT, self.forward_once(addr, command, relay)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(WriteError::Timeout(format!(
-                "the node at {addr} did not answer within {} s; the change may or may not have been made",
-                FORWARD_TIMEOUT.as_secs()
-            ))),
-        }
-    }
-
-    async fn forward_once(&self, addr: &str, command: &GroupCommand, relay: bool) -> Result<Proposed, WriteError> {
-        let mut client = self.transport.cluster_client(addr).map_err(|e| WriteError::Failed(e.to_string()))?;
-        // A proposal that timed out there may be stored: it stays a
-        // timeout here, so that no relay proposes it again.
-        let unreachable = |s: Status| match s.code() {
-            tonic::Code::DeadlineExceeded => WriteError::Timeout(format!("the node at {addr}: {}", s.message())),
-            _ => WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message())),
-        };
-        match command {
-            GroupCommand::Batch(_) => Err(WriteError::NotLeader("a batch is proposed where it was made".into())),
-            GroupCommand::AppendEvents { context, events } => {
-                let message =
-                    ForwardedAppend { context: context.clone(), events: events.clone(), snapshot: false, relay };
-                let reply = client.append(self.with_token(message)).await.map_err(unreachable)?.into_inner();
-                Ok(Proposed { response: rpc::append_response(reply), index: 0 })
-            }
-            GroupCommand::AppendSnapshot { context, snapshot } => {
-                let events = vec![snapshot.clone()];
-                let message = ForwardedAppend { context: context.clone(), events, snapshot: true, relay };
-                let reply = client.append(self.with_token(message)).await.map_err(unreachable)?.into_inner();
-                Ok(Proposed { response: rpc::append_response(reply), index: 0 })
-            }
-            GroupCommand::Admin(admin) => {
-                let command_json = serde_json::to_vec(admin).map_err(|e| WriteError::Failed(e.to_string()))?;
-                let message = AdminProposal { command_json: command_json.into(), relay };
-                let reply = client.propose(self.with_token(message)).await.map_err(unreachable)?.into_inner();
-                let response = if reply.error_code.is_empty() {
-                    GroupResponse::Applied
-                } else {
-                    GroupResponse::Refused { code: reply.error_code, message: reply.message }
-                };
-                Ok(Proposed { response, index: reply.log_index })
-            }
-        }
-    }
-
-    /// Every replication group of the model as this node sees it: leader,
-    /// members with roles (Axon's `/v1/public/replicationgroups` shape),
-    /// contexts and, where this node hosts a replica, its Raft state; where
-    /// it leads, each member's match index and lag.
-    pub fn status(&self) -> Vec<GroupStatus> {
-        use openraft::type_config::async_runtime::WatchReceiver;
-        let model = self.model();
-        let mut out = Vec::new();
-        for (group, info) in &model.groups {
-            let raft = self.groups.get(group);
-            let metrics = raft.as_ref().map(|r| r.metrics().borrow_watched().clone());
-            let leader = metrics.as_ref().and_then(leader_name);
-            let last = metrics.as_ref().and_then(|m| m.last_log_index);
-            // What this node's links learnt as the group's leader
-            // (`_admin` entries pass a full disk).
-            let leads = metrics.as_ref().is_some_and(|m| m.current_leader == Some(self.node_id));
-            let members = info
-                .members
-                .iter()
-                .map(|(node, role)| {
-                    let id = node_id(node);
-                    let raft = metrics.as_ref().map(|m| raft_place(m, id));
-                    let match_index = metrics
-                        .as_ref()
-                        .and_then(|m| m.replication.as_ref())
-                        .and_then(|r| r.get(&id).cloned().flatten())
-                        .map(|l| l.index);
-                    let last_ack_ms = metrics
-                        .as_ref()
-                        .and_then(|m| m.heartbeat.as_ref())
-                        .and_then(|h| h.get(&id).cloned().flatten())
-                        .map(|at| u64::try_from(openraft::Instant::elapsed(&*at).as_millis()).unwrap_or(u64::MAX));
-                    MemberStatus {
-                        node: node.clone(),
-                        role: *role,
-                        raft,
-                        match_index,
-                        lag: match_index.zip(last).map(|(m, l)| l.saturating_sub(m)),
-                        last_ack_ms,
-                        below_disk_reserve: (leads && group != ADMIN && id != self.node_id)
-                            .then(|| self.addresses.refuses_entries(id)),
-                    }
-                })
-                .collect();
-            out.push(GroupStatus {
-                name: group.clone(),
-                leader,
-                hosted: raft.is_some(),
-                term: metrics.as_ref().map(|m| m.current_term),
-                last_log_index: last,
-                applied_index: metrics.as_ref().and_then(|m| m.last_applied.map(|id| id.index)),
-                roles: info.members.iter().map(|(node, role)| MemberRole { node: node.clone(), role: *role }).collect(),
-                members,
-                contexts: model.contexts_of(group),
-            });
-        }
-        out
-    }
-
     /// Stops every group.
     pub async fn shutdown(&self) {
         for group in self.groups.names() {
@@ -1081,49 +401,5 @@ impl Cluster {
                 tracing::warn!(%group, %error, "replication group did not stop cleanly");
             }
         }
-    }
-}
-
-/// On a group's leader: the log index a read must see applied to include
-/// every confirmed write (openraft's read index, at least the leader's
-/// first entry of its term), with leadership confirmed by its lease, else
-/// by a round of heartbeats. `None` when this node does not lead.
-async fn read_index(raft: &GroupRaft) -> Option<u64> {
-    use openraft::ReadPolicy;
-    match raft.get_read_log_id(ReadPolicy::LeaseRead).await {
-        Ok((read, _)) => Some(read.index()),
-        Err(_) => raft.get_read_log_id(ReadPolicy::ReadIndex).await.ok().map(|(read, _)| read.index()),
-    }
-}
-
-/// What a proposal came to, and where in its group's log.
-struct Proposed {
-    response: GroupResponse,
-    /// The entry's log index (0 when a forwarded write does not say).
-    index: u64,
-}
-
-/// The name of the group's leader, as these metrics know it.
-/// `id`'s place in the group's Raft membership as `metrics` know it.
-fn raft_place(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>, id: u64) -> roles::RaftShape {
-    let membership = metrics.membership_config.membership();
-    if membership.voter_ids().any(|v| v == id) {
-        roles::RaftShape::Voter
-    } else if membership.learner_ids().any(|l| l == id) {
-        roles::RaftShape::Learner
-    } else {
-        roles::RaftShape::None
-    }
-}
-
-fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) -> Option<String> {
-    let membership = metrics.membership_config.membership();
-    metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
-}
-
-fn applied(response: GroupResponse) -> Result<(), WriteError> {
-    match response {
-        GroupResponse::Refused { code, message } => Err(WriteError::Refused { code, message }),
-        GroupResponse::Applied | GroupResponse::Appended { .. } | GroupResponse::Batch(_) => Ok(()),
     }
 }

@@ -1,0 +1,85 @@
+//! The status of every replication group as this node sees it (the
+//! `/v1/public/replicationgroups` shapes of `ranvier-wire`): leader, term,
+//! indexes, and each member's role, Raft place and progress — lag and last
+//! acknowledgement are known on the group's leader only.
+
+use super::*;
+
+/// The name of the group's leader, as these metrics know it.
+/// `id`'s place in the group's Raft membership as `metrics` know it.
+pub(super) fn raft_place(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>, id: u64) -> roles::RaftShape {
+    let membership = metrics.membership_config.membership();
+    if membership.voter_ids().any(|v| v == id) {
+        roles::RaftShape::Voter
+    } else if membership.learner_ids().any(|l| l == id) {
+        roles::RaftShape::Learner
+    } else {
+        roles::RaftShape::None
+    }
+}
+
+pub(super) fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) -> Option<String> {
+    let membership = metrics.membership_config.membership();
+    metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
+}
+
+impl Cluster {
+    /// Every replication group of the model as this node sees it: leader,
+    /// members with roles (Axon's `/v1/public/replicationgroups` shape),
+    /// contexts and, where this node hosts a replica, its Raft state; where
+    /// it leads, each member's match index and lag.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        use openraft::type_config::async_runtime::WatchReceiver;
+        let model = self.model();
+        let mut out = Vec::new();
+        for (group, info) in &model.groups {
+            let raft = self.groups.get(group);
+            let metrics = raft.as_ref().map(|r| r.metrics().borrow_watched().clone());
+            let leader = metrics.as_ref().and_then(leader_name);
+            let last = metrics.as_ref().and_then(|m| m.last_log_index);
+            // What this node's links learnt as the group's leader
+            // (`_admin` entries pass a full disk).
+            let leads = metrics.as_ref().is_some_and(|m| m.current_leader == Some(self.node_id));
+            let members = info
+                .members
+                .iter()
+                .map(|(node, role)| {
+                    let id = node_id(node);
+                    let raft = metrics.as_ref().map(|m| raft_place(m, id));
+                    let match_index = metrics
+                        .as_ref()
+                        .and_then(|m| m.replication.as_ref())
+                        .and_then(|r| r.get(&id).cloned().flatten())
+                        .map(|l| l.index);
+                    let last_ack_ms = metrics
+                        .as_ref()
+                        .and_then(|m| m.heartbeat.as_ref())
+                        .and_then(|h| h.get(&id).cloned().flatten())
+                        .map(|at| u64::try_from(openraft::Instant::elapsed(&*at).as_millis()).unwrap_or(u64::MAX));
+                    MemberStatus {
+                        node: node.clone(),
+                        role: *role,
+                        raft,
+                        match_index,
+                        lag: match_index.zip(last).map(|(m, l)| l.saturating_sub(m)),
+                        last_ack_ms,
+                        below_disk_reserve: (leads && group != ADMIN && id != self.node_id)
+                            .then(|| self.addresses.refuses_entries(id)),
+                    }
+                })
+                .collect();
+            out.push(GroupStatus {
+                name: group.clone(),
+                leader,
+                hosted: raft.is_some(),
+                term: metrics.as_ref().map(|m| m.current_term),
+                last_log_index: last,
+                applied_index: metrics.as_ref().and_then(|m| m.last_applied.map(|id| id.index)),
+                roles: info.members.iter().map(|(node, role)| MemberRole { node: node.clone(), role: *role }).collect(),
+                members,
+                contexts: model.contexts_of(group),
+            });
+        }
+        out
+    }
+}
