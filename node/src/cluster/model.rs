@@ -213,6 +213,17 @@ impl ClusterModel {
         info.members.iter().filter(|(_, role)| wanted(**role)).filter_map(|(name, _)| self.nodes.get(name)).collect()
     }
 
+    /// The members a node that stores no replica of `group` hands its
+    /// calls to: the group's PRIMARY members other than `me` (which may be
+    /// a primary that has not opened the group yet and must not hand a
+    /// call back to itself). The context proxy and the relay of writes
+    /// both route by this.
+    pub fn primaries_except(&self, group: &str, me: &str) -> Vec<&NodeInfo> {
+        let mut members = self.member_nodes(group, |role| role == Role::Primary);
+        members.retain(|node| node.name != me);
+        members
+    }
+
     /// Applies a command, or refuses it leaving the model unchanged.
     pub fn apply(&mut self, command: &AdminCommand) -> Result<(), Refusal> {
         // Composite commands work on a copy, so they change all or nothing.
@@ -446,6 +457,19 @@ mod tests {
 
     fn members(list: &[(&str, Role)]) -> BTreeMap<String, Role> {
         list.iter().map(|(n, r)| (n.to_string(), *r)).collect()
+    }
+
+    #[test]
+    fn calls_a_node_cannot_serve_go_to_the_other_primaries_only() {
+        let mut model = model(&["a", "b", "c", "d", "e"]);
+        let roles = [("a", Role::Primary), ("b", Role::Primary), ("c", Role::ActiveBackup), ("d", Role::Secondary)];
+        model.apply(&AdminCommand::CreateGroup { name: "orders".into(), members: members(&roles) }).unwrap();
+        let names = |nodes: Vec<&NodeInfo>| nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+        // From outside the group (e), and from a primary that has not
+        // opened it yet (a): never back to itself, never to a backup.
+        assert_eq!(names(model.primaries_except("orders", "e")), ["a", "b"]);
+        assert_eq!(names(model.primaries_except("orders", "a")), ["b"]);
+        assert!(model.primaries_except("billing", "e").is_empty(), "no such group");
     }
 
     #[test]

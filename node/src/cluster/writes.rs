@@ -193,10 +193,7 @@ impl Cluster {
     /// to the leader.
     pub(super) async fn relay_to_member(&self, group: &str, command: &GroupCommand) -> Result<Proposed, WriteError> {
         let model = self.model();
-        let mut members = model.member_nodes(group, |role| role == Role::Primary);
-        // A primary that has not opened the group yet must not hand the
-        // command back to itself.
-        members.retain(|node| node.name != self.settings.node.name);
+        let members = model.primaries_except(group, &self.settings.node.name);
         let mut last = WriteError::NoLeader(format!("replication group {group} has no reachable primary"));
         for member in members {
             match self.forward(&member.internal_addr, command, true).await {

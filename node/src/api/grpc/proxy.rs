@@ -17,7 +17,6 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::cluster::Cluster;
 use crate::cluster::model::ADMIN;
-use crate::cluster::roles::Role;
 use crate::contexts::Contexts;
 use crate::transport::{Lane, Transport};
 
@@ -77,14 +76,8 @@ impl Shared {
             return None;
         }
         let model = cluster.model();
-        let group = model.groups.get(model.group_of(context)?)?;
-        group
-            .members
-            .iter()
-            .filter(|(name, role)| **role == Role::Primary && name.as_str() != cluster.name())
-            .filter_map(|(name, _)| model.nodes.get(name))
-            .map(|node| (format!("{}:{}", node.host_name, node.grpc_port), cluster.transport().clone()))
-            .next()
+        let member = *model.primaries_except(model.group_of(context)?, cluster.name()).first()?;
+        Some((format!("{}:{}", member.host_name, member.grpc_port), cluster.transport().clone()))
     }
 }
 
