@@ -13,6 +13,8 @@
 //!   machine that applies it to the stores, the Raft RPCs.
 //! - [`cluster`]: the `_admin` model, formation, the reconciler that opens
 //!   groups and stores and moves roles, and where writes and reads go.
+//! - [`messaging`]: the command bus (and, to come, queries): handlers'
+//!   subscriptions, routing by weighted consistent hashing, permits.
 //! - [`durable`]: whole-file replacement shared by the store and the log.
 //! - [`api::grpc`]: the client gRPC API (Axon protocol) on port 8124.
 //! - [`api::http`]: health, readiness, metrics and node info on port 8024.
@@ -24,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod contexts;
 pub mod durable;
+pub mod messaging;
 pub mod raft;
 pub mod server;
 pub mod store;

@@ -8,10 +8,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ranvier_proto::command::command_service_server::CommandServiceServer;
 use ranvier_proto::control::platform_service_server::PlatformServiceServer;
 use ranvier_proto::event::event_store_server::EventStoreServer;
 use tokio::net::TcpListener;
 
+use crate::api::grpc::command::Commands;
 use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::proxy::ContextProxyLayer;
 use crate::api::grpc::raw_append::RawAppend;
@@ -22,6 +24,7 @@ use crate::cluster::model::NodeInfo;
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::contexts::{ContextOptions, Contexts};
+use crate::messaging::commands::{CommandBus, CommandLimits};
 use crate::store::{FsSpace, StoreOptions};
 use crate::telemetry::Metrics;
 
@@ -201,6 +204,8 @@ pub async fn run(
         heartbeat_enabled: api.heartbeat_enabled,
         client_heartbeat_timeout_ms: api.client_heartbeat_timeout_ms,
         client_heartbeat_frequency_ms: api.client_heartbeat_frequency_ms,
+        default_command_timeout_ms: api.default_command_timeout_ms,
+        command_queue_capacity: api.command_queue_capacity as usize,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let cluster = match (config.cluster.enabled, listeners.internal) {
@@ -233,6 +238,13 @@ pub async fn run(
 
     let max_message = limits.max_message_size_bytes;
     let event_store = Arc::new(EventStoreService::new(client_api.clone()));
+    let command_bus = Arc::new(CommandBus::new(
+        client_api.node.name.clone(),
+        CommandLimits {
+            queue_per_client: limits.command_queue_capacity,
+            default_timeout: Duration::from_millis(limits.default_command_timeout_ms),
+        },
+    ));
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))
@@ -240,6 +252,11 @@ pub async fn run(
         .layer(ContextProxyLayer::new(cluster.clone(), contexts.clone()))
         .add_service(
             PlatformServiceServer::new(Platform::new(client_api.clone())).max_decoding_message_size(max_message),
+        )
+        .add_service(
+            CommandServiceServer::new(Commands::new(client_api.clone(), command_bus))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
         )
         .add_service(RawAppend::new(
             EventStoreServer::from_arc(event_store.clone())

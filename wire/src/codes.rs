@@ -65,6 +65,14 @@ codes! {
     SelectNodesForContext = "AXONIQ-2309",
     /// A property with a value out of range.
     InvalidPropertyValue = "AXONIQ-2311",
+    /// No handler subscribed to the command.
+    NoHandlerForCommand = "AXONIQ-4000",
+    /// The handler the command was sent to went away.
+    ConnectionToHandlerLost = "AXONIQ-4001",
+    /// The command was not answered in time.
+    CommandTimeout = "AXONIQ-4002",
+    /// A command with the same id is in flight.
+    CommandDuplicated = "AXONIQ-4005",
     /// No event store for the context.
     NoEventStore = "AXONIQ-6000",
     /// The client went away.

@@ -82,6 +82,10 @@ pub const HEARTBEAT_ENABLED: Key = key("axoniq.axonserver.heartbeat.enabled", "f
 pub const CLIENT_HEARTBEAT_TIMEOUT: Key = key("axoniq.axonserver.client-heartbeat-timeout", "5000");
 /// Interval, ms, at which the node sends heartbeats to clients; less than the timeout.
 pub const CLIENT_HEARTBEAT_FREQUENCY: Key = key("axoniq.axonserver.client-heartbeat-frequency", "500");
+/// How long a command waits for its answer, ms, unless its TIMEOUT instruction says.
+pub const DEFAULT_COMMAND_TIMEOUT: Key = key("axoniq.axonserver.default-command-timeout", "300000");
+/// Commands queued for one handler client waiting for its permits, at most.
+pub const COMMAND_QUEUE_CAPACITY: Key = key("axoniq.axonserver.command-queue-capacity-per-client", "10000");
 /// Most concurrent client connections.
 pub const MAX_CONNECTIONS: Key = key("ranvier.max-connections", "1024");
 
@@ -153,6 +157,8 @@ pub const ALL: &[Key] = &[
     HEARTBEAT_ENABLED,
     CLIENT_HEARTBEAT_TIMEOUT,
     CLIENT_HEARTBEAT_FREQUENCY,
+    DEFAULT_COMMAND_TIMEOUT,
+    COMMAND_QUEUE_CAPACITY,
     MAX_CONNECTIONS,
     AUTOCLUSTER_CONTEXTS,
     AUTOCLUSTER_FIRST,
@@ -216,9 +222,7 @@ pub const IGNORED: &[&str] = &[
     "axoniq.axonserver.keep-alive-time",
     "axoniq.axonserver.keep-alive-timeout",
     "axoniq.axonserver.min-keep-alive-time",
-    "axoniq.axonserver.default-command-timeout",
     "axoniq.axonserver.default-query-timeout",
-    "axoniq.axonserver.command-queue-capacity-per-client",
     "axoniq.axonserver.grpc-buffered-messages",
     "axoniq.axonserver.executor-thread-count",
     "axoniq.axonserver.cluster-executor-thread-count",

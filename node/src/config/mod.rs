@@ -189,6 +189,13 @@ pub struct ApiConfig {
     /// `axoniq.axonserver.client-heartbeat-frequency`: interval between heartbeats sent to
     /// clients, ms. Default 500; at least 1, and less than the timeout when heartbeats are on.
     pub client_heartbeat_frequency_ms: u64,
+    /// `axoniq.axonserver.default-command-timeout`: how long a command waits for its answer
+    /// unless its TIMEOUT instruction says, ms. Default 300000; at least 1.
+    pub default_command_timeout_ms: u64,
+    /// `axoniq.axonserver.command-queue-capacity-per-client`: commands queued for one handler
+    /// client while it has no permits, at most (more are refused with AXONIQ-1900). Default
+    /// 10000; at least 1.
+    pub command_queue_capacity: u32,
     /// `ranvier.max-connections`: most concurrent client connections. Default 1024; at least 1.
     pub max_connections: u32,
 }
@@ -262,6 +269,8 @@ impl Config {
             (keys::CHECK_SEQUENCE_NR_FOR_SNAPSHOTS.name, api.check_sequence_nr_for_snapshots.to_string()),
             (keys::HEARTBEAT_ENABLED.name, api.heartbeat_enabled.to_string()),
             (keys::CLIENT_HEARTBEAT_TIMEOUT.name, api.client_heartbeat_timeout_ms.to_string()),
+            (keys::DEFAULT_COMMAND_TIMEOUT.name, api.default_command_timeout_ms.to_string()),
+            (keys::COMMAND_QUEUE_CAPACITY.name, api.command_queue_capacity.to_string()),
             (keys::CLIENT_HEARTBEAT_FREQUENCY.name, api.client_heartbeat_frequency_ms.to_string()),
             (keys::MAX_CONNECTIONS.name, api.max_connections.to_string()),
             (keys::AUTOCLUSTER_CONTEXTS.name, self.contexts.join(",")),
@@ -341,6 +350,8 @@ fn api_config(s: &Settings) -> Result<ApiConfig, ConfigError> {
         heartbeat_enabled: s.read(&keys::HEARTBEAT_ENABLED, value::boolean)?,
         client_heartbeat_timeout_ms: s.read(&keys::CLIENT_HEARTBEAT_TIMEOUT, positive_duration())?,
         client_heartbeat_frequency_ms: s.read(&keys::CLIENT_HEARTBEAT_FREQUENCY, positive_duration())?,
+        default_command_timeout_ms: s.read(&keys::DEFAULT_COMMAND_TIMEOUT, positive_duration())?,
+        command_queue_capacity: s.read(&keys::COMMAND_QUEUE_CAPACITY, positive_count())?,
         max_connections: s.read(&keys::MAX_CONNECTIONS, positive_count())?,
     })
 }

@@ -77,6 +77,8 @@ fn defaults() {
             heartbeat_enabled: false,
             client_heartbeat_timeout_ms: 5000,
             client_heartbeat_frequency_ms: 500,
+            default_command_timeout_ms: 300_000,
+            command_queue_capacity: 10_000,
             max_connections: 1024,
         },
         cluster: ClusterConfig {

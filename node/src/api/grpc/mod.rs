@@ -1,11 +1,12 @@
 //! The client-facing gRPC API on port 8124, speaking the Axon Server client
-//! protocol: PlatformService and EventStore now; CommandService and
-//! QueryService are added to the same router by the messaging work.
+//! protocol: PlatformService, EventStore and CommandService (over the
+//! node's command bus); QueryService is added by the messaging work.
 //!
 //! Owns: request validation, flow control (ListEvents permits, the bound on
 //! event bytes held for open transactions), the context header, and the
 //! mapping of errors to statuses (`status.rs`). Does not own storage.
 
+pub mod command;
 pub mod event_store;
 pub mod incoming;
 pub mod platform;
@@ -57,6 +58,11 @@ pub struct ApiLimits {
     pub client_heartbeat_timeout_ms: u64,
     /// How often the node sends heartbeats.
     pub client_heartbeat_frequency_ms: u64,
+    /// How long a command waits for its answer without a TIMEOUT
+    /// instruction, ms.
+    pub default_command_timeout_ms: u64,
+    /// Commands queued for one handler client waiting for its permits.
+    pub command_queue_capacity: usize,
 }
 
 /// Shared state of the client services.

@@ -16,10 +16,16 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         UnsupportedInstruction => Code::Unknown,
         TooManyRequests => Code::ResourceExhausted,
         InvalidSequence => Code::OutOfRange,
-        PayloadTooLarge | TooManyEvents | InvalidPropertyValue | InvalidContextName | SelectNodesForContext => {
-            Code::InvalidArgument
+        PayloadTooLarge
+        | TooManyEvents
+        | InvalidPropertyValue
+        | InvalidContextName
+        | SelectNodesForContext
+        | CommandDuplicated => Code::InvalidArgument,
+        NoEventStore | ClientDisconnected | NoLeaderAvailable | NoSuchNode | ContextNotFound | NoHandlerForCommand => {
+            Code::NotFound
         }
-        NoEventStore | ClientDisconnected | NoLeaderAvailable | NoSuchNode | ContextNotFound => Code::NotFound,
+        ConnectionToHandlerLost | CommandTimeout => Code::Cancelled,
         ContextExists | ReplicationGroupExists | AlreadyMemberOfCluster => Code::AlreadyExists,
         ClusterNotAllowed | CannotDeleteInternalContext | NotAMember => Code::PermissionDenied,
         DatafileReadError | DatafileWriteError | ReplicationTimeout | Other => Code::Cancelled,

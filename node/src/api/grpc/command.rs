@@ -1,0 +1,156 @@
+//! CommandService of the Axon protocol over this node's command bus
+//! (`messaging::commands`).
+//!
+//! `OpenStream` is a handler client's stream: subscriptions, permits and
+//! command responses come in, each acknowledged when it carries an
+//! instruction id (an unknown request gets AXONIQ-1002); commands go out,
+//! one per permit. When the stream ends the handler leaves the bus.
+//! `Dispatch` answers with exactly one `CommandResponse`: the handler's, or
+//! one carrying the error code (never a gRPC error).
+
+use std::sync::Arc;
+
+use ranvier_proto::command::command_provider_inbound::Request as Inbound;
+use ranvier_proto::command::command_provider_outbound::Request as Outbound;
+use ranvier_proto::command::command_service_server::CommandService;
+use ranvier_proto::command::{Command, CommandProviderInbound, CommandProviderOutbound, CommandResponse};
+use ranvier_proto::common::{ErrorMessage, InstructionAck};
+use ranvier_wire::ErrorCode;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{ClientApi, context_of, until};
+use crate::messaging::commands::{CommandBus, HandlerId, Next};
+
+/// Messages buffered towards one handler client (commands and acks); its
+/// permits bound the commands, this bounds what waits for the network.
+const OUTBOUND_BUFFER: usize = 64;
+
+/// The CommandService.
+pub struct Commands {
+    api: Arc<ClientApi>,
+    bus: Arc<CommandBus>,
+}
+
+impl Commands {
+    /// Serves CommandService over `bus`.
+    pub fn new(api: Arc<ClientApi>, bus: Arc<CommandBus>) -> Self {
+        Commands { api, bus }
+    }
+}
+
+type Out = mpsc::Sender<Result<CommandProviderInbound, Status>>;
+
+fn ack(instruction_id: &str, error: Option<ErrorMessage>) -> CommandProviderInbound {
+    CommandProviderInbound {
+        instruction_id: String::new(),
+        request: Some(Inbound::Ack(InstructionAck {
+            instruction_id: instruction_id.to_owned(),
+            success: error.is_none(),
+            error,
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl CommandService for Commands {
+    type OpenStreamStream = ReceiverStream<Result<CommandProviderInbound, Status>>;
+
+    async fn open_stream(
+        &self,
+        request: Request<Streaming<CommandProviderOutbound>>,
+    ) -> Result<Response<Self::OpenStreamStream>, Status> {
+        let context = context_of(&request);
+        let mut incoming = request.into_inner();
+        let (handler, wake) = self.bus.connect(&context);
+        let (out, receiver) = mpsc::channel(OUTBOUND_BUFFER);
+        let bus = self.bus.clone();
+        let node = self.api.node.name.clone();
+        let mut stopping = self.api.stopping.clone();
+        tokio::spawn(send_commands(bus.clone(), handler, wake, out.clone()));
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    message = incoming.message() => message,
+                    () = until(&mut stopping, |stop| *stop) => break,
+                };
+                match message {
+                    Ok(Some(message)) => {
+                        if !receive(&bus, handler, message, &out, &node).await {
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            bus.disconnect(handler);
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn dispatch(&self, request: Request<Command>) -> Result<Response<CommandResponse>, Status> {
+        let context = context_of(&request);
+        Ok(Response::new(self.bus.dispatch(&context, request.into_inner()).await))
+    }
+}
+
+/// Sends `handler` its commands as its permits allow, until it leaves.
+async fn send_commands(bus: Arc<CommandBus>, handler: HandlerId, wake: Arc<Notify>, out: Out) {
+    loop {
+        match bus.next_for(handler) {
+            Next::Command(command) => {
+                let message =
+                    CommandProviderInbound { instruction_id: String::new(), request: Some(Inbound::Command(*command)) };
+                if out.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+            // A wake-up sent before this wait is not lost (Notify keeps it).
+            Next::Wait => wake.notified().await,
+            Next::Closed => return,
+        }
+    }
+}
+
+/// Handles one message of a handler client; `false` when its stream is
+/// gone.
+async fn receive(
+    bus: &CommandBus,
+    handler: HandlerId,
+    message: CommandProviderOutbound,
+    out: &Out,
+    node: &str,
+) -> bool {
+    let id = message.instruction_id;
+    let error = match message.request {
+        Some(Outbound::Subscribe(subscription)) => {
+            bus.subscribe(handler, &subscription);
+            None
+        }
+        Some(Outbound::Unsubscribe(subscription)) => {
+            bus.unsubscribe(handler, &subscription);
+            None
+        }
+        Some(Outbound::FlowControl(flow)) => {
+            bus.grant(handler, flow.permits);
+            None
+        }
+        Some(Outbound::CommandResponse(response)) => {
+            bus.respond(handler, response);
+            None
+        }
+        // An ack is not acknowledged in turn.
+        Some(Outbound::Ack(_)) => return true,
+        None => Some(ErrorMessage {
+            message: "Unsupported instruction".into(),
+            location: node.to_owned(),
+            details: vec!["Unsupported instruction".into()],
+            error_code: ErrorCode::UnsupportedInstruction.as_str().into(),
+        }),
+    };
+    if id.is_empty() {
+        return true;
+    }
+    out.send(Ok(ack(&id, error))).await.is_ok()
+}

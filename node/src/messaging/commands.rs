@@ -1,0 +1,428 @@
+//! The command bus of one node: handler clients subscribe to command names
+//! per context, a dispatched command goes to one of them, and its answer
+//! (or the error that stands for it) goes back to the dispatcher.
+//!
+//! - **Routing**: among the handlers of a command name, the one that owns
+//!   the routing key (the ROUTING_KEY instruction, else the message id) on
+//!   a ring weighted by load factor (`ring`), so one aggregate's commands
+//!   stay with one handler while the handlers do not change.
+//! - **Flow control**: a handler receives a command only against a permit
+//!   it granted (`flow_control`); until then its commands wait in its
+//!   queue, highest PRIORITY first, then oldest. The queue holds at most
+//!   `command-queue-capacity-per-client` commands: one more is refused at
+//!   once (AXONIQ-1900), never dropped silently.
+//! - **Answers**: exactly one per dispatch: the handler's response
+//!   (forwarded unchanged), or AXONIQ-4000 (no handler), 4001 (the handler
+//!   went away before answering), 4002 (no answer within the TIMEOUT
+//!   instruction or `default-command-timeout`), 4005 (a command with the
+//!   same id is in flight), 1900 (the handler's queue is full).
+//! - **A handler that leaves** (its stream ends): commands still queued for
+//!   it go to the remaining handlers of their name, or fail with 4001 when
+//!   none is left; commands it received but did not answer fail with 4001.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ranvier_proto::command::{Command, CommandResponse, CommandSubscription};
+use ranvier_proto::common::meta_data_value::Data;
+use ranvier_proto::common::{ErrorMessage, ProcessingKey};
+use ranvier_wire::ErrorCode;
+use tokio::sync::{Notify, oneshot};
+
+use super::ring::Ring;
+
+/// The bus's limits.
+#[derive(Debug, Clone)]
+pub struct CommandLimits {
+    /// Commands waiting for one handler's permits, at most.
+    pub queue_per_client: usize,
+    /// How long a command waits for its answer without a TIMEOUT
+    /// instruction.
+    pub default_timeout: Duration,
+}
+
+/// One handler client's command stream.
+pub type HandlerId = u64;
+
+/// The command bus.
+pub struct CommandBus {
+    node: String,
+    limits: CommandLimits,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next_handler: HandlerId,
+    next_response: u64,
+    handlers: HashMap<HandlerId, Handler>,
+    /// (context, command name) → its handlers and their ring.
+    routes: HashMap<(String, String), Route>,
+    /// (context, message id) → the dispatch waiting for its answer.
+    pending: HashMap<(String, String), Pending>,
+}
+
+struct Handler {
+    context: String,
+    client_id: String,
+    component: String,
+    permits: i64,
+    queue: BinaryHeap<Queued>,
+    arrivals: u64,
+    /// Command names it handles, with their load factors.
+    commands: BTreeMap<String, i32>,
+    wake: Arc<Notify>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Route {
+    handlers: BTreeMap<HandlerId, (String, i32)>,
+    ring: Option<Ring<HandlerId>>,
+}
+
+impl Route {
+    fn ring(&mut self) -> &Ring<HandlerId> {
+        let handlers = &self.handlers;
+        self.ring.get_or_insert_with(|| {
+            Ring::new(handlers.iter().map(|(id, (identity, load))| (*id, identity.as_str(), *load)))
+        })
+    }
+}
+
+struct Pending {
+    handler: HandlerId,
+    /// Whether the handler has received it (else it is in its queue).
+    sent: bool,
+    reply: oneshot::Sender<CommandResponse>,
+}
+
+struct Queued {
+    priority: i64,
+    arrival: u64,
+    command: Command,
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Higher priority first, then the earlier arrival.
+        self.priority.cmp(&other.priority).then_with(|| other.arrival.cmp(&self.arrival))
+    }
+}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Queued {}
+
+/// What a handler's stream sends next.
+#[derive(Debug)]
+pub enum Next {
+    /// This command (a permit was used for it).
+    Command(Box<Command>),
+    /// Nothing now: wait to be woken.
+    Wait,
+    /// The handler is gone.
+    Closed,
+}
+
+/// A command that could not be queued, and why.
+struct NotQueued {
+    command: Command,
+    reply: oneshot::Sender<CommandResponse>,
+    code: ErrorCode,
+    message: String,
+}
+
+/// A number-valued processing instruction of the command.
+fn number(command: &Command, key: ProcessingKey) -> Option<i64> {
+    command.processing_instructions.iter().find(|i| i.key == key as i32).and_then(|i| match i.value.as_ref()?.data {
+        Some(Data::NumberValue(n)) => Some(n),
+        _ => None,
+    })
+}
+
+/// The routing key: the ROUTING_KEY instruction, else the message id.
+fn routing_key(command: &Command) -> &str {
+    command
+        .processing_instructions
+        .iter()
+        .find(|i| i.key == ProcessingKey::RoutingKey as i32)
+        .and_then(|i| match i.value.as_ref()?.data.as_ref()? {
+            Data::TextValue(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .unwrap_or(&command.message_identifier)
+}
+
+impl CommandBus {
+    /// An empty bus on node `node` (the location of its errors).
+    pub fn new(node: impl Into<String>, limits: CommandLimits) -> Self {
+        CommandBus { node: node.into(), limits, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new handler stream of `context` (it handles nothing until it
+    /// subscribes), and what wakes it when a command may be sent.
+    pub fn connect(&self, context: &str) -> (HandlerId, Arc<Notify>) {
+        let mut state = self.lock();
+        state.next_handler += 1;
+        let id = state.next_handler;
+        let wake = Arc::new(Notify::new());
+        let handler = Handler {
+            context: context.to_owned(),
+            client_id: String::new(),
+            component: String::new(),
+            permits: 0,
+            queue: BinaryHeap::new(),
+            arrivals: 0,
+            commands: BTreeMap::new(),
+            wake: wake.clone(),
+            closed: false,
+        };
+        state.handlers.insert(id, handler);
+        (id, wake)
+    }
+
+    /// `handler` handles `subscription.command` (again: its load factor
+    /// is updated).
+    pub fn subscribe(&self, handler: HandlerId, subscription: &CommandSubscription) {
+        let mut state = self.lock();
+        let Some(h) = state.handlers.get_mut(&handler) else { return };
+        if !subscription.client_id.is_empty() {
+            h.client_id = subscription.client_id.clone();
+        }
+        if !subscription.component_name.is_empty() {
+            h.component = subscription.component_name.clone();
+        }
+        h.commands.insert(subscription.command.clone(), subscription.load_factor);
+        // A stable identity places the handler's points: a client that
+        // reconnects gets its keys back.
+        let identity = format!("{}/{}/{handler}", h.client_id, h.component);
+        let identity = if h.client_id.is_empty() { format!("stream-{handler}") } else { identity };
+        let key = (h.context.clone(), subscription.command.clone());
+        let route = state.routes.entry(key).or_default();
+        route.handlers.insert(handler, (identity, subscription.load_factor));
+        route.ring = None;
+    }
+
+    /// `handler` no longer handles `subscription.command`.
+    pub fn unsubscribe(&self, handler: HandlerId, subscription: &CommandSubscription) {
+        let mut state = self.lock();
+        let Some(h) = state.handlers.get_mut(&handler) else { return };
+        h.commands.remove(&subscription.command);
+        let key = (h.context.clone(), subscription.command.clone());
+        if let Some(route) = state.routes.get_mut(&key) {
+            route.handlers.remove(&handler);
+            route.ring = None;
+            if route.handlers.is_empty() {
+                state.routes.remove(&key);
+            }
+        }
+    }
+
+    /// `handler` may receive `permits` more commands.
+    pub fn grant(&self, handler: HandlerId, permits: i64) {
+        let mut state = self.lock();
+        if let Some(h) = state.handlers.get_mut(&handler) {
+            h.permits = h.permits.saturating_add(permits.max(0));
+            h.wake.notify_one();
+        }
+    }
+
+    /// The next command for `handler` when it has one and a permit for it
+    /// (using the permit).
+    pub fn next_for(&self, handler: HandlerId) -> Next {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(h) = state.handlers.get_mut(&handler) else { return Next::Closed };
+        if h.closed {
+            return Next::Closed;
+        }
+        while h.permits > 0 {
+            let Some(queued) = h.queue.pop() else { return Next::Wait };
+            let key = (h.context.clone(), queued.command.message_identifier.clone());
+            // A command whose dispatch ended (it timed out) is not sent.
+            if let Some(pending) = state.pending.get_mut(&key) {
+                pending.sent = true;
+                h.permits -= 1;
+                return Next::Command(Box::new(queued.command));
+            }
+        }
+        Next::Wait
+    }
+
+    /// The handler's answer to a command it received: passed to the
+    /// dispatcher unchanged. `false` when no dispatch of its waits for it.
+    pub fn respond(&self, handler: HandlerId, response: CommandResponse) -> bool {
+        let mut state = self.lock();
+        let Some(context) = state.handlers.get(&handler).map(|h| h.context.clone()) else { return false };
+        let key = (context, response.request_identifier.clone());
+        match state.pending.get(&key) {
+            Some(pending) if pending.handler == handler && pending.sent => {}
+            _ => return false,
+        }
+        match state.pending.remove(&key) {
+            Some(pending) => pending.reply.send(response).is_ok(),
+            None => false,
+        }
+    }
+
+    /// `handler`'s stream ended: its queued commands go to the remaining
+    /// handlers of their names (or fail with 4001), and those it received
+    /// but did not answer fail with 4001.
+    pub fn disconnect(&self, handler: HandlerId) {
+        let mut state = self.lock();
+        let Some(mut gone) = state.handlers.remove(&handler) else { return };
+        gone.closed = true;
+        gone.wake.notify_one();
+        for name in gone.commands.keys() {
+            let key = (gone.context.clone(), name.clone());
+            if let Some(route) = state.routes.get_mut(&key) {
+                route.handlers.remove(&handler);
+                route.ring = None;
+                if route.handlers.is_empty() {
+                    state.routes.remove(&key);
+                }
+            }
+        }
+        let lost: Vec<(String, String)> =
+            state.pending.iter().filter(|(_, p)| p.handler == handler && p.sent).map(|(key, _)| key.clone()).collect();
+        for key in lost {
+            if let Some(pending) = state.pending.remove(&key) {
+                let message = format!("the handler of command {} disconnected before answering", key.1);
+                let response = self.error_response(&mut state, &key.1, ErrorCode::ConnectionToHandlerLost, message);
+                let _ = pending.reply.send(response);
+            }
+        }
+        for queued in gone.queue.into_vec() {
+            let key = (gone.context.clone(), queued.command.message_identifier.clone());
+            let Some(pending) = state.pending.remove(&key) else { continue };
+            if let Err(not) = self.enqueue(&mut state, &gone.context, queued.command, pending.reply) {
+                let message = format!("the handler of command {} disconnected", not.command.name);
+                let id = not.command.message_identifier;
+                let response = self.error_response(&mut state, &id, ErrorCode::ConnectionToHandlerLost, message);
+                let _ = not.reply.send(response);
+            }
+        }
+    }
+
+    /// Puts `command` in the queue of its handler, registered as pending;
+    /// gives it back with the reason when it cannot be queued.
+    fn enqueue(
+        &self,
+        state: &mut State,
+        context: &str,
+        command: Command,
+        reply: oneshot::Sender<CommandResponse>,
+    ) -> Result<(), Box<NotQueued>> {
+        let route_key = (context.to_owned(), command.name.clone());
+        let chosen =
+            state.routes.get_mut(&route_key).and_then(|route| route.ring().pick(routing_key(&command)).copied());
+        let Some(h) = chosen.and_then(|handler| state.handlers.get_mut(&handler).map(|h| (handler, h))) else {
+            let message = format!("No Handler for command: {}", command.name);
+            return Err(Box::new(NotQueued { command, reply, code: ErrorCode::NoHandlerForCommand, message }));
+        };
+        let (handler, h) = h;
+        if h.queue.len() >= self.limits.queue_per_client {
+            let message = format!(
+                "the queue of handler {} is full ({} commands waiting for its permits)",
+                h.client_id, self.limits.queue_per_client
+            );
+            return Err(Box::new(NotQueued { command, reply, code: ErrorCode::TooManyRequests, message }));
+        }
+        h.arrivals += 1;
+        let priority = number(&command, ProcessingKey::Priority).unwrap_or(0);
+        let key = (context.to_owned(), command.message_identifier.clone());
+        h.queue.push(Queued { priority, arrival: h.arrivals, command });
+        h.wake.notify_one();
+        state.pending.insert(key, Pending { handler, sent: false, reply });
+        Ok(())
+    }
+
+    /// Dispatches `command` in `context` and waits for its one answer.
+    pub async fn dispatch(&self, context: &str, mut command: Command) -> CommandResponse {
+        let timeout = number(&command, ProcessingKey::Timeout)
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(self.limits.default_timeout, Duration::from_millis);
+        let (reply, answer) = oneshot::channel();
+        let id = {
+            let mut state = self.lock();
+            if command.message_identifier.is_empty() {
+                state.next_response += 1;
+                command.message_identifier = format!("{}-command-{}", self.node, state.next_response);
+            }
+            let id = command.message_identifier.clone();
+            if state.pending.contains_key(&(context.to_owned(), id.clone())) {
+                let message = format!("a command with id {id} is in flight already");
+                return self.error_response(&mut state, &id, ErrorCode::CommandDuplicated, message);
+            }
+            if let Err(not) = self.enqueue(&mut state, context, command, reply) {
+                return self.error_response(&mut state, &id, not.code, not.message);
+            }
+            id
+        };
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(response)) => response,
+            // The bus went away with the dispatch (the node stops).
+            Ok(Err(_)) => CommandResponse {
+                error_code: ErrorCode::ConnectionToHandlerLost.as_str().to_owned(),
+                error_message: Some(ErrorMessage {
+                    message: "the node is stopping".into(),
+                    location: self.node.clone(),
+                    details: vec![],
+                    error_code: ErrorCode::ConnectionToHandlerLost.as_str().to_owned(),
+                }),
+                ..CommandResponse::default()
+            },
+            Err(_) => {
+                // Forgotten: a queued copy is not sent, a late answer is
+                // not passed on.
+                let mut state = self.lock();
+                state.pending.remove(&(context.to_owned(), id.clone()));
+                let message = format!("no answer within {} ms", timeout.as_millis());
+                self.error_response(&mut state, &id, ErrorCode::CommandTimeout, message)
+            }
+        }
+    }
+
+    fn error_response(&self, state: &mut State, request: &str, code: ErrorCode, message: String) -> CommandResponse {
+        state.next_response += 1;
+        CommandResponse {
+            message_identifier: format!("{}-response-{}", self.node, state.next_response),
+            request_identifier: request.to_owned(),
+            error_code: code.as_str().to_owned(),
+            error_message: Some(ErrorMessage {
+                message,
+                location: self.node.clone(),
+                details: vec![],
+                error_code: code.as_str().to_owned(),
+            }),
+            ..CommandResponse::default()
+        }
+    }
+
+    /// Handlers connected now.
+    pub fn handler_count(&self) -> usize {
+        self.lock().handlers.len()
+    }
+
+    /// Dispatches waiting for an answer now.
+    pub fn pending_count(&self) -> usize {
+        self.lock().pending.len()
+    }
+}

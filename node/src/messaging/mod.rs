@@ -1,0 +1,10 @@
+//! Messaging: Ranvier as a message router for commands (and, to come,
+//! queries), per context. `commands` is the command bus of this node
+//! (subscriptions, routing by a weighted consistent-hash `ring`, permits,
+//! bounded queues, one answer per dispatch); the client API's
+//! CommandService (`api::grpc::command`) speaks the Axon protocol on top of
+//! it. Routing across the cluster (a handler on another node) comes next,
+//! over the node's `transport`.
+
+pub mod commands;
+pub mod ring;
