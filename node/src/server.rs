@@ -244,6 +244,7 @@ pub async fn run(
             queue_per_client: limits.command_queue_capacity,
             default_timeout: Duration::from_millis(limits.default_command_timeout_ms),
         },
+        metrics.commands(),
     ));
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))

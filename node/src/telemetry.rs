@@ -30,6 +30,26 @@ pub struct Metrics {
     bytes_written: Family<StoreLabels, Counter>,
     fsync_seconds: HistogramFamily,
     segments_closed: Family<StoreLabels, Gauge>,
+    commands: CommandMetrics,
+}
+
+/// Labels of command metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    /// The context.
+    pub context: String,
+}
+
+/// The command bus's metrics.
+#[derive(Clone, Default)]
+pub struct CommandMetrics {
+    /// Commands dispatched, per context.
+    pub dispatched: Family<CommandLabels, Counter>,
+    /// Commands answered with an error raised by the node (no handler,
+    /// handler gone, timeout, duplicate, full queue), per context.
+    pub failed: Family<CommandLabels, Counter>,
+    /// Dispatches waiting for their answer now.
+    pub pending: Gauge,
 }
 
 fn fsync_histogram() -> Histogram {
@@ -47,6 +67,7 @@ impl Metrics {
             bytes_written: Family::default(),
             fsync_seconds: Family::new_with_constructor(fsync_histogram as fn() -> Histogram),
             segments_closed: Family::default(),
+            commands: CommandMetrics::default(),
             registry: Registry::default(),
         };
         registry.register("append_transactions", "Committed transactions", metrics.transactions.clone());
@@ -55,6 +76,13 @@ impl Metrics {
         registry.register("segment_bytes_written", "Bytes written to segment files", metrics.bytes_written.clone());
         registry.register("fsync_seconds", "Duration of group-commit fsyncs", metrics.fsync_seconds.clone());
         registry.register("segments_closed", "Closed segment files", metrics.segments_closed.clone());
+        registry.register("commands_dispatched", "Commands dispatched", metrics.commands.dispatched.clone());
+        registry.register(
+            "commands_failed",
+            "Commands answered with a node-raised error",
+            metrics.commands.failed.clone(),
+        );
+        registry.register("commands_pending", "Dispatches waiting for their answer", metrics.commands.pending.clone());
         Self { registry, ..metrics }
     }
 
@@ -69,6 +97,11 @@ impl Metrics {
             fsync_seconds: self.fsync_seconds.get_or_create_owned(&labels),
             segments_closed: self.segments_closed.get_or_create_owned(&labels),
         }
+    }
+
+    /// The command bus's metrics.
+    pub fn commands(&self) -> CommandMetrics {
+        self.commands.clone()
     }
 
     /// The Prometheus text exposition of every metric.

@@ -32,6 +32,8 @@ use ranvier_wire::ErrorCode;
 use tokio::sync::{Notify, oneshot};
 
 use super::ring::Ring;
+use crate::telemetry::{CommandLabels, CommandMetrics};
+use prometheus_client::metrics::gauge::Gauge;
 
 /// The bus's limits.
 #[derive(Debug, Clone)]
@@ -50,7 +52,33 @@ pub type HandlerId = u64;
 pub struct CommandBus {
     node: String,
     limits: CommandLimits,
+    metrics: CommandMetrics,
     state: Mutex<State>,
+}
+
+/// The bus's state, locked; the pending gauge follows it on release.
+struct Guard<'a> {
+    state: MutexGuard<'a, State>,
+    gauge: &'a Gauge,
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.gauge.set(i64::try_from(self.state.pending.len()).unwrap_or(i64::MAX));
+    }
 }
 
 #[derive(Default)]
@@ -167,13 +195,17 @@ fn routing_key(command: &Command) -> &str {
 }
 
 impl CommandBus {
-    /// An empty bus on node `node` (the location of its errors).
-    pub fn new(node: impl Into<String>, limits: CommandLimits) -> Self {
-        CommandBus { node: node.into(), limits, state: Mutex::new(State::default()) }
+    /// An empty bus on node `node` (the location of its errors),
+    /// counting into `metrics`.
+    pub fn new(node: impl Into<String>, limits: CommandLimits, metrics: CommandMetrics) -> Self {
+        CommandBus { node: node.into(), limits, metrics, state: Mutex::new(State::default()) }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> Guard<'_> {
+        Guard {
+            state: self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            gauge: &self.metrics.pending,
+        }
     }
 
     /// A new handler stream of `context` (it handles nothing until it
@@ -355,7 +387,17 @@ impl CommandBus {
     }
 
     /// Dispatches `command` in `context` and waits for its one answer.
-    pub async fn dispatch(&self, context: &str, mut command: Command) -> CommandResponse {
+    pub async fn dispatch(&self, context: &str, command: Command) -> CommandResponse {
+        let labels = CommandLabels { context: context.to_owned() };
+        self.metrics.dispatched.get_or_create(&labels).inc();
+        let response = self.dispatch_once(context, command).await;
+        if response.error_message.as_ref().is_some_and(|e| e.location == self.node) {
+            self.metrics.failed.get_or_create(&labels).inc();
+        }
+        response
+    }
+
+    async fn dispatch_once(&self, context: &str, mut command: Command) -> CommandResponse {
         let timeout = number(&command, ProcessingKey::Timeout)
             .and_then(|ms| u64::try_from(ms).ok())
             .map_or(self.limits.default_timeout, Duration::from_millis);
@@ -400,7 +442,13 @@ impl CommandBus {
         }
     }
 
-    fn error_response(&self, state: &mut State, request: &str, code: ErrorCode, message: String) -> CommandResponse {
+    fn error_response(
+        &self,
+        state: &mut Guard<'_>,
+        request: &str,
+        code: ErrorCode,
+        message: String,
+    ) -> CommandResponse {
         state.next_response += 1;
         CommandResponse {
             message_identifier: format!("{}-response-{}", self.node, state.next_response),

@@ -5,11 +5,14 @@
 //! is unchanged, and adding or removing one moves only the keys it gains
 //! or loses.
 
-/// Points of a handler with load factor 100 (the default).
-const POINTS_PER_DEFAULT_LOAD: u32 = 100;
-/// Points of one handler, at most (a load factor beyond 1,000 counts as
-/// 1,000, so a ring of 50 handlers holds at most 50,000 points).
-const POINTS_MAX: u32 = 1_000;
+/// Points per unit of load factor: enough that shares stay within a few
+/// percent of the weights (the spread falls with the square root of the
+/// points).
+const POINTS_PER_LOAD: u32 = 4;
+/// The load factor of a handler that gives 0 (Axon's default).
+const DEFAULT_LOAD: u32 = 100;
+/// Load factor counted at most (4,000 points, 64 KB of ring per handler).
+const LOAD_MAX: u32 = 1_000;
 
 /// A ring over handlers `K`.
 #[derive(Debug, Clone)]
@@ -23,10 +26,11 @@ impl<K: Clone> Ring<K> {
     pub fn new<'a>(handlers: impl IntoIterator<Item = (K, &'a str, i32)>) -> Self {
         let mut points = Vec::new();
         for (handler, identity, load_factor) in handlers {
-            let count = match load_factor {
-                0 => POINTS_PER_DEFAULT_LOAD,
-                load => u32::try_from(load).unwrap_or(1).clamp(1, POINTS_MAX),
+            let load = match load_factor {
+                0 => DEFAULT_LOAD,
+                load => u32::try_from(load).unwrap_or(1).clamp(1, LOAD_MAX),
             };
+            let count = load * POINTS_PER_LOAD;
             for point in 0..count {
                 points.push((hash(&format!("{identity}#{point}")), handler.clone()));
             }
