@@ -25,8 +25,11 @@ use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::contexts::{ContextOptions, Contexts};
 use crate::messaging::commands::{CommandBus, CommandLimits};
+use crate::messaging::peers::{ClusterForwarder, MessagingRpc, spawn_announcer};
 use crate::store::{FsSpace, StoreOptions};
 use crate::telemetry::Metrics;
+use crate::transport::INTERNAL_MESSAGE_MAX;
+use ranvier_proto::cluster::messaging_service_server::MessagingServiceServer;
 
 /// The sockets a node serves on, bound by the caller.
 pub struct Listeners {
@@ -68,7 +71,8 @@ async fn start_cluster(
     identity: &NodeIdentity,
     contexts: Arc<Contexts>,
     stopped: tokio::sync::watch::Receiver<bool>,
-) -> Result<Arc<Cluster>, NodeError> {
+    bus: CommandBus,
+) -> Result<(Arc<Cluster>, Arc<CommandBus>), NodeError> {
     let node = &config.node;
     let port = listener.local_addr().map_err(NodeError::Address)?.port();
     let settings = ClusterSettings {
@@ -96,7 +100,12 @@ async fn start_cluster(
     };
     let cluster = Cluster::start(settings, contexts).await.map_err(|e| NodeError::Cluster(e.to_string()))?;
     let (raft, membership) = cluster.services();
-    let server = tonic::transport::Server::builder().add_service(raft).add_service(membership);
+    let bus = Arc::new(bus.with_forwarder(Arc::new(ClusterForwarder::new(cluster.clone()))));
+    let messaging = MessagingServiceServer::new(MessagingRpc::new(bus.clone(), cluster.transport().clone()))
+        .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+        .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
+    spawn_announcer(bus.clone(), cluster.clone(), stopped.clone());
+    let server = tonic::transport::Server::builder().add_service(raft).add_service(membership).add_service(messaging);
     let mut stop = stopped.clone();
     tokio::spawn(async move {
         let shutdown = async move {
@@ -109,7 +118,7 @@ async fn start_cluster(
         }
     });
     cluster.spawn(stopped);
-    Ok(cluster)
+    Ok((cluster, bus))
 }
 
 fn store_options(config: &Config, segment_size_bytes: u64) -> StoreOptions {
@@ -208,12 +217,22 @@ pub async fn run(
         command_queue_capacity: api.command_queue_capacity as usize,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let cluster = match (config.cluster.enabled, listeners.internal) {
+    let bus = CommandBus::new(
+        node.name.clone(),
+        CommandLimits {
+            queue_per_client: limits.command_queue_capacity,
+            default_timeout: Duration::from_millis(limits.default_command_timeout_ms),
+        },
+        metrics.commands(),
+    );
+    let (cluster, command_bus) = match (config.cluster.enabled, listeners.internal) {
         (true, Some(internal)) => {
-            Some(start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone()).await?)
+            let (cluster, bus) =
+                start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone(), bus).await?;
+            (Some(cluster), bus)
         }
         (true, None) => return Err(NodeError::Cluster("a clustered node needs its internal port bound".into())),
-        _ => None,
+        _ => (None, Arc::new(bus)),
     };
     let client_api =
         Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone(), cluster.clone()));
@@ -238,14 +257,6 @@ pub async fn run(
 
     let max_message = limits.max_message_size_bytes;
     let event_store = Arc::new(EventStoreService::new(client_api.clone()));
-    let command_bus = Arc::new(CommandBus::new(
-        client_api.node.name.clone(),
-        CommandLimits {
-            queue_per_client: limits.command_queue_capacity,
-            default_timeout: Duration::from_millis(limits.default_command_timeout_ms),
-        },
-        metrics.commands(),
-    ));
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))

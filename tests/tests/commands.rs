@@ -345,3 +345,75 @@ async fn a_routing_key_stays_with_one_handler_and_shares_follow_load_factors() {
         "load factors 100 : 300 gave the heavy handler {heavy:.3}, expected 0.75 ± 0.05"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_the_cluster_a_command_reaches_a_handler_on_another_node_and_a_killed_node_answers_for_its_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
+    // Every node knows the others (the cluster has formed).
+    for node in &nodes {
+        ranvier_tests::wait_voters(node, "default", 3).await.unwrap();
+    }
+    let caller = nodes[0].channel().await.unwrap();
+    let far = nodes[2].channel().await.unwrap();
+
+    // A handler on node 3 is usable from node 1 within a second of its
+    // subscription.
+    let mut handler = Handler::open(&far, "far", &["Remote"], 100).await;
+    let subscribed = std::time::Instant::now();
+    handler.grant(1_000).await;
+    let call = tokio::spawn({
+        let caller = caller.clone();
+        async move {
+            loop {
+                let response = dispatch(&caller, command(&format!("probe-{}", rand_id()), "Remote", vec![])).await;
+                if response.error_code != "AXONIQ-4000" {
+                    return (response, std::time::Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let received = handler.next_command().await;
+    handler.answer(&received, "from node 3").await;
+    let (response, at) = call.await.unwrap();
+    assert_eq!(response.error_code, "");
+    assert_eq!(&response.payload.unwrap().data[..], b"from node 3");
+    let visible = at.duration_since(subscribed);
+    eprintln!("a subscription on node 3 was usable from node 1 after {visible:?}");
+    assert!(visible < Duration::from_secs(1), "took {visible:?}");
+
+    // 100 commands in flight to node 3's handler (received, unanswered);
+    // node 3 is killed: each gets exactly one answer, well within its
+    // 60 s TIMEOUT.
+    let mut calls = Vec::new();
+    for n in 0..100 {
+        let caller = caller.clone();
+        let with = vec![instruction(ProcessingKey::Timeout, Data::NumberValue(60_000))];
+        calls.push(tokio::spawn(async move { dispatch(&caller, command(&format!("k-{n}"), "Remote", with)).await }));
+    }
+    for _ in 0..100 {
+        handler.next_command().await;
+    }
+    let killed = std::time::Instant::now();
+    nodes[2].kill9().unwrap();
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for call in calls {
+        let response = tokio::time::timeout(Duration::from_secs(30), call).await.expect("a dispatch hung").unwrap();
+        *codes.entry(response.error_code).or_default() += 1;
+    }
+    eprintln!("answers after node 3 was killed: {codes:?} within {:?}", killed.elapsed());
+    assert_eq!(codes.get("AXONIQ-4001"), Some(&100), "{codes:?}");
+    assert!(killed.elapsed() < Duration::from_secs(15), "answers took {:?}", killed.elapsed());
+
+    // Once its announcement expires, node 3's handler is out of routing.
+    ranvier_tests::eventually(Duration::from_secs(10), "node 3's handler to leave routing", || async {
+        dispatch(&caller, command(&format!("after-{}", rand_id()), "Remote", vec![])).await.error_code == "AXONIQ-4000"
+    })
+    .await
+    .unwrap();
+}
+
+fn rand_id() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}

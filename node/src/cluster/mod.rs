@@ -325,6 +325,11 @@ impl Cluster {
         MemberNode { name: info.name.clone(), internal_addr: info.internal_addr.clone() }
     }
 
+    /// The cluster model as it changes (for work that follows the nodes).
+    pub fn model_changes(&self) -> watch::Receiver<Arc<ClusterModel>> {
+        self.model.clone()
+    }
+
     /// The cluster model as this node's `_admin` replica holds it.
     pub fn model(&self) -> Arc<ClusterModel> {
         self.model.borrow().clone()

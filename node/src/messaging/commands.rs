@@ -54,6 +54,10 @@ pub struct CommandBus {
     limits: CommandLimits,
     metrics: CommandMetrics,
     state: Mutex<State>,
+    /// Reaches other nodes' handlers (none on a standalone node).
+    forwarder: Option<Arc<dyn Forwarder>>,
+    /// Woken when this node's own handlers change (for announcing them).
+    changed: Notify,
 }
 
 /// The bus's state, locked; the pending gauge follows it on release.
@@ -90,6 +94,10 @@ struct State {
     routes: HashMap<(String, String), Route>,
     /// (context, message id) → the dispatch waiting for its answer.
     pending: HashMap<(String, String), Pending>,
+    /// Other nodes → when what they announced expires, and what it was.
+    remote: HashMap<String, (std::time::Instant, Vec<RemoteHandler>)>,
+    /// Bumped whenever this node's own handlers change.
+    local_version: u64,
 }
 
 struct Handler {
@@ -105,19 +113,79 @@ struct Handler {
     closed: bool,
 }
 
+/// Where a command can go: a handler connected here, or another node
+/// (which has handlers of it connected there).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// A handler stream of this node.
+    Local(HandlerId),
+    /// A node that has handlers of the command.
+    Remote(String),
+}
+
+/// The handlers of one command name in one context, cluster-wide.
 #[derive(Default)]
 struct Route {
-    handlers: BTreeMap<HandlerId, (String, i32)>,
-    ring: Option<Ring<HandlerId>>,
+    /// Identity → where it is and its load factor.
+    handlers: BTreeMap<String, (Target, i32)>,
+    all: Option<Ring<Target>>,
+    local: Option<Ring<Target>>,
 }
 
 impl Route {
-    fn ring(&mut self) -> &Ring<HandlerId> {
-        let handlers = &self.handlers;
-        self.ring.get_or_insert_with(|| {
-            Ring::new(handlers.iter().map(|(id, (identity, load))| (*id, identity.as_str(), *load)))
-        })
+    fn changed(&mut self) {
+        self.all = None;
+        self.local = None;
     }
+
+    /// The ring of every handler, or of this node's only.
+    fn ring(&mut self, local_only: bool) -> &Ring<Target> {
+        let handlers = &self.handlers;
+        let build = |local_only: bool| {
+            Ring::new(
+                handlers
+                    .iter()
+                    .filter(|(_, (target, _))| !local_only || matches!(target, Target::Local(_)))
+                    .map(|(identity, (target, load))| (target.clone(), identity.as_str(), *load)),
+            )
+        };
+        if local_only {
+            self.local.get_or_insert_with(|| build(true))
+        } else {
+            self.all.get_or_insert_with(|| build(false))
+        }
+    }
+
+    fn remove(&mut self, target: &Target) {
+        self.handlers.retain(|_, (t, _)| t != target);
+        self.changed();
+    }
+}
+
+/// One handler as another node announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteHandler {
+    /// Its context.
+    pub context: String,
+    /// The command name.
+    pub command: String,
+    /// Its identity there.
+    pub identity: String,
+    /// Its load factor.
+    pub load_factor: i32,
+}
+
+/// Sends a command to another node's handlers and returns their answer.
+pub trait Forwarder: Send + Sync {
+    /// Dispatches `command` of `context` on `node`, waiting at most
+    /// `timeout`.
+    fn forward(
+        &self,
+        node: &str,
+        context: &str,
+        command: Command,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommandResponse, String>> + Send + 'static>>;
 }
 
 struct Pending {
@@ -198,7 +266,20 @@ impl CommandBus {
     /// An empty bus on node `node` (the location of its errors),
     /// counting into `metrics`.
     pub fn new(node: impl Into<String>, limits: CommandLimits, metrics: CommandMetrics) -> Self {
-        CommandBus { node: node.into(), limits, metrics, state: Mutex::new(State::default()) }
+        CommandBus {
+            node: node.into(),
+            limits,
+            metrics,
+            state: Mutex::new(State::default()),
+            forwarder: None,
+            changed: Notify::new(),
+        }
+    }
+
+    /// The same bus, reaching other nodes' handlers through `forwarder`.
+    pub fn with_forwarder(mut self, forwarder: Arc<dyn Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
     }
 
     fn lock(&self) -> Guard<'_> {
@@ -248,8 +329,10 @@ impl CommandBus {
         let identity = if h.client_id.is_empty() { format!("stream-{handler}") } else { identity };
         let key = (h.context.clone(), subscription.command.clone());
         let route = state.routes.entry(key).or_default();
-        route.handlers.insert(handler, (identity, subscription.load_factor));
-        route.ring = None;
+        route.handlers.insert(identity, (Target::Local(handler), subscription.load_factor));
+        route.changed();
+        state.local_version += 1;
+        self.changed.notify_one();
     }
 
     /// `handler` no longer handles `subscription.command`.
@@ -259,12 +342,13 @@ impl CommandBus {
         h.commands.remove(&subscription.command);
         let key = (h.context.clone(), subscription.command.clone());
         if let Some(route) = state.routes.get_mut(&key) {
-            route.handlers.remove(&handler);
-            route.ring = None;
+            route.remove(&Target::Local(handler));
             if route.handlers.is_empty() {
                 state.routes.remove(&key);
             }
         }
+        state.local_version += 1;
+        self.changed.notify_one();
     }
 
     /// `handler` may receive `permits` more commands.
@@ -325,13 +409,14 @@ impl CommandBus {
         for name in gone.commands.keys() {
             let key = (gone.context.clone(), name.clone());
             if let Some(route) = state.routes.get_mut(&key) {
-                route.handlers.remove(&handler);
-                route.ring = None;
+                route.remove(&Target::Local(handler));
                 if route.handlers.is_empty() {
                     state.routes.remove(&key);
                 }
             }
         }
+        state.local_version += 1;
+        self.changed.notify_one();
         let lost: Vec<(String, String)> =
             state.pending.iter().filter(|(_, p)| p.handler == handler && p.sent).map(|(key, _)| key.clone()).collect();
         for key in lost {
@@ -344,7 +429,8 @@ impl CommandBus {
         for queued in gone.queue.into_vec() {
             let key = (gone.context.clone(), queued.command.message_identifier.clone());
             let Some(pending) = state.pending.remove(&key) else { continue };
-            if let Err(not) = self.enqueue(&mut state, &gone.context, queued.command, pending.reply) {
+            // Only to handlers here: this runs under the bus's lock.
+            if let Err(not) = self.enqueue(&mut state, &gone.context, queued.command, pending.reply, true) {
                 let message = format!("the handler of command {} disconnected", not.command.name);
                 let id = not.command.message_identifier;
                 let response = self.error_response(&mut state, &id, ErrorCode::ConnectionToHandlerLost, message);
@@ -361,11 +447,19 @@ impl CommandBus {
         context: &str,
         command: Command,
         reply: oneshot::Sender<CommandResponse>,
-    ) -> Result<(), Box<NotQueued>> {
+        local_only: bool,
+    ) -> Result<Option<(String, Command)>, Box<NotQueued>> {
         let route_key = (context.to_owned(), command.name.clone());
-        let chosen =
-            state.routes.get_mut(&route_key).and_then(|route| route.ring().pick(routing_key(&command)).copied());
-        let Some(h) = chosen.and_then(|handler| state.handlers.get_mut(&handler).map(|h| (handler, h))) else {
+        let chosen = state
+            .routes
+            .get_mut(&route_key)
+            .and_then(|route| route.ring(local_only).pick(routing_key(&command)).cloned());
+        let handler = match chosen {
+            Some(Target::Local(handler)) => Some(handler),
+            Some(Target::Remote(node)) => return Ok(Some((node, command))),
+            None => None,
+        };
+        let Some(h) = handler.and_then(|handler| state.handlers.get_mut(&handler).map(|h| (handler, h))) else {
             let message = format!("No Handler for command: {}", command.name);
             return Err(Box::new(NotQueued { command, reply, code: ErrorCode::NoHandlerForCommand, message }));
         };
@@ -383,26 +477,37 @@ impl CommandBus {
         h.queue.push(Queued { priority, arrival: h.arrivals, command });
         h.wake.notify_one();
         state.pending.insert(key, Pending { handler, sent: false, reply });
-        Ok(())
+        Ok(None)
     }
 
-    /// Dispatches `command` in `context` and waits for its one answer.
+    /// Dispatches `command` in `context` to a handler anywhere in the
+    /// cluster and waits for its one answer.
     pub async fn dispatch(&self, context: &str, command: Command) -> CommandResponse {
+        self.dispatch_to(context, command, false).await
+    }
+
+    /// Dispatches a command another node forwarded: to a handler connected
+    /// here only.
+    pub async fn dispatch_local(&self, context: &str, command: Command) -> CommandResponse {
+        self.dispatch_to(context, command, true).await
+    }
+
+    async fn dispatch_to(&self, context: &str, command: Command, local_only: bool) -> CommandResponse {
         let labels = CommandLabels { context: context.to_owned() };
         self.metrics.dispatched.get_or_create(&labels).inc();
-        let response = self.dispatch_once(context, command).await;
+        let response = self.dispatch_once(context, command, local_only).await;
         if response.error_message.as_ref().is_some_and(|e| e.location == self.node) {
             self.metrics.failed.get_or_create(&labels).inc();
         }
         response
     }
 
-    async fn dispatch_once(&self, context: &str, mut command: Command) -> CommandResponse {
+    async fn dispatch_once(&self, context: &str, mut command: Command, local_only: bool) -> CommandResponse {
         let timeout = number(&command, ProcessingKey::Timeout)
             .and_then(|ms| u64::try_from(ms).ok())
             .map_or(self.limits.default_timeout, Duration::from_millis);
         let (reply, answer) = oneshot::channel();
-        let id = {
+        let (id, forward) = {
             let mut state = self.lock();
             if command.message_identifier.is_empty() {
                 state.next_response += 1;
@@ -413,11 +518,14 @@ impl CommandBus {
                 let message = format!("a command with id {id} is in flight already");
                 return self.error_response(&mut state, &id, ErrorCode::CommandDuplicated, message);
             }
-            if let Err(not) = self.enqueue(&mut state, context, command, reply) {
-                return self.error_response(&mut state, &id, not.code, not.message);
+            match self.enqueue(&mut state, context, command, reply, local_only) {
+                Ok(forward) => (id, forward),
+                Err(not) => return self.error_response(&mut state, &id, not.code, not.message),
             }
-            id
         };
+        if let Some((node, command)) = forward {
+            return self.forward(&node, context, command, &id, timeout).await;
+        }
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(response)) => response,
             // The bus went away with the dispatch (the node stops).
@@ -440,6 +548,96 @@ impl CommandBus {
                 self.error_response(&mut state, &id, ErrorCode::CommandTimeout, message)
             }
         }
+    }
+
+    /// Sends `command` to `node`, whose handler answers; a node that does
+    /// not answer (it stopped, or cannot be reached) is AXONIQ-4001.
+    async fn forward(
+        &self,
+        node: &str,
+        context: &str,
+        command: Command,
+        id: &str,
+        timeout: Duration,
+    ) -> CommandResponse {
+        let Some(forwarder) = &self.forwarder else {
+            let message = format!("node {node} has the handler, and this node cannot reach other nodes");
+            return self.error_response(&mut self.lock(), id, ErrorCode::ConnectionToHandlerLost, message);
+        };
+        match tokio::time::timeout(timeout, forwarder.forward(node, context, command, timeout)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(reason)) => {
+                let message = format!("node {node}, which has the handler, did not answer: {reason}");
+                self.error_response(&mut self.lock(), id, ErrorCode::ConnectionToHandlerLost, message)
+            }
+            Err(_) => {
+                let message = format!("no answer within {} ms (from node {node})", timeout.as_millis());
+                self.error_response(&mut self.lock(), id, ErrorCode::CommandTimeout, message)
+            }
+        }
+    }
+
+    /// What `node` announced replaces what it had: its handlers, until
+    /// `ttl` passes without a newer announcement.
+    pub fn apply_remote(&self, node: &str, handlers: Vec<RemoteHandler>, ttl: Duration) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let target = Target::Remote(node.to_owned());
+        for route in state.routes.values_mut() {
+            route.remove(&target);
+        }
+        for handler in &handlers {
+            let key = (handler.context.clone(), handler.command.clone());
+            let route = state.routes.entry(key).or_default();
+            route.handlers.insert(format!("{node}:{}", handler.identity), (target.clone(), handler.load_factor));
+            route.changed();
+        }
+        state.routes.retain(|_, route| !route.handlers.is_empty());
+        state.remote.insert(node.to_owned(), (std::time::Instant::now() + ttl, handlers));
+    }
+
+    /// Forgets the handlers of nodes whose announcements expired (they
+    /// stopped, or are cut off): their commands go elsewhere, or fail.
+    pub fn expire_remote(&self) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let now = std::time::Instant::now();
+        let expired: Vec<String> =
+            state.remote.iter().filter(|(_, (until, _))| *until <= now).map(|(node, _)| node.clone()).collect();
+        for node in expired {
+            tracing::info!(%node, "a node's command handlers expired: it stopped announcing them");
+            state.remote.remove(&node);
+            let target = Target::Remote(node);
+            for route in state.routes.values_mut() {
+                route.remove(&target);
+            }
+        }
+        state.routes.retain(|_, route| !route.handlers.is_empty());
+    }
+
+    /// This node's own handlers, to announce, and the version they have.
+    pub fn local_handlers(&self) -> (u64, Vec<RemoteHandler>) {
+        let state = self.lock();
+        let mut out = Vec::new();
+        for ((context, command), route) in &state.routes {
+            for (identity, (target, load_factor)) in &route.handlers {
+                if matches!(target, Target::Local(_)) {
+                    let handler = RemoteHandler {
+                        context: context.clone(),
+                        command: command.clone(),
+                        identity: identity.clone(),
+                        load_factor: *load_factor,
+                    };
+                    out.push(handler);
+                }
+            }
+        }
+        (state.local_version, out)
+    }
+
+    /// Woken whenever this node's own handlers change.
+    pub fn local_changes(&self) -> &Notify {
+        &self.changed
     }
 
     fn error_response(

@@ -7,4 +7,5 @@
 //! over the node's `transport`.
 
 pub mod commands;
+pub mod peers;
 pub mod ring;

@@ -1,0 +1,168 @@
+//! Messaging between the nodes of a cluster: each node announces its own
+//! command handlers to every other node (at once when they change or the
+//! cluster's nodes change, and every [`ANNOUNCE_EVERY`] as a heartbeat); what a node announced holds
+//! for [`ANNOUNCED_TTL`], so the handlers of a node that stopped or is cut
+//! off leave routing within that time. A command whose handler is on
+//! another node is forwarded there (over the node's `transport`, with the
+//! internal token) and dispatched to that node's handlers only; a node
+//! that cannot be reached answers for it with AXONIQ-4001.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use ranvier_proto::cluster::messaging_service_client::MessagingServiceClient;
+use ranvier_proto::cluster::messaging_service_server::MessagingService;
+use ranvier_proto::cluster::{CommandHandler, ForwardedCommand, ForwardedCommandReply, HandlerSet, HandlerSetReply};
+use ranvier_proto::command::{Command, CommandResponse};
+use tonic::{Request, Response, Status};
+
+use super::commands::{CommandBus, Forwarder, RemoteHandler};
+use crate::cluster::Cluster;
+use crate::transport::{INTERNAL_MESSAGE_MAX, Lane, Transport};
+
+/// How often a node announces its handlers when nothing changes.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_millis(1_000);
+/// How long an announcement holds without a newer one.
+pub const ANNOUNCED_TTL: Duration = Duration::from_millis(3_000);
+/// Longest wait for one announcement to be taken.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// Serves other nodes' announcements and forwarded commands.
+pub struct MessagingRpc {
+    bus: Arc<CommandBus>,
+    transport: Arc<Transport>,
+}
+
+impl MessagingRpc {
+    /// Serves `bus`, requiring `transport`'s internal token.
+    pub fn new(bus: Arc<CommandBus>, transport: Arc<Transport>) -> Self {
+        MessagingRpc { bus, transport }
+    }
+}
+
+#[tonic::async_trait]
+impl MessagingService for MessagingRpc {
+    async fn command_handlers(&self, request: Request<HandlerSet>) -> Result<Response<HandlerSetReply>, Status> {
+        self.transport.check(&request)?;
+        let set = request.into_inner();
+        let handlers = set
+            .handlers
+            .into_iter()
+            .map(|h| RemoteHandler {
+                context: h.context,
+                command: h.command,
+                identity: h.identity,
+                load_factor: h.load_factor,
+            })
+            .collect();
+        self.bus.apply_remote(&set.node, handlers, Duration::from_millis(set.ttl_ms));
+        Ok(Response::new(HandlerSetReply {}))
+    }
+
+    async fn dispatch_command(
+        &self,
+        request: Request<ForwardedCommand>,
+    ) -> Result<Response<ForwardedCommandReply>, Status> {
+        self.transport.check(&request)?;
+        let forwarded = request.into_inner();
+        let command = Command::decode(forwarded.command.as_ref())
+            .map_err(|e| Status::invalid_argument(format!("not a command: {e}")))?;
+        let response = self.bus.dispatch_local(&forwarded.context, command).await;
+        Ok(Response::new(ForwardedCommandReply { response: response.encode_to_vec().into() }))
+    }
+}
+
+/// Forwards commands to other nodes of `cluster`.
+pub struct ClusterForwarder {
+    cluster: Arc<Cluster>,
+}
+
+impl ClusterForwarder {
+    /// Forwards through `cluster`'s transport, to nodes its model lists.
+    pub fn new(cluster: Arc<Cluster>) -> Self {
+        ClusterForwarder { cluster }
+    }
+}
+
+fn client(transport: &Transport, address: &str) -> Result<MessagingServiceClient<tonic::transport::Channel>, String> {
+    let channel = transport.channel(address, Lane::Calls).map_err(|e| e.to_string())?;
+    Ok(MessagingServiceClient::new(channel)
+        .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+        .max_encoding_message_size(INTERNAL_MESSAGE_MAX))
+}
+
+impl Forwarder for ClusterForwarder {
+    fn forward(
+        &self,
+        node: &str,
+        context: &str,
+        command: Command,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommandResponse, String>> + Send + 'static>> {
+        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+        let transport = self.cluster.transport().clone();
+        let node = node.to_owned();
+        let message = ForwardedCommand { context: context.to_owned(), command: command.encode_to_vec().into() };
+        Box::pin(async move {
+            let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
+            let mut client = client(&transport, &address)?;
+            let mut request = transport.request(message);
+            request.set_timeout(timeout);
+            let reply = client.dispatch_command(request).await.map_err(|s| s.message().to_owned())?.into_inner();
+            CommandResponse::decode(reply.response.as_ref()).map_err(|e| format!("not a command response: {e}"))
+        })
+    }
+}
+
+/// Announces this node's handlers to the other nodes, and forgets other
+/// nodes' expired announcements, until `stopping`.
+pub fn spawn_announcer(bus: Arc<CommandBus>, cluster: Arc<Cluster>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A node that joins hears at once, not at the next tick.
+        let mut model = cluster.model_changes();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = bus.local_changes().notified() => {}
+                changed = model.changed() => if changed.is_err() { return },
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+            bus.expire_remote();
+            announce(&bus, &cluster).await;
+        }
+    });
+}
+
+async fn announce(bus: &CommandBus, cluster: &Cluster) {
+    let (_, handlers) = bus.local_handlers();
+    let set = HandlerSet {
+        node: cluster.name().to_owned(),
+        handlers: handlers
+            .into_iter()
+            .map(|h| CommandHandler {
+                context: h.context,
+                command: h.command,
+                identity: h.identity,
+                load_factor: h.load_factor,
+            })
+            .collect(),
+        ttl_ms: u64::try_from(ANNOUNCED_TTL.as_millis()).unwrap_or(u64::MAX),
+    };
+    let model = cluster.model();
+    let mut calls = tokio::task::JoinSet::new();
+    for node in model.nodes.values().filter(|node| node.name != cluster.name()) {
+        let (set, address, transport) = (set.clone(), node.internal_addr.clone(), cluster.transport().clone());
+        calls.spawn(async move {
+            let Ok(mut client) = client(&transport, &address) else { return };
+            let mut request = transport.request(set);
+            request.set_timeout(ANNOUNCE_TIMEOUT);
+            if let Err(status) = client.command_handlers(request).await {
+                tracing::debug!(%address, error = %status.message(), "a node did not take this node's handlers");
+            }
+        });
+    }
+    while calls.join_next().await.is_some() {}
+}
