@@ -10,7 +10,8 @@
 //! throughput again at 5M stored events.
 //!
 //! `RANVIER_BENCH=cluster` runs only the three-node figures,
-//! `RANVIER_BENCH=cluster-append` only their append part.
+//! `RANVIER_BENCH=cluster-append` only their append part,
+//! `RANVIER_BENCH=commands` only the command round trips (`node/commands.rs`).
 //! `RANVIER_BENCH_SCALE` (default 1.0) scales every event count, for a quick
 //! look (`0.05`) on a slow machine.
 
@@ -27,6 +28,9 @@ use ranvier_proto::event::{Event, GetAggregateEventsRequest, GetEventsRequest, G
 use ranvier_tests::{Node, event};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
+
+#[path = "node/commands.rs"]
+mod commands;
 
 const EVENT_BYTES: usize = 256;
 
@@ -527,6 +531,7 @@ async fn main() {
     match std::env::var("RANVIER_BENCH").as_deref() {
         Ok("cluster") => return cluster_figures(true).await,
         Ok("cluster-append") => return cluster_figures(false).await,
+        Ok("commands") => return commands::figures(scale()).await,
         _ => {}
     }
 
@@ -613,4 +618,5 @@ async fn main() {
     drop(dir);
     let _ = std::process::Command::new("sync").status();
     cluster_figures(true).await;
+    commands::figures(scale()).await;
 }

@@ -343,9 +343,8 @@ async fn malformed_bytes_get_an_error_not_a_crash() {
 
     // A service this node does not serve yet.
     grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/io.axoniq.axonserver.grpc.command.CommandService/Dispatch",
-    );
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/io.axoniq.axonserver.grpc.query.QueryService/Query");
     let status =
         grpc.unary(tonic::Request::new(bytes::Bytes::new()), path, ranvier_tests::raw::RawCodec).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);

@@ -111,6 +111,23 @@ fn roles_in_cluster(ip: &str) -> anyhow::Result<BTreeMap<String, String>> {
         .collect())
 }
 
+/// Patches the group with the JSON patch `patch` and waits until
+/// demo-node-2 is `role` both in the cluster (asked through `via`) and in
+/// the group's status; prints how long that took.
+async fn edit_role(k: &KubeNode, via: &str, patch: &str, role: &str) -> anyhow::Result<()> {
+    let edited = Instant::now();
+    k.kubectl(&["patch", "replicationgroup", "default", "-n", NS, "--type=json", "-p", patch])?;
+    until(Duration::from_secs(120), &format!("demo-node-2 to be {role} in the cluster and the status"), || {
+        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
+        let in_status = status_role(&group, "demo-node-2").as_deref() == Some(role);
+        let in_cluster = roles_in_cluster(via)?.get("demo-node-2").map(String::as_str) == Some(role);
+        Ok((in_status && in_cluster).then_some(()))
+    })
+    .await?;
+    eprintln!("timing: role edit → {role} in effect: {:.1} s", edited.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// The member's role in the ReplicationGroup's status, once it has no
 /// other role asked of it.
 fn status_role(group: &Value, node: &str) -> Option<String> {
@@ -204,46 +221,9 @@ async fn flow(k: &KubeNode) -> anyhow::Result<()> {
     // Writes go on through pod 0 while demo-node-2 is demoted and promoted.
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(write_until(ips["demo-node-0"].clone(), stop.clone()));
-    let edited = Instant::now();
-    k.kubectl(&[
-        "patch",
-        "replicationgroup",
-        "default",
-        "-n",
-        NS,
-        "--type=json",
-        "-p",
-        r#"[{"op":"add","path":"/spec/members/-","value":{"node":"demo-node-2","role":"PASSIVE_BACKUP"}}]"#,
-    ])?;
-    until(Duration::from_secs(120), "demo-node-2 to be PASSIVE_BACKUP in the cluster and the status", || {
-        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
-        let in_status = status_role(&group, "demo-node-2").as_deref() == Some("PASSIVE_BACKUP");
-        let in_cluster =
-            roles_in_cluster(&ips["demo-node-0"])?.get("demo-node-2").map(String::as_str) == Some("PASSIVE_BACKUP");
-        Ok((in_status && in_cluster).then_some(()))
-    })
-    .await?;
-    eprintln!("timing: role edit → PASSIVE_BACKUP in effect: {:.1} s", edited.elapsed().as_secs_f64());
-    let edited = Instant::now();
-    k.kubectl(&[
-        "patch",
-        "replicationgroup",
-        "default",
-        "-n",
-        NS,
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/spec/members/1"}]"#,
-    ])?;
-    until(Duration::from_secs(120), "demo-node-2 to be PRIMARY again", || {
-        let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
-        let in_status = status_role(&group, "demo-node-2").as_deref() == Some("PRIMARY");
-        let in_cluster =
-            roles_in_cluster(&ips["demo-node-0"])?.get("demo-node-2").map(String::as_str) == Some("PRIMARY");
-        Ok((in_status && in_cluster).then_some(()))
-    })
-    .await?;
-    eprintln!("timing: role edit → PRIMARY in effect: {:.1} s", edited.elapsed().as_secs_f64());
+    let add = r#"[{"op":"add","path":"/spec/members/-","value":{"node":"demo-node-2","role":"PASSIVE_BACKUP"}}]"#;
+    edit_role(k, &ips["demo-node-0"], add, "PASSIVE_BACKUP").await?;
+    edit_role(k, &ips["demo-node-0"], r#"[{"op":"remove","path":"/spec/members/1"}]"#, "PRIMARY").await?;
     stop.store(true, Ordering::Release);
     let acknowledged = writer.await??;
     anyhow::ensure!(acknowledged.len() >= 10, "too few writes went through: {}", acknowledged.len());

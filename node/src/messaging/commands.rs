@@ -341,6 +341,12 @@ impl CommandBus {
         let Some(h) = state.handlers.get_mut(&handler) else { return };
         h.commands.remove(&subscription.command);
         let key = (h.context.clone(), subscription.command.clone());
+        self.leave_route(&mut state, key, handler);
+    }
+
+    /// `handler` leaves the route of `key` (a route left empty goes), and
+    /// the other nodes hear of it.
+    fn leave_route(&self, state: &mut State, key: (String, String), handler: HandlerId) {
         if let Some(route) = state.routes.get_mut(&key) {
             route.remove(&Target::Local(handler));
             if route.handlers.is_empty() {
@@ -407,16 +413,8 @@ impl CommandBus {
         gone.closed = true;
         gone.wake.notify_one();
         for name in gone.commands.keys() {
-            let key = (gone.context.clone(), name.clone());
-            if let Some(route) = state.routes.get_mut(&key) {
-                route.remove(&Target::Local(handler));
-                if route.handlers.is_empty() {
-                    state.routes.remove(&key);
-                }
-            }
+            self.leave_route(&mut state, (gone.context.clone(), name.clone()), handler);
         }
-        state.local_version += 1;
-        self.changed.notify_one();
         let lost: Vec<(String, String)> =
             state.pending.iter().filter(|(_, p)| p.handler == handler && p.sent).map(|(key, _)| key.clone()).collect();
         for key in lost {

@@ -28,7 +28,7 @@ use ranvier_crds::{RanvierCluster, RanvierClusterStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, object_key};
+use super::{Context, KubeCall, kube, object_key};
 use crate::builders::{meta, statefulset};
 use crate::conditions::{Observed, merge};
 use crate::names::MANAGER;
@@ -49,14 +49,8 @@ const RECHECK_AVAILABLE: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A call to the API server failed.
-    #[error("{step}: {source}")]
-    Kube {
-        /// What was being done.
-        step: String,
-        /// The cause.
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Kube(#[from] KubeCall),
     /// The referenced Secret has no such key.
     #[error("Secret {secret} has no key {key}")]
     MissingTokenKey {
@@ -84,17 +78,12 @@ impl Error {
     /// A stable label for metrics and Events.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube { .. } => "kube_api",
+            Error::Kube(_) => "kube_api",
             Error::MissingTokenKey { .. } => "token_secret",
             Error::Random(_) => "token_generation",
             Error::Rejected { .. } => "rejected",
         }
     }
-}
-
-fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let step = step.into();
-    move |source| Error::Kube { step, source }
 }
 
 /// Reconciles one RanvierCluster.
@@ -238,7 +227,7 @@ where
         kube::Error::Api(status) if status.code == 422 => {
             Error::Rejected { object: format!("{kind} {name}"), message: status.message }
         }
-        source => Error::Kube { step: format!("applying {kind} {name}"), source },
+        source => Error::Kube(KubeCall { step: format!("applying {kind} {name}"), source }),
     })
 }
 
@@ -248,7 +237,7 @@ async fn apply_budget(ctx: &Context, cluster: &ValidCluster, budget: &PodDisrupt
     let name = budget.metadata.name.clone().unwrap_or_default();
     match apply_one::<PodDisruptionBudget>(ctx, &cluster.namespace, budget).await {
         Ok(_) => return Ok(()),
-        Err(Error::Kube { source: kube::Error::Api(status), .. }) if status.code == 404 => {}
+        Err(Error::Kube(KubeCall { source: kube::Error::Api(status), .. })) if status.code == 404 => {}
         Err(error) => return Err(error),
     }
     let gvk = GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget");
@@ -266,7 +255,7 @@ async fn apply_budget(ctx: &Context, cluster: &ValidCluster, budget: &PodDisrupt
             ctx.publish(&cluster.resource, true, "PodDisruptionBudgetSkipped", message).await;
             Ok(())
         }
-        Err(source) => Err(Error::Kube { step: format!("applying PodDisruptionBudget {name} (v1beta1)"), source }),
+        Err(source) => Err(kube(format!("applying PodDisruptionBudget {name} (v1beta1)"))(source).into()),
     }
 }
 
@@ -285,5 +274,6 @@ async fn write_status(
         nodes,
         ready_nodes: ready,
     };
-    ctx.write_status(cluster, &status).await.map_err(kube(format!("writing the status of {}", cluster.name_any())))
+    ctx.write_status(cluster, &status).await.map_err(kube(format!("writing the status of {}", cluster.name_any())))?;
+    Ok(())
 }

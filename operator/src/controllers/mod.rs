@@ -119,6 +119,24 @@ impl Context {
     }
 }
 
+/// A failed call to the API server, and what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+pub struct KubeCall {
+    /// What was being done.
+    pub step: String,
+    /// The cause.
+    #[source]
+    pub source: kube::Error,
+}
+
+/// Turns a kube error into a [`KubeCall`] that says it happened while
+/// doing `step` (`?` makes it the controller's error).
+pub fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeCall {
+    let step = step.into();
+    move |source| KubeCall { step, source }
+}
+
 /// First delay before a failed reconcile is tried again.
 pub const RETRY_FIRST: Duration = Duration::from_secs(5);
 /// Longest delay between tries of a reconcile that keeps failing.

@@ -33,7 +33,7 @@ use ranvier_crds::{RanvierCluster, ReplicationGroup, ReplicationGroupStatus};
 use ranvier_wire::Role;
 use ranvier_wire::admin::GroupStatus;
 
-use super::{Context, object_key};
+use super::{Context, KubeCall, kube, object_key};
 use crate::admin_client::{AdminClient, AdminError};
 use crate::conditions::{Observed, merge};
 use crate::names;
@@ -53,14 +53,8 @@ const RECHECK_SETTLED: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A call to the API server failed.
-    #[error("{step}: {source}")]
-    Kube {
-        /// What was being done.
-        step: String,
-        /// The cause.
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Kube(#[from] KubeCall),
     /// A call to the cluster's admin API failed.
     #[error("{step}: {source}")]
     Admin {
@@ -76,17 +70,12 @@ impl Error {
     /// A stable label for metrics.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube { .. } => "kube_api",
+            Error::Kube(_) => "kube_api",
             Error::Admin { source: AdminError::Unreachable { .. }, .. } => "admin_unreachable",
             Error::Admin { source: AdminError::Refused { .. }, .. } => "admin_refused",
             Error::Admin { source: AdminError::Malformed { .. }, .. } => "admin_malformed",
         }
     }
-}
-
-fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let step = step.into();
-    move |source| Error::Kube { step, source }
 }
 
 /// The cluster's nodes as the operator reaches them.
@@ -362,5 +351,6 @@ async fn report(
         pending,
         refused,
     };
-    ctx.write_status(group, &status).await.map_err(kube(format!("writing the status of {}", group.name_any())))
+    ctx.write_status(group, &status).await.map_err(kube(format!("writing the status of {}", group.name_any())))?;
+    Ok(())
 }
