@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::api::grpc::command::Commands;
 use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::proxy::ContextProxyLayer;
+use crate::api::grpc::query::Queries;
 use crate::api::grpc::raw_append::RawAppend;
 use crate::api::grpc::status::add_missing_error_code;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
@@ -26,10 +27,12 @@ use crate::config::Config;
 use crate::contexts::{ContextOptions, Contexts};
 use crate::messaging::commands::{CommandBus, CommandLimits};
 use crate::messaging::peers::{ClusterForwarder, MessagingRpc, spawn_announcer};
+use crate::messaging::queries::{QueryBus, QueryLimits};
 use crate::store::{FsSpace, StoreOptions};
 use crate::telemetry::Metrics;
 use crate::transport::INTERNAL_MESSAGE_MAX;
 use ranvier_proto::cluster::messaging_service_server::MessagingServiceServer;
+use ranvier_proto::query::query_service_server::QueryServiceServer;
 
 /// The sockets a node serves on, bound by the caller.
 pub struct Listeners {
@@ -215,6 +218,7 @@ pub async fn run(
         client_heartbeat_frequency_ms: api.client_heartbeat_frequency_ms,
         default_command_timeout_ms: api.default_command_timeout_ms,
         command_queue_capacity: api.command_queue_capacity as usize,
+        default_query_timeout_ms: api.default_query_timeout_ms,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bus = CommandBus::new(
@@ -257,6 +261,13 @@ pub async fn run(
 
     let max_message = limits.max_message_size_bytes;
     let event_store = Arc::new(EventStoreService::new(client_api.clone()));
+    let query_bus = Arc::new(QueryBus::new(
+        node.name.clone(),
+        QueryLimits {
+            queue_per_client: limits.command_queue_capacity,
+            default_timeout: Duration::from_millis(limits.default_query_timeout_ms),
+        },
+    ));
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))
@@ -267,6 +278,11 @@ pub async fn run(
         )
         .add_service(
             CommandServiceServer::new(Commands::new(client_api.clone(), command_bus))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        )
+        .add_service(
+            QueryServiceServer::new(Queries::new(client_api.clone(), query_bus))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
         )

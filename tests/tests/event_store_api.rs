@@ -341,10 +341,11 @@ async fn malformed_bytes_get_an_error_not_a_crash() {
     let status = grpc.unary(tonic::Request::new(bad), path, ranvier_tests::raw::RawCodec).await.unwrap_err();
     assert!(error_code(&status).is_some(), "{status:?}");
 
-    // A service this node does not serve yet.
+    // A service this node does not serve (Axon's gRPC admin API).
     grpc.ready().await.unwrap();
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/io.axoniq.axonserver.grpc.query.QueryService/Query");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/io.axoniq.axonserver.grpc.admin.ContextAdminService/GetContexts",
+    );
     let status =
         grpc.unary(tonic::Request::new(bytes::Bytes::new()), path, ranvier_tests::raw::RawCodec).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);

@@ -73,6 +73,14 @@ codes! {
     CommandTimeout = "AXONIQ-4002",
     /// A command with the same id is in flight.
     CommandDuplicated = "AXONIQ-4005",
+    /// No handler subscribed to the query.
+    NoHandlerForQuery = "AXONIQ-5000",
+    /// A query could not reach a handler, or its handler went away.
+    QueryDispatchError = "AXONIQ-5002",
+    /// The query did not complete in time.
+    QueryTimeout = "AXONIQ-5006",
+    /// A query with the same id is in flight.
+    QueryDuplicated = "AXONIQ-5007",
     /// No event store for the context.
     NoEventStore = "AXONIQ-6000",
     /// The client went away.

@@ -84,6 +84,8 @@ pub const CLIENT_HEARTBEAT_TIMEOUT: Key = key("axoniq.axonserver.client-heartbea
 pub const CLIENT_HEARTBEAT_FREQUENCY: Key = key("axoniq.axonserver.client-heartbeat-frequency", "500");
 /// How long a command waits for its answer, ms, unless its TIMEOUT instruction says.
 pub const DEFAULT_COMMAND_TIMEOUT: Key = key("axoniq.axonserver.default-command-timeout", "300000");
+/// How long a query may take, ms, unless its TIMEOUT instruction says.
+pub const DEFAULT_QUERY_TIMEOUT: Key = key("axoniq.axonserver.default-query-timeout", "300000");
 /// Commands queued for one handler client waiting for its permits, at most.
 pub const COMMAND_QUEUE_CAPACITY: Key = key("axoniq.axonserver.command-queue-capacity-per-client", "10000");
 /// Most concurrent client connections.
@@ -159,6 +161,7 @@ pub const ALL: &[Key] = &[
     CLIENT_HEARTBEAT_FREQUENCY,
     DEFAULT_COMMAND_TIMEOUT,
     COMMAND_QUEUE_CAPACITY,
+    DEFAULT_QUERY_TIMEOUT,
     MAX_CONNECTIONS,
     AUTOCLUSTER_CONTEXTS,
     AUTOCLUSTER_FIRST,
@@ -222,7 +225,6 @@ pub const IGNORED: &[&str] = &[
     "axoniq.axonserver.keep-alive-time",
     "axoniq.axonserver.keep-alive-timeout",
     "axoniq.axonserver.min-keep-alive-time",
-    "axoniq.axonserver.default-query-timeout",
     "axoniq.axonserver.grpc-buffered-messages",
     "axoniq.axonserver.executor-thread-count",
     "axoniq.axonserver.cluster-executor-thread-count",

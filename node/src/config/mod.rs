@@ -196,6 +196,9 @@ pub struct ApiConfig {
     /// client while it has no permits, at most (more are refused with AXONIQ-1900). Default
     /// 10000; at least 1.
     pub command_queue_capacity: u32,
+    /// `axoniq.axonserver.default-query-timeout`: how long a query may take unless its TIMEOUT
+    /// instruction says, ms. Default 300000; at least 1.
+    pub default_query_timeout_ms: u64,
     /// `ranvier.max-connections`: most concurrent client connections. Default 1024; at least 1.
     pub max_connections: u32,
 }
@@ -272,6 +275,7 @@ impl Config {
             (keys::CLIENT_HEARTBEAT_FREQUENCY.name, api.client_heartbeat_frequency_ms.to_string()),
             (keys::DEFAULT_COMMAND_TIMEOUT.name, api.default_command_timeout_ms.to_string()),
             (keys::COMMAND_QUEUE_CAPACITY.name, api.command_queue_capacity.to_string()),
+            (keys::DEFAULT_QUERY_TIMEOUT.name, api.default_query_timeout_ms.to_string()),
             (keys::MAX_CONNECTIONS.name, api.max_connections.to_string()),
             (keys::AUTOCLUSTER_CONTEXTS.name, self.contexts.join(",")),
             (keys::AUTOCLUSTER_FIRST.name, self.cluster.autocluster_first.clone().unwrap_or_default()),
@@ -352,6 +356,7 @@ fn api_config(s: &Settings) -> Result<ApiConfig, ConfigError> {
         client_heartbeat_frequency_ms: s.read(&keys::CLIENT_HEARTBEAT_FREQUENCY, positive_duration())?,
         default_command_timeout_ms: s.read(&keys::DEFAULT_COMMAND_TIMEOUT, positive_duration())?,
         command_queue_capacity: s.read(&keys::COMMAND_QUEUE_CAPACITY, positive_count())?,
+        default_query_timeout_ms: s.read(&keys::DEFAULT_QUERY_TIMEOUT, positive_duration())?,
         max_connections: s.read(&keys::MAX_CONNECTIONS, positive_count())?,
     })
 }

@@ -79,6 +79,7 @@ fn defaults() {
             client_heartbeat_frequency_ms: 500,
             default_command_timeout_ms: 300_000,
             command_queue_capacity: 10_000,
+            default_query_timeout_ms: 300_000,
             max_connections: 1024,
         },
         cluster: ClusterConfig {

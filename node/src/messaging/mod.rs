@@ -8,4 +8,5 @@
 
 pub mod commands;
 pub mod peers;
+pub mod queries;
 pub mod ring;

@@ -1,6 +1,6 @@
 //! The client-facing gRPC API on port 8124, speaking the Axon Server client
-//! protocol: PlatformService, EventStore and CommandService (over the
-//! node's command bus); QueryService is added by the messaging work.
+//! protocol: PlatformService, EventStore, CommandService and QueryService
+//! (over the node's command and query buses).
 //!
 //! Owns: request validation, flow control (ListEvents permits, the bound on
 //! event bytes held for open transactions), the context header, and the
@@ -11,6 +11,7 @@ pub mod event_store;
 pub mod incoming;
 pub mod platform;
 pub mod proxy;
+pub mod query;
 pub mod raw_append;
 pub mod status;
 
@@ -61,8 +62,11 @@ pub struct ApiLimits {
     /// How long a command waits for its answer without a TIMEOUT
     /// instruction, ms.
     pub default_command_timeout_ms: u64,
-    /// Commands queued for one handler client waiting for its permits.
+    /// Commands (and queries) queued for one handler client waiting for
+    /// its permits.
     pub command_queue_capacity: usize,
+    /// How long a query may take without a TIMEOUT instruction, ms.
+    pub default_query_timeout_ms: u64,
 }
 
 /// Shared state of the client services.

@@ -21,11 +21,11 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         | InvalidPropertyValue
         | InvalidContextName
         | SelectNodesForContext
-        | CommandDuplicated => Code::InvalidArgument,
-        NoEventStore | ClientDisconnected | NoLeaderAvailable | NoSuchNode | ContextNotFound | NoHandlerForCommand => {
-            Code::NotFound
-        }
-        ConnectionToHandlerLost | CommandTimeout => Code::Cancelled,
+        | CommandDuplicated
+        | QueryDuplicated => Code::InvalidArgument,
+        NoEventStore | ClientDisconnected | NoLeaderAvailable | NoSuchNode | ContextNotFound | NoHandlerForCommand
+        | NoHandlerForQuery | QueryDispatchError => Code::NotFound,
+        ConnectionToHandlerLost | CommandTimeout | QueryTimeout => Code::Cancelled,
         ContextExists | ReplicationGroupExists | AlreadyMemberOfCluster => Code::AlreadyExists,
         ClusterNotAllowed | CannotDeleteInternalContext | NotAMember => Code::PermissionDenied,
         DatafileReadError | DatafileWriteError | ReplicationTimeout | Other => Code::Cancelled,

@@ -1,0 +1,172 @@
+//! QueryService of the Axon protocol over this node's query bus
+//! (`messaging::queries`).
+//!
+//! `OpenStream` is a handler client's stream: subscriptions, permits,
+//! responses and completions come in, each acknowledged when it carries an
+//! instruction id; queries go out, one per permit. `Query` streams every
+//! response and ends when the query completes. Subscription queries are
+//! not served yet: `Subscription` fails with AXONIQ-1002, and a handler's
+//! subscription-query message is acked as unsupported.
+
+use std::sync::Arc;
+
+use ranvier_proto::common::{ErrorMessage, InstructionAck};
+use ranvier_proto::query::query_provider_inbound::Request as Inbound;
+use ranvier_proto::query::query_provider_outbound::Request as Outbound;
+use ranvier_proto::query::query_service_server::QueryService;
+use ranvier_proto::query::{
+    QueryProviderInbound, QueryProviderOutbound, QueryRequest, QueryResponse, SubscriptionQueryRequest,
+    SubscriptionQueryResponse,
+};
+use ranvier_wire::ErrorCode;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::status;
+use super::{ClientApi, context_of, until};
+use crate::messaging::queries::{HandlerId, Next, QueryBus};
+
+/// Messages buffered towards one handler client (queries and acks).
+const OUTBOUND_BUFFER: usize = 64;
+
+/// The QueryService.
+pub struct Queries {
+    api: Arc<ClientApi>,
+    bus: Arc<QueryBus>,
+}
+
+impl Queries {
+    /// Serves QueryService over `bus`.
+    pub fn new(api: Arc<ClientApi>, bus: Arc<QueryBus>) -> Self {
+        Queries { api, bus }
+    }
+}
+
+type Out = mpsc::Sender<Result<QueryProviderInbound, Status>>;
+type Responses = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<QueryResponse, Status>> + Send>>;
+type Updates = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<SubscriptionQueryResponse, Status>> + Send>>;
+
+fn ack(instruction_id: &str, error: Option<ErrorMessage>) -> QueryProviderInbound {
+    QueryProviderInbound {
+        instruction_id: String::new(),
+        request: Some(Inbound::Ack(InstructionAck {
+            instruction_id: instruction_id.to_owned(),
+            success: error.is_none(),
+            error,
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl QueryService for Queries {
+    type OpenStreamStream = ReceiverStream<Result<QueryProviderInbound, Status>>;
+    type QueryStream = Responses;
+    type SubscriptionStream = Updates;
+
+    async fn open_stream(
+        &self,
+        request: Request<Streaming<QueryProviderOutbound>>,
+    ) -> Result<Response<Self::OpenStreamStream>, Status> {
+        let context = context_of(&request);
+        let mut incoming = request.into_inner();
+        let (handler, wake) = self.bus.connect(&context);
+        let (out, receiver) = mpsc::channel(OUTBOUND_BUFFER);
+        let bus = self.bus.clone();
+        let node = self.api.node.name.clone();
+        let mut stopping = self.api.stopping.clone();
+        tokio::spawn(send_queries(bus.clone(), handler, wake, out.clone()));
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    message = incoming.message() => message,
+                    () = until(&mut stopping, |stop| *stop) => break,
+                };
+                match message {
+                    Ok(Some(message)) => {
+                        if !receive(&bus, handler, message, &out, &node).await {
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            bus.disconnect(handler).await;
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
+        let context = context_of(&request);
+        let responses = self.bus.query(&context, request.into_inner());
+        Ok(Response::new(Box::pin(ReceiverStream::new(responses).map(Ok))))
+    }
+
+    async fn subscription(
+        &self,
+        _request: Request<Streaming<SubscriptionQueryRequest>>,
+    ) -> Result<Response<Self::SubscriptionStream>, Status> {
+        Err(status(ErrorCode::UnsupportedInstruction, "subscription queries are not supported yet"))
+    }
+}
+
+/// Sends `handler` its queries as its permits allow, until it leaves.
+async fn send_queries(bus: Arc<QueryBus>, handler: HandlerId, wake: Arc<Notify>, out: Out) {
+    loop {
+        match bus.next_for(handler) {
+            Next::Query(query) => {
+                let message =
+                    QueryProviderInbound { instruction_id: String::new(), request: Some(Inbound::Query(*query)) };
+                if out.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+            Next::Wait => wake.notified().await,
+            Next::Closed => return,
+        }
+    }
+}
+
+/// Handles one message of a handler client; `false` when its stream is
+/// gone.
+async fn receive(bus: &QueryBus, handler: HandlerId, message: QueryProviderOutbound, out: &Out, node: &str) -> bool {
+    let id = message.instruction_id;
+    let unsupported = || {
+        Some(ErrorMessage {
+            message: "Unsupported instruction".into(),
+            location: node.to_owned(),
+            details: vec!["Unsupported instruction".into()],
+            error_code: ErrorCode::UnsupportedInstruction.as_str().into(),
+        })
+    };
+    let error = match message.request {
+        Some(Outbound::Subscribe(subscription)) => {
+            bus.subscribe(handler, &subscription);
+            None
+        }
+        Some(Outbound::Unsubscribe(subscription)) => {
+            bus.unsubscribe(handler, &subscription);
+            None
+        }
+        Some(Outbound::FlowControl(flow)) => {
+            bus.grant(handler, flow.permits);
+            None
+        }
+        Some(Outbound::QueryResponse(response)) => {
+            bus.respond(handler, response).await;
+            None
+        }
+        Some(Outbound::QueryComplete(complete)) => {
+            bus.complete(handler, &complete.request_id).await;
+            None
+        }
+        Some(Outbound::SubscriptionQueryResponse(_)) | None => unsupported(),
+        // An ack is not acknowledged in turn.
+        Some(Outbound::Ack(_)) => return true,
+    };
+    if id.is_empty() {
+        return true;
+    }
+    out.send(Ok(ack(&id, error))).await.is_ok()
+}

@@ -1,0 +1,394 @@
+//! The query bus of one node: handler clients subscribe to query names per
+//! context; a query goes to one handler of each component that handles
+//! it (round-robin within a component), every response streams back to
+//! the caller, and the query completes when every chosen handler has said
+//! so (`query_complete`), or on timeout.
+//!
+//! - **Flow control**: a handler receives a query only against a permit it
+//!   granted; until then its queries wait in its queue, at most
+//!   `command-queue-capacity-per-client` of them (one more is AXONIQ-1900
+//!   for that handler).
+//! - **Answers**: successful responses are passed on as they come; error
+//!   responses are held back and passed on only if no handler succeeded.
+//!   No handler: one AXONIQ-5000 response, then the stream completes.
+//!   Duplicate id in flight: AXONIQ-5007. No completion within the TIMEOUT
+//!   instruction or `default-query-timeout`: AXONIQ-5006, then complete.
+//!   A handler that leaves counts as complete, with a held AXONIQ-5002.
+//! - Streaming queries are not offered yet: every query goes to handlers
+//!   with `SERVER_SUPPORTS_STREAMING=false`, so they answer whole.
+//! - Every caller's stream is bounded: a slow caller slows the handlers'
+//!   streams that answer it, instead of the node buffering without limit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ranvier_proto::common::meta_data_value::Data;
+use ranvier_proto::common::{ErrorMessage, MetaDataValue, ProcessingInstruction, ProcessingKey};
+use ranvier_proto::query::{QueryRequest, QueryResponse, QuerySubscription};
+use ranvier_wire::ErrorCode;
+use tokio::sync::{Notify, mpsc};
+
+/// The bus's limits.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// Queries waiting for one handler's permits, at most.
+    pub queue_per_client: usize,
+    /// How long a query may take without a TIMEOUT instruction.
+    pub default_timeout: Duration,
+}
+
+/// Responses buffered towards one caller.
+const CALLER_BUFFER: usize = 32;
+
+/// One handler client's query stream.
+pub type HandlerId = u64;
+
+/// What a handler's stream sends next.
+#[derive(Debug)]
+pub enum Next {
+    /// This query (a permit was used for it).
+    Query(Box<QueryRequest>),
+    /// Nothing now: wait to be woken.
+    Wait,
+    /// The handler is gone.
+    Closed,
+}
+
+struct Handler {
+    context: String,
+    component: String,
+    permits: i64,
+    queue: VecDeque<QueryRequest>,
+    /// Query names it handles.
+    queries: BTreeSet<String>,
+    wake: Arc<Notify>,
+}
+
+/// A query under way.
+struct Active {
+    /// Chosen handlers that have not completed.
+    waiting: BTreeSet<HandlerId>,
+    caller: mpsc::Sender<QueryResponse>,
+    /// Error responses held until the end.
+    errors: Vec<QueryResponse>,
+    succeeded: bool,
+}
+
+#[derive(Default)]
+struct State {
+    next_handler: HandlerId,
+    next_message: u64,
+    handlers: HashMap<HandlerId, Handler>,
+    /// (context, query name) → its handlers.
+    routes: HashMap<(String, String), BTreeSet<HandlerId>>,
+    /// (context, query name, component) → the next handler's turn.
+    turns: HashMap<(String, String, String), usize>,
+    /// (context, request id) → the query under way.
+    active: HashMap<(String, String), Active>,
+}
+
+/// The query bus.
+pub struct QueryBus {
+    node: String,
+    limits: QueryLimits,
+    state: Mutex<State>,
+}
+
+fn number(request: &QueryRequest, key: ProcessingKey) -> Option<i64> {
+    request.processing_instructions.iter().find(|i| i.key == key as i32).and_then(|i| match i.value.as_ref()?.data {
+        Some(Data::NumberValue(n)) => Some(n),
+        _ => None,
+    })
+}
+
+impl QueryBus {
+    /// An empty bus on node `node` (the location of its errors).
+    pub fn new(node: impl Into<String>, limits: QueryLimits) -> Self {
+        QueryBus { node: node.into(), limits, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new handler stream of `context`, and what wakes it.
+    pub fn connect(&self, context: &str) -> (HandlerId, Arc<Notify>) {
+        let mut state = self.lock();
+        state.next_handler += 1;
+        let id = state.next_handler;
+        let wake = Arc::new(Notify::new());
+        let handler = Handler {
+            context: context.to_owned(),
+            component: String::new(),
+            permits: 0,
+            queue: VecDeque::new(),
+            queries: BTreeSet::new(),
+            wake: wake.clone(),
+        };
+        state.handlers.insert(id, handler);
+        (id, wake)
+    }
+
+    /// `handler` handles `subscription.query`.
+    pub fn subscribe(&self, handler: HandlerId, subscription: &QuerySubscription) {
+        let mut state = self.lock();
+        let Some(h) = state.handlers.get_mut(&handler) else { return };
+        let component = if subscription.component_name.is_empty() {
+            subscription.client_id.clone()
+        } else {
+            subscription.component_name.clone()
+        };
+        h.component = component;
+        h.queries.insert(subscription.query.clone());
+        let key = (h.context.clone(), subscription.query.clone());
+        state.routes.entry(key).or_default().insert(handler);
+    }
+
+    /// `handler` no longer handles `subscription.query`.
+    pub fn unsubscribe(&self, handler: HandlerId, subscription: &QuerySubscription) {
+        let mut state = self.lock();
+        let Some(h) = state.handlers.get_mut(&handler) else { return };
+        h.queries.remove(&subscription.query);
+        let key = (h.context.clone(), subscription.query.clone());
+        leave(&mut state, key, handler);
+    }
+
+    /// `handler` may receive `permits` more queries.
+    pub fn grant(&self, handler: HandlerId, permits: i64) {
+        let mut state = self.lock();
+        if let Some(h) = state.handlers.get_mut(&handler) {
+            h.permits = h.permits.saturating_add(permits.max(0));
+            h.wake.notify_one();
+        }
+    }
+
+    /// The next query for `handler` when it has one and a permit for it.
+    pub fn next_for(&self, handler: HandlerId) -> Next {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(h) = state.handlers.get_mut(&handler) else { return Next::Closed };
+        while h.permits > 0 {
+            let Some(request) = h.queue.pop_front() else { return Next::Wait };
+            // A query that ended (timed out) is not sent.
+            let key = (h.context.clone(), request.message_identifier.clone());
+            if state.active.get(&key).is_some_and(|a| a.waiting.contains(&handler)) {
+                h.permits -= 1;
+                return Next::Query(Box::new(request));
+            }
+        }
+        Next::Wait
+    }
+
+    /// A response of `handler` to a query it received: passed on to the
+    /// caller (an error is held back until the end).
+    pub async fn respond(&self, handler: HandlerId, response: QueryResponse) {
+        let caller = {
+            let mut state = self.lock();
+            let Some(context) = state.handlers.get(&handler).map(|h| h.context.clone()) else { return };
+            let key = (context, response.request_identifier.clone());
+            let Some(active) = state.active.get_mut(&key) else { return };
+            if !active.waiting.contains(&handler) {
+                return;
+            }
+            if !response.error_code.is_empty() {
+                active.errors.push(response);
+                return;
+            }
+            active.succeeded = true;
+            active.caller.clone()
+        };
+        // Outside the lock: a slow caller slows this handler's stream only.
+        let _ = caller.send(response).await;
+    }
+
+    /// `handler` has sent everything for `request_id`.
+    pub async fn complete(&self, handler: HandlerId, request_id: &str) {
+        let finished = {
+            let mut state = self.lock();
+            let Some(context) = state.handlers.get(&handler).map(|h| h.context.clone()) else { return };
+            let key = (context, request_id.to_owned());
+            finish_one(&mut state, &key, handler)
+        };
+        if let Some((caller, errors)) = finished {
+            for error in errors {
+                let _ = caller.send(error).await;
+            }
+        }
+    }
+
+    /// `handler`'s stream ended: it leaves every route, and every query
+    /// waiting for it counts it as complete (with a held AXONIQ-5002).
+    pub async fn disconnect(&self, handler: HandlerId) {
+        let mut finished = Vec::new();
+        {
+            let mut state = self.lock();
+            let Some(gone) = state.handlers.remove(&handler) else { return };
+            gone.wake.notify_one();
+            for query in &gone.queries {
+                leave(&mut state, (gone.context.clone(), query.clone()), handler);
+            }
+            let waiting: Vec<(String, String)> =
+                state.active.iter().filter(|(_, a)| a.waiting.contains(&handler)).map(|(k, _)| k.clone()).collect();
+            for key in waiting {
+                let message = format!("the handler of query {} disconnected", key.1);
+                let error = self.error(&mut state, &key.1, ErrorCode::QueryDispatchError, message);
+                if let Some(active) = state.active.get_mut(&key) {
+                    active.errors.push(error);
+                }
+                finished.extend(finish_one(&mut state, &key, handler));
+            }
+        }
+        for (caller, errors) in finished {
+            for error in errors {
+                let _ = caller.send(error).await;
+            }
+        }
+    }
+
+    /// Sends `request` in `context` to one handler of each component that
+    /// handles it; the receiver streams the responses and ends when the
+    /// query completes.
+    pub fn query(self: &Arc<Self>, context: &str, mut request: QueryRequest) -> mpsc::Receiver<QueryResponse> {
+        let (caller, responses) = mpsc::channel(CALLER_BUFFER);
+        let timeout = number(&request, ProcessingKey::Timeout)
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(self.limits.default_timeout, Duration::from_millis);
+        let mut state = self.lock();
+        if request.message_identifier.is_empty() {
+            state.next_message += 1;
+            request.message_identifier = format!("{}-query-{}", self.node, state.next_message);
+        }
+        let id = request.message_identifier.clone();
+        let key = (context.to_owned(), id.clone());
+        let immediate = |state: &mut State, code, message| {
+            let response = self.error(state, &id, code, message);
+            // A fresh channel of CALLER_BUFFER has room for one.
+            let _ = caller.try_send(response);
+        };
+        if state.active.contains_key(&key) {
+            immediate(&mut state, ErrorCode::QueryDuplicated, format!("a query with id {id} is in flight already"));
+            return responses;
+        }
+        let chosen = choose(&mut state, context, &request.query);
+        if chosen.is_empty() {
+            immediate(&mut state, ErrorCode::NoHandlerForQuery, format!("No handler for query: {}", request.query));
+            return responses;
+        }
+        // Handlers answer whole: this node does not stream query results yet.
+        request.processing_instructions.retain(|i| i.key != ProcessingKey::ServerSupportsStreaming as i32);
+        request.processing_instructions.push(ProcessingInstruction {
+            key: ProcessingKey::ServerSupportsStreaming as i32,
+            value: Some(MetaDataValue { data: Some(Data::BooleanValue(false)) }),
+        });
+        let mut active =
+            Active { waiting: BTreeSet::new(), caller: caller.clone(), errors: Vec::new(), succeeded: false };
+        for handler in chosen {
+            let Some(h) = state.handlers.get_mut(&handler) else { continue };
+            if h.queue.len() >= self.limits.queue_per_client {
+                let message = format!("the queue of handler {} is full", h.component);
+                let error = self.error(&mut state, &id, ErrorCode::TooManyRequests, message);
+                active.errors.push(error);
+                continue;
+            }
+            h.queue.push_back(request.clone());
+            h.wake.notify_one();
+            active.waiting.insert(handler);
+        }
+        if active.waiting.is_empty() {
+            for error in active.errors {
+                let _ = caller.try_send(error);
+            }
+            return responses;
+        }
+        state.active.insert(key.clone(), active);
+        drop(state);
+        let bus = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            bus.time_out(&key, timeout).await;
+        });
+        responses
+    }
+
+    async fn time_out(&self, key: &(String, String), timeout: Duration) {
+        let ended = {
+            let mut state = self.lock();
+            let Some(active) = state.active.remove(key) else { return };
+            let message = format!("query {} not completed within {} ms", key.1, timeout.as_millis());
+            let error = self.error(&mut state, &key.1, ErrorCode::QueryTimeout, message);
+            (active.caller, error)
+        };
+        let _ = ended.0.send(ended.1).await;
+    }
+
+    fn error(&self, state: &mut State, request: &str, code: ErrorCode, message: String) -> QueryResponse {
+        state.next_message += 1;
+        QueryResponse {
+            message_identifier: format!("{}-response-{}", self.node, state.next_message),
+            request_identifier: request.to_owned(),
+            error_code: code.as_str().to_owned(),
+            error_message: Some(ErrorMessage {
+                message,
+                location: self.node.clone(),
+                details: vec![],
+                error_code: code.as_str().to_owned(),
+            }),
+            ..QueryResponse::default()
+        }
+    }
+
+    /// Queries under way now.
+    pub fn active_count(&self) -> usize {
+        self.lock().active.len()
+    }
+}
+
+/// `handler` leaves the route of `key` (a route left empty goes).
+fn leave(state: &mut State, key: (String, String), handler: HandlerId) {
+    if let Some(route) = state.routes.get_mut(&key) {
+        route.remove(&handler);
+        if route.is_empty() {
+            state.routes.remove(&key);
+        }
+    }
+}
+
+/// One handler per component of those that handle `query`, taking turns
+/// within a component.
+fn choose(state: &mut State, context: &str, query: &str) -> Vec<HandlerId> {
+    let Some(route) = state.routes.get(&(context.to_owned(), query.to_owned())) else { return Vec::new() };
+    let mut by_component: BTreeMap<String, Vec<HandlerId>> = BTreeMap::new();
+    for handler in route {
+        if let Some(h) = state.handlers.get(handler) {
+            by_component.entry(h.component.clone()).or_default().push(*handler);
+        }
+    }
+    by_component
+        .into_iter()
+        .map(|(component, handlers)| {
+            let turn = state.turns.entry((context.to_owned(), query.to_owned(), component)).or_default();
+            let chosen = handlers[*turn % handlers.len()];
+            *turn = turn.wrapping_add(1);
+            chosen
+        })
+        .collect()
+}
+
+/// `handler` is done with the query of `key`; when it was the last, the
+/// query ends: its caller and the errors to pass on (none if a handler
+/// succeeded).
+fn finish_one(
+    state: &mut State,
+    key: &(String, String),
+    handler: HandlerId,
+) -> Option<(mpsc::Sender<QueryResponse>, Vec<QueryResponse>)> {
+    let active = state.active.get_mut(key)?;
+    active.waiting.remove(&handler);
+    if !active.waiting.is_empty() {
+        return None;
+    }
+    let active = state.active.remove(key)?;
+    let errors = if active.succeeded { Vec::new() } else { active.errors };
+    Some((active.caller, errors))
+}

@@ -1,0 +1,242 @@
+//! QueryService against a real node process, with real gRPC clients as an
+//! Axon application's query handlers and callers: fan-out to one handler
+//! per component with every response streamed, permits, errors held back
+//! unless nothing succeeded, no handler, timeout, duplicate id, and a
+//! handler leaving mid-query.
+
+use std::time::Duration;
+
+use ranvier_proto::common::meta_data_value::Data;
+use ranvier_proto::common::{FlowControl, MetaDataValue, ProcessingInstruction, ProcessingKey, SerializedObject};
+use ranvier_proto::query::query_provider_inbound::Request as Inbound;
+use ranvier_proto::query::query_provider_outbound::Request as Outbound;
+use ranvier_proto::query::query_service_client::QueryServiceClient;
+use ranvier_proto::query::{
+    QueryComplete, QueryProviderInbound, QueryProviderOutbound, QueryRequest, QueryResponse, QuerySubscription,
+};
+use ranvier_tests::Node;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+/// A query handler client.
+struct Handler {
+    name: String,
+    to_server: mpsc::Sender<QueryProviderOutbound>,
+    from_server: tonic::Streaming<QueryProviderInbound>,
+}
+
+impl Handler {
+    /// Opens a query stream as client `name` of `component`, subscribed to
+    /// `query` (waiting for the ack).
+    async fn open(channel: &Channel, name: &str, component: &str, query: &str) -> Handler {
+        let (to_server, outbound) = mpsc::channel(64);
+        let mut client = QueryServiceClient::new(channel.clone());
+        let from_server =
+            client.open_stream(tokio_stream::wrappers::ReceiverStream::new(outbound)).await.unwrap().into_inner();
+        let mut handler = Handler { name: name.to_owned(), to_server, from_server };
+        let subscription = QuerySubscription {
+            message_id: format!("{name}-sub"),
+            query: query.to_owned(),
+            result_name: "Result".into(),
+            component_name: component.to_owned(),
+            client_id: name.to_owned(),
+        };
+        handler.send(Outbound::Subscribe(subscription), "sub-1").await;
+        match handler.next().await {
+            Inbound::Ack(ack) => assert!(ack.success && ack.instruction_id == "sub-1", "{ack:?}"),
+            other => panic!("expected the subscription's ack, got {other:?}"),
+        }
+        handler
+    }
+
+    async fn send(&self, request: Outbound, id: &str) {
+        let message = QueryProviderOutbound { request: Some(request), instruction_id: id.to_owned() };
+        self.to_server.send(message).await.unwrap();
+    }
+
+    async fn grant(&self, permits: i64) {
+        self.send(Outbound::FlowControl(FlowControl { client_id: self.name.clone(), permits }), "").await;
+    }
+
+    async fn next(&mut self) -> Inbound {
+        let message = tokio::time::timeout(Duration::from_secs(10), self.from_server.message())
+            .await
+            .expect("nothing from the server within 10 s")
+            .unwrap()
+            .expect("the stream ended");
+        message.request.unwrap()
+    }
+
+    async fn next_query(&mut self) -> QueryRequest {
+        match self.next().await {
+            Inbound::Query(query) => query,
+            other => panic!("expected a query, got {other:?}"),
+        }
+    }
+
+    async fn respond(&self, query: &QueryRequest, text: &str, error: bool) {
+        let response = QueryResponse {
+            message_identifier: format!("{}-{}", self.name, text),
+            request_identifier: query.message_identifier.clone(),
+            error_code: if error { "HANDLER-ERROR".into() } else { String::new() },
+            payload: Some(SerializedObject {
+                r#type: "Result".into(),
+                revision: String::new(),
+                data: text.as_bytes().to_vec().into(),
+            }),
+            ..Default::default()
+        };
+        self.send(Outbound::QueryResponse(response), "").await;
+    }
+
+    async fn complete(&self, query: &QueryRequest) {
+        let complete =
+            QueryComplete { message_id: format!("{}-done", self.name), request_id: query.message_identifier.clone() };
+        self.send(Outbound::QueryComplete(complete), "").await;
+    }
+}
+
+fn query(id: &str, name: &str, instructions: Vec<ProcessingInstruction>) -> QueryRequest {
+    QueryRequest {
+        message_identifier: id.to_owned(),
+        query: name.to_owned(),
+        payload: Some(SerializedObject {
+            r#type: name.to_owned(),
+            revision: String::new(),
+            data: b"{}".to_vec().into(),
+        }),
+        processing_instructions: instructions,
+        client_id: "caller".into(),
+        component_name: "caller-app".into(),
+        ..Default::default()
+    }
+}
+
+/// Every response of a query, until its stream ends.
+async fn ask(channel: &Channel, request: QueryRequest) -> Vec<QueryResponse> {
+    let mut stream = QueryServiceClient::new(channel.clone()).query(request).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(response) =
+        tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("the query hung").unwrap()
+    {
+        out.push(response);
+    }
+    out
+}
+
+fn text(response: &QueryResponse) -> String {
+    String::from_utf8(response.payload.clone().unwrap_or_default().data.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_goes_to_one_handler_per_component_and_every_response_streams_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]).unwrap();
+    let channel = node.channel().await.unwrap();
+    // Two components; the first has two instances that take turns.
+    let mut a1 = Handler::open(&channel, "a1", "inventory", "FindStock").await;
+    let mut a2 = Handler::open(&channel, "a2", "inventory", "FindStock").await;
+    let mut b = Handler::open(&channel, "b", "pricing", "FindStock").await;
+    b.grant(10).await;
+    // No query reaches a handler without a permit: a1 and a2 get theirs
+    // only once the query is under way.
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { ask(&channel, query("q-1", "FindStock", vec![])).await }
+    });
+    let at_b = b.next_query().await;
+    assert_eq!(at_b.message_identifier, "q-1");
+    let streaming =
+        at_b.processing_instructions.iter().find(|i| i.key == ProcessingKey::ServerSupportsStreaming as i32);
+    assert_eq!(
+        streaming.and_then(|i| i.value.clone()).and_then(|v| v.data),
+        Some(Data::BooleanValue(false)),
+        "handlers are told to answer whole"
+    );
+    a1.grant(10).await;
+    a2.grant(10).await;
+    // Exactly one of a1, a2 receives it.
+    let (inventory, other) = tokio::select! {
+        q = a1.next_query() => (q, &mut a2),
+        q = a2.next_query() => (q, &mut a1),
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other.from_server.message()).await.is_err(),
+        "both instances of one component received the query"
+    );
+    b.respond(&at_b, "price-1", false).await;
+    b.respond(&at_b, "price-2", false).await;
+    b.complete(&at_b).await;
+    // A handler's error is held back: another succeeded.
+    let inventory_handler = if inventory.message_identifier == "q-1" { &a1 } else { &a2 };
+    inventory_handler.respond(&inventory, "broken", true).await;
+    inventory_handler.respond(&inventory, "stock-7", false).await;
+    inventory_handler.complete(&inventory).await;
+    let responses = call.await.unwrap();
+    let mut texts: Vec<String> = responses.iter().map(text).collect();
+    texts.sort();
+    assert_eq!(texts, ["price-1", "price-2", "stock-7"], "every success, no held error: {responses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_ends_with_its_answer_even_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]).unwrap();
+    let channel = node.channel().await.unwrap();
+
+    let none = ask(&channel, query("n-1", "Nobody", vec![])).await;
+    assert_eq!(none.len(), 1);
+    assert_eq!((none[0].error_code.as_str(), none[0].request_identifier.as_str()), ("AXONIQ-5000", "n-1"));
+
+    // Only an error: it is passed on once the handler completes.
+    let mut failing = Handler::open(&channel, "f", "failing", "Fails").await;
+    failing.grant(10).await;
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { ask(&channel, query("e-1", "Fails", vec![])).await }
+    });
+    let received = failing.next_query().await;
+    failing.respond(&received, "bad", true).await;
+    failing.complete(&received).await;
+    let responses = call.await.unwrap();
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].error_code, "HANDLER-ERROR");
+
+    // A handler that never completes: the TIMEOUT instruction ends it.
+    let timeout = vec![ProcessingInstruction {
+        key: ProcessingKey::Timeout as i32,
+        value: Some(MetaDataValue { data: Some(Data::NumberValue(300)) }),
+    }];
+    let started = std::time::Instant::now();
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { ask(&channel, query("t-1", "Fails", timeout)).await }
+    });
+    let received = failing.next_query().await;
+    assert_eq!(received.message_identifier, "t-1");
+    // The same id while it is in flight.
+    let again = ask(&channel, query("t-1", "Fails", vec![])).await;
+    assert_eq!(again[0].error_code, "AXONIQ-5007");
+    let responses = call.await.unwrap();
+    assert_eq!(responses.last().map(|r| r.error_code.as_str()), Some("AXONIQ-5006"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The handler leaves mid-query: the query ends with AXONIQ-5002.
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { ask(&channel, query("l-1", "Fails", vec![])).await }
+    });
+    assert_eq!(failing.next_query().await.message_identifier, "l-1");
+    drop(failing);
+    let responses = call.await.unwrap();
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].error_code, "AXONIQ-5002");
+
+    // Subscription queries are refused plainly, not left hanging.
+    let (_keep, requests) = mpsc::channel(1);
+    let refused = QueryServiceClient::new(channel.clone())
+        .subscription(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .unwrap_err();
+    assert_eq!(ranvier_tests::error_code(&refused).as_deref(), Some("AXONIQ-1002"));
+}
