@@ -75,7 +75,8 @@ async fn start_cluster(
     contexts: Arc<Contexts>,
     stopped: tokio::sync::watch::Receiver<bool>,
     bus: CommandBus,
-) -> Result<(Arc<Cluster>, Arc<CommandBus>), NodeError> {
+    queries: QueryBus,
+) -> Result<(Arc<Cluster>, Arc<CommandBus>, Arc<QueryBus>), NodeError> {
     let node = &config.node;
     let port = listener.local_addr().map_err(NodeError::Address)?.port();
     let settings = ClusterSettings {
@@ -103,11 +104,14 @@ async fn start_cluster(
     };
     let cluster = Cluster::start(settings, contexts).await.map_err(|e| NodeError::Cluster(e.to_string()))?;
     let (raft, membership) = cluster.services();
-    let bus = Arc::new(bus.with_forwarder(Arc::new(ClusterForwarder::new(cluster.clone()))));
-    let messaging = MessagingServiceServer::new(MessagingRpc::new(bus.clone(), cluster.transport().clone()))
-        .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
-        .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
-    spawn_announcer(bus.clone(), cluster.clone(), stopped.clone());
+    let forwarder = Arc::new(ClusterForwarder::new(cluster.clone()));
+    let bus = Arc::new(bus.with_forwarder(forwarder.clone()));
+    let queries = Arc::new(queries.with_forwarder(forwarder));
+    let messaging =
+        MessagingServiceServer::new(MessagingRpc::new(bus.clone(), queries.clone(), cluster.transport().clone()))
+            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+            .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
+    spawn_announcer(bus.clone(), queries.clone(), cluster.clone(), stopped.clone());
     let server = tonic::transport::Server::builder().add_service(raft).add_service(membership).add_service(messaging);
     let mut stop = stopped.clone();
     tokio::spawn(async move {
@@ -121,7 +125,7 @@ async fn start_cluster(
         }
     });
     cluster.spawn(stopped);
-    Ok((cluster, bus))
+    Ok((cluster, bus, queries))
 }
 
 fn store_options(config: &Config, segment_size_bytes: u64) -> StoreOptions {
@@ -229,14 +233,21 @@ pub async fn run(
         },
         metrics.commands(),
     );
-    let (cluster, command_bus) = match (config.cluster.enabled, listeners.internal) {
+    let queries = QueryBus::new(
+        node.name.clone(),
+        QueryLimits {
+            queue_per_client: limits.command_queue_capacity,
+            default_timeout: Duration::from_millis(limits.default_query_timeout_ms),
+        },
+    );
+    let (cluster, command_bus, query_bus) = match (config.cluster.enabled, listeners.internal) {
         (true, Some(internal)) => {
-            let (cluster, bus) =
-                start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone(), bus).await?;
-            (Some(cluster), bus)
+            let started = start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone(), bus, queries);
+            let (cluster, bus, queries) = started.await?;
+            (Some(cluster), bus, queries)
         }
         (true, None) => return Err(NodeError::Cluster("a clustered node needs its internal port bound".into())),
-        _ => (None, Arc::new(bus)),
+        _ => (None, Arc::new(bus), Arc::new(queries)),
     };
     let client_api =
         Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone(), cluster.clone()));
@@ -261,13 +272,6 @@ pub async fn run(
 
     let max_message = limits.max_message_size_bytes;
     let event_store = Arc::new(EventStoreService::new(client_api.clone()));
-    let query_bus = Arc::new(QueryBus::new(
-        node.name.clone(),
-        QueryLimits {
-            queue_per_client: limits.command_queue_capacity,
-            default_timeout: Duration::from_millis(limits.default_query_timeout_ms),
-        },
-    ));
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))

@@ -240,3 +240,65 @@ async fn every_query_ends_with_its_answer_even_when_it_fails() {
         .unwrap_err();
     assert_eq!(ranvier_tests::error_code(&refused).as_deref(), Some("AXONIQ-1002"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_the_cluster_a_query_reaches_every_component_and_a_killed_node_does_not_hang_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
+    for node in &nodes {
+        ranvier_tests::wait_voters(node, "default", 3).await.unwrap();
+    }
+    let caller = nodes[1].channel().await.unwrap();
+    let mut near = Handler::open(&nodes[0].channel().await.unwrap(), "near", "inventory", "Where").await;
+    let mut far = Handler::open(&nodes[2].channel().await.unwrap(), "far", "pricing", "Where").await;
+    near.grant(100).await;
+    far.grant(100).await;
+
+    // Both components answer a query sent to node 2 (once node 2 has
+    // heard of both).
+    let mut round = 0;
+    let texts = loop {
+        round += 1;
+        let id = format!("w-{round}");
+        let call = tokio::spawn({
+            let caller = caller.clone();
+            async move { ask(&caller, query(&id, "Where", vec![])).await }
+        });
+        let mut answered = 0;
+        for handler in [&mut near, &mut far] {
+            if let Ok(Ok(Some(message))) =
+                tokio::time::timeout(Duration::from_millis(500), handler.from_server.message()).await
+                && let Some(Inbound::Query(q)) = message.request
+            {
+                handler.respond(&q, &handler.name.clone(), false).await;
+                handler.complete(&q).await;
+                answered += 1;
+            }
+        }
+        let responses = call.await.unwrap();
+        let mut texts: Vec<String> = responses.iter().map(text).collect();
+        texts.sort();
+        if answered == 2 {
+            break texts;
+        }
+        assert!(round < 20, "node 2 never routed to both components");
+    };
+    assert_eq!(texts, ["far", "near"]);
+
+    // Node 3 is killed while its handler holds the query: the query still
+    // ends, with the answer that came.
+    let call = tokio::spawn({
+        let caller = caller.clone();
+        async move { ask(&caller, query("k-1", "Where", vec![])).await }
+    });
+    let at_far = far.next_query().await;
+    assert_eq!(at_far.message_identifier, "k-1");
+    let at_near = near.next_query().await;
+    near.respond(&at_near, "near", false).await;
+    near.complete(&at_near).await;
+    let killed = std::time::Instant::now();
+    nodes[2].kill9().unwrap();
+    let responses = tokio::time::timeout(Duration::from_secs(20), call).await.expect("the query hung").unwrap();
+    assert_eq!(responses.iter().map(text).collect::<Vec<_>>(), ["near"], "{responses:?}");
+    eprintln!("the query ended {:?} after its far handler's node was killed", killed.elapsed());
+}

@@ -21,7 +21,7 @@
 //!   none is left; commands it received but did not answer fail with 4001.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -611,6 +611,11 @@ impl CommandBus {
             }
         }
         state.routes.retain(|_, route| !route.handlers.is_empty());
+    }
+
+    /// The nodes whose announcements hold now.
+    pub fn announcing_nodes(&self) -> BTreeSet<String> {
+        self.lock().remote.keys().cloned().collect()
     }
 
     /// This node's own handlers, to announce, and the version they have.

@@ -13,11 +13,17 @@ use std::time::Duration;
 use prost::Message;
 use ranvier_proto::cluster::messaging_service_client::MessagingServiceClient;
 use ranvier_proto::cluster::messaging_service_server::MessagingService;
-use ranvier_proto::cluster::{CommandHandler, ForwardedCommand, ForwardedCommandReply, HandlerSet, HandlerSetReply};
+use ranvier_proto::cluster::{
+    CommandHandler, ForwardedCommand, ForwardedCommandReply, ForwardedQuery, ForwardedQueryReply, HandlerSet,
+    HandlerSetReply, QueryHandler,
+};
 use ranvier_proto::command::{Command, CommandResponse};
+use ranvier_proto::query::{QueryRequest, QueryResponse};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::commands::{CommandBus, Forwarder, RemoteHandler};
+use super::queries::{QueryBus, QueryForwarder, RemoteQueryHandler};
 use crate::cluster::Cluster;
 use crate::transport::{INTERNAL_MESSAGE_MAX, Lane, Transport};
 
@@ -28,24 +34,50 @@ pub const ANNOUNCED_TTL: Duration = Duration::from_millis(3_000);
 /// Longest wait for one announcement to be taken.
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(1_000);
 
-/// Serves other nodes' announcements and forwarded commands.
+/// Serves other nodes' announcements and forwarded commands and queries.
 pub struct MessagingRpc {
     bus: Arc<CommandBus>,
+    queries: Arc<QueryBus>,
     transport: Arc<Transport>,
 }
 
 impl MessagingRpc {
-    /// Serves `bus`, requiring `transport`'s internal token.
-    pub fn new(bus: Arc<CommandBus>, transport: Arc<Transport>) -> Self {
-        MessagingRpc { bus, transport }
+    /// Serves `bus` and `queries`, requiring `transport`'s internal token.
+    pub fn new(bus: Arc<CommandBus>, queries: Arc<QueryBus>, transport: Arc<Transport>) -> Self {
+        MessagingRpc { bus, queries, transport }
     }
 }
 
+type QueryReplies = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ForwardedQueryReply, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl MessagingService for MessagingRpc {
+    type DispatchQueryStream = QueryReplies;
+
+    async fn dispatch_query(
+        &self,
+        request: Request<ForwardedQuery>,
+    ) -> Result<Response<Self::DispatchQueryStream>, Status> {
+        use tokio_stream::StreamExt;
+        self.transport.check(&request)?;
+        let forwarded = request.into_inner();
+        let query = QueryRequest::decode(forwarded.query.as_ref())
+            .map_err(|e| Status::invalid_argument(format!("not a query: {e}")))?;
+        let responses = self.queries.query_local(&forwarded.context, query, &forwarded.component);
+        let replies = tokio_stream::wrappers::ReceiverStream::new(responses)
+            .map(|response| Ok(ForwardedQueryReply { response: response.encode_to_vec().into() }));
+        Ok(Response::new(Box::pin(replies)))
+    }
+
     async fn command_handlers(&self, request: Request<HandlerSet>) -> Result<Response<HandlerSetReply>, Status> {
         self.transport.check(&request)?;
         let set = request.into_inner();
+        let queries = set
+            .query_handlers
+            .into_iter()
+            .map(|h| RemoteQueryHandler { context: h.context, query: h.query, component: h.component })
+            .collect();
+        self.queries.apply_remote(&set.node, queries).await;
         let handlers = set
             .handlers
             .into_iter()
@@ -92,6 +124,48 @@ fn client(transport: &Transport, address: &str) -> Result<MessagingServiceClient
         .max_encoding_message_size(INTERNAL_MESSAGE_MAX))
 }
 
+impl QueryForwarder for ClusterForwarder {
+    fn forward(
+        &self,
+        node: &str,
+        context: &str,
+        component: &str,
+        request: QueryRequest,
+        timeout: Duration,
+    ) -> mpsc::Receiver<Result<QueryResponse, String>> {
+        let (sender, responses) = mpsc::channel(32);
+        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+        let transport = self.cluster.transport().clone();
+        let node = node.to_owned();
+        let message = ForwardedQuery {
+            context: context.to_owned(),
+            component: component.to_owned(),
+            query: request.encode_to_vec().into(),
+        };
+        tokio::spawn(async move {
+            let call = async {
+                let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
+                let mut client = client(&transport, &address)?;
+                let mut request = transport.request(message);
+                request.set_timeout(timeout);
+                let mut stream = client.dispatch_query(request).await.map_err(|s| s.message().to_owned())?.into_inner();
+                while let Some(reply) = stream.message().await.map_err(|s| s.message().to_owned())? {
+                    let response = QueryResponse::decode(reply.response.as_ref())
+                        .map_err(|e| format!("not a query response: {e}"))?;
+                    if sender.send(Ok(response)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok::<(), String>(())
+            };
+            if let Err(reason) = call.await {
+                let _ = sender.send(Err(reason)).await;
+            }
+        });
+        responses
+    }
+}
+
 impl Forwarder for ClusterForwarder {
     fn forward(
         &self,
@@ -117,7 +191,12 @@ impl Forwarder for ClusterForwarder {
 
 /// Announces this node's handlers to the other nodes, and forgets other
 /// nodes' expired announcements, until `stopping`.
-pub fn spawn_announcer(bus: Arc<CommandBus>, cluster: Arc<Cluster>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+pub fn spawn_announcer(
+    bus: Arc<CommandBus>,
+    queries: Arc<QueryBus>,
+    cluster: Arc<Cluster>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,16 +206,18 @@ pub fn spawn_announcer(bus: Arc<CommandBus>, cluster: Arc<Cluster>, mut stopping
             tokio::select! {
                 _ = tick.tick() => {}
                 () = bus.local_changes().notified() => {}
+                () = queries.local_changes().notified() => {}
                 changed = model.changed() => if changed.is_err() { return },
                 _ = stopping.wait_for(|stop| *stop) => return,
             }
             bus.expire_remote();
-            announce(&bus, &cluster).await;
+            queries.keep_remote(&bus.announcing_nodes()).await;
+            announce(&bus, &queries, &cluster).await;
         }
     });
 }
 
-async fn announce(bus: &CommandBus, cluster: &Cluster) {
+async fn announce(bus: &CommandBus, queries: &QueryBus, cluster: &Cluster) {
     let (_, handlers) = bus.local_handlers();
     let set = HandlerSet {
         node: cluster.name().to_owned(),
@@ -150,6 +231,11 @@ async fn announce(bus: &CommandBus, cluster: &Cluster) {
             })
             .collect(),
         ttl_ms: u64::try_from(ANNOUNCED_TTL.as_millis()).unwrap_or(u64::MAX),
+        query_handlers: queries
+            .local_handlers()
+            .into_iter()
+            .map(|h| QueryHandler { context: h.context, query: h.query, component: h.component })
+            .collect(),
     };
     let model = cluster.model();
     let mut calls = tokio::task::JoinSet::new();

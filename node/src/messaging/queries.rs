@@ -58,6 +58,9 @@ pub enum Next {
 struct Handler {
     context: String,
     component: String,
+    /// A node whose handlers of this component stand behind this entry
+    /// (queries go there instead of into a queue).
+    remote: Option<String>,
     permits: i64,
     queue: VecDeque<QueryRequest>,
     /// Query names it handles.
@@ -88,11 +91,39 @@ struct State {
     active: HashMap<(String, String), Active>,
 }
 
+/// Sends a query to another node's handlers of one component; streams
+/// their responses until they complete.
+pub trait QueryForwarder: Send + Sync {
+    /// Dispatches `request` of `context` to `node`'s handlers of `component`.
+    fn forward(
+        &self,
+        node: &str,
+        context: &str,
+        component: &str,
+        request: QueryRequest,
+        timeout: Duration,
+    ) -> mpsc::Receiver<Result<QueryResponse, String>>;
+}
+
+/// One query handler (a component) as another node announced it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RemoteQueryHandler {
+    /// Its context.
+    pub context: String,
+    /// The query name.
+    pub query: String,
+    /// Its component.
+    pub component: String,
+}
+
 /// The query bus.
 pub struct QueryBus {
     node: String,
     limits: QueryLimits,
     state: Mutex<State>,
+    forwarder: Option<Arc<dyn QueryForwarder>>,
+    /// Woken when this node's own handlers change (for announcing them).
+    changed: Notify,
 }
 
 fn number(request: &QueryRequest, key: ProcessingKey) -> Option<i64> {
@@ -105,7 +136,105 @@ fn number(request: &QueryRequest, key: ProcessingKey) -> Option<i64> {
 impl QueryBus {
     /// An empty bus on node `node` (the location of its errors).
     pub fn new(node: impl Into<String>, limits: QueryLimits) -> Self {
-        QueryBus { node: node.into(), limits, state: Mutex::new(State::default()) }
+        QueryBus {
+            node: node.into(),
+            limits,
+            state: Mutex::new(State::default()),
+            forwarder: None,
+            changed: Notify::new(),
+        }
+    }
+
+    /// The same bus, reaching other nodes' handlers through `forwarder`.
+    pub fn with_forwarder(mut self, forwarder: Arc<dyn QueryForwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
+    }
+
+    /// Woken whenever this node's own handlers change.
+    pub fn local_changes(&self) -> &Notify {
+        &self.changed
+    }
+
+    /// This node's own handlers, one entry per (context, query, component).
+    pub fn local_handlers(&self) -> Vec<RemoteQueryHandler> {
+        let state = self.lock();
+        let mut out: BTreeSet<RemoteQueryHandler> = BTreeSet::new();
+        for h in state.handlers.values().filter(|h| h.remote.is_none()) {
+            for query in &h.queries {
+                out.insert(RemoteQueryHandler {
+                    context: h.context.clone(),
+                    query: query.clone(),
+                    component: h.component.clone(),
+                });
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// What `node` announced replaces what it had: one entry per
+    /// (context, query, component) it has handlers of.
+    pub async fn apply_remote(&self, node: &str, handlers: Vec<RemoteQueryHandler>) {
+        let (stale, known): (Vec<HandlerId>, BTreeSet<RemoteQueryHandler>) = {
+            let state = self.lock();
+            let stale: Vec<HandlerId> =
+                state.handlers.iter().filter(|(_, h)| h.remote.as_deref() == Some(node)).map(|(id, _)| *id).collect();
+            let known = stale
+                .iter()
+                .filter_map(|id| state.handlers.get(id))
+                .flat_map(|h| {
+                    h.queries.iter().map(|q| RemoteQueryHandler {
+                        context: h.context.clone(),
+                        query: q.clone(),
+                        component: h.component.clone(),
+                    })
+                })
+                .collect();
+            (stale, known)
+        };
+        let wanted: BTreeSet<RemoteQueryHandler> = handlers.into_iter().collect();
+        if wanted == known {
+            return;
+        }
+        for id in stale {
+            self.disconnect(id).await;
+        }
+        let mut state = self.lock();
+        for handler in wanted {
+            state.next_handler += 1;
+            let id = state.next_handler;
+            let key = (handler.context.clone(), handler.query.clone());
+            state.handlers.insert(
+                id,
+                Handler {
+                    context: handler.context,
+                    component: handler.component,
+                    remote: Some(node.to_owned()),
+                    permits: 0,
+                    queue: VecDeque::new(),
+                    queries: BTreeSet::from([handler.query]),
+                    wake: Arc::new(Notify::new()),
+                },
+            );
+            state.routes.entry(key).or_default().insert(id);
+        }
+    }
+
+    /// Forgets the handlers of every node but `alive` (the others stopped
+    /// announcing): queries waiting for them end with 5002.
+    pub async fn keep_remote(&self, alive: &BTreeSet<String>) {
+        let gone: Vec<HandlerId> = {
+            let state = self.lock();
+            state
+                .handlers
+                .iter()
+                .filter(|(_, h)| h.remote.as_ref().is_some_and(|node| !alive.contains(node)))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in gone {
+            self.disconnect(id).await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -121,6 +250,7 @@ impl QueryBus {
         let handler = Handler {
             context: context.to_owned(),
             component: String::new(),
+            remote: None,
             permits: 0,
             queue: VecDeque::new(),
             queries: BTreeSet::new(),
@@ -143,6 +273,7 @@ impl QueryBus {
         h.queries.insert(subscription.query.clone());
         let key = (h.context.clone(), subscription.query.clone());
         state.routes.entry(key).or_default().insert(handler);
+        self.changed.notify_one();
     }
 
     /// `handler` no longer handles `subscription.query`.
@@ -152,6 +283,7 @@ impl QueryBus {
         h.queries.remove(&subscription.query);
         let key = (h.context.clone(), subscription.query.clone());
         leave(&mut state, key, handler);
+        self.changed.notify_one();
     }
 
     /// `handler` may receive `permits` more queries.
@@ -225,6 +357,9 @@ impl QueryBus {
             let mut state = self.lock();
             let Some(gone) = state.handlers.remove(&handler) else { return };
             gone.wake.notify_one();
+            if gone.remote.is_none() {
+                self.changed.notify_one();
+            }
             for query in &gone.queries {
                 leave(&mut state, (gone.context.clone(), query.clone()), handler);
             }
@@ -249,7 +384,27 @@ impl QueryBus {
     /// Sends `request` in `context` to one handler of each component that
     /// handles it; the receiver streams the responses and ends when the
     /// query completes.
-    pub fn query(self: &Arc<Self>, context: &str, mut request: QueryRequest) -> mpsc::Receiver<QueryResponse> {
+    pub fn query(self: &Arc<Self>, context: &str, request: QueryRequest) -> mpsc::Receiver<QueryResponse> {
+        self.query_to(context, request, None)
+    }
+
+    /// A query another node forwarded: to this node's handlers of
+    /// `component` only.
+    pub fn query_local(
+        self: &Arc<Self>,
+        context: &str,
+        request: QueryRequest,
+        component: &str,
+    ) -> mpsc::Receiver<QueryResponse> {
+        self.query_to(context, request, Some(component))
+    }
+
+    fn query_to(
+        self: &Arc<Self>,
+        context: &str,
+        mut request: QueryRequest,
+        only: Option<&str>,
+    ) -> mpsc::Receiver<QueryResponse> {
         let (caller, responses) = mpsc::channel(CALLER_BUFFER);
         let timeout = number(&request, ProcessingKey::Timeout)
             .and_then(|ms| u64::try_from(ms).ok())
@@ -270,7 +425,7 @@ impl QueryBus {
             immediate(&mut state, ErrorCode::QueryDuplicated, format!("a query with id {id} is in flight already"));
             return responses;
         }
-        let chosen = choose(&mut state, context, &request.query);
+        let chosen = choose(&mut state, context, &request.query, only);
         if chosen.is_empty() {
             immediate(&mut state, ErrorCode::NoHandlerForQuery, format!("No handler for query: {}", request.query));
             return responses;
@@ -283,8 +438,14 @@ impl QueryBus {
         });
         let mut active =
             Active { waiting: BTreeSet::new(), caller: caller.clone(), errors: Vec::new(), succeeded: false };
+        let mut forwards = Vec::new();
         for handler in chosen {
             let Some(h) = state.handlers.get_mut(&handler) else { continue };
+            if let Some(node) = &h.remote {
+                forwards.push((handler, node.clone(), h.component.clone()));
+                active.waiting.insert(handler);
+                continue;
+            }
             if h.queue.len() >= self.limits.queue_per_client {
                 let message = format!("the queue of handler {} is full", h.component);
                 let error = self.error(&mut state, &id, ErrorCode::TooManyRequests, message);
@@ -303,12 +464,63 @@ impl QueryBus {
         }
         state.active.insert(key.clone(), active);
         drop(state);
+        for (handler, node, component) in forwards {
+            self.forward(handler, node, component, context, &request, timeout);
+        }
         let bus = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             bus.time_out(&key, timeout).await;
         });
         responses
+    }
+
+    /// Sends the query to `node`'s handlers of `component` (the entry
+    /// `handler` stands for them): their responses and completion count as
+    /// that entry's; a node that cannot be reached is a held AXONIQ-5002.
+    fn forward(
+        self: &Arc<Self>,
+        handler: HandlerId,
+        node: String,
+        component: String,
+        context: &str,
+        request: &QueryRequest,
+        timeout: Duration,
+    ) {
+        let bus = self.clone();
+        let (context, request) = (context.to_owned(), request.clone());
+        tokio::spawn(async move {
+            let id = request.message_identifier.clone();
+            let Some(forwarder) = bus.forwarder.clone() else {
+                bus.fail(handler, &context, &id, format!("node {node} has the handler; it cannot be reached")).await;
+                return;
+            };
+            let mut responses = forwarder.forward(&node, &context, &component, request, timeout);
+            while let Some(response) = responses.recv().await {
+                match response {
+                    Ok(response) => bus.respond(handler, response).await,
+                    Err(reason) => {
+                        let message = format!("node {node}, which has the handler, did not answer: {reason}");
+                        bus.fail(handler, &context, &id, message).await;
+                        return;
+                    }
+                }
+            }
+            bus.complete(handler, &id).await;
+        });
+    }
+
+    /// `handler` failed the query `id`: a held AXONIQ-5002, and it is done.
+    async fn fail(&self, handler: HandlerId, context: &str, id: &str, message: String) {
+        {
+            let mut state = self.lock();
+            let key = (context.to_owned(), id.to_owned());
+            let error = self.error(&mut state, id, ErrorCode::QueryDispatchError, message);
+            if let Some(active) = state.active.get_mut(&key) {
+                active.errors.push(error);
+            }
+        }
+        self.complete(handler, id).await;
     }
 
     async fn time_out(&self, key: &(String, String), timeout: Duration) {
@@ -355,12 +567,18 @@ fn leave(state: &mut State, key: (String, String), handler: HandlerId) {
 }
 
 /// One handler per component of those that handle `query`, taking turns
-/// within a component.
-fn choose(state: &mut State, context: &str, query: &str) -> Vec<HandlerId> {
+/// within a component (another node's handlers of a component count as
+/// one more turn-taker); with `only`, this node's handlers of that
+/// component.
+fn choose(state: &mut State, context: &str, query: &str, only: Option<&str>) -> Vec<HandlerId> {
     let Some(route) = state.routes.get(&(context.to_owned(), query.to_owned())) else { return Vec::new() };
     let mut by_component: BTreeMap<String, Vec<HandlerId>> = BTreeMap::new();
     for handler in route {
         if let Some(h) = state.handlers.get(handler) {
+            // A forwarded query: this node's handlers of one component.
+            if only.is_some_and(|component| h.remote.is_some() || h.component != component) {
+                continue;
+            }
             by_component.entry(h.component.clone()).or_default().push(*handler);
         }
     }
