@@ -223,15 +223,7 @@ impl PartialEq for Queued {
 impl Eq for Queued {}
 
 /// What a handler's stream sends next.
-#[derive(Debug)]
-pub enum Next {
-    /// This command (a permit was used for it).
-    Command(Box<Command>),
-    /// Nothing now: wait to be woken.
-    Wait,
-    /// The handler is gone.
-    Closed,
-}
+pub type Next = super::Next<Command>;
 
 /// A command that could not be queued, and why.
 struct NotQueued {
@@ -382,7 +374,7 @@ impl CommandBus {
             if let Some(pending) = state.pending.get_mut(&key) {
                 pending.sent = true;
                 h.permits -= 1;
-                return Next::Command(Box::new(queued.command));
+                return Next::Send(Box::new(queued.command));
             }
         }
         Next::Wait

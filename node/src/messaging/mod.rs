@@ -6,6 +6,17 @@
 //! it. Routing across the cluster (a handler on another node) comes next,
 //! over the node's `transport`.
 
+/// What a handler's stream sends next.
+#[derive(Debug)]
+pub enum Next<T> {
+    /// This message (a permit was used for it).
+    Send(Box<T>),
+    /// Nothing now: wait to be woken.
+    Wait,
+    /// The handler is gone.
+    Closed,
+}
+
 pub mod commands;
 pub mod peers;
 pub mod queries;

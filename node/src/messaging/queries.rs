@@ -45,15 +45,7 @@ const CALLER_BUFFER: usize = 32;
 pub type HandlerId = u64;
 
 /// What a handler's stream sends next.
-#[derive(Debug)]
-pub enum Next {
-    /// This query (a permit was used for it).
-    Query(Box<QueryRequest>),
-    /// Nothing now: wait to be woken.
-    Wait,
-    /// The handler is gone.
-    Closed,
-}
+pub type Next = super::Next<QueryRequest>;
 
 struct Handler {
     context: String,
@@ -306,7 +298,7 @@ impl QueryBus {
             let key = (h.context.clone(), request.message_identifier.clone());
             if state.active.get(&key).is_some_and(|a| a.waiting.contains(&handler)) {
                 h.permits -= 1;
-                return Next::Query(Box::new(request));
+                return Next::Send(Box::new(request));
             }
         }
         Next::Wait

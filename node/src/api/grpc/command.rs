@@ -16,12 +16,12 @@ use ranvier_proto::command::command_service_server::CommandService;
 use ranvier_proto::command::{Command, CommandProviderInbound, CommandProviderOutbound, CommandResponse};
 use ranvier_proto::common::{ErrorMessage, InstructionAck};
 use ranvier_wire::ErrorCode;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ClientApi, context_of, until};
-use crate::messaging::commands::{CommandBus, HandlerId, Next};
+use super::{ClientApi, context_of, read_handler_stream, send_to_handler};
+use crate::messaging::commands::{CommandBus, HandlerId};
 
 /// Messages buffered towards one handler client (commands and acks); its
 /// permits bound the commands, this bounds what waits for the network.
@@ -62,28 +62,20 @@ impl CommandService for Commands {
         request: Request<Streaming<CommandProviderOutbound>>,
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
         let context = context_of(&request);
-        let mut incoming = request.into_inner();
+        let incoming = request.into_inner();
         let (handler, wake) = self.bus.connect(&context);
         let (out, receiver) = mpsc::channel(OUTBOUND_BUFFER);
         let bus = self.bus.clone();
         let node = self.api.node.name.clone();
-        let mut stopping = self.api.stopping.clone();
-        tokio::spawn(send_commands(bus.clone(), handler, wake, out.clone()));
+        let stopping = self.api.stopping.clone();
+        let sender = bus.clone();
+        let wrap = |command| CommandProviderInbound {
+            instruction_id: String::new(),
+            request: Some(Inbound::Command(command)),
+        };
+        tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
         tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    message = incoming.message() => message,
-                    () = until(&mut stopping, |stop| *stop) => break,
-                };
-                match message {
-                    Ok(Some(message)) => {
-                        if !receive(&bus, handler, message, &out, &node).await {
-                            break;
-                        }
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            read_handler_stream(incoming, stopping, |message| receive(&bus, handler, message, &out, &node)).await;
             bus.disconnect(handler);
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -92,24 +84,6 @@ impl CommandService for Commands {
     async fn dispatch(&self, request: Request<Command>) -> Result<Response<CommandResponse>, Status> {
         let context = context_of(&request);
         Ok(Response::new(self.bus.dispatch(&context, request.into_inner()).await))
-    }
-}
-
-/// Sends `handler` its commands as its permits allow, until it leaves.
-async fn send_commands(bus: Arc<CommandBus>, handler: HandlerId, wake: Arc<Notify>, out: Out) {
-    loop {
-        match bus.next_for(handler) {
-            Next::Command(command) => {
-                let message =
-                    CommandProviderInbound { instruction_id: String::new(), request: Some(Inbound::Command(*command)) };
-                if out.send(Ok(message)).await.is_err() {
-                    return;
-                }
-            }
-            // A wake-up sent before this wait is not lost (Notify keeps it).
-            Next::Wait => wake.notified().await,
-            Next::Closed => return,
-        }
     }
 }
 

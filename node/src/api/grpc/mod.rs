@@ -110,6 +110,56 @@ pub async fn until<T>(receiver: &mut tokio::sync::watch::Receiver<T>, condition:
     let _ = receiver.wait_for(condition).await;
 }
 
+/// Reads a handler client's stream, passing each message to `receive`,
+/// until the stream ends or fails, the node stops, or `receive` says the
+/// client is gone (`false`).
+pub async fn read_handler_stream<M, F, Fut>(
+    mut incoming: tonic::Streaming<M>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    mut receive: F,
+) where
+    F: FnMut(M) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        let message = tokio::select! {
+            message = incoming.message() => message,
+            () = until(&mut stopping, |stop| *stop) => return,
+        };
+        match message {
+            Ok(Some(message)) => {
+                if !receive(message).await {
+                    return;
+                }
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Sends a handler client what `next` gives it (as its permits allow),
+/// wrapped for its stream, until it leaves; `wake` says when to look again.
+pub async fn send_to_handler<T, W>(
+    mut next: impl FnMut() -> crate::messaging::Next<T>,
+    wrap: impl Fn(T) -> W,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    out: tokio::sync::mpsc::Sender<Result<W, tonic::Status>>,
+) {
+    use crate::messaging::Next;
+    loop {
+        match next() {
+            Next::Send(item) => {
+                if out.send(Ok(wrap(*item))).await.is_err() {
+                    return;
+                }
+            }
+            // A wake-up sent before this wait is not lost (Notify keeps it).
+            Next::Wait => wake.notified().await,
+            Next::Closed => return,
+        }
+    }
+}
+
 impl ClientApi {
     /// Builds the shared state.
     pub fn new(

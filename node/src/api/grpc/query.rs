@@ -19,14 +19,14 @@ use ranvier_proto::query::{
     SubscriptionQueryResponse,
 };
 use ranvier_wire::ErrorCode;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::status;
-use super::{ClientApi, context_of, until};
-use crate::messaging::queries::{HandlerId, Next, QueryBus};
+use super::{ClientApi, context_of, read_handler_stream, send_to_handler};
+use crate::messaging::queries::{HandlerId, QueryBus};
 
 /// Messages buffered towards one handler client (queries and acks).
 const OUTBOUND_BUFFER: usize = 64;
@@ -70,28 +70,17 @@ impl QueryService for Queries {
         request: Request<Streaming<QueryProviderOutbound>>,
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
         let context = context_of(&request);
-        let mut incoming = request.into_inner();
+        let incoming = request.into_inner();
         let (handler, wake) = self.bus.connect(&context);
         let (out, receiver) = mpsc::channel(OUTBOUND_BUFFER);
         let bus = self.bus.clone();
         let node = self.api.node.name.clone();
-        let mut stopping = self.api.stopping.clone();
-        tokio::spawn(send_queries(bus.clone(), handler, wake, out.clone()));
+        let stopping = self.api.stopping.clone();
+        let sender = bus.clone();
+        let wrap = |query| QueryProviderInbound { instruction_id: String::new(), request: Some(Inbound::Query(query)) };
+        tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
         tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    message = incoming.message() => message,
-                    () = until(&mut stopping, |stop| *stop) => break,
-                };
-                match message {
-                    Ok(Some(message)) => {
-                        if !receive(&bus, handler, message, &out, &node).await {
-                            break;
-                        }
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            read_handler_stream(incoming, stopping, |message| receive(&bus, handler, message, &out, &node)).await;
             bus.disconnect(handler).await;
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -108,23 +97,6 @@ impl QueryService for Queries {
         _request: Request<Streaming<SubscriptionQueryRequest>>,
     ) -> Result<Response<Self::SubscriptionStream>, Status> {
         Err(status(ErrorCode::UnsupportedInstruction, "subscription queries are not supported yet"))
-    }
-}
-
-/// Sends `handler` its queries as its permits allow, until it leaves.
-async fn send_queries(bus: Arc<QueryBus>, handler: HandlerId, wake: Arc<Notify>, out: Out) {
-    loop {
-        match bus.next_for(handler) {
-            Next::Query(query) => {
-                let message =
-                    QueryProviderInbound { instruction_id: String::new(), request: Some(Inbound::Query(*query)) };
-                if out.send(Ok(message)).await.is_err() {
-                    return;
-                }
-            }
-            Next::Wait => wake.notified().await,
-            Next::Closed => return,
-        }
     }
 }
 
