@@ -124,6 +124,13 @@ async fn ask(channel: &Channel, request: QueryRequest) -> Vec<QueryResponse> {
     out
 }
 
+/// The next message of a subscription's stream.
+async fn next(
+    updates: &mut tonic::Streaming<ranvier_proto::query::SubscriptionQueryResponse>,
+) -> ranvier_proto::query::SubscriptionQueryResponse {
+    tokio::time::timeout(Duration::from_secs(10), updates.message()).await.expect("no update").unwrap().unwrap()
+}
+
 fn text(response: &QueryResponse) -> String {
     String::from_utf8(response.payload.clone().unwrap_or_default().data.to_vec()).unwrap()
 }
@@ -231,14 +238,6 @@ async fn every_query_ends_with_its_answer_even_when_it_fails() {
     let responses = call.await.unwrap();
     assert_eq!(responses.len(), 1);
     assert_eq!(responses[0].error_code, "AXONIQ-5002");
-
-    // Subscription queries are refused plainly, not left hanging.
-    let (_keep, requests) = mpsc::channel(1);
-    let refused = QueryServiceClient::new(channel.clone())
-        .subscription(tokio_stream::wrappers::ReceiverStream::new(requests))
-        .await
-        .unwrap_err();
-    assert_eq!(ranvier_tests::error_code(&refused).as_deref(), Some("AXONIQ-1002"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,4 +300,116 @@ async fn across_the_cluster_a_query_reaches_every_component_and_a_killed_node_do
     let responses = tokio::time::timeout(Duration::from_secs(20), call).await.expect("the query hung").unwrap();
     assert_eq!(responses.iter().map(text).collect::<Vec<_>>(), ["near"], "{responses:?}");
     eprintln!("the query ended {:?} after its far handler's node was killed", killed.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_query_gets_its_initial_result_and_updates_within_its_permits_until_it_unsubscribes() {
+    use ranvier_proto::query::subscription_query_request::Request as Control;
+    use ranvier_proto::query::subscription_query_response::Response as Update;
+    use ranvier_proto::query::{QueryUpdate, SubscriptionQuery, SubscriptionQueryRequest, SubscriptionQueryResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]).unwrap();
+    let channel = node.channel().await.unwrap();
+    let mut handler = Handler::open(&channel, "h", "orders", "WatchOrder").await;
+    handler.grant(10).await;
+
+    let (to_server, requests) = mpsc::channel(8);
+    let mut updates = QueryServiceClient::new(channel.clone())
+        .subscription(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let subscription = |permits| SubscriptionQuery {
+        subscription_identifier: "sub-1".into(),
+        number_of_permits: permits,
+        query_request: Some(query("initial-1", "WatchOrder", vec![])),
+        update_response_type: None,
+    };
+    // Two permits: the initial result and one update.
+    to_server.send(SubscriptionQueryRequest { request: Some(Control::Subscribe(subscription(2))) }).await.unwrap();
+    to_server
+        .send(SubscriptionQueryRequest { request: Some(Control::GetInitialResult(subscription(0))) })
+        .await
+        .unwrap();
+
+    // The handler is told of the subscription, and asked for the initial result.
+    let mut told = false;
+    let mut initial = None;
+    while !(told && initial.is_some()) {
+        match handler.next().await {
+            Inbound::SubscriptionQueryRequest(request) => {
+                assert!(
+                    matches!(request.request, Some(Control::Subscribe(ref q)) if q.subscription_identifier == "sub-1")
+                );
+                told = true;
+            }
+            Inbound::Query(q) => initial = Some(q),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let initial = initial.unwrap();
+    handler.respond(&initial, "order-42", false).await;
+    handler.complete(&initial).await;
+    let update = |n: u32| QueryProviderOutbound {
+        request: Some(Outbound::SubscriptionQueryResponse(SubscriptionQueryResponse {
+            message_identifier: format!("u-{n}"),
+            subscription_identifier: "sub-1".into(),
+            response: Some(Update::Update(QueryUpdate {
+                message_identifier: format!("u-{n}"),
+                payload: Some(SerializedObject {
+                    r#type: "Order".into(),
+                    revision: String::new(),
+                    data: format!("update-{n}").into_bytes().into(),
+                }),
+                ..Default::default()
+            })),
+        })),
+        instruction_id: String::new(),
+    };
+    let first = next(&mut updates).await;
+    match first.response {
+        Some(Update::InitialResult(result)) => assert_eq!(text(&result), "order-42"),
+        other => panic!("expected the initial result, got {other:?}"),
+    }
+    for n in 1..=3 {
+        handler.to_server.send(update(n)).await.unwrap();
+    }
+    let second = next(&mut updates).await;
+    assert!(matches!(second.response, Some(Update::Update(ref u)) if u.message_identifier == "u-1"), "{second:?}");
+    // Two permits used: update 2 waits for more.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), updates.message()).await.is_err(),
+        "an update came beyond the permits"
+    );
+    let more = SubscriptionQuery { number_of_permits: 5, ..subscription(0) };
+    to_server.send(SubscriptionQueryRequest { request: Some(Control::FlowControl(more)) }).await.unwrap();
+    for n in 2..=3 {
+        let update = next(&mut updates).await;
+        assert!(matches!(update.response, Some(Update::Update(ref u)) if u.message_identifier == format!("u-{n}")));
+    }
+    // Unsubscribing tells the handler.
+    to_server.send(SubscriptionQueryRequest { request: Some(Control::Unsubscribe(subscription(0))) }).await.unwrap();
+    match handler.next().await {
+        Inbound::SubscriptionQueryRequest(request) => {
+            assert!(
+                matches!(request.request, Some(Control::Unsubscribe(ref q)) if q.subscription_identifier == "sub-1")
+            )
+        }
+        other => panic!("expected the unsubscribe, got {other:?}"),
+    }
+
+    // A query nobody handles ends at once, exceptionally.
+    let nobody = SubscriptionQuery {
+        subscription_identifier: "sub-2".into(),
+        number_of_permits: 1,
+        query_request: Some(query("n-2", "Nobody", vec![])),
+        update_response_type: None,
+    };
+    to_server.send(SubscriptionQueryRequest { request: Some(Control::Subscribe(nobody)) }).await.unwrap();
+    let ended = next(&mut updates).await;
+    assert!(
+        matches!(ended.response, Some(Update::CompleteExceptionally(ref e)) if e.error_code == "AXONIQ-5000"),
+        "{ended:?}"
+    );
 }

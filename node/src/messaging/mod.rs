@@ -21,3 +21,4 @@ pub mod commands;
 pub mod peers;
 pub mod queries;
 pub mod ring;
+pub mod subscriptions;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use ranvier_proto::common::meta_data_value::Data;
 use ranvier_proto::common::{ErrorMessage, MetaDataValue, ProcessingInstruction, ProcessingKey};
-use ranvier_proto::query::{QueryRequest, QueryResponse, QuerySubscription};
+use ranvier_proto::query::{QueryRequest, QueryResponse, QuerySubscription, SubscriptionQueryRequest};
 use ranvier_wire::ErrorCode;
 use tokio::sync::{Notify, mpsc};
 
@@ -45,7 +45,19 @@ const CALLER_BUFFER: usize = 32;
 pub type HandlerId = u64;
 
 /// What a handler's stream sends next.
-pub type Next = super::Next<QueryRequest>;
+pub type Next = super::Next<Outgoing>;
+
+/// A message for a handler.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A query (sent against a permit).
+    Query(QueryRequest),
+    /// A subscription query's subscribe or unsubscribe (sent at once).
+    Subscription(SubscriptionQueryRequest),
+}
+
+/// Subscription-query messages waiting for one handler, at most.
+const CONTROL_QUEUE_MAX: usize = 10_000;
 
 struct Handler {
     context: String,
@@ -55,6 +67,8 @@ struct Handler {
     remote: Option<String>,
     permits: i64,
     queue: VecDeque<QueryRequest>,
+    /// Subscription-query messages, sent before queries and without permits.
+    control: VecDeque<SubscriptionQueryRequest>,
     /// Query names it handles.
     queries: BTreeSet<String>,
     wake: Arc<Notify>,
@@ -204,6 +218,7 @@ impl QueryBus {
                     remote: Some(node.to_owned()),
                     permits: 0,
                     queue: VecDeque::new(),
+                    control: VecDeque::new(),
                     queries: BTreeSet::from([handler.query]),
                     wake: Arc::new(Notify::new()),
                 },
@@ -245,6 +260,7 @@ impl QueryBus {
             remote: None,
             permits: 0,
             queue: VecDeque::new(),
+            control: VecDeque::new(),
             queries: BTreeSet::new(),
             wake: wake.clone(),
         };
@@ -292,13 +308,16 @@ impl QueryBus {
         let mut state = self.lock();
         let state = &mut *state;
         let Some(h) = state.handlers.get_mut(&handler) else { return Next::Closed };
+        if let Some(control) = h.control.pop_front() {
+            return Next::Send(Box::new(Outgoing::Subscription(control)));
+        }
         while h.permits > 0 {
             let Some(request) = h.queue.pop_front() else { return Next::Wait };
             // A query that ended (timed out) is not sent.
             let key = (h.context.clone(), request.message_identifier.clone());
             if state.active.get(&key).is_some_and(|a| a.waiting.contains(&handler)) {
                 h.permits -= 1;
-                return Next::Send(Box::new(request));
+                return Next::Send(Box::new(Outgoing::Query(request)));
             }
         }
         Next::Wait
@@ -540,6 +559,31 @@ impl QueryBus {
             }),
             ..QueryResponse::default()
         }
+    }
+
+    /// This node's handlers of `query` in `context`.
+    pub fn local_handlers_of(&self, context: &str, query: &str) -> Vec<HandlerId> {
+        let state = self.lock();
+        let Some(route) = state.routes.get(&(context.to_owned(), query.to_owned())) else { return Vec::new() };
+        route.iter().filter(|id| state.handlers.get(id).is_some_and(|h| h.remote.is_none())).copied().collect()
+    }
+
+    /// Queues a subscription-query message for `handler` (sent without a
+    /// permit); `false` when it is gone or its queue is full.
+    pub fn send_control(&self, handler: HandlerId, request: SubscriptionQueryRequest) -> bool {
+        let mut state = self.lock();
+        let Some(h) = state.handlers.get_mut(&handler) else { return false };
+        if h.control.len() >= CONTROL_QUEUE_MAX {
+            return false;
+        }
+        h.control.push_back(request);
+        h.wake.notify_one();
+        true
+    }
+
+    /// The context of `handler`'s stream.
+    pub fn context_of(&self, handler: HandlerId) -> Option<String> {
+        self.lock().handlers.get(&handler).map(|h| h.context.clone())
     }
 
     /// Queries under way now.

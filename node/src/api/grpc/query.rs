@@ -4,9 +4,8 @@
 //! `OpenStream` is a handler client's stream: subscriptions, permits,
 //! responses and completions come in, each acknowledged when it carries an
 //! instruction id; queries go out, one per permit. `Query` streams every
-//! response and ends when the query completes. Subscription queries are
-//! not served yet: `Subscription` fails with AXONIQ-1002, and a handler's
-//! subscription-query message is acked as unsupported.
+//! response and ends when the query completes. `Subscription` is a
+//! subscriber's stream of subscription queries (`messaging::subscriptions`).
 
 use std::sync::Arc;
 
@@ -24,9 +23,10 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::status::status;
 use super::{ClientApi, context_of, read_handler_stream, send_to_handler};
-use crate::messaging::queries::{HandlerId, QueryBus};
+use crate::messaging::queries::{HandlerId, Outgoing, QueryBus};
+use crate::messaging::subscriptions::Subscriptions;
+use ranvier_proto::query::subscription_query_request::Request as Control;
 
 /// Messages buffered towards one handler client (queries and acks).
 const OUTBOUND_BUFFER: usize = 64;
@@ -35,12 +35,14 @@ const OUTBOUND_BUFFER: usize = 64;
 pub struct Queries {
     api: Arc<ClientApi>,
     bus: Arc<QueryBus>,
+    subscriptions: Arc<Subscriptions>,
 }
 
 impl Queries {
-    /// Serves QueryService over `bus`.
+    /// Serves QueryService over `bus`, with subscription queries.
     pub fn new(api: Arc<ClientApi>, bus: Arc<QueryBus>) -> Self {
-        Queries { api, bus }
+        let subscriptions = Arc::new(Subscriptions::new(bus.clone(), api.node.name.clone()));
+        Queries { api, bus, subscriptions }
     }
 }
 
@@ -74,13 +76,21 @@ impl QueryService for Queries {
         let (handler, wake) = self.bus.connect(&context);
         let (out, receiver) = mpsc::channel(OUTBOUND_BUFFER);
         let bus = self.bus.clone();
+        let subscriptions = self.subscriptions.clone();
         let node = self.api.node.name.clone();
         let stopping = self.api.stopping.clone();
         let sender = bus.clone();
-        let wrap = |query| QueryProviderInbound { instruction_id: String::new(), request: Some(Inbound::Query(query)) };
+        let wrap = |outgoing| QueryProviderInbound {
+            instruction_id: String::new(),
+            request: Some(match outgoing {
+                Outgoing::Query(query) => Inbound::Query(query),
+                Outgoing::Subscription(request) => Inbound::SubscriptionQueryRequest(request),
+            }),
+        };
         tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
         tokio::spawn(async move {
-            read_handler_stream(incoming, stopping, |message| receive(&bus, handler, message, &out, &node)).await;
+            let receiving = |message| receive(&bus, &subscriptions, handler, message, &out, &node);
+            read_handler_stream(incoming, stopping, receiving).await;
             bus.disconnect(handler).await;
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -94,15 +104,60 @@ impl QueryService for Queries {
 
     async fn subscription(
         &self,
-        _request: Request<Streaming<SubscriptionQueryRequest>>,
+        request: Request<Streaming<SubscriptionQueryRequest>>,
     ) -> Result<Response<Self::SubscriptionStream>, Status> {
-        Err(status(ErrorCode::UnsupportedInstruction, "subscription queries are not supported yet"))
+        let context = context_of(&request);
+        let incoming = request.into_inner();
+        let (out, updates) = mpsc::channel(OUTBOUND_BUFFER);
+        let subscriptions = self.subscriptions.clone();
+        let stopping = self.api.stopping.clone();
+        tokio::spawn(async move {
+            let mine = std::sync::Mutex::new(std::collections::BTreeSet::new());
+            read_handler_stream(incoming, stopping, |message: SubscriptionQueryRequest| {
+                let (subscriptions, context, out, mine) = (subscriptions.clone(), &context, out.clone(), &mine);
+                async move {
+                    match message.request {
+                        Some(Control::Subscribe(query)) => {
+                            if let Ok(mut mine) = mine.lock() {
+                                mine.insert(query.subscription_identifier.clone());
+                            }
+                            subscriptions.subscribe(context, query, out).await;
+                        }
+                        Some(Control::GetInitialResult(query)) => {
+                            let context = context.clone();
+                            tokio::spawn(async move { subscriptions.initial_result(&context, query).await });
+                        }
+                        Some(Control::FlowControl(query)) => {
+                            subscriptions.flow(context, &query.subscription_identifier, query.number_of_permits).await;
+                        }
+                        Some(Control::Unsubscribe(query)) => {
+                            subscriptions.unsubscribe(context, &query.subscription_identifier)
+                        }
+                        None => {}
+                    }
+                    true
+                }
+            })
+            .await;
+            let ids = mine.lock().map(|m| m.clone()).unwrap_or_default();
+            for id in ids {
+                subscriptions.unsubscribe(&context, &id);
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(updates).map(Ok))))
     }
 }
 
 /// Handles one message of a handler client; `false` when its stream is
 /// gone.
-async fn receive(bus: &QueryBus, handler: HandlerId, message: QueryProviderOutbound, out: &Out, node: &str) -> bool {
+async fn receive(
+    bus: &QueryBus,
+    subscriptions: &Subscriptions,
+    handler: HandlerId,
+    message: QueryProviderOutbound,
+    out: &Out,
+    node: &str,
+) -> bool {
     let id = message.instruction_id;
     let unsupported = || {
         Some(ErrorMessage {
@@ -133,7 +188,11 @@ async fn receive(bus: &QueryBus, handler: HandlerId, message: QueryProviderOutbo
             bus.complete(handler, &complete.request_id).await;
             None
         }
-        Some(Outbound::SubscriptionQueryResponse(_)) | None => unsupported(),
+        Some(Outbound::SubscriptionQueryResponse(response)) => {
+            subscriptions.relay(handler, response).await;
+            None
+        }
+        None => unsupported(),
         // An ack is not acknowledged in turn.
         Some(Outbound::Ack(_)) => return true,
     };
