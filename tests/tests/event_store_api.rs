@@ -82,6 +82,13 @@ async fn platform_server_names_this_node_and_the_stream_acks_instructions() {
     assert_eq!(ack.instruction_id, "hb-1");
     assert!(!ack.success);
     assert_eq!(ack.error.unwrap().error_code, "AXONIQ-1002");
+
+    // A node that stops tells its clients to reconnect before it goes.
+    let stopped = std::process::Command::new("kill").args(["-TERM", &node.pid().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let reconnect = tokio::time::timeout(std::time::Duration::from_secs(10), replies.next()).await.unwrap();
+    let request = reconnect.unwrap().unwrap().request;
+    assert!(matches!(request, Some(Outbound::RequestReconnect(_))), "{request:?}");
 }
 
 #[tokio::test]

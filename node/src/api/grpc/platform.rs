@@ -12,6 +12,7 @@ use ranvier_proto::control::platform_outbound_instruction::Request as Outbound;
 use ranvier_proto::control::platform_service_server::PlatformService;
 use ranvier_proto::control::{
     ClientIdentification, Heartbeat, NodeInfo, PlatformInboundInstruction, PlatformInfo, PlatformOutboundInstruction,
+    RequestReconnect,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -123,6 +124,14 @@ impl PlatformService for Platform {
                         }
                     }
                     _ = until(&mut stopping, |s| *s) => {
+                        // The node is draining: the client reconnects (to
+                        // another node, or this one once it is back) before
+                        // its stream ends.
+                        let reconnect = PlatformOutboundInstruction {
+                            instruction_id: String::new(),
+                            request: Some(Outbound::RequestReconnect(RequestReconnect {})),
+                        };
+                        let _ = sender.send(Ok(reconnect)).await;
                         let _ = sender.send(Err(stopping_status())).await;
                         break;
                     }
