@@ -263,6 +263,7 @@ pub async fn run(
         contexts: contexts.clone(),
         metrics: metrics.clone(),
         cluster: cluster.clone(),
+        messaging: Some((command_bus.clone(), query_bus.clone())),
     });
 
     tokio::spawn(async move {

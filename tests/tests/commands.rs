@@ -379,6 +379,19 @@ async fn across_the_cluster_a_command_reaches_a_handler_on_another_node_and_a_ki
     let (response, at) = call.await.unwrap();
     assert_eq!(response.error_code, "");
     assert_eq!(&response.payload.unwrap().data[..], b"from node 3");
+    // Node 1 lists the component and where its handler is.
+    let (code, body) = nodes[0].http_get("/v1/components?context=default").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([{
+            "component": "far-component",
+            "clients": {"node-3": ["far"]},
+            "commands": {"Remote": 100},
+            "queries": []
+        }])
+    );
     let visible = at.duration_since(subscribed);
     eprintln!("a subscription on node 3 was usable from node 1 after {visible:?}");
     assert!(visible < Duration::from_secs(1), "took {visible:?}");

@@ -268,3 +268,20 @@ mod tests {
         assert_eq!(back, Some(status));
     }
 }
+
+/// An application component with handlers in a context (GET
+/// `/v1/components?context=C`), as the answering node knows them: its own
+/// handlers and those the other nodes announced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentListing {
+    /// The component's name (Axon's `component_name`).
+    pub component: String,
+    /// Where its handler clients are connected: `node` → client ids (a
+    /// client on another node is listed by the identity that node gave).
+    pub clients: BTreeMap<String, Vec<String>>,
+    /// The commands it handles, with the load factor it subscribed with.
+    pub commands: BTreeMap<String, i32>,
+    /// The queries it handles.
+    pub queries: Vec<String>,
+}

@@ -605,6 +605,35 @@ impl CommandBus {
         state.routes.retain(|_, route| !route.handlers.is_empty());
     }
 
+    /// Every command handler of `context` this node knows: `(node, client,
+    /// component, command, load factor)`; a handler on another node by the
+    /// identity it announced (`client/component/stream`).
+    pub fn handlers_of(&self, context: &str) -> Vec<(String, String, String, String, i32)> {
+        let state = self.lock();
+        let mut out = Vec::new();
+        for ((c, command), route) in &state.routes {
+            if c != context {
+                continue;
+            }
+            for (identity, (target, load)) in &route.handlers {
+                let node = match target {
+                    Target::Local(_) => self.node.clone(),
+                    Target::Remote(node) => node.clone(),
+                };
+                // Identities are `[node:]client/component/stream`.
+                let bare = identity
+                    .split_once(':')
+                    .filter(|_| matches!(target, Target::Remote(_)))
+                    .map_or(identity.as_str(), |(_, rest)| rest);
+                let mut parts = bare.split('/');
+                let client = parts.next().unwrap_or_default().to_owned();
+                let component = parts.next().unwrap_or_default().to_owned();
+                out.push((node, client, component, command.clone(), *load));
+            }
+        }
+        out
+    }
+
     /// The nodes whose announcements hold now.
     pub fn announcing_nodes(&self) -> BTreeSet<String> {
         self.lock().remote.keys().cloned().collect()

@@ -17,6 +17,44 @@ pub enum Next<T> {
     Closed,
 }
 
+/// The components with handlers in `context`, from both buses (GET
+/// `/v1/components`).
+pub fn components(
+    commands: &commands::CommandBus,
+    queries: &queries::QueryBus,
+    context: &str,
+) -> Vec<ranvier_wire::admin::ComponentListing> {
+    use std::collections::BTreeMap;
+    let mut by_name: BTreeMap<String, ranvier_wire::admin::ComponentListing> = BTreeMap::new();
+    fn entry<'a>(
+        by_name: &'a mut BTreeMap<String, ranvier_wire::admin::ComponentListing>,
+        component: &str,
+    ) -> &'a mut ranvier_wire::admin::ComponentListing {
+        by_name.entry(component.to_owned()).or_insert_with(|| ranvier_wire::admin::ComponentListing {
+            component: component.to_owned(),
+            ..Default::default()
+        })
+    }
+    for (node, client, component, command, load) in commands.handlers_of(context) {
+        let listing = entry(&mut by_name, &component);
+        listing.commands.insert(command, load);
+        let clients = listing.clients.entry(node).or_default();
+        if !clients.contains(&client) {
+            clients.push(client);
+        }
+    }
+    for (node, component, query) in queries.handlers_of(context) {
+        let listing = entry(&mut by_name, &component);
+        if !listing.queries.contains(&query) {
+            listing.queries.push(query);
+        }
+        if let Some(node) = node {
+            listing.clients.entry(node).or_default();
+        }
+    }
+    by_name.into_values().collect()
+}
+
 pub mod commands;
 pub mod peers;
 pub mod queries;

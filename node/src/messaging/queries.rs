@@ -561,6 +561,19 @@ impl QueryBus {
         }
     }
 
+    /// Every query handler of `context` this node knows: `(node or None for
+    /// this one, component, query)`.
+    pub fn handlers_of(&self, context: &str) -> Vec<(Option<String>, String, String)> {
+        let state = self.lock();
+        let mut out = Vec::new();
+        for h in state.handlers.values().filter(|h| h.context == context) {
+            for query in &h.queries {
+                out.push((h.remote.clone(), h.component.clone(), query.clone()));
+            }
+        }
+        out
+    }
+
     /// This node's handlers of `query` in `context`.
     pub fn local_handlers_of(&self, context: &str, query: &str) -> Vec<HandlerId> {
         let state = self.lock();

@@ -44,6 +44,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// The replication groups, on a clustered node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The command and query buses (for `/v1/components`).
+    pub messaging: Option<(Arc<crate::messaging::commands::CommandBus>, Arc<crate::messaging::queries::QueryBus>)>,
 }
 
 /// The router.
@@ -59,8 +61,29 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1/public", get(public_nodes))
         .route("/v1/public/me", get(public_me))
         .route("/v1/public/replicationgroups", get(replication_groups))
+        .route("/v1/components", get(components))
         .merge(admin::routes())
         .with_state(state)
+}
+
+#[derive(serde::Deserialize)]
+struct ContextQuery {
+    context: Option<String>,
+}
+
+/// The components with command or query handlers in a context
+/// (`?context=`, default `default`), cluster-wide as this node knows them.
+async fn components(
+    State(state): State<Arc<HttpState>>,
+    axum::extract::Query(query): axum::extract::Query<ContextQuery>,
+) -> Json<Vec<ranvier_wire::admin::ComponentListing>> {
+    let context = query.context.unwrap_or_else(|| "default".to_owned());
+    let listed = state
+        .messaging
+        .as_ref()
+        .map(|(commands, queries)| crate::messaging::components(commands, queries, &context))
+        .unwrap_or_default();
+    Json(listed)
 }
 
 async fn health() -> Json<serde_json::Value> {
