@@ -28,6 +28,7 @@ use crate::contexts::{ContextOptions, Contexts};
 use crate::messaging::commands::{CommandBus, CommandLimits};
 use crate::messaging::peers::{ClusterForwarder, MessagingRpc, spawn_announcer};
 use crate::messaging::queries::{QueryBus, QueryLimits};
+use crate::messaging::subscriptions::Subscriptions;
 use crate::store::{FsSpace, StoreOptions};
 use crate::telemetry::Metrics;
 use crate::transport::INTERNAL_MESSAGE_MAX;
@@ -76,7 +77,7 @@ async fn start_cluster(
     stopped: tokio::sync::watch::Receiver<bool>,
     bus: CommandBus,
     queries: QueryBus,
-) -> Result<(Arc<Cluster>, Arc<CommandBus>, Arc<QueryBus>), NodeError> {
+) -> Result<(Arc<Cluster>, Arc<CommandBus>, Arc<QueryBus>, Arc<Subscriptions>), NodeError> {
     let node = &config.node;
     let port = listener.local_addr().map_err(NodeError::Address)?.port();
     let settings = ClusterSettings {
@@ -106,11 +107,16 @@ async fn start_cluster(
     let (raft, membership) = cluster.services();
     let forwarder = Arc::new(ClusterForwarder::new(cluster.clone()));
     let bus = Arc::new(bus.with_forwarder(forwarder.clone()));
-    let queries = Arc::new(queries.with_forwarder(forwarder));
-    let messaging =
-        MessagingServiceServer::new(MessagingRpc::new(bus.clone(), queries.clone(), cluster.transport().clone()))
-            .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
-            .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
+    let queries = Arc::new(queries.with_forwarder(forwarder.clone()));
+    let subscriptions = Arc::new(Subscriptions::new(queries.clone(), node.name.clone()).with_forwarder(forwarder));
+    let messaging = MessagingServiceServer::new(MessagingRpc::new(
+        bus.clone(),
+        queries.clone(),
+        subscriptions.clone(),
+        cluster.transport().clone(),
+    ))
+    .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
+    .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
     spawn_announcer(bus.clone(), queries.clone(), cluster.clone(), stopped.clone());
     let server = tonic::transport::Server::builder().add_service(raft).add_service(membership).add_service(messaging);
     let mut stop = stopped.clone();
@@ -125,7 +131,7 @@ async fn start_cluster(
         }
     });
     cluster.spawn(stopped);
-    Ok((cluster, bus, queries))
+    Ok((cluster, bus, queries, subscriptions))
 }
 
 fn store_options(config: &Config, segment_size_bytes: u64) -> StoreOptions {
@@ -240,14 +246,18 @@ pub async fn run(
             default_timeout: Duration::from_millis(limits.default_query_timeout_ms),
         },
     );
-    let (cluster, command_bus, query_bus) = match (config.cluster.enabled, listeners.internal) {
+    let (cluster, command_bus, query_bus, subscriptions) = match (config.cluster.enabled, listeners.internal) {
         (true, Some(internal)) => {
             let started = start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone(), bus, queries);
-            let (cluster, bus, queries) = started.await?;
-            (Some(cluster), bus, queries)
+            let (cluster, bus, queries, subscriptions) = started.await?;
+            (Some(cluster), bus, queries, subscriptions)
         }
         (true, None) => return Err(NodeError::Cluster("a clustered node needs its internal port bound".into())),
-        _ => (None, Arc::new(bus), Arc::new(queries)),
+        _ => {
+            let queries = Arc::new(queries);
+            let subscriptions = Arc::new(Subscriptions::new(queries.clone(), node.name.clone()));
+            (None, Arc::new(bus), queries, subscriptions)
+        }
     };
     let client_api =
         Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone(), cluster.clone()));
@@ -287,7 +297,7 @@ pub async fn run(
                 .max_encoding_message_size(max_message),
         )
         .add_service(
-            QueryServiceServer::new(Queries::new(client_api.clone(), query_bus))
+            QueryServiceServer::new(Queries::new(client_api.clone(), query_bus, subscriptions))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
         )

@@ -413,3 +413,73 @@ async fn a_subscription_query_gets_its_initial_result_and_updates_within_its_per
         "{ended:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_on_one_node_gets_the_updates_of_a_handler_on_another() {
+    use ranvier_proto::query::subscription_query_request::Request as Control;
+    use ranvier_proto::query::subscription_query_response::Response as Update;
+    use ranvier_proto::query::{QueryUpdate, SubscriptionQuery, SubscriptionQueryRequest, SubscriptionQueryResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
+    for node in &nodes {
+        ranvier_tests::wait_voters(node, "default", 3).await.unwrap();
+    }
+    let mut handler = Handler::open(&nodes[2].channel().await.unwrap(), "far", "orders", "WatchFar").await;
+    handler.grant(10).await;
+    let subscriber = nodes[1].channel().await.unwrap();
+    // Node 2 routes queries to node 3's handler once it has heard of it.
+    ranvier_tests::eventually(Duration::from_secs(5), "node 2 to know node 3's handler", || async {
+        let (_, body) = nodes[1].http_get("/v1/components?context=default").unwrap();
+        body.contains("WatchFar")
+    })
+    .await
+    .unwrap();
+
+    let (to_server, requests) = mpsc::channel(8);
+    let mut updates = QueryServiceClient::new(subscriber)
+        .subscription(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let subscription = SubscriptionQuery {
+        subscription_identifier: "far-sub".into(),
+        number_of_permits: 10,
+        query_request: Some(query("far-initial", "WatchFar", vec![])),
+        update_response_type: None,
+    };
+    to_server.send(SubscriptionQueryRequest { request: Some(Control::Subscribe(subscription.clone())) }).await.unwrap();
+    match handler.next().await {
+        Inbound::SubscriptionQueryRequest(request) => {
+            assert!(
+                matches!(request.request, Some(Control::Subscribe(ref q)) if q.subscription_identifier == "far-sub")
+            )
+        }
+        other => panic!("expected the subscription, got {other:?}"),
+    }
+    let update = QueryProviderOutbound {
+        request: Some(Outbound::SubscriptionQueryResponse(SubscriptionQueryResponse {
+            message_identifier: "far-u-1".into(),
+            subscription_identifier: "far-sub".into(),
+            response: Some(Update::Update(QueryUpdate { message_identifier: "far-u-1".into(), ..Default::default() })),
+        })),
+        instruction_id: String::new(),
+    };
+    handler.to_server.send(update).await.unwrap();
+    let relayed = next(&mut updates).await;
+    assert!(
+        matches!(relayed.response, Some(Update::Update(ref u)) if u.message_identifier == "far-u-1"),
+        "{relayed:?}"
+    );
+
+    // Unsubscribing on node 2 reaches the handler on node 3.
+    to_server.send(SubscriptionQueryRequest { request: Some(Control::Unsubscribe(subscription)) }).await.unwrap();
+    match handler.next().await {
+        Inbound::SubscriptionQueryRequest(request) => {
+            assert!(
+                matches!(request.request, Some(Control::Unsubscribe(ref q)) if q.subscription_identifier == "far-sub")
+            )
+        }
+        other => panic!("expected the unsubscribe, got {other:?}"),
+    }
+}

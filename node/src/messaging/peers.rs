@@ -24,8 +24,11 @@ use tonic::{Request, Response, Status};
 
 use super::commands::{CommandBus, Forwarder, RemoteHandler};
 use super::queries::{QueryBus, QueryForwarder, RemoteQueryHandler};
+use super::subscriptions::{SubscriptionForwarder, Subscriptions};
 use crate::cluster::Cluster;
 use crate::transport::{INTERNAL_MESSAGE_MAX, Lane, Transport};
+use ranvier_proto::cluster::{ForwardedSubscription, ForwardedUpdate};
+use ranvier_proto::query::{SubscriptionQuery, SubscriptionQueryResponse};
 
 /// How often a node announces its handlers when nothing changes.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_millis(1_000);
@@ -38,21 +41,46 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(1_000);
 pub struct MessagingRpc {
     bus: Arc<CommandBus>,
     queries: Arc<QueryBus>,
+    subscriptions: Arc<Subscriptions>,
     transport: Arc<Transport>,
 }
 
 impl MessagingRpc {
-    /// Serves `bus` and `queries`, requiring `transport`'s internal token.
-    pub fn new(bus: Arc<CommandBus>, queries: Arc<QueryBus>, transport: Arc<Transport>) -> Self {
-        MessagingRpc { bus, queries, transport }
+    /// Serves `bus`, `queries` and `subscriptions`, requiring
+    /// `transport`'s internal token.
+    pub fn new(
+        bus: Arc<CommandBus>,
+        queries: Arc<QueryBus>,
+        subscriptions: Arc<Subscriptions>,
+        transport: Arc<Transport>,
+    ) -> Self {
+        MessagingRpc { bus, queries, subscriptions, transport }
     }
 }
 
 type QueryReplies = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ForwardedQueryReply, Status>> + Send>>;
+type Updates = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ForwardedUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl MessagingService for MessagingRpc {
     type DispatchQueryStream = QueryReplies;
+    type SubscribeQueryStream = Updates;
+
+    async fn subscribe_query(
+        &self,
+        request: Request<ForwardedSubscription>,
+    ) -> Result<Response<Self::SubscribeQueryStream>, Status> {
+        use tokio_stream::StreamExt;
+        self.transport.check(&request)?;
+        let forwarded = request.into_inner();
+        let query = SubscriptionQuery::decode(forwarded.subscription.as_ref())
+            .map_err(|e| Status::invalid_argument(format!("not a subscription query: {e}")))?;
+        let (sender, updates) = mpsc::channel(32);
+        self.subscriptions.subscribe_local(&forwarded.context, query, sender).await;
+        let updates = tokio_stream::wrappers::ReceiverStream::new(updates)
+            .map(|update| Ok(ForwardedUpdate { update: update.encode_to_vec().into() }));
+        Ok(Response::new(Box::pin(updates)))
+    }
 
     async fn dispatch_query(
         &self,
@@ -163,6 +191,50 @@ impl QueryForwarder for ClusterForwarder {
             }
         });
         responses
+    }
+}
+
+impl SubscriptionForwarder for ClusterForwarder {
+    fn subscribe(
+        &self,
+        node: &str,
+        context: &str,
+        query: SubscriptionQuery,
+    ) -> mpsc::Receiver<Result<SubscriptionQueryResponse, String>> {
+        let (sender, updates) = mpsc::channel(32);
+        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+        let transport = self.cluster.transport().clone();
+        let node = node.to_owned();
+        let message = ForwardedSubscription { context: context.to_owned(), subscription: query.encode_to_vec().into() };
+        tokio::spawn(async move {
+            let call = async {
+                let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
+                let mut client = client(&transport, &address)?;
+                let mut stream = client
+                    .subscribe_query(transport.request(message))
+                    .await
+                    .map_err(|s| s.message().to_owned())?
+                    .into_inner();
+                while let Some(reply) = stream.message().await.map_err(|s| s.message().to_owned())? {
+                    let update = SubscriptionQueryResponse::decode(reply.update.as_ref())
+                        .map_err(|e| format!("not a subscription update: {e}"))?;
+                    if sender.send(Ok(update)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok::<(), String>(())
+            };
+            // The subscriber's end closes the call, so the other node
+            // unsubscribes its handlers.
+            let closed = sender.closed();
+            tokio::select! {
+                result = call => if let Err(reason) = result {
+                    tracing::debug!(%reason, "a node's subscription updates ended");
+                },
+                () = closed => {}
+            }
+        });
+        updates
     }
 }
 

@@ -574,6 +574,13 @@ impl QueryBus {
         out
     }
 
+    /// The other nodes that have handlers of `query` in `context`.
+    pub fn remote_nodes_of(&self, context: &str, query: &str) -> BTreeSet<String> {
+        let state = self.lock();
+        let Some(route) = state.routes.get(&(context.to_owned(), query.to_owned())) else { return BTreeSet::new() };
+        route.iter().filter_map(|id| state.handlers.get(id).and_then(|h| h.remote.clone())).collect()
+    }
+
     /// This node's handlers of `query` in `context`.
     pub fn local_handlers_of(&self, context: &str, query: &str) -> Vec<HandlerId> {
         let state = self.lock();

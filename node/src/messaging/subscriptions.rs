@@ -10,8 +10,13 @@
 //!
 //! Updates beyond the caller's permits wait, at most [`WAITING_MAX`] per
 //! subscription; one more ends the subscription exceptionally
-//! (AXONIQ-1900) instead of growing without bound. Handlers on other nodes
-//! are not reached yet.
+//! (AXONIQ-1900) instead of growing without bound.
+//!
+//! In a cluster, every other node with handlers of the query gets the
+//! subscription too (a streaming internal call): it subscribes its own
+//! handlers and streams their updates back, and the subscriber's node
+//! applies the permits. Ending the call (unsubscribe, or the subscriber
+//! gone) unsubscribes that node's handlers.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,15 +37,30 @@ pub const WAITING_MAX: usize = 1_024;
 
 struct Subscription {
     caller: mpsc::Sender<SubscriptionQueryResponse>,
+    /// The calls that carry other nodes' updates (aborted on the end).
+    remote: Vec<tokio::task::AbortHandle>,
     handlers: Vec<HandlerId>,
     query: SubscriptionQuery,
     permits: i64,
     waiting: VecDeque<SubscriptionQueryResponse>,
 }
 
+/// Subscribes another node's handlers to a subscription query and streams
+/// their updates.
+pub trait SubscriptionForwarder: Send + Sync {
+    /// Subscribes `node`'s handlers of `query` in `context`.
+    fn subscribe(
+        &self,
+        node: &str,
+        context: &str,
+        query: SubscriptionQuery,
+    ) -> mpsc::Receiver<Result<SubscriptionQueryResponse, String>>;
+}
+
 /// The subscriptions of this node's callers.
 pub struct Subscriptions {
     queries: Arc<QueryBus>,
+    forwarder: Option<Arc<dyn SubscriptionForwarder>>,
     node: String,
     /// (context, subscription id) → the subscription.
     state: Mutex<BTreeMap<(String, String), Subscription>>,
@@ -53,7 +73,13 @@ fn ends(response: &SubscriptionQueryResponse) -> bool {
 impl Subscriptions {
     /// Subscriptions to the handlers of `queries`, on node `node`.
     pub fn new(queries: Arc<QueryBus>, node: impl Into<String>) -> Self {
-        Subscriptions { queries, node: node.into(), state: Mutex::new(BTreeMap::new()) }
+        Subscriptions { queries, forwarder: None, node: node.into(), state: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The same hub, reaching other nodes' handlers through `forwarder`.
+    pub fn with_forwarder(mut self, forwarder: Arc<dyn SubscriptionForwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, String), Subscription>> {
@@ -78,17 +104,53 @@ impl Subscriptions {
         }
     }
 
-    /// Subscribes `caller` to `query`'s updates in `context`.
+    /// Subscribes `caller` to `query`'s updates in `context`, from every
+    /// handler of the cluster.
     pub async fn subscribe(
-        &self,
+        self: &Arc<Self>,
         context: &str,
         query: SubscriptionQuery,
         caller: mpsc::Sender<SubscriptionQueryResponse>,
     ) {
+        self.subscribe_to(context, query, caller, false).await;
+    }
+
+    /// Subscribes another node's call to this node's handlers only, with
+    /// no permits of its own (the subscriber's node applies them); the
+    /// subscription ends when the call does.
+    pub async fn subscribe_local(
+        self: &Arc<Self>,
+        context: &str,
+        query: SubscriptionQuery,
+        caller: mpsc::Sender<SubscriptionQueryResponse>,
+    ) {
+        let query = SubscriptionQuery { number_of_permits: i64::MAX / 2, ..query };
+        let id = query.subscription_identifier.clone();
+        let watch = caller.clone();
+        self.subscribe_to(context, query, caller, true).await;
+        let (hub, context) = (self.clone(), context.to_owned());
+        tokio::spawn(async move {
+            watch.closed().await;
+            hub.unsubscribe(&context, &id);
+        });
+    }
+
+    async fn subscribe_to(
+        self: &Arc<Self>,
+        context: &str,
+        query: SubscriptionQuery,
+        caller: mpsc::Sender<SubscriptionQueryResponse>,
+        local_only: bool,
+    ) {
         let id = query.subscription_identifier.clone();
         let name = query.query_request.as_ref().map(|q| q.query.clone()).unwrap_or_default();
         let handlers = self.queries.local_handlers_of(context, &name);
-        if handlers.is_empty() {
+        let nodes = if local_only { Default::default() } else { self.queries.remote_nodes_of(context, &name) };
+        if handlers.is_empty() && nodes.is_empty() {
+            if local_only {
+                // Nothing here: the call just ends.
+                return;
+            }
             let message = format!("No handler for query: {name}");
             let _ = caller.send(self.failure(&id, ErrorCode::NoHandlerForQuery, message)).await;
             return;
@@ -101,6 +163,7 @@ impl Subscriptions {
             }
             let subscription = Subscription {
                 caller,
+                remote: Vec::new(),
                 handlers: handlers.clone(),
                 permits: query.number_of_permits,
                 query: query.clone(),
@@ -111,6 +174,24 @@ impl Subscriptions {
         for handler in handlers {
             let request = SubscriptionQueryRequest { request: Some(Control::Subscribe(query.clone())) };
             self.queries.send_control(handler, request);
+        }
+        let Some(forwarder) = self.forwarder.clone() else { return };
+        for node in nodes {
+            let mut updates = forwarder.subscribe(&node, context, query.clone());
+            let (hub, key) = (self.clone(), (context.to_owned(), id.clone()));
+            let task = tokio::spawn(async move {
+                while let Some(Ok(update)) = updates.recv().await {
+                    let ended = ends(&update);
+                    hub.deliver(&key, update).await;
+                    if ended {
+                        hub.unsubscribe(&key.0, &key.1);
+                        return;
+                    }
+                }
+            });
+            if let Some(subscription) = self.lock().get_mut(&(context.to_owned(), id.clone())) {
+                subscription.remote.push(task.abort_handle());
+            }
         }
     }
 
@@ -162,6 +243,9 @@ impl Subscriptions {
     /// told.
     pub fn unsubscribe(&self, context: &str, id: &str) {
         let Some(subscription) = self.lock().remove(&(context.to_owned(), id.to_owned())) else { return };
+        for call in &subscription.remote {
+            call.abort();
+        }
         for handler in subscription.handlers {
             let request = SubscriptionQueryRequest { request: Some(Control::Unsubscribe(subscription.query.clone())) };
             self.queries.send_control(handler, request);
@@ -177,6 +261,9 @@ impl Subscriptions {
         if ended {
             let gone = self.lock().remove(&key);
             if let Some(subscription) = gone {
+                for call in &subscription.remote {
+                    call.abort();
+                }
                 for other in subscription.handlers.into_iter().filter(|h| *h != handler) {
                     let request =
                         SubscriptionQueryRequest { request: Some(Control::Unsubscribe(subscription.query.clone())) };

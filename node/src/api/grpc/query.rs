@@ -39,9 +39,9 @@ pub struct Queries {
 }
 
 impl Queries {
-    /// Serves QueryService over `bus`, with subscription queries.
-    pub fn new(api: Arc<ClientApi>, bus: Arc<QueryBus>) -> Self {
-        let subscriptions = Arc::new(Subscriptions::new(bus.clone(), api.node.name.clone()));
+    /// Serves QueryService over `bus`, with the subscription queries of
+    /// `subscriptions`.
+    pub fn new(api: Arc<ClientApi>, bus: Arc<QueryBus>, subscriptions: Arc<Subscriptions>) -> Self {
         Queries { api, bus, subscriptions }
     }
 }
