@@ -430,3 +430,46 @@ async fn across_the_cluster_a_command_reaches_a_handler_on_another_node_and_a_ki
 fn rand_id() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_flight_to_a_node_cut_off_by_a_partition_are_answered_not_left_hanging() {
+    use ranvier_tests::docker::{self, DockerCluster};
+    if !docker::required() {
+        return;
+    }
+    let cluster = DockerCluster::start(3).unwrap();
+    let channel_to =
+        |i: usize| Channel::from_shared(format!("http://{}", cluster.nodes[i].client_addr)).unwrap().connect_lazy();
+    let caller = channel_to(0);
+    let mut handler = Handler::open(&channel_to(2), "cut", &["Partitioned"], 100).await;
+    handler.grant(1_000).await;
+    ranvier_tests::eventually(Duration::from_secs(10), "node 1 to route to node 3's handler", || async {
+        let (_, body) = cluster.nodes[0].http_get_status("/v1/components?context=default").unwrap();
+        body.contains("Partitioned")
+    })
+    .await
+    .unwrap();
+    let mut calls = Vec::new();
+    for n in 0..20 {
+        let caller = caller.clone();
+        let with = vec![instruction(ProcessingKey::Timeout, Data::NumberValue(120_000))];
+        calls.push(tokio::spawn(
+            async move { dispatch(&caller, command(&format!("p-{n}"), "Partitioned", with)).await },
+        ));
+    }
+    for _ in 0..20 {
+        handler.next_command().await;
+    }
+    // Node 3 is cut off from the cluster network: its connections hang
+    // rather than close. Keepalive must end the forwarded calls.
+    let cut = std::time::Instant::now();
+    cluster.isolate(2).unwrap();
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for call in calls {
+        let response = tokio::time::timeout(Duration::from_secs(60), call).await.expect("a dispatch hung").unwrap();
+        *codes.entry(response.error_code).or_default() += 1;
+    }
+    eprintln!("answers after node 3 was cut off: {codes:?} within {:?}", cut.elapsed());
+    assert_eq!(codes.get("AXONIQ-4001"), Some(&20), "{codes:?}");
+    assert!(cut.elapsed() < Duration::from_secs(30), "answers took {:?}", cut.elapsed());
+}
