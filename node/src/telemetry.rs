@@ -41,7 +41,7 @@ pub struct CommandLabels {
 }
 
 /// The command bus's metrics.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CommandMetrics {
     /// Commands dispatched, per context.
     pub dispatched: Family<CommandLabels, Counter>,
@@ -50,6 +50,24 @@ pub struct CommandMetrics {
     pub failed: Family<CommandLabels, Counter>,
     /// Dispatches waiting for their answer now.
     pub pending: Gauge,
+    /// Time from dispatch to answer, per context.
+    pub seconds: Family<CommandLabels, Histogram, fn() -> Histogram>,
+}
+
+/// Buckets of command round trips: 100 µs to about 13 s.
+fn command_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_1, 2.0, 18))
+}
+
+impl Default for CommandMetrics {
+    fn default() -> Self {
+        CommandMetrics {
+            dispatched: Family::default(),
+            failed: Family::default(),
+            pending: Gauge::default(),
+            seconds: Family::new_with_constructor(command_histogram as fn() -> Histogram),
+        }
+    }
 }
 
 fn fsync_histogram() -> Histogram {
@@ -83,6 +101,7 @@ impl Metrics {
             metrics.commands.failed.clone(),
         );
         registry.register("commands_pending", "Dispatches waiting for their answer", metrics.commands.pending.clone());
+        registry.register("command_seconds", "Time from dispatch to answer", metrics.commands.seconds.clone());
         Self { registry, ..metrics }
     }
 

@@ -162,6 +162,9 @@ async fn a_command_reaches_its_handler_and_its_answer_comes_back_unchanged() {
     assert_eq!(response.request_identifier, "c-1");
     assert_eq!(response.error_code, "");
     assert_eq!(&response.payload.unwrap().data[..], b"placed");
+    // Its round trip is in the latency histogram.
+    let (_, metrics) = node.http_get("/metrics").unwrap();
+    assert!(metrics.contains("ranvier_command_seconds_count{context=\"default\"} 1"), "{metrics}");
 
     // Unknown request cases are acked as unsupported.
     let ack = handler.send_acked_raw_none().await;

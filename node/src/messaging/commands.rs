@@ -485,7 +485,9 @@ impl CommandBus {
     async fn dispatch_to(&self, context: &str, command: Command, local_only: bool) -> CommandResponse {
         let labels = CommandLabels { context: context.to_owned() };
         self.metrics.dispatched.get_or_create(&labels).inc();
+        let started = std::time::Instant::now();
         let response = self.dispatch_once(context, command, local_only).await;
+        self.metrics.seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         if response.error_message.as_ref().is_some_and(|e| e.location == self.node) {
             self.metrics.failed.get_or_create(&labels).inc();
         }
