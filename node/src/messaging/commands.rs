@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ranvier_proto::command::{Command, CommandResponse, CommandSubscription};
+use ranvier_proto::common::ProcessingKey;
 use ranvier_proto::common::meta_data_value::Data;
-use ranvier_proto::common::{ErrorMessage, ProcessingKey};
 use ranvier_wire::ErrorCode;
 use tokio::sync::{Notify, oneshot};
 
@@ -523,12 +523,11 @@ impl CommandBus {
             // The bus went away with the dispatch (the node stops).
             Ok(Err(_)) => CommandResponse {
                 error_code: ErrorCode::ConnectionToHandlerLost.as_str().to_owned(),
-                error_message: Some(ErrorMessage {
-                    message: "the node is stopping".into(),
-                    location: self.node.clone(),
-                    details: vec![],
-                    error_code: ErrorCode::ConnectionToHandlerLost.as_str().to_owned(),
-                }),
+                error_message: Some(super::node_error(
+                    &self.node,
+                    ErrorCode::ConnectionToHandlerLost,
+                    "the node is stopping".into(),
+                )),
                 ..CommandResponse::default()
             },
             Err(_) => {
@@ -678,12 +677,7 @@ impl CommandBus {
             message_identifier: format!("{}-response-{}", self.node, state.next_response),
             request_identifier: request.to_owned(),
             error_code: code.as_str().to_owned(),
-            error_message: Some(ErrorMessage {
-                message,
-                location: self.node.clone(),
-                details: vec![],
-                error_code: code.as_str().to_owned(),
-            }),
+            error_message: Some(super::node_error(&self.node, code, message)),
             ..CommandResponse::default()
         }
     }

@@ -17,6 +17,16 @@ pub enum Next<T> {
     Closed,
 }
 
+/// An error this node raises for a message (its location is the node).
+pub fn node_error(node: &str, code: ranvier_wire::ErrorCode, message: String) -> ranvier_proto::common::ErrorMessage {
+    ranvier_proto::common::ErrorMessage {
+        message,
+        location: node.to_owned(),
+        details: vec![],
+        error_code: code.as_str().to_owned(),
+    }
+}
+
 /// The components with handlers in `context`, from both buses (GET
 /// `/v1/components`).
 pub fn components(

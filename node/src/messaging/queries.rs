@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ranvier_proto::common::meta_data_value::Data;
-use ranvier_proto::common::{ErrorMessage, MetaDataValue, ProcessingInstruction, ProcessingKey};
+use ranvier_proto::common::{MetaDataValue, ProcessingInstruction, ProcessingKey};
 use ranvier_proto::query::{QueryRequest, QueryResponse, QuerySubscription, SubscriptionQueryRequest};
 use ranvier_wire::ErrorCode;
 use tokio::sync::{Notify, mpsc};
@@ -551,12 +551,7 @@ impl QueryBus {
             message_identifier: format!("{}-response-{}", self.node, state.next_message),
             request_identifier: request.to_owned(),
             error_code: code.as_str().to_owned(),
-            error_message: Some(ErrorMessage {
-                message,
-                location: self.node.clone(),
-                details: vec![],
-                error_code: code.as_str().to_owned(),
-            }),
+            error_message: Some(super::node_error(&self.node, code, message)),
             ..QueryResponse::default()
         }
     }

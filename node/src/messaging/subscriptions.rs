@@ -21,7 +21,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ranvier_proto::common::ErrorMessage;
 use ranvier_proto::query::subscription_query_request::Request as Control;
 use ranvier_proto::query::subscription_query_response::Response as Update;
 use ranvier_proto::query::{
@@ -94,12 +93,7 @@ impl Subscriptions {
                 client_id: String::new(),
                 component_name: String::new(),
                 error_code: code.as_str().to_owned(),
-                error_message: Some(ErrorMessage {
-                    message,
-                    location: self.node.clone(),
-                    details: vec![],
-                    error_code: code.as_str().to_owned(),
-                }),
+                error_message: Some(super::node_error(&self.node, code, message)),
             })),
         }
     }

@@ -15,12 +15,11 @@ use ranvier_proto::command::command_provider_outbound::Request as Outbound;
 use ranvier_proto::command::command_service_server::CommandService;
 use ranvier_proto::command::{Command, CommandProviderInbound, CommandProviderOutbound, CommandResponse};
 use ranvier_proto::common::{ErrorMessage, InstructionAck};
-use ranvier_wire::ErrorCode;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ClientApi, context_of, read_handler_stream, send_to_handler};
+use super::{ClientApi, context_of, read_handler_stream, send_to_handler, unsupported_instruction};
 use crate::messaging::commands::{CommandBus, HandlerId};
 
 /// Messages buffered towards one handler client (commands and acks); its
@@ -116,12 +115,7 @@ async fn receive(
         }
         // An ack is not acknowledged in turn.
         Some(Outbound::Ack(_)) => return true,
-        None => Some(ErrorMessage {
-            message: "Unsupported instruction".into(),
-            location: node.to_owned(),
-            details: vec!["Unsupported instruction".into()],
-            error_code: ErrorCode::UnsupportedInstruction.as_str().into(),
-        }),
+        None => Some(unsupported_instruction(node)),
     };
     if id.is_empty() {
         return true;

@@ -110,6 +110,17 @@ pub async fn until<T>(receiver: &mut tokio::sync::watch::Receiver<T>, condition:
     let _ = receiver.wait_for(condition).await;
 }
 
+/// What a handler stream's ack carries for a request case this node does
+/// not handle (AXONIQ-1002, as Axon Server answers).
+pub fn unsupported_instruction(node: &str) -> ranvier_proto::common::ErrorMessage {
+    ranvier_proto::common::ErrorMessage {
+        message: "Unsupported instruction".into(),
+        location: node.to_owned(),
+        details: vec!["Unsupported instruction".into()],
+        error_code: ErrorCode::UnsupportedInstruction.as_str().into(),
+    }
+}
+
 /// Reads a handler client's stream, passing each message to `receive`,
 /// until the stream ends or fails, the node stops, or `receive` says the
 /// client is gone (`false`).

@@ -17,13 +17,12 @@ use ranvier_proto::query::{
     QueryProviderInbound, QueryProviderOutbound, QueryRequest, QueryResponse, SubscriptionQueryRequest,
     SubscriptionQueryResponse,
 };
-use ranvier_wire::ErrorCode;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ClientApi, context_of, read_handler_stream, send_to_handler};
+use super::{ClientApi, context_of, read_handler_stream, send_to_handler, unsupported_instruction};
 use crate::messaging::queries::{HandlerId, Outgoing, QueryBus};
 use crate::messaging::subscriptions::Subscriptions;
 use ranvier_proto::query::subscription_query_request::Request as Control;
@@ -159,14 +158,6 @@ async fn receive(
     node: &str,
 ) -> bool {
     let id = message.instruction_id;
-    let unsupported = || {
-        Some(ErrorMessage {
-            message: "Unsupported instruction".into(),
-            location: node.to_owned(),
-            details: vec!["Unsupported instruction".into()],
-            error_code: ErrorCode::UnsupportedInstruction.as_str().into(),
-        })
-    };
     let error = match message.request {
         Some(Outbound::Subscribe(subscription)) => {
             bus.subscribe(handler, &subscription);
@@ -192,7 +183,7 @@ async fn receive(
             subscriptions.relay(handler, response).await;
             None
         }
-        None => unsupported(),
+        None => Some(unsupported_instruction(node)),
         // An ack is not acknowledged in turn.
         Some(Outbound::Ack(_)) => return true,
     };
