@@ -483,3 +483,170 @@ async fn a_subscription_on_one_node_gets_the_updates_of_a_handler_on_another() {
         other => panic!("expected the unsubscribe, got {other:?}"),
     }
 }
+
+fn streaming() -> ProcessingInstruction {
+    ProcessingInstruction {
+        key: ProcessingKey::ClientSupportsStreaming as i32,
+        value: Some(MetaDataValue { data: Some(Data::BooleanValue(true)) }),
+    }
+}
+
+/// Whether the server told the handler it may stream its results.
+fn server_streams(query: &QueryRequest) -> bool {
+    query.processing_instructions.iter().any(|i| {
+        i.key == ProcessingKey::ServerSupportsStreaming as i32
+            && matches!(i.value.as_ref().and_then(|v| v.data.as_ref()), Some(Data::BooleanValue(true)))
+    })
+}
+
+impl Handler {
+    /// The next message, which must be a streaming query's flow control:
+    /// its permits.
+    async fn next_demand(&mut self, request_id: &str) -> i64 {
+        match self.next().await {
+            Inbound::QueryFlowControl(flow) => {
+                assert_eq!(flow.query_reference.unwrap().request_id, request_id);
+                flow.permits
+            }
+            other => panic!("expected flow control for {request_id}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_query_gets_results_as_its_caller_takes_them_and_a_caller_that_leaves_cancels_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]).unwrap();
+    let channel = node.channel().await.unwrap();
+    let mut handler = Handler::open(&channel, "lister", "catalog", "List").await;
+    let mut other = Handler::open(&channel, "other", "search", "List").await;
+    handler.grant(10).await;
+    other.grant(10).await;
+
+    // A caller that cannot take a stream gets the query answered whole,
+    // by every component.
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { ask(&channel, query("whole-1", "List", vec![])).await }
+    });
+    for h in [&mut handler, &mut other] {
+        let q = h.next_query().await;
+        assert!(!server_streams(&q), "{q:?}");
+        h.respond(&q, &h.name.clone(), false).await;
+        h.complete(&q).await;
+    }
+    assert_eq!(call.await.unwrap().len(), 2);
+
+    // A streaming query goes to one handler (of the first component by
+    // name), which may stream; the
+    // caller's first demand follows the query.
+    let mut stream = QueryServiceClient::new(channel.clone())
+        .query(query("stream-1", "List", vec![streaming()]))
+        .await
+        .unwrap()
+        .into_inner();
+    let streamer = handler.next_query().await;
+    assert_eq!(streamer.message_identifier, "stream-1");
+    assert!(server_streams(&streamer), "{streamer:?}");
+    let mut streamer_handler = handler;
+    let first = streamer_handler.next_demand("stream-1").await;
+    assert!(first > 0);
+
+    // It sends what it was allowed; as the results are taken, the handler
+    // is allowed as many more (in parts), no more.
+    for n in 0..first {
+        streamer_handler.respond(&streamer, &format!("r{n}"), false).await;
+    }
+    for n in 0..first {
+        let response = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+        assert_eq!(text(&response), format!("r{n}"));
+    }
+    let mut granted = 0;
+    while granted < first {
+        let more = streamer_handler.next_demand("stream-1").await;
+        assert!(more > 0 && more < first, "demand is granted in parts, got {more}");
+        granted += more;
+    }
+    assert_eq!(granted, first);
+
+    // The caller goes away: the handler is told to stop.
+    drop(stream);
+    match streamer_handler.next().await {
+        Inbound::QueryCancel(reference) => assert_eq!(reference.request_id, "stream-1"),
+        other => panic!("expected the query's cancel, got {other:?}"),
+    }
+
+    // The handler's later results are dropped, and the next query is
+    // answered as usual.
+    streamer_handler.respond(&streamer, "late", false).await;
+    streamer_handler.complete(&streamer).await;
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { ask(&channel, query("stream-2", "List", vec![streaming()])).await }
+    });
+    let q = streamer_handler.next_query().await;
+    assert_eq!(q.message_identifier, "stream-2");
+    assert!(streamer_handler.next_demand("stream-2").await > 0);
+    streamer_handler.respond(&q, "only", false).await;
+    streamer_handler.complete(&q).await;
+    let texts: Vec<String> = call.await.unwrap().iter().map(text).collect();
+    assert_eq!(texts, ["only"]);
+
+    // The other component never saw the streaming queries: its next query
+    // is the next whole one.
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { ask(&channel, query("whole-2", "List", vec![])).await }
+    });
+    let q = other.next_query().await;
+    assert_eq!(q.message_identifier, "whole-2");
+    other.respond(&q, "whole", false).await;
+    other.complete(&q).await;
+    let q = streamer_handler.next_query().await;
+    streamer_handler.complete(&q).await;
+    assert_eq!(call.await.unwrap().iter().map(text).collect::<Vec<_>>(), ["whole"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_query_to_a_handler_on_another_node_is_cancelled_there_when_its_caller_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
+    for node in &nodes {
+        ranvier_tests::wait_voters(node, "default", 3).await.unwrap();
+    }
+    let caller = nodes[0].channel().await.unwrap();
+    let mut far = Handler::open(&nodes[2].channel().await.unwrap(), "far", "catalog", "List").await;
+    far.grant(100).await;
+
+    // Once node 1 has heard of the handler, the query reaches it.
+    let mut round = 0;
+    let (mut stream, q) = loop {
+        round += 1;
+        let id = format!("s-{round}");
+        let mut stream = QueryServiceClient::new(caller.clone())
+            .query(query(&id, "List", vec![streaming()]))
+            .await
+            .unwrap()
+            .into_inner();
+        let reached = tokio::time::timeout(Duration::from_millis(500), far.next_query()).await;
+        if let Ok(q) = reached {
+            break (stream, q);
+        }
+        // No handler known yet: AXONIQ-5000, then the end.
+        let response = stream.message().await.unwrap().unwrap();
+        assert_eq!(response.error_code, "AXONIQ-5000");
+        assert!(round < 20, "node 1 never heard of the handler");
+    };
+    assert!(server_streams(&q));
+    let demand = far.next_demand(&q.message_identifier).await;
+    assert!(demand > 0);
+    far.respond(&q, "first", false).await;
+    let response = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(text(&response), "first");
+
+    drop(stream);
+    match far.next().await {
+        Inbound::QueryCancel(reference) => assert_eq!(reference.request_id, q.message_identifier),
+        other => panic!("expected the query's cancel, got {other:?}"),
+    }
+}

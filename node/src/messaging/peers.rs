@@ -92,8 +92,7 @@ impl MessagingService for MessagingRpc {
         let query = QueryRequest::decode(forwarded.query.as_ref())
             .map_err(|e| Status::invalid_argument(format!("not a query: {e}")))?;
         let responses = self.queries.query_local(&forwarded.context, query, &forwarded.component);
-        let replies = tokio_stream::wrappers::ReceiverStream::new(responses)
-            .map(|response| Ok(ForwardedQueryReply { response: response.encode_to_vec().into() }));
+        let replies = responses.map(|response| Ok(ForwardedQueryReply { response: response.encode_to_vec().into() }));
         Ok(Response::new(Box::pin(replies)))
     }
 
@@ -186,8 +185,15 @@ impl QueryForwarder for ClusterForwarder {
                 }
                 Ok::<(), String>(())
             };
-            if let Err(reason) = call.await {
-                let _ = sender.send(Err(reason)).await;
+            // Whoever asked went away (the query ended there): dropping the
+            // call ends it on the other node too.
+            tokio::select! {
+                result = call => {
+                    if let Err(reason) = result {
+                        let _ = sender.send(Err(reason)).await;
+                    }
+                }
+                () = sender.closed() => {}
             }
         });
         responses

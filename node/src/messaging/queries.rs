@@ -14,10 +14,16 @@
 //!   Duplicate id in flight: AXONIQ-5007. No completion within the TIMEOUT
 //!   instruction or `default-query-timeout`: AXONIQ-5006, then complete.
 //!   A handler that leaves counts as complete, with a held AXONIQ-5002.
-//! - Streaming queries are not offered yet: every query goes to handlers
-//!   with `SERVER_SUPPORTS_STREAMING=false`, so they answer whole.
+//! - **Streaming queries**: a caller that sets `CLIENT_SUPPORTS_STREAMING`
+//!   gets one handler, told `SERVER_SUPPORTS_STREAMING=true`; it sends
+//!   results only against the caller's demand (`query_flow_control`: the
+//!   caller's buffer at first, then what the caller has taken), and a
+//!   caller that goes away before the end sends it `query_cancel`. Other
+//!   queries go out with `SERVER_SUPPORTS_STREAMING=false` and are answered
+//!   whole.
 //! - Every caller's stream is bounded: a slow caller slows the handlers'
 //!   streams that answer it, instead of the node buffering without limit.
+//!   A caller that goes away ends its query at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,9 +31,11 @@ use std::time::Duration;
 
 use ranvier_proto::common::meta_data_value::Data;
 use ranvier_proto::common::{MetaDataValue, ProcessingInstruction, ProcessingKey};
-use ranvier_proto::query::{QueryRequest, QueryResponse, QuerySubscription, SubscriptionQueryRequest};
+use ranvier_proto::query::{
+    QueryFlowControl, QueryReference, QueryRequest, QueryResponse, QuerySubscription, SubscriptionQueryRequest,
+};
 use ranvier_wire::ErrorCode;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// The bus's limits.
 #[derive(Debug, Clone)]
@@ -54,9 +62,14 @@ pub enum Outgoing {
     Query(QueryRequest),
     /// A subscription query's subscribe or unsubscribe (sent at once).
     Subscription(SubscriptionQueryRequest),
+    /// More results wanted by a streaming query's caller (sent at once).
+    Flow(QueryFlowControl),
+    /// A streaming query's caller went away (sent at once).
+    Cancel(QueryReference),
 }
 
-/// Subscription-query messages waiting for one handler, at most.
+/// Control messages (subscription queries, a streaming query's flow
+/// control and cancel) waiting for one handler, at most.
 const CONTROL_QUEUE_MAX: usize = 10_000;
 
 struct Handler {
@@ -67,8 +80,8 @@ struct Handler {
     remote: Option<String>,
     permits: i64,
     queue: VecDeque<QueryRequest>,
-    /// Subscription-query messages, sent before queries and without permits.
-    control: VecDeque<SubscriptionQueryRequest>,
+    /// Control messages, sent before queries and without permits.
+    control: VecDeque<Outgoing>,
     /// Query names it handles.
     queries: BTreeSet<String>,
     wake: Arc<Notify>,
@@ -76,18 +89,26 @@ struct Handler {
 
 /// A query under way.
 struct Active {
+    /// Tells this query from an earlier one with the same id.
+    serial: u64,
+    /// The caller takes results as a stream, as it asks for them.
+    streaming: bool,
     /// Chosen handlers that have not completed.
     waiting: BTreeSet<HandlerId>,
     caller: mpsc::Sender<QueryResponse>,
     /// Error responses held until the end.
     errors: Vec<QueryResponse>,
     succeeded: bool,
+    /// Dropped with the query, however it ends: its timer and forwards
+    /// stop then.
+    _over: watch::Sender<()>,
 }
 
 #[derive(Default)]
 struct State {
     next_handler: HandlerId,
     next_message: u64,
+    next_serial: u64,
     handlers: HashMap<HandlerId, Handler>,
     /// (context, query name) → its handlers.
     routes: HashMap<(String, String), BTreeSet<HandlerId>>,
@@ -136,6 +157,13 @@ fn number(request: &QueryRequest, key: ProcessingKey) -> Option<i64> {
     request.processing_instructions.iter().find(|i| i.key == key as i32).and_then(|i| match i.value.as_ref()?.data {
         Some(Data::NumberValue(n)) => Some(n),
         _ => None,
+    })
+}
+
+/// A boolean processing instruction; absent is false.
+fn boolean(request: &QueryRequest, key: ProcessingKey) -> bool {
+    request.processing_instructions.iter().any(|i| {
+        i.key == key as i32 && matches!(i.value.as_ref().and_then(|v| v.data.as_ref()), Some(Data::BooleanValue(true)))
     })
 }
 
@@ -309,16 +337,19 @@ impl QueryBus {
         let state = &mut *state;
         let Some(h) = state.handlers.get_mut(&handler) else { return Next::Closed };
         if let Some(control) = h.control.pop_front() {
-            return Next::Send(Box::new(Outgoing::Subscription(control)));
+            return Next::Send(Box::new(control));
         }
         while h.permits > 0 {
             let Some(request) = h.queue.pop_front() else { return Next::Wait };
-            // A query that ended (timed out) is not sent.
+            // A query that ended (timed out, or its caller left) is not sent.
             let key = (h.context.clone(), request.message_identifier.clone());
-            if state.active.get(&key).is_some_and(|a| a.waiting.contains(&handler)) {
-                h.permits -= 1;
-                return Next::Send(Box::new(Outgoing::Query(request)));
+            let Some(active) = state.active.get(&key).filter(|a| a.waiting.contains(&handler)) else { continue };
+            h.permits -= 1;
+            if active.streaming {
+                // The caller's buffer is its first demand; it follows the query.
+                h.control.push_front(flow(&request.message_identifier, CALLER_BUFFER as i64));
             }
+            return Next::Send(Box::new(Outgoing::Query(request)));
         }
         Next::Wait
     }
@@ -395,38 +426,32 @@ impl QueryBus {
     /// Sends `request` in `context` to one handler of each component that
     /// handles it; the receiver streams the responses and ends when the
     /// query completes.
-    pub fn query(self: &Arc<Self>, context: &str, request: QueryRequest) -> mpsc::Receiver<QueryResponse> {
+    pub fn query(self: &Arc<Self>, context: &str, request: QueryRequest) -> Responses {
         self.query_to(context, request, None)
     }
 
     /// A query another node forwarded: to this node's handlers of
     /// `component` only.
-    pub fn query_local(
-        self: &Arc<Self>,
-        context: &str,
-        request: QueryRequest,
-        component: &str,
-    ) -> mpsc::Receiver<QueryResponse> {
+    pub fn query_local(self: &Arc<Self>, context: &str, request: QueryRequest, component: &str) -> Responses {
         self.query_to(context, request, Some(component))
     }
 
-    fn query_to(
-        self: &Arc<Self>,
-        context: &str,
-        mut request: QueryRequest,
-        only: Option<&str>,
-    ) -> mpsc::Receiver<QueryResponse> {
-        let (caller, responses) = mpsc::channel(CALLER_BUFFER);
+    fn query_to(self: &Arc<Self>, context: &str, mut request: QueryRequest, only: Option<&str>) -> Responses {
+        let (caller, receiver) = mpsc::channel(CALLER_BUFFER);
         let timeout = number(&request, ProcessingKey::Timeout)
             .and_then(|ms| u64::try_from(ms).ok())
             .map_or(self.limits.default_timeout, Duration::from_millis);
+        let streaming = boolean(&request, ProcessingKey::ClientSupportsStreaming);
         let mut state = self.lock();
         if request.message_identifier.is_empty() {
             state.next_message += 1;
             request.message_identifier = format!("{}-query-{}", self.node, state.next_message);
         }
+        state.next_serial += 1;
+        let serial = state.next_serial;
         let id = request.message_identifier.clone();
         let key = (context.to_owned(), id.clone());
+        let responses = Responses { receiver, bus: self.clone(), key: key.clone(), serial, streaming, taken: 0 };
         let immediate = |state: &mut State, code, message| {
             let response = self.error(state, &id, code, message);
             // A fresh channel of CALLER_BUFFER has room for one.
@@ -436,19 +461,31 @@ impl QueryBus {
             immediate(&mut state, ErrorCode::QueryDuplicated, format!("a query with id {id} is in flight already"));
             return responses;
         }
-        let chosen = choose(&mut state, context, &request.query, only);
+        let mut chosen = choose(&mut state, context, &request.query, only);
         if chosen.is_empty() {
             immediate(&mut state, ErrorCode::NoHandlerForQuery, format!("No handler for query: {}", request.query));
             return responses;
         }
-        // Handlers answer whole: this node does not stream query results yet.
+        // A streaming query is answered by one handler, as it asks for
+        // results; the others answer whole.
+        if streaming {
+            chosen.truncate(1);
+        }
         request.processing_instructions.retain(|i| i.key != ProcessingKey::ServerSupportsStreaming as i32);
         request.processing_instructions.push(ProcessingInstruction {
             key: ProcessingKey::ServerSupportsStreaming as i32,
-            value: Some(MetaDataValue { data: Some(Data::BooleanValue(false)) }),
+            value: Some(MetaDataValue { data: Some(Data::BooleanValue(streaming)) }),
         });
-        let mut active =
-            Active { waiting: BTreeSet::new(), caller: caller.clone(), errors: Vec::new(), succeeded: false };
+        let (over, ended) = watch::channel(());
+        let mut active = Active {
+            serial,
+            streaming,
+            waiting: BTreeSet::new(),
+            caller: caller.clone(),
+            errors: Vec::new(),
+            succeeded: false,
+            _over: over,
+        };
         let mut forwards = Vec::new();
         for handler in chosen {
             let Some(h) = state.handlers.get_mut(&handler) else { continue };
@@ -476,12 +513,20 @@ impl QueryBus {
         state.active.insert(key.clone(), active);
         drop(state);
         for (handler, node, component) in forwards {
-            self.forward(handler, node, component, context, &request, timeout);
+            self.forward((handler, node, component), context, &request, timeout, ended.clone());
         }
-        let bus = self.clone();
+        let bus = Arc::downgrade(self);
+        let mut ended = ended;
         tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            bus.time_out(&key, timeout).await;
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {
+                    if let Some(bus) = bus.upgrade() {
+                        bus.time_out(&key, serial, timeout).await;
+                    }
+                }
+                // The query ended before its time.
+                _ = ended.changed() => {}
+            }
         });
         responses
     }
@@ -491,12 +536,11 @@ impl QueryBus {
     /// that entry's; a node that cannot be reached is a held AXONIQ-5002.
     fn forward(
         self: &Arc<Self>,
-        handler: HandlerId,
-        node: String,
-        component: String,
+        (handler, node, component): (HandlerId, String, String),
         context: &str,
         request: &QueryRequest,
         timeout: Duration,
+        mut ended: watch::Receiver<()>,
     ) {
         let bus = self.clone();
         let (context, request) = (context.to_owned(), request.clone());
@@ -507,7 +551,14 @@ impl QueryBus {
                 return;
             };
             let mut responses = forwarder.forward(&node, &context, &component, request, timeout);
-            while let Some(response) = responses.recv().await {
+            loop {
+                // A query that ended here (its caller left, or it timed out)
+                // drops the other node's stream, which ends it there too.
+                let response = tokio::select! {
+                    response = responses.recv() => response,
+                    _ = ended.changed() => return,
+                };
+                let Some(response) = response else { break };
                 match response {
                     Ok(response) => bus.respond(handler, response).await,
                     Err(reason) => {
@@ -534,9 +585,12 @@ impl QueryBus {
         self.complete(handler, id).await;
     }
 
-    async fn time_out(&self, key: &(String, String), timeout: Duration) {
+    async fn time_out(&self, key: &(String, String), serial: u64, timeout: Duration) {
         let ended = {
             let mut state = self.lock();
+            if state.active.get(key).is_none_or(|a| a.serial != serial) {
+                return;
+            }
             let Some(active) = state.active.remove(key) else { return };
             let message = format!("query {} not completed within {} ms", key.1, timeout.as_millis());
             let error = self.error(&mut state, &key.1, ErrorCode::QueryTimeout, message);
@@ -591,7 +645,7 @@ impl QueryBus {
         if h.control.len() >= CONTROL_QUEUE_MAX {
             return false;
         }
-        h.control.push_back(request);
+        h.control.push_back(Outgoing::Subscription(request));
         h.wake.notify_one();
         true
     }
@@ -605,6 +659,109 @@ impl QueryBus {
     pub fn active_count(&self) -> usize {
         self.lock().active.len()
     }
+
+    /// The caller of a streaming query took `permits` results: its handler
+    /// may send as many more.
+    fn demand(&self, key: &(String, String), serial: u64, permits: i64) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(active) = state.active.get(key).filter(|a| a.serial == serial && a.streaming) else { return };
+        for handler in &active.waiting {
+            let Some(h) = state.handlers.get_mut(handler).filter(|h| h.remote.is_none()) else { continue };
+            // Demand that does not fit is asked again with the next results.
+            if h.control.len() < CONTROL_QUEUE_MAX {
+                h.control.push_back(flow(&key.1, permits));
+                h.wake.notify_one();
+            }
+        }
+    }
+
+    /// The caller of a query went away before it ended: the query ends, and
+    /// a streaming query's handler is told to stop (`query_cancel`), unless
+    /// it never received the query.
+    fn cancel(&self, key: &(String, String), serial: u64) {
+        let mut state = self.lock();
+        if state.active.get(key).is_none_or(|a| a.serial != serial) {
+            return;
+        }
+        let Some(active) = state.active.remove(key) else { return };
+        if !active.streaming {
+            return;
+        }
+        for handler in active.waiting {
+            let Some(h) = state.handlers.get_mut(&handler).filter(|h| h.remote.is_none()) else { continue };
+            let queued = h.queue.len();
+            h.queue.retain(|q| q.message_identifier != key.1);
+            if h.queue.len() == queued && h.control.len() < CONTROL_QUEUE_MAX {
+                h.control.push_back(Outgoing::Cancel(QueryReference { request_id: key.1.clone() }));
+                h.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// The responses of one query, as its caller takes them. A streaming
+/// query's handler is granted more results as they are taken; dropping
+/// this before the end cancels the query.
+pub struct Responses {
+    receiver: mpsc::Receiver<QueryResponse>,
+    bus: Arc<QueryBus>,
+    key: (String, String),
+    serial: u64,
+    streaming: bool,
+    /// Results taken since the handler was last granted more.
+    taken: i64,
+}
+
+impl Responses {
+    /// The next response; `None` once the query has ended.
+    pub async fn recv(&mut self) -> Option<QueryResponse> {
+        let response = self.receiver.recv().await;
+        self.took(response.is_some());
+        response
+    }
+
+    fn took(&mut self, one: bool) {
+        if !one || !self.streaming {
+            return;
+        }
+        self.taken += 1;
+        // Granting in halves keeps the handler busy without a message per result.
+        if self.taken >= (CALLER_BUFFER / 2) as i64 {
+            self.bus.demand(&self.key, self.serial, self.taken);
+            self.taken = 0;
+        }
+    }
+}
+
+impl tokio_stream::Stream for Responses {
+    type Item = QueryResponse;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<QueryResponse>> {
+        let this = self.get_mut();
+        let polled = this.receiver.poll_recv(cx);
+        if let std::task::Poll::Ready(response) = &polled {
+            this.took(response.is_some());
+        }
+        polled
+    }
+}
+
+impl Drop for Responses {
+    fn drop(&mut self) {
+        self.bus.cancel(&self.key, self.serial);
+    }
+}
+
+/// A streaming query's caller wants `permits` more results.
+fn flow(request_id: &str, permits: i64) -> Outgoing {
+    Outgoing::Flow(QueryFlowControl {
+        query_reference: Some(QueryReference { request_id: request_id.to_owned() }),
+        permits,
+    })
 }
 
 /// `handler` leaves the route of `key` (a route left empty goes).

@@ -84,6 +84,8 @@ impl QueryService for Queries {
             request: Some(match outgoing {
                 Outgoing::Query(query) => Inbound::Query(query),
                 Outgoing::Subscription(request) => Inbound::SubscriptionQueryRequest(request),
+                Outgoing::Flow(flow) => Inbound::QueryFlowControl(flow),
+                Outgoing::Cancel(reference) => Inbound::QueryCancel(reference),
             }),
         };
         tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
@@ -98,7 +100,7 @@ impl QueryService for Queries {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
         let context = context_of(&request);
         let responses = self.bus.query(&context, request.into_inner());
-        Ok(Response::new(Box::pin(ReceiverStream::new(responses).map(Ok))))
+        Ok(Response::new(Box::pin(responses.map(Ok))))
     }
 
     async fn subscription(
