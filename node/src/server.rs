@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::contexts::{ContextOptions, Contexts};
 use crate::messaging::commands::{CommandBus, CommandLimits};
 use crate::messaging::peers::{ClusterForwarder, MessagingRpc, spawn_announcer};
+use crate::messaging::processors::Processors;
 use crate::messaging::queries::{QueryBus, QueryLimits};
 use crate::messaging::subscriptions::Subscriptions;
 use crate::store::{FsSpace, StoreOptions};
@@ -69,6 +70,14 @@ const INTERNAL_MAX_CONNECTIONS: usize = 4096;
 
 /// Starts the replication groups, serves the internal API on `listener`
 /// and begins forming the cluster.
+/// This node's messaging parts.
+struct Buses {
+    commands: Arc<CommandBus>,
+    queries: Arc<QueryBus>,
+    subscriptions: Arc<Subscriptions>,
+    processors: Arc<Processors>,
+}
+
 async fn start_cluster(
     config: &Config,
     listener: TcpListener,
@@ -77,7 +86,7 @@ async fn start_cluster(
     stopped: tokio::sync::watch::Receiver<bool>,
     bus: CommandBus,
     queries: QueryBus,
-) -> Result<(Arc<Cluster>, Arc<CommandBus>, Arc<QueryBus>, Arc<Subscriptions>), NodeError> {
+) -> Result<(Arc<Cluster>, Buses), NodeError> {
     let node = &config.node;
     let port = listener.local_addr().map_err(NodeError::Address)?.port();
     let settings = ClusterSettings {
@@ -108,11 +117,13 @@ async fn start_cluster(
     let forwarder = Arc::new(ClusterForwarder::new(cluster.clone()));
     let bus = Arc::new(bus.with_forwarder(forwarder.clone()));
     let queries = Arc::new(queries.with_forwarder(forwarder.clone()));
-    let subscriptions = Arc::new(Subscriptions::new(queries.clone(), node.name.clone()).with_forwarder(forwarder));
+    let subscriptions =
+        Arc::new(Subscriptions::new(queries.clone(), node.name.clone()).with_forwarder(forwarder.clone()));
+    let processors = Arc::new(Processors::new(node.name.clone()).with_peers(forwarder));
     let messaging = MessagingServiceServer::new(MessagingRpc::new(
         bus.clone(),
-        queries.clone(),
-        subscriptions.clone(),
+        (queries.clone(), subscriptions.clone()),
+        processors.clone(),
         cluster.transport().clone(),
     ))
     .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
@@ -131,7 +142,7 @@ async fn start_cluster(
         }
     });
     cluster.spawn(stopped);
-    Ok((cluster, bus, queries, subscriptions))
+    Ok((cluster, Buses { commands: bus, queries, subscriptions, processors }))
 }
 
 fn store_options(config: &Config, segment_size_bytes: u64) -> StoreOptions {
@@ -246,17 +257,18 @@ pub async fn run(
             default_timeout: Duration::from_millis(limits.default_query_timeout_ms),
         },
     );
-    let (cluster, command_bus, query_bus, subscriptions) = match (config.cluster.enabled, listeners.internal) {
+    let (cluster, buses) = match (config.cluster.enabled, listeners.internal) {
         (true, Some(internal)) => {
             let started = start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone(), bus, queries);
-            let (cluster, bus, queries, subscriptions) = started.await?;
-            (Some(cluster), bus, queries, subscriptions)
+            let (cluster, buses) = started.await?;
+            (Some(cluster), buses)
         }
         (true, None) => return Err(NodeError::Cluster("a clustered node needs its internal port bound".into())),
         _ => {
             let queries = Arc::new(queries);
             let subscriptions = Arc::new(Subscriptions::new(queries.clone(), node.name.clone()));
-            (None, Arc::new(bus), queries, subscriptions)
+            let processors = Arc::new(Processors::new(node.name.clone()));
+            (None, Buses { commands: Arc::new(bus), queries, subscriptions, processors })
         }
     };
     let client_api =
@@ -273,7 +285,8 @@ pub async fn run(
         contexts: contexts.clone(),
         metrics: metrics.clone(),
         cluster: cluster.clone(),
-        messaging: Some((command_bus.clone(), query_bus.clone())),
+        messaging: Some((buses.commands.clone(), buses.queries.clone())),
+        processors: buses.processors.clone(),
     });
 
     tokio::spawn(async move {
@@ -289,15 +302,16 @@ pub async fn run(
         .layer(tower::util::MapResponseLayer::new(add_missing_error_code))
         .layer(ContextProxyLayer::new(cluster.clone(), contexts.clone()))
         .add_service(
-            PlatformServiceServer::new(Platform::new(client_api.clone())).max_decoding_message_size(max_message),
+            PlatformServiceServer::new(Platform::new(client_api.clone(), buses.processors))
+                .max_decoding_message_size(max_message),
         )
         .add_service(
-            CommandServiceServer::new(Commands::new(client_api.clone(), command_bus))
+            CommandServiceServer::new(Commands::new(client_api.clone(), buses.commands))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
         )
         .add_service(
-            QueryServiceServer::new(Queries::new(client_api.clone(), query_bus, subscriptions))
+            QueryServiceServer::new(Queries::new(client_api.clone(), buses.queries, buses.subscriptions))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
         )

@@ -153,6 +153,16 @@ impl Node {
         http_get(&self.http_addr, path)
     }
 
+    /// Sends an HTTP request without a body (`PATCH`, `DELETE`, …).
+    pub fn http(&self, method: &str, path: &str) -> anyhow::Result<HttpReply> {
+        http_call(&self.http_addr, method, path)
+    }
+
+    /// The HTTP `host:port`.
+    pub fn http_addr(&self) -> &str {
+        &self.http_addr
+    }
+
     /// The internal `host:port` from its READY line (clustered nodes).
     pub fn internal_addr(&self) -> Option<&str> {
         self.internal_addr.as_deref()
@@ -347,15 +357,44 @@ pub fn leader_of(via: &Node, group: &str) -> Option<String> {
 /// GETs `path` from the HTTP server at `address` (`host:port`); returns
 /// the status code and body.
 pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let reply = http_call(address, "GET", path)?;
+    Ok((reply.code, reply.body))
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// The status code.
+    pub code: u16,
+    /// The header lines, lower-cased names: `name: value`.
+    pub headers: Vec<String>,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim().to_ascii_lowercase() == name).then_some(value.trim())
+        })
+    }
+}
+
+/// Sends `method path` without a body to the HTTP server at `address`.
+pub fn http_call(address: &str, method: &str, path: &str) -> anyhow::Result<HttpReply> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Ok((code, body))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    let headers = head.lines().skip(1).map(str::to_owned).collect();
+    Ok(HttpReply { code, headers, body: body.to_owned() })
 }
 
 /// Encoded size of an event (for byte budgets in tests).

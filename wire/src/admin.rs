@@ -285,3 +285,78 @@ pub struct ComponentListing {
     /// The queries it handles.
     pub queries: Vec<String>,
 }
+
+/// One client's instance of an event processor (GET
+/// `/v1/processors?context=C`), as the client last reported it
+/// (`EventProcessorInfo` on its platform stream).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessorInstance {
+    /// The node the client is connected to.
+    pub node: String,
+    /// The client's id.
+    pub client_id: String,
+    /// The client's component.
+    pub component: String,
+    /// The processor's name.
+    pub processor: String,
+    /// Identifies the token store; instances with the same one share segments.
+    pub token_store_identifier: String,
+    /// Its mode as the client names it (`Tracking`, `Pooled Streaming`, `Subscribing`, …).
+    pub mode: String,
+    /// Whether it is running.
+    pub running: bool,
+    /// Whether it is in error.
+    pub error: bool,
+    /// Threads at work.
+    pub active_threads: i32,
+    /// Threads free to claim more segments.
+    pub available_threads: i32,
+    /// Whether it streams events (tracking or pooled), so has segments.
+    pub streaming: bool,
+    /// The segments it holds.
+    pub segments: Vec<SegmentListing>,
+}
+
+/// One segment an instance holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentListing {
+    /// The segment's id.
+    pub segment_id: i32,
+    /// It covers 1/`one_part_of` of the event stream.
+    pub one_part_of: i32,
+    /// Whether it reached the head of the stream.
+    pub caught_up: bool,
+    /// Whether it is replaying.
+    pub replaying: bool,
+    /// The last token it processed.
+    pub token_position: i64,
+    /// Its error, if any.
+    pub error_state: String,
+}
+
+/// The clients a processor instruction (PATCH
+/// `/v1/components/{component}/processors/{processor}/{action}`) was
+/// relayed to; each acknowledged it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessorInstructed {
+    /// In the order they were instructed.
+    pub instructed: Vec<InstructedClient>,
+}
+
+/// One client that acknowledged an instruction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstructedClient {
+    /// The node it is connected to.
+    pub node: String,
+    /// The client's id.
+    pub client_id: String,
+    /// `pause`, `start`, `split`, `merge` or `release`.
+    pub instruction: String,
+    /// The segment the instruction names, for split, merge and release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<i32>,
+}

@@ -65,6 +65,8 @@ codes! {
     SelectNodesForContext = "AXONIQ-2309",
     /// A property with a value out of range.
     InvalidPropertyValue = "AXONIQ-2311",
+    /// No client runs an event processor by that name.
+    EventProcessorNotFound = "AXONIQ-2800",
     /// No handler subscribed to the command.
     NoHandlerForCommand = "AXONIQ-4000",
     /// The handler the command was sent to went away.

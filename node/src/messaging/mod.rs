@@ -1,10 +1,20 @@
-//! Messaging: Ranvier as a message router for commands (and, to come,
-//! queries), per context. `commands` is the command bus of this node
-//! (subscriptions, routing by a weighted consistent-hash `ring`, permits,
-//! bounded queues, one answer per dispatch); the client API's
-//! CommandService (`api::grpc::command`) speaks the Axon protocol on top of
-//! it. Routing across the cluster (a handler on another node) comes next,
-//! over the node's `transport`.
+//! Messaging: Ranvier as a message router for commands and queries, per
+//! context, and the relay of event-processor instructions to the
+//! applications.
+//!
+//! - `commands`: the command bus of this node (subscriptions, routing by a
+//!   weighted consistent-hash `ring`, permits, bounded queues, one answer
+//!   per dispatch).
+//! - `queries`: the query bus (one handler per component, fan-out,
+//!   streaming queries); `subscriptions`: subscription queries.
+//! - `processors`: the event processors clients report, and the pause,
+//!   start, split and merge instructions relayed to them.
+//! - `peers`: the same across the cluster, over the node's `transport`
+//!   (handler announcements, forwarded commands, queries, subscriptions
+//!   and processor instructions).
+//!
+//! The client API (`api::grpc::{command, query, platform}`) speaks the
+//! Axon protocol on top of these.
 
 /// What a handler's stream sends next.
 #[derive(Debug)]
@@ -67,6 +77,7 @@ pub fn components(
 
 pub mod commands;
 pub mod peers;
+pub mod processors;
 pub mod queries;
 pub mod ring;
 pub mod subscriptions;

@@ -23,12 +23,17 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::commands::{CommandBus, Forwarder, RemoteHandler};
+use super::processors::{ProcessorError, ProcessorPeers, Processors};
 use super::queries::{QueryBus, QueryForwarder, RemoteQueryHandler};
 use super::subscriptions::{SubscriptionForwarder, Subscriptions};
 use crate::cluster::Cluster;
 use crate::transport::{INTERNAL_MESSAGE_MAX, Lane, Transport};
+use ranvier_proto::cluster::{ClientInstruction, ClientInstructionReply, ProcessorListingReply, ProcessorQuery};
 use ranvier_proto::cluster::{ForwardedSubscription, ForwardedUpdate};
+use ranvier_proto::common::ErrorMessage;
+use ranvier_proto::control::PlatformOutboundInstruction;
 use ranvier_proto::query::{SubscriptionQuery, SubscriptionQueryResponse};
+use ranvier_wire::admin::ProcessorInstance;
 
 /// How often a node announces its handlers when nothing changes.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_millis(1_000);
@@ -42,6 +47,7 @@ pub struct MessagingRpc {
     bus: Arc<CommandBus>,
     queries: Arc<QueryBus>,
     subscriptions: Arc<Subscriptions>,
+    processors: Arc<Processors>,
     transport: Arc<Transport>,
 }
 
@@ -50,11 +56,11 @@ impl MessagingRpc {
     /// `transport`'s internal token.
     pub fn new(
         bus: Arc<CommandBus>,
-        queries: Arc<QueryBus>,
-        subscriptions: Arc<Subscriptions>,
+        (queries, subscriptions): (Arc<QueryBus>, Arc<Subscriptions>),
+        processors: Arc<Processors>,
         transport: Arc<Transport>,
     ) -> Self {
-        MessagingRpc { bus, queries, subscriptions, transport }
+        MessagingRpc { bus, queries, subscriptions, processors, transport }
     }
 }
 
@@ -94,6 +100,30 @@ impl MessagingService for MessagingRpc {
         let responses = self.queries.query_local(&forwarded.context, query, &forwarded.component);
         let replies = responses.map(|response| Ok(ForwardedQueryReply { response: response.encode_to_vec().into() }));
         Ok(Response::new(Box::pin(replies)))
+    }
+
+    async fn processors(&self, request: Request<ProcessorQuery>) -> Result<Response<ProcessorListingReply>, Status> {
+        self.transport.check(&request)?;
+        let instances = self.processors.local(&request.into_inner().context);
+        let json = serde_json::to_vec(&instances).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ProcessorListingReply { instances_json: json.into() }))
+    }
+
+    async fn instruct_client(
+        &self,
+        request: Request<ClientInstruction>,
+    ) -> Result<Response<ClientInstructionReply>, Status> {
+        self.transport.check(&request)?;
+        let asked = request.into_inner();
+        let instruction = PlatformOutboundInstruction::decode(asked.instruction.as_ref())
+            .map_err(|e| Status::invalid_argument(format!("not a platform instruction: {e}")))?;
+        match self.processors.instruct_local(&asked.context, &asked.client_id, instruction).await {
+            Ok(()) => Ok(Response::new(ClientInstructionReply::default())),
+            Err(ProcessorError::Refused { error, .. }) => {
+                Ok(Response::new(ClientInstructionReply { refusal: error.encode_to_vec().into() }))
+            }
+            Err(other) => Err(Status::unavailable(other.to_string())),
+        }
     }
 
     async fn command_handlers(&self, request: Request<HandlerSet>) -> Result<Response<HandlerSetReply>, Status> {
@@ -197,6 +227,69 @@ impl QueryForwarder for ClusterForwarder {
             }
         });
         responses
+    }
+}
+
+impl ClusterForwarder {
+    fn messaging_client(&self, node: &str) -> Result<MessagingServiceClient<tonic::transport::Channel>, String> {
+        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+        let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
+        client(self.cluster.transport(), &address)
+    }
+}
+
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl ProcessorPeers for ClusterForwarder {
+    fn nodes(&self) -> Vec<String> {
+        let me = self.cluster.name();
+        self.cluster.model().nodes.keys().filter(|name| name.as_str() != me).cloned().collect()
+    }
+
+    fn list(&self, node: &str, context: &str) -> Boxed<Result<Vec<ProcessorInstance>, String>> {
+        let client = self.messaging_client(node);
+        let message = ProcessorQuery { context: context.to_owned() };
+        let transport = self.cluster.transport().clone();
+        Box::pin(async move {
+            let reply = client?.processors(transport.request(message)).await.map_err(|s| s.message().to_owned())?;
+            serde_json::from_slice(&reply.into_inner().instances_json)
+                .map_err(|e| format!("not a processor listing: {e}"))
+        })
+    }
+
+    fn instruct(
+        &self,
+        node: &str,
+        context: &str,
+        client: &str,
+        instruction: PlatformOutboundInstruction,
+    ) -> Boxed<Result<(), ProcessorError>> {
+        let channel = self.messaging_client(node);
+        let message = ClientInstruction {
+            context: context.to_owned(),
+            client_id: client.to_owned(),
+            instruction: instruction.encode_to_vec().into(),
+        };
+        let transport = self.cluster.transport().clone();
+        let (node, client) = (node.to_owned(), client.to_owned());
+        Box::pin(async move {
+            let mut channel = channel.map_err(ProcessorError::Unreachable)?;
+            let reply = match channel.instruct_client(transport.request(message)).await {
+                Ok(reply) => reply.into_inner(),
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    return Err(ProcessorError::NoAnswer(status.message().to_owned()));
+                }
+                Err(status) => {
+                    return Err(ProcessorError::Unreachable(format!("node {node}: {}", status.message())));
+                }
+            };
+            if reply.refusal.is_empty() {
+                return Ok(());
+            }
+            let error = ErrorMessage::decode(reply.refusal.as_ref())
+                .map_err(|e| ProcessorError::Unreachable(format!("node {node} answered a malformed refusal: {e}")))?;
+            Err(ProcessorError::Refused { client, error })
+        })
     }
 }
 

@@ -1,6 +1,10 @@
-//! PlatformService: tells clients where to connect (always this node for a
-//! single node) and keeps their platform stream, acknowledging instructions
-//! that carry an id. A client is never required to ack or heartbeat.
+//! PlatformService: tells clients where to connect (this node, or a
+//! primary of the context when this node is a backup of it) and keeps
+//! their platform stream: acknowledges instructions that carry an id,
+//! heartbeats (when enabled: a client silent for the timeout loses its
+//! stream), the event processors clients report, and the processor
+//! instructions relayed to them (`messaging::processors`). A client is
+//! never required to heartbeat unless heartbeats are enabled.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::status::{ErrorCode, status};
 use super::{ClientApi, stopping_status, until};
+use crate::messaging::processors::Processors;
 
 /// Outbound instructions buffered per platform stream.
 const PLATFORM_OUTBOUND_QUEUE_MAX: usize = 32;
@@ -28,12 +33,14 @@ const PLATFORM_OUTBOUND_QUEUE_MAX: usize = 32;
 /// The PlatformService implementation.
 pub struct Platform {
     api: Arc<ClientApi>,
+    processors: Arc<Processors>,
 }
 
 impl Platform {
-    /// Serves PlatformService from the shared API state.
-    pub fn new(api: Arc<ClientApi>) -> Self {
-        Self { api }
+    /// Serves PlatformService from the shared API state, keeping the
+    /// processors clients report in `processors`.
+    pub fn new(api: Arc<ClientApi>, processors: Arc<Processors>) -> Self {
+        Self { api, processors }
     }
 }
 
@@ -97,8 +104,11 @@ impl PlatformService for Platform {
         &self,
         request: Request<Streaming<PlatformInboundInstruction>>,
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
+        let context = super::context_of(&request);
         let mut inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(PLATFORM_OUTBOUND_QUEUE_MAX);
+        let processors = self.processors.clone();
+        let stream = processors.connect(&context, sender.clone());
         let node_name = self.api.node.name.clone();
         let limits = self.api.limits.clone();
         let mut stopping = self.api.stopping.clone();
@@ -114,8 +124,17 @@ impl PlatformService for Platform {
                             Ok(Some(instruction)) => instruction,
                             Ok(None) | Err(_) => break,
                         };
-                        if matches!(instruction.request, Some(Inbound::Heartbeat(_))) {
-                            last_heartbeat = Some(tokio::time::Instant::now());
+                        match &instruction.request {
+                            Some(Inbound::Heartbeat(_)) => last_heartbeat = Some(tokio::time::Instant::now()),
+                            Some(Inbound::Register(client)) => processors.identify(stream, client.clone()),
+                            Some(Inbound::EventProcessorInfo(info)) => processors.report(stream, info.clone()),
+                            Some(Inbound::Ack(ack)) => {
+                                processors.acknowledged(&ack.instruction_id, outcome(ack.success, &ack.error));
+                            }
+                            Some(Inbound::Result(result)) => {
+                                processors.acknowledged(&result.instruction_id, outcome(result.success, &result.error));
+                            }
+                            _ => {}
                         }
                         if let Some(reply) = answer(&instruction, &node_name, limits.heartbeat_enabled)
                             && sender.send(Ok(reply)).await.is_err()
@@ -151,9 +170,22 @@ impl PlatformService for Platform {
                     }
                 }
             }
+            // Its processors go with it (and the registry's way to its stream).
+            processors.disconnect(stream);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
+}
+
+/// What a client's ack says: done, or its error.
+fn outcome(success: bool, error: &Option<ErrorMessage>) -> Result<(), ErrorMessage> {
+    if success {
+        return Ok(());
+    }
+    Err(error.clone().unwrap_or_else(|| ErrorMessage {
+        message: "the client refused the instruction without saying why".into(),
+        ..ErrorMessage::default()
+    }))
 }
 
 /// The reply to one inbound instruction: an ack when it carries an id.

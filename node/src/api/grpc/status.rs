@@ -23,8 +23,15 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         | SelectNodesForContext
         | CommandDuplicated
         | QueryDuplicated => Code::InvalidArgument,
-        NoEventStore | ClientDisconnected | NoLeaderAvailable | NoSuchNode | ContextNotFound | NoHandlerForCommand
-        | NoHandlerForQuery | QueryDispatchError => Code::NotFound,
+        NoEventStore
+        | ClientDisconnected
+        | NoLeaderAvailable
+        | NoSuchNode
+        | ContextNotFound
+        | NoHandlerForCommand
+        | NoHandlerForQuery
+        | QueryDispatchError
+        | EventProcessorNotFound => Code::NotFound,
         ConnectionToHandlerLost | CommandTimeout | QueryTimeout => Code::Cancelled,
         ContextExists | ReplicationGroupExists | AlreadyMemberOfCluster => Code::AlreadyExists,
         ClusterNotAllowed | CannotDeleteInternalContext | NotAMember => Code::PermissionDenied,

@@ -48,7 +48,7 @@ pub fn routes() -> Router<Arc<HttpState>> {
 }
 
 /// An admin answer: Axon's `RestResponse` with the error code header.
-fn answer(status: StatusCode, code: Option<&str>, message: impl Into<String>) -> Response {
+pub(super) fn answer(status: StatusCode, code: Option<&str>, message: impl Into<String>) -> Response {
     let body = RestResponse { success: code.is_none(), message: message.into() };
     let mut response = (status, Json(body)).into_response();
     if let Some(code) = code

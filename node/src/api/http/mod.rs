@@ -1,9 +1,12 @@
 //! The HTTP API on port 8024: health and readiness (plain and Spring-style
 //! paths, so existing probes keep working), Prometheus metrics, and the
 //! public node info of `/v1/public`, and on a clustered node the admin API
-//! (`admin`). The backup endpoints join this router in later work.
+//! (`admin`), the components with handlers (`/v1/components`) and the
+//! event processors (`processors`). The backup endpoints join this router
+//! in later work.
 
 mod admin;
+mod processors;
 
 use std::sync::Arc;
 
@@ -46,6 +49,8 @@ pub struct HttpState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The command and query buses (for `/v1/components`).
     pub messaging: Option<(Arc<crate::messaging::commands::CommandBus>, Arc<crate::messaging::queries::QueryBus>)>,
+    /// The event processors the clients report (for `/v1/processors`).
+    pub processors: Arc<crate::messaging::processors::Processors>,
 }
 
 /// The router.
@@ -63,6 +68,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1/public/replicationgroups", get(replication_groups))
         .route("/v1/components", get(components))
         .merge(admin::routes())
+        .merge(processors::routes())
         .with_state(state)
 }
 
