@@ -476,3 +476,107 @@ async fn commands_in_flight_to_a_node_cut_off_by_a_partition_are_answered_not_le
     assert_eq!(codes.get("AXONIQ-4001"), Some(&20), "{codes:?}");
     assert!(cut.elapsed() < Duration::from_secs(30), "answers took {:?}", cut.elapsed());
 }
+
+/// A platform stream that registers as `client` and heartbeats every
+/// `every` until `beating` is dropped; the server's messages come back.
+async fn platform(
+    channel: &Channel,
+    client: &str,
+    every: Duration,
+) -> (tokio::sync::oneshot::Sender<()>, tonic::Streaming<ranvier_proto::control::PlatformOutboundInstruction>) {
+    use ranvier_proto::control::platform_inbound_instruction::Request as Up;
+    use ranvier_proto::control::platform_service_client::PlatformServiceClient;
+    use ranvier_proto::control::{ClientIdentification, Heartbeat, PlatformInboundInstruction};
+    let (to_server, outbound) = mpsc::channel(16);
+    let from_server = PlatformServiceClient::new(channel.clone())
+        .open_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .unwrap()
+        .into_inner();
+    let identity =
+        ClientIdentification { client_id: client.to_owned(), component_name: "app".into(), ..Default::default() };
+    let register = PlatformInboundInstruction { instruction_id: String::new(), request: Some(Up::Register(identity)) };
+    to_server.send(register).await.unwrap();
+    let (beating, mut stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let beat =
+            || PlatformInboundInstruction { instruction_id: String::new(), request: Some(Up::Heartbeat(Heartbeat {})) };
+        loop {
+            if to_server.send(beat()).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                // Stopped beating; the stream itself stays open.
+                _ = &mut stop => {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    });
+    (beating, from_server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_heartbeats_stop_is_cut_off_and_its_handlers_leave_routing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(
+        dir.path(),
+        &[
+            "axoniq.axonserver.heartbeat.enabled=true",
+            "axoniq.axonserver.client-heartbeat-timeout=1000",
+            "axoniq.axonserver.client-heartbeat-frequency=200",
+        ],
+    );
+    let channel = node.channel().await.unwrap();
+    let (silent_beat, mut silent_platform) = platform(&channel, "silent", Duration::from_millis(200)).await;
+    let (_live_beat, mut live_platform) = platform(&channel, "live", Duration::from_millis(200)).await;
+    let mut silent = Handler::open(&channel, "silent", &["Ship"], 100).await;
+    let mut live = Handler::open(&channel, "live", &["Bill"], 100).await;
+    silent.grant(10).await;
+    live.grant(10).await;
+
+    // While it beats, the server beats back and routes to it.
+    let beat = tokio::time::timeout(Duration::from_secs(5), silent_platform.message()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(beat.request, Some(ranvier_proto::control::platform_outbound_instruction::Request::Heartbeat(_))));
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { dispatch(&channel, command("ship-1", "Ship", vec![])).await }
+    });
+    let shipped = silent.next_command().await;
+    silent.answer(&shipped, "shipped").await;
+    assert!(call.await.unwrap().error_code.is_empty());
+
+    // It stops beating: its platform stream fails, its command stream ends,
+    // and its command has no handler any more.
+    let stopped = std::time::Instant::now();
+    drop(silent_beat);
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), silent_platform.message()).await.expect("never cut off") {
+            Ok(Some(_)) => continue,
+            Ok(None) => break None,
+            Err(status) => break Some(status),
+        }
+    };
+    let status = ended.expect("the stream ends with an error");
+    assert!(status.message().contains("heartbeat"), "{status:?}");
+    let waited = stopped.elapsed();
+    assert!(waited >= Duration::from_millis(800), "cut off after {waited:?}, before its timeout");
+    // Its command stream ends (after anything already on its way).
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_secs(10), silent.from_server.message()).await.expect("stream kept")
+    {}
+    let response = dispatch(&channel, command("ship-2", "Ship", vec![])).await;
+    assert_eq!(response.error_code, "AXONIQ-4000", "{response:?}");
+
+    // The client that kept beating keeps its streams and its handler.
+    let beat = tokio::time::timeout(Duration::from_secs(5), live_platform.message()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(beat.request, Some(ranvier_proto::control::platform_outbound_instruction::Request::Heartbeat(_))));
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { dispatch(&channel, command("bill-1", "Bill", vec![])).await }
+    });
+    let billed = live.next_command().await;
+    live.answer(&billed, "billed").await;
+    assert!(call.await.unwrap().error_code.is_empty());
+}

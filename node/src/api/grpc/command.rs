@@ -66,7 +66,8 @@ impl CommandService for Commands {
         let (out, receiver) = mpsc::channel(OUTBOUND_BUFFER);
         let bus = self.bus.clone();
         let node = self.api.node.name.clone();
-        let stopping = self.api.stopping.clone();
+        let (named, client) = tokio::sync::watch::channel(String::new());
+        let ends = self.api.handler_ends(&context, client);
         let sender = bus.clone();
         let wrap = |command| CommandProviderInbound {
             instruction_id: String::new(),
@@ -74,7 +75,18 @@ impl CommandService for Commands {
         };
         tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
         tokio::spawn(async move {
-            read_handler_stream(incoming, stopping, |message| receive(&bus, handler, message, &out, &node)).await;
+            read_handler_stream(incoming, ends, |message: CommandProviderOutbound| {
+                let client = match &message.request {
+                    Some(Outbound::Subscribe(s) | Outbound::Unsubscribe(s)) => Some(&s.client_id),
+                    Some(Outbound::FlowControl(flow)) => Some(&flow.client_id),
+                    _ => None,
+                };
+                if let Some(id) = client.filter(|id| !id.is_empty()) {
+                    named.send_if_modified(|known| (known != id).then(|| *known = id.clone()).is_some());
+                }
+                receive(&bus, handler, message, &out, &node)
+            })
+            .await;
             bus.disconnect(handler);
         });
         Ok(Response::new(ReceiverStream::new(receiver)))

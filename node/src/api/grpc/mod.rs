@@ -84,7 +84,14 @@ pub struct ClientApi {
     /// Set on a clustered node: writes go through the context's replication
     /// group instead of straight to the local store.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `(context, client id)` of clients whose heartbeats stopped: their
+    /// command and query streams end too.
+    pub silent: tokio::sync::broadcast::Sender<(String, String)>,
 }
+
+/// Clients cut off for silence, announced at most this many at a time to
+/// each handler stream (a stream that lags re-checks nothing it missed).
+const SILENT_ANNOUNCED_MAX: usize = 256;
 
 /// The context named by a request's metadata: `AxonIQ-Context`, then the
 /// legacy `Context`, else `default`.
@@ -122,20 +129,21 @@ pub fn unsupported_instruction(node: &str) -> ranvier_proto::common::ErrorMessag
 }
 
 /// Reads a handler client's stream, passing each message to `receive`,
-/// until the stream ends or fails, the node stops, or `receive` says the
-/// client is gone (`false`).
+/// until the stream ends or fails, `ends` resolves (the node stops, or the
+/// client was cut off), or `receive` says the client is gone (`false`).
 pub async fn read_handler_stream<M, F, Fut>(
     mut incoming: tonic::Streaming<M>,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    ends: impl std::future::Future<Output = ()>,
     mut receive: F,
 ) where
     F: FnMut(M) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    let mut ends = std::pin::pin!(ends);
     loop {
         let message = tokio::select! {
             message = incoming.message() => message,
-            () = until(&mut stopping, |stop| *stop) => return,
+            () = &mut ends => return,
         };
         match message {
             Ok(Some(message)) => {
@@ -183,7 +191,37 @@ impl ClientApi {
         // One transaction must always fit, or its client would wait forever.
         let bytes = limits.in_flight_bytes_max.max(limits.transaction_bytes_max + limits.transaction_events_max * 1024);
         let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
-        Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)), stopping, cluster }
+        let (silent, _) = tokio::sync::broadcast::channel(SILENT_ANNOUNCED_MAX);
+        Self { node, contexts, limits, in_flight: Arc::new(Semaphore::new(kib)), stopping, cluster, silent }
+    }
+
+    /// Resolves when a handler stream of `context` should end: the node
+    /// stops, or the client it names (`client`, as its subscriptions and
+    /// permits say) was cut off for missing heartbeats.
+    pub fn handler_ends(
+        &self,
+        context: &str,
+        client: tokio::sync::watch::Receiver<String>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.clone();
+        let mut silent = self.silent.subscribe();
+        let context = context.to_owned();
+        async move {
+            loop {
+                tokio::select! {
+                    () = until(&mut stopping, |stop| *stop) => return,
+                    cut = silent.recv() => match cut {
+                        Ok((at, id)) if at == context && !id.is_empty() && *client.borrow() == id => return,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        // No platform stream can announce any more: only a stop ends it.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            until(&mut stopping, |stop| *stop).await;
+                            return;
+                        }
+                    },
+                }
+            }
+        }
     }
 
     /// [`Self::store`] once this node's replica of the context is as

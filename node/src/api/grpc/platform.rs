@@ -112,7 +112,9 @@ impl PlatformService for Platform {
         let node_name = self.api.node.name.clone();
         let limits = self.api.limits.clone();
         let mut stopping = self.api.stopping.clone();
+        let silent = self.api.silent.clone();
         tokio::spawn(async move {
+            let mut client_id = String::new();
             let mut last_heartbeat: Option<tokio::time::Instant> = None;
             let frequency = Duration::from_millis(limits.client_heartbeat_frequency_ms.max(10));
             let timeout = Duration::from_millis(limits.client_heartbeat_timeout_ms.max(10));
@@ -126,7 +128,10 @@ impl PlatformService for Platform {
                         };
                         match &instruction.request {
                             Some(Inbound::Heartbeat(_)) => last_heartbeat = Some(tokio::time::Instant::now()),
-                            Some(Inbound::Register(client)) => processors.identify(stream, client.clone()),
+                            Some(Inbound::Register(client)) => {
+                                client_id.clone_from(&client.client_id);
+                                processors.identify(stream, client.clone());
+                            }
                             Some(Inbound::EventProcessorInfo(info)) => processors.report(stream, info.clone()),
                             Some(Inbound::Ack(ack)) => {
                                 processors.acknowledged(&ack.instruction_id, outcome(ack.success, &ack.error));
@@ -156,8 +161,12 @@ impl PlatformService for Platform {
                     }
                     _ = ticker.tick(), if limits.heartbeat_enabled => {
                         if last_heartbeat.is_some_and(|seen| seen.elapsed() > timeout) {
+                            tracing::warn!(client_id = %client_id, %context, "client cut off: no heartbeat in time");
                             let error = status(ErrorCode::Other, "no heartbeat received from the client in time");
                             let _ = sender.send(Err(error)).await;
+                            // Its command and query streams end too, so its
+                            // handlers leave routing.
+                            let _ = silent.send((context.clone(), client_id.clone()));
                             break;
                         }
                         let beat = PlatformOutboundInstruction {

@@ -77,7 +77,8 @@ impl QueryService for Queries {
         let bus = self.bus.clone();
         let subscriptions = self.subscriptions.clone();
         let node = self.api.node.name.clone();
-        let stopping = self.api.stopping.clone();
+        let (named, client) = tokio::sync::watch::channel(String::new());
+        let ends = self.api.handler_ends(&context, client);
         let sender = bus.clone();
         let wrap = |outgoing| QueryProviderInbound {
             instruction_id: String::new(),
@@ -90,8 +91,18 @@ impl QueryService for Queries {
         };
         tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
         tokio::spawn(async move {
-            let receiving = |message| receive(&bus, &subscriptions, handler, message, &out, &node);
-            read_handler_stream(incoming, stopping, receiving).await;
+            let receiving = |message: QueryProviderOutbound| {
+                let client = match &message.request {
+                    Some(Outbound::Subscribe(s) | Outbound::Unsubscribe(s)) => Some(&s.client_id),
+                    Some(Outbound::FlowControl(flow)) => Some(&flow.client_id),
+                    _ => None,
+                };
+                if let Some(id) = client.filter(|id| !id.is_empty()) {
+                    named.send_if_modified(|known| (known != id).then(|| *known = id.clone()).is_some());
+                }
+                receive(&bus, &subscriptions, handler, message, &out, &node)
+            };
+            read_handler_stream(incoming, ends, receiving).await;
             bus.disconnect(handler).await;
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -111,8 +122,9 @@ impl QueryService for Queries {
         let incoming = request.into_inner();
         let (out, updates) = mpsc::channel(OUTBOUND_BUFFER);
         let subscriptions = self.subscriptions.clone();
-        let stopping = self.api.stopping.clone();
+        let mut stopping = self.api.stopping.clone();
         tokio::spawn(async move {
+            let stopping = async move { super::until(&mut stopping, |stop| *stop).await };
             let mine = std::sync::Mutex::new(std::collections::BTreeSet::new());
             read_handler_stream(incoming, stopping, |message: SubscriptionQueryRequest| {
                 let (subscriptions, context, out, mine) = (subscriptions.clone(), &context, out.clone(), &mine);
