@@ -256,6 +256,7 @@ pub async fn run(
             queue_per_client: limits.command_queue_capacity,
             default_timeout: Duration::from_millis(limits.default_query_timeout_ms),
         },
+        metrics.queries(),
     );
     let (cluster, buses) = match (config.cluster.enabled, listeners.internal) {
         (true, Some(internal)) => {

@@ -31,6 +31,68 @@ pub struct Metrics {
     fsync_seconds: HistogramFamily,
     segments_closed: Family<StoreLabels, Gauge>,
     commands: CommandMetrics,
+    queries: QueryMetrics,
+}
+
+/// Labels of one handler client's metrics: a client that reconnects (with
+/// the same id) continues its series rather than starting a second one.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    /// The context.
+    pub context: String,
+    /// `command` or `query`.
+    pub kind: String,
+    /// The client's component.
+    pub component: String,
+    /// The client's id.
+    pub client: String,
+}
+
+/// Labels of handler counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The context.
+    pub context: String,
+    /// `command` or `query`.
+    pub kind: String,
+}
+
+/// Metrics of the handler clients connected to this node, shared by both
+/// buses. A series lives while its client has a stream here.
+#[derive(Clone)]
+pub struct HandlerMetrics {
+    /// Messages a handler answered (commands; queries completed).
+    pub answered: Family<HandlerLabels, Counter>,
+    /// Time from dispatch to a handler's answer (its queue wait included).
+    pub seconds: Family<HandlerLabels, Histogram, fn() -> Histogram>,
+    /// Distinct handler clients connected here (not streams).
+    pub connected: Family<KindLabels, Gauge>,
+}
+
+impl Default for HandlerMetrics {
+    fn default() -> Self {
+        HandlerMetrics {
+            answered: Family::default(),
+            seconds: Family::new_with_constructor(command_histogram as fn() -> Histogram),
+            connected: Family::default(),
+        }
+    }
+}
+
+/// The query bus's metrics.
+#[derive(Clone)]
+pub struct QueryMetrics {
+    /// Queries dispatched, per context.
+    pub dispatched: Family<CommandLabels, Counter>,
+    /// Queries that ended with an error raised by the node and no result
+    /// (no handler, timeout, duplicate), per context.
+    pub failed: Family<CommandLabels, Counter>,
+    /// Queries under way now.
+    pub active: Gauge,
+    /// Time from dispatch to completion, per context.
+    pub seconds: Family<CommandLabels, Histogram, fn() -> Histogram>,
+    /// The handlers' own metrics.
+    pub handlers: HandlerMetrics,
 }
 
 /// Labels of command metrics.
@@ -52,6 +114,8 @@ pub struct CommandMetrics {
     pub pending: Gauge,
     /// Time from dispatch to answer, per context.
     pub seconds: Family<CommandLabels, Histogram, fn() -> Histogram>,
+    /// The handlers' own metrics.
+    pub handlers: HandlerMetrics,
 }
 
 /// Buckets of command round trips: 100 µs to about 13 s.
@@ -66,6 +130,7 @@ impl Default for CommandMetrics {
             failed: Family::default(),
             pending: Gauge::default(),
             seconds: Family::new_with_constructor(command_histogram as fn() -> Histogram),
+            handlers: HandlerMetrics::default(),
         }
     }
 }
@@ -86,7 +151,19 @@ impl Metrics {
             fsync_seconds: Family::new_with_constructor(fsync_histogram as fn() -> Histogram),
             segments_closed: Family::default(),
             commands: CommandMetrics::default(),
+            queries: QueryMetrics {
+                dispatched: Family::default(),
+                failed: Family::default(),
+                active: Gauge::default(),
+                seconds: Family::new_with_constructor(command_histogram as fn() -> Histogram),
+                handlers: HandlerMetrics::default(),
+            },
             registry: Registry::default(),
+        };
+        // One set of handler families, for both buses.
+        let metrics = Self {
+            queries: QueryMetrics { handlers: metrics.commands.handlers.clone(), ..metrics.queries.clone() },
+            ..metrics
         };
         registry.register("append_transactions", "Committed transactions", metrics.transactions.clone());
         registry.register("append_events", "Committed events", metrics.events.clone());
@@ -102,6 +179,15 @@ impl Metrics {
         );
         registry.register("commands_pending", "Dispatches waiting for their answer", metrics.commands.pending.clone());
         registry.register("command_seconds", "Time from dispatch to answer", metrics.commands.seconds.clone());
+        let queries = &metrics.queries;
+        registry.register("queries_dispatched", "Queries dispatched", queries.dispatched.clone());
+        registry.register("queries_failed", "Queries ended by a node-raised error alone", queries.failed.clone());
+        registry.register("queries_active", "Queries under way", queries.active.clone());
+        registry.register("query_seconds", "Time from dispatch to completion", queries.seconds.clone());
+        let handlers = &metrics.commands.handlers;
+        registry.register("handler_answered", "Messages a handler client answered", handlers.answered.clone());
+        registry.register("handler_seconds", "Time from dispatch to a handler's answer", handlers.seconds.clone());
+        registry.register("handlers_connected", "Distinct handler clients connected here", handlers.connected.clone());
         Self { registry, ..metrics }
     }
 
@@ -121,6 +207,11 @@ impl Metrics {
     /// The command bus's metrics.
     pub fn commands(&self) -> CommandMetrics {
         self.commands.clone()
+    }
+
+    /// The query bus's metrics.
+    pub fn queries(&self) -> QueryMetrics {
+        self.queries.clone()
     }
 
     /// The Prometheus text exposition of every metric.

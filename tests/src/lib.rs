@@ -153,6 +153,20 @@ impl Node {
         http_get(&self.http_addr, path)
     }
 
+    /// The value of the metric line `name{…}` whose labels include every
+    /// one of `labels` (`key="value"`), if the node exposes it.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let (_, text) = self.http_get("/metrics").ok()?;
+        text.lines().find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let rest = series.strip_prefix(name)?;
+            if !(rest.is_empty() || rest.starts_with('{')) || !labels.iter().all(|l| rest.contains(l)) {
+                return None;
+            }
+            value.parse().ok()
+        })
+    }
+
     /// Sends an HTTP request without a body (`PATCH`, `DELETE`, …).
     pub fn http(&self, method: &str, path: &str) -> anyhow::Result<HttpReply> {
         http_call(&self.http_addr, method, path)

@@ -580,3 +580,60 @@ async fn a_client_whose_heartbeats_stop_is_cut_off_and_its_handlers_leave_routin
     live.answer(&billed, "billed").await;
     assert!(call.await.unwrap().error_code.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_reconnects_keeps_one_metric_series_and_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), &[]);
+    let channel = node.channel().await.unwrap();
+    let mut first = Handler::open(&channel, "billing-1", &["Bill"], 100).await;
+    first.grant(10).await;
+    for n in 0..2 {
+        let call = tokio::spawn({
+            let channel = channel.clone();
+            async move { dispatch(&channel, command(&format!("b-{n}"), "Bill", vec![])).await }
+        });
+        let bill = first.next_command().await;
+        first.answer(&bill, "billed").await;
+        assert!(call.await.unwrap().error_code.is_empty());
+    }
+    let client = ["kind=\"command\"", "client=\"billing-1\""];
+    assert_eq!(node.metric("ranvier_handler_answered_total", &client), Some(2.0));
+    assert!(node.metric("ranvier_handler_seconds_count", &client).is_some_and(|n| n == 2.0));
+
+    // The client reconnects (a second stream, the first not yet gone):
+    // one client connected, one series.
+    let mut second = Handler::open(&channel, "billing-1", &["Bill"], 100).await;
+    second.grant(10).await;
+    let connected = ["context=\"default\"", "kind=\"command\""];
+    assert_eq!(node.metric("ranvier_handlers_connected", &connected), Some(1.0));
+    let unsubscribe = ranvier_proto::command::CommandSubscription {
+        message_id: "unsub".into(),
+        command: "Bill".into(),
+        component_name: "billing-1-component".into(),
+        client_id: "billing-1".into(),
+        load_factor: 100,
+    };
+    assert!(first.send_acked(Outbound::Unsubscribe(unsubscribe)).await.success);
+    drop(first);
+
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { dispatch(&channel, command("b-2", "Bill", vec![])).await }
+    });
+    let bill = second.next_command().await;
+    second.answer(&bill, "billed").await;
+    assert!(call.await.unwrap().error_code.is_empty());
+    assert_eq!(node.metric("ranvier_handler_answered_total", &client), Some(3.0));
+    assert_eq!(node.metric("ranvier_handlers_connected", &connected), Some(1.0));
+
+    // Once the client has no stream left, its series go (the node does not
+    // keep one per client it ever saw).
+    drop(second);
+    ranvier_tests::eventually(Duration::from_secs(10), "the client's series to go", || async {
+        node.metric("ranvier_handlers_connected", &connected) == Some(0.0)
+            && node.metric("ranvier_handler_answered_total", &client).is_none()
+    })
+    .await
+    .unwrap();
+}

@@ -183,6 +183,16 @@ async fn a_query_goes_to_one_handler_per_component_and_every_response_streams_ba
     let mut texts: Vec<String> = responses.iter().map(text).collect();
     texts.sort();
     assert_eq!(texts, ["price-1", "price-2", "stock-7"], "every success, no held error: {responses:?}");
+    // The node counts the query, its time, and each handler's answer.
+    let context = ["context=\"default\""];
+    assert_eq!(node.metric("ranvier_queries_dispatched_total", &context), Some(1.0));
+    assert_eq!(node.metric("ranvier_query_seconds_count", &context), Some(1.0));
+    assert_eq!(node.metric("ranvier_queries_active", &[]), Some(0.0));
+    assert_eq!(node.metric("ranvier_queries_failed_total", &context), None, "nothing failed");
+    let b_series = ["kind=\"query\"", "client=\"b\""];
+    assert_eq!(node.metric("ranvier_handler_answered_total", &b_series), Some(1.0));
+    let connected = ["context=\"default\"", "kind=\"query\""];
+    assert_eq!(node.metric("ranvier_handlers_connected", &connected), Some(3.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

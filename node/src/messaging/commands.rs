@@ -190,6 +190,8 @@ pub trait Forwarder: Send + Sync {
 
 struct Pending {
     handler: HandlerId,
+    /// When it was dispatched.
+    since: std::time::Instant,
     /// Whether the handler has received it (else it is in its queue).
     sent: bool,
     reply: oneshot::Sender<CommandResponse>,
@@ -239,6 +241,11 @@ fn number(command: &Command, key: ProcessingKey) -> Option<i64> {
         Some(Data::NumberValue(n)) => Some(n),
         _ => None,
     })
+}
+
+/// The context of `handler`'s stream.
+fn key_context(state: &State, handler: HandlerId) -> String {
+    state.handlers.get(&handler).map(|h| h.context.clone()).unwrap_or_default()
 }
 
 /// The routing key: the ROUTING_KEY instruction, else the message id.
@@ -323,6 +330,8 @@ impl CommandBus {
         let route = state.routes.entry(key).or_default();
         route.handlers.insert(identity, (Target::Local(handler), subscription.load_factor));
         route.changed();
+        let context = key_context(&state, handler);
+        self.recount(&state, &context, None);
         state.local_version += 1;
         self.changed.notify_one();
     }
@@ -390,10 +399,22 @@ impl CommandBus {
             Some(pending) if pending.handler == handler && pending.sent => {}
             _ => return false,
         }
-        match state.pending.remove(&key) {
-            Some(pending) => pending.reply.send(response).is_ok(),
-            None => false,
+        let Some(pending) = state.pending.remove(&key) else { return false };
+        if let Some(h) = state.handlers.get(&handler) {
+            self.series().answered(&h.context, &h.component, &h.client_id, pending.since);
         }
+        pending.reply.send(response).is_ok()
+    }
+
+    fn series(&self) -> super::HandlerSeries<'_> {
+        super::HandlerSeries::new(&self.metrics.handlers, "command")
+    }
+
+    /// Counts the clients of `context` again; `left` is the client whose
+    /// stream just ended.
+    fn recount(&self, state: &State, context: &str, left: Option<(&str, &str)>) {
+        let clients = state.handlers.values().filter(|h| h.context == context).map(|h| h.client_id.as_str());
+        self.series().recount(context, clients, left);
     }
 
     /// `handler`'s stream ended: its queued commands go to the remaining
@@ -404,6 +425,7 @@ impl CommandBus {
         let Some(mut gone) = state.handlers.remove(&handler) else { return };
         gone.closed = true;
         gone.wake.notify_one();
+        self.recount(&state, &gone.context, Some((&gone.component, &gone.client_id)));
         for name in gone.commands.keys() {
             self.leave_route(&mut state, (gone.context.clone(), name.clone()), handler);
         }
@@ -466,7 +488,7 @@ impl CommandBus {
         let key = (context.to_owned(), command.message_identifier.clone());
         h.queue.push(Queued { priority, arrival: h.arrivals, command });
         h.wake.notify_one();
-        state.pending.insert(key, Pending { handler, sent: false, reply });
+        state.pending.insert(key, Pending { handler, since: std::time::Instant::now(), sent: false, reply });
         Ok(None)
     }
 

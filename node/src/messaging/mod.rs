@@ -37,6 +37,55 @@ pub fn node_error(node: &str, code: ranvier_wire::ErrorCode, message: String) ->
     }
 }
 
+/// The metric series of one handler client, per kind (`command`,
+/// `query`): keyed by client id, so streams of one client (a reconnect)
+/// share them.
+pub(crate) struct HandlerSeries<'a> {
+    metrics: &'a crate::telemetry::HandlerMetrics,
+    kind: &'static str,
+}
+
+impl<'a> HandlerSeries<'a> {
+    pub(crate) fn new(metrics: &'a crate::telemetry::HandlerMetrics, kind: &'static str) -> Self {
+        HandlerSeries { metrics, kind }
+    }
+
+    fn labels(&self, context: &str, component: &str, client: &str) -> crate::telemetry::HandlerLabels {
+        crate::telemetry::HandlerLabels {
+            context: context.to_owned(),
+            kind: self.kind.to_owned(),
+            component: component.to_owned(),
+            client: client.to_owned(),
+        }
+    }
+
+    /// The client answered a message dispatched `since`.
+    pub(crate) fn answered(&self, context: &str, component: &str, client: &str, since: std::time::Instant) {
+        let labels = self.labels(context, component, client);
+        self.metrics.answered.get_or_create(&labels).inc();
+        self.metrics.seconds.get_or_create(&labels).observe(since.elapsed().as_secs_f64());
+    }
+
+    /// The clients of `context` with a stream here now are `clients`; the
+    /// series of `left` (a client whose stream ended) go unless it is
+    /// still among them.
+    pub(crate) fn recount<'c>(
+        &self,
+        context: &str,
+        clients: impl Iterator<Item = &'c str>,
+        left: Option<(&str, &str)>,
+    ) {
+        let clients: std::collections::BTreeSet<&str> = clients.filter(|c| !c.is_empty()).collect();
+        let kind = crate::telemetry::KindLabels { context: context.to_owned(), kind: self.kind.to_owned() };
+        self.metrics.connected.get_or_create(&kind).set(i64::try_from(clients.len()).unwrap_or(i64::MAX));
+        if let Some((component, client)) = left.filter(|(_, client)| !clients.contains(client)) {
+            let labels = self.labels(context, component, client);
+            self.metrics.answered.remove(&labels);
+            self.metrics.seconds.remove(&labels);
+        }
+    }
+}
+
 /// The components with handlers in `context`, from both buses (GET
 /// `/v1/components`).
 pub fn components(

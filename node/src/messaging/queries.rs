@@ -37,6 +37,8 @@ use ranvier_proto::query::{
 use ranvier_wire::ErrorCode;
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::telemetry::{CommandLabels, QueryMetrics};
+
 /// The bus's limits.
 #[derive(Debug, Clone)]
 pub struct QueryLimits {
@@ -75,6 +77,8 @@ const CONTROL_QUEUE_MAX: usize = 10_000;
 struct Handler {
     context: String,
     component: String,
+    /// The client's id (for its metrics).
+    client_id: String,
     /// A node whose handlers of this component stand behind this entry
     /// (queries go there instead of into a queue).
     remote: Option<String>,
@@ -102,6 +106,8 @@ struct Active {
     /// Dropped with the query, however it ends: its timer and forwards
     /// stop then.
     _over: watch::Sender<()>,
+    /// When it was dispatched.
+    started: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -147,6 +153,7 @@ pub struct RemoteQueryHandler {
 pub struct QueryBus {
     node: String,
     limits: QueryLimits,
+    metrics: QueryMetrics,
     state: Mutex<State>,
     forwarder: Option<Arc<dyn QueryForwarder>>,
     /// Woken when this node's own handlers change (for announcing them).
@@ -169,13 +176,40 @@ fn boolean(request: &QueryRequest, key: ProcessingKey) -> bool {
 
 impl QueryBus {
     /// An empty bus on node `node` (the location of its errors).
-    pub fn new(node: impl Into<String>, limits: QueryLimits) -> Self {
+    pub fn new(node: impl Into<String>, limits: QueryLimits, metrics: QueryMetrics) -> Self {
         QueryBus {
             node: node.into(),
             limits,
+            metrics,
             state: Mutex::new(State::default()),
             forwarder: None,
             changed: Notify::new(),
+        }
+    }
+
+    fn series(&self) -> super::HandlerSeries<'_> {
+        super::HandlerSeries::new(&self.metrics.handlers, "query")
+    }
+
+    /// Counts this node's query clients of `context` again; `left` is the
+    /// client whose stream just ended.
+    fn recount(&self, state: &State, context: &str, left: Option<(&str, &str)>) {
+        let clients = state
+            .handlers
+            .values()
+            .filter(|h| h.context == context && h.remote.is_none())
+            .map(|h| h.client_id.as_str());
+        self.series().recount(context, clients, left);
+    }
+
+    /// `active`, of `context`, has ended (it is out of the state).
+    fn ended(&self, state: &State, context: &str, active: &Active, timed_out: bool) {
+        let labels = CommandLabels { context: context.to_owned() };
+        self.metrics.seconds.get_or_create(&labels).observe(active.started.elapsed().as_secs_f64());
+        self.metrics.active.set(i64::try_from(state.active.len()).unwrap_or(i64::MAX));
+        let ours = |e: &QueryResponse| e.error_message.as_ref().is_some_and(|m| m.location == self.node);
+        if !active.succeeded && (timed_out || active.errors.iter().any(ours)) {
+            self.metrics.failed.get_or_create(&labels).inc();
         }
     }
 
@@ -243,6 +277,7 @@ impl QueryBus {
                 Handler {
                     context: handler.context,
                     component: handler.component,
+                    client_id: String::new(),
                     remote: Some(node.to_owned()),
                     permits: 0,
                     queue: VecDeque::new(),
@@ -285,6 +320,7 @@ impl QueryBus {
         let handler = Handler {
             context: context.to_owned(),
             component: String::new(),
+            client_id: String::new(),
             remote: None,
             permits: 0,
             queue: VecDeque::new(),
@@ -306,9 +342,11 @@ impl QueryBus {
             subscription.component_name.clone()
         };
         h.component = component;
+        h.client_id.clone_from(&subscription.client_id);
         h.queries.insert(subscription.query.clone());
         let key = (h.context.clone(), subscription.query.clone());
-        state.routes.entry(key).or_default().insert(handler);
+        state.routes.entry(key.clone()).or_default().insert(handler);
+        self.recount(&state, &key.0, None);
         self.changed.notify_one();
     }
 
@@ -382,7 +420,7 @@ impl QueryBus {
             let mut state = self.lock();
             let Some(context) = state.handlers.get(&handler).map(|h| h.context.clone()) else { return };
             let key = (context, request_id.to_owned());
-            finish_one(&mut state, &key, handler)
+            finish_one(self, &mut state, &key, handler)
         };
         if let Some((caller, errors)) = finished {
             for error in errors {
@@ -400,6 +438,7 @@ impl QueryBus {
             let Some(gone) = state.handlers.remove(&handler) else { return };
             gone.wake.notify_one();
             if gone.remote.is_none() {
+                self.recount(&state, &gone.context, Some((&gone.component, &gone.client_id)));
                 self.changed.notify_one();
             }
             for query in &gone.queries {
@@ -413,7 +452,7 @@ impl QueryBus {
                 if let Some(active) = state.active.get_mut(&key) {
                     active.errors.push(error);
                 }
-                finished.extend(finish_one(&mut state, &key, handler));
+                finished.extend(finish_one(self, &mut state, &key, handler));
             }
         }
         for (caller, errors) in finished {
@@ -452,7 +491,10 @@ impl QueryBus {
         let id = request.message_identifier.clone();
         let key = (context.to_owned(), id.clone());
         let responses = Responses { receiver, bus: self.clone(), key: key.clone(), serial, streaming, taken: 0 };
+        let labels = CommandLabels { context: context.to_owned() };
+        self.metrics.dispatched.get_or_create(&labels).inc();
         let immediate = |state: &mut State, code, message| {
+            self.metrics.failed.get_or_create(&labels).inc();
             let response = self.error(state, &id, code, message);
             // A fresh channel of CALLER_BUFFER has room for one.
             let _ = caller.try_send(response);
@@ -485,6 +527,7 @@ impl QueryBus {
             errors: Vec::new(),
             succeeded: false,
             _over: over,
+            started: std::time::Instant::now(),
         };
         let mut forwards = Vec::new();
         for handler in chosen {
@@ -505,12 +548,14 @@ impl QueryBus {
             active.waiting.insert(handler);
         }
         if active.waiting.is_empty() {
+            self.metrics.failed.get_or_create(&labels).inc();
             for error in active.errors {
                 let _ = caller.try_send(error);
             }
             return responses;
         }
         state.active.insert(key.clone(), active);
+        self.metrics.active.set(i64::try_from(state.active.len()).unwrap_or(i64::MAX));
         drop(state);
         for (handler, node, component) in forwards {
             self.forward((handler, node, component), context, &request, timeout, ended.clone());
@@ -592,6 +637,7 @@ impl QueryBus {
                 return;
             }
             let Some(active) = state.active.remove(key) else { return };
+            self.ended(&state, &key.0, &active, true);
             let message = format!("query {} not completed within {} ms", key.1, timeout.as_millis());
             let error = self.error(&mut state, &key.1, ErrorCode::QueryTimeout, message);
             (active.caller, error)
@@ -685,6 +731,7 @@ impl QueryBus {
             return;
         }
         let Some(active) = state.active.remove(key) else { return };
+        self.ended(&state, &key.0, &active, false);
         if !active.streaming {
             return;
         }
@@ -805,16 +852,24 @@ fn choose(state: &mut State, context: &str, query: &str, only: Option<&str>) -> 
 /// query ends: its caller and the errors to pass on (none if a handler
 /// succeeded).
 fn finish_one(
+    bus: &QueryBus,
     state: &mut State,
     key: &(String, String),
     handler: HandlerId,
 ) -> Option<(mpsc::Sender<QueryResponse>, Vec<QueryResponse>)> {
     let active = state.active.get_mut(key)?;
-    active.waiting.remove(&handler);
+    if !active.waiting.remove(&handler) {
+        return None;
+    }
+    // A handler here that completed (not one that left, nor another node).
+    if let Some(h) = state.handlers.get(&handler).filter(|h| h.remote.is_none()) {
+        bus.series().answered(&key.0, &h.component, &h.client_id, active.started);
+    }
     if !active.waiting.is_empty() {
         return None;
     }
     let active = state.active.remove(key)?;
+    bus.ended(state, &key.0, &active, false);
     let errors = if active.succeeded { Vec::new() } else { active.errors };
     Some((active.caller, errors))
 }
