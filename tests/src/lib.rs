@@ -411,6 +411,40 @@ pub fn http_call(address: &str, method: &str, path: &str) -> anyhow::Result<Http
     Ok(HttpReply { code, headers, body: body.to_owned() })
 }
 
+/// A client's platform stream, as an Axon application opens it.
+pub struct Platform {
+    /// What the client sends.
+    pub to_server: tokio::sync::mpsc::Sender<ranvier_proto::control::PlatformInboundInstruction>,
+    /// What the server sends.
+    pub from_server: tonic::Streaming<ranvier_proto::control::PlatformOutboundInstruction>,
+}
+
+impl Platform {
+    /// Opens a platform stream on `channel` and registers as `client` of
+    /// `component` (the register instruction carries id `register`).
+    pub async fn open(channel: &Channel, client: &str, component: &str) -> anyhow::Result<Platform> {
+        use ranvier_proto::control::platform_inbound_instruction::Request;
+        use ranvier_proto::control::platform_service_client::PlatformServiceClient;
+        use ranvier_proto::control::{ClientIdentification, PlatformInboundInstruction};
+        let (to_server, outbound) = tokio::sync::mpsc::channel(16);
+        let from_server = PlatformServiceClient::new(channel.clone())
+            .open_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+            .await?
+            .into_inner();
+        let identity = ClientIdentification {
+            client_id: client.to_owned(),
+            component_name: component.to_owned(),
+            ..Default::default()
+        };
+        let register = PlatformInboundInstruction {
+            instruction_id: "register".into(),
+            request: Some(Request::Register(identity)),
+        };
+        to_server.send(register).await?;
+        Ok(Platform { to_server, from_server })
+    }
+}
+
 /// Encoded size of an event (for byte budgets in tests).
 pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()

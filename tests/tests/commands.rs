@@ -485,18 +485,11 @@ async fn platform(
     every: Duration,
 ) -> (tokio::sync::oneshot::Sender<()>, tonic::Streaming<ranvier_proto::control::PlatformOutboundInstruction>) {
     use ranvier_proto::control::platform_inbound_instruction::Request as Up;
-    use ranvier_proto::control::platform_service_client::PlatformServiceClient;
-    use ranvier_proto::control::{ClientIdentification, Heartbeat, PlatformInboundInstruction};
-    let (to_server, outbound) = mpsc::channel(16);
-    let from_server = PlatformServiceClient::new(channel.clone())
-        .open_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
-        .await
-        .unwrap()
-        .into_inner();
-    let identity =
-        ClientIdentification { client_id: client.to_owned(), component_name: "app".into(), ..Default::default() };
-    let register = PlatformInboundInstruction { instruction_id: String::new(), request: Some(Up::Register(identity)) };
-    to_server.send(register).await.unwrap();
+    use ranvier_proto::control::{Heartbeat, PlatformInboundInstruction};
+    let ranvier_tests::Platform { to_server, mut from_server } =
+        ranvier_tests::Platform::open(channel, client, "app").await.unwrap();
+    // The registration's ack.
+    from_server.message().await.unwrap().unwrap();
     let (beating, mut stop) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let beat =

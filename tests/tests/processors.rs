@@ -12,10 +12,7 @@ use ranvier_proto::common::{ErrorMessage, InstructionAck};
 use ranvier_proto::control::event_processor_info::SegmentStatus;
 use ranvier_proto::control::platform_inbound_instruction::Request as Inbound;
 use ranvier_proto::control::platform_outbound_instruction::Request as Outbound;
-use ranvier_proto::control::platform_service_client::PlatformServiceClient;
-use ranvier_proto::control::{
-    ClientIdentification, EventProcessorInfo, PlatformInboundInstruction, PlatformOutboundInstruction,
-};
+use ranvier_proto::control::{EventProcessorInfo, PlatformInboundInstruction, PlatformOutboundInstruction};
 use ranvier_tests::{HttpReply, Node};
 use ranvier_wire::admin::{ProcessorInstance, ProcessorInstructed};
 use tokio::sync::mpsc;
@@ -31,16 +28,9 @@ impl App {
     /// Connects as `client` of component `shop`, reporting processor
     /// `orders` holding `segments` (id, one part of), each step acked.
     async fn connect(channel: &Channel, client: &str, segments: &[(i32, i32)]) -> App {
-        let (to_server, outbound) = mpsc::channel(16);
-        let from_server = PlatformServiceClient::new(channel.clone())
-            .open_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
-            .await
-            .unwrap()
-            .into_inner();
+        let ranvier_tests::Platform { to_server, from_server } =
+            ranvier_tests::Platform::open(channel, client, "shop").await.unwrap();
         let mut app = App { to_server, from_server };
-        let identity =
-            ClientIdentification { client_id: client.to_owned(), component_name: "shop".into(), ..Default::default() };
-        app.send("register", Inbound::Register(identity)).await;
         app.expect_ack("register").await;
         let info = EventProcessorInfo {
             processor_name: "orders".into(),

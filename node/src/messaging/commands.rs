@@ -111,6 +111,8 @@ struct Handler {
     commands: BTreeMap<String, i32>,
     wake: Arc<Notify>,
     closed: bool,
+    /// Its client's metric series, once it subscribed.
+    series: Option<super::Answered>,
 }
 
 /// Where a command can go: a handler connected here, or another node
@@ -305,6 +307,7 @@ impl CommandBus {
             commands: BTreeMap::new(),
             wake: wake.clone(),
             closed: false,
+            series: None,
         };
         state.handlers.insert(id, handler);
         (id, wake)
@@ -322,6 +325,7 @@ impl CommandBus {
             h.component = subscription.component_name.clone();
         }
         h.commands.insert(subscription.command.clone(), subscription.load_factor);
+        h.series = Some(self.series().of(&h.context, &h.component, &h.client_id));
         // A stable identity places the handler's points: a client that
         // reconnects gets its keys back.
         let identity = format!("{}/{}/{handler}", h.client_id, h.component);
@@ -400,8 +404,8 @@ impl CommandBus {
             _ => return false,
         }
         let Some(pending) = state.pending.remove(&key) else { return false };
-        if let Some(h) = state.handlers.get(&handler) {
-            self.series().answered(&h.context, &h.component, &h.client_id, pending.since);
+        if let Some(series) = state.handlers.get(&handler).and_then(|h| h.series.as_ref()) {
+            series.answered(pending.since);
         }
         pending.reply.send(response).is_ok()
     }

@@ -59,11 +59,14 @@ impl<'a> HandlerSeries<'a> {
         }
     }
 
-    /// The client answered a message dispatched `since`.
-    pub(crate) fn answered(&self, context: &str, component: &str, client: &str, since: std::time::Instant) {
+    /// The series of one client, to keep with its stream (so that an
+    /// answer costs no lookup).
+    pub(crate) fn of(&self, context: &str, component: &str, client: &str) -> Answered {
         let labels = self.labels(context, component, client);
-        self.metrics.answered.get_or_create(&labels).inc();
-        self.metrics.seconds.get_or_create(&labels).observe(since.elapsed().as_secs_f64());
+        Answered {
+            count: self.metrics.answered.get_or_create_owned(&labels),
+            seconds: self.metrics.seconds.get_or_create_owned(&labels),
+        }
     }
 
     /// The clients of `context` with a stream here now are `clients`; the
@@ -83,6 +86,27 @@ impl<'a> HandlerSeries<'a> {
             self.metrics.answered.remove(&labels);
             self.metrics.seconds.remove(&labels);
         }
+    }
+}
+
+/// One handler client's answer counter and latency histogram.
+#[derive(Clone)]
+pub(crate) struct Answered {
+    count: prometheus_client::metrics::counter::Counter,
+    seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl std::fmt::Debug for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answered")
+    }
+}
+
+impl Answered {
+    /// The client answered a message dispatched `since`.
+    pub(crate) fn answered(&self, since: std::time::Instant) {
+        self.count.inc();
+        self.seconds.observe(since.elapsed().as_secs_f64());
     }
 }
 

@@ -79,6 +79,8 @@ struct Handler {
     component: String,
     /// The client's id (for its metrics).
     client_id: String,
+    /// Its client's metric series, once it subscribed (handlers here only).
+    series: Option<super::Answered>,
     /// A node whose handlers of this component stand behind this entry
     /// (queries go there instead of into a queue).
     remote: Option<String>,
@@ -278,6 +280,7 @@ impl QueryBus {
                     context: handler.context,
                     component: handler.component,
                     client_id: String::new(),
+                    series: None,
                     remote: Some(node.to_owned()),
                     permits: 0,
                     queue: VecDeque::new(),
@@ -321,6 +324,7 @@ impl QueryBus {
             context: context.to_owned(),
             component: String::new(),
             client_id: String::new(),
+            series: None,
             remote: None,
             permits: 0,
             queue: VecDeque::new(),
@@ -343,6 +347,7 @@ impl QueryBus {
         };
         h.component = component;
         h.client_id.clone_from(&subscription.client_id);
+        h.series = Some(self.series().of(&h.context, &h.component, &h.client_id));
         h.queries.insert(subscription.query.clone());
         let key = (h.context.clone(), subscription.query.clone());
         state.routes.entry(key.clone()).or_default().insert(handler);
@@ -862,8 +867,8 @@ fn finish_one(
         return None;
     }
     // A handler here that completed (not one that left, nor another node).
-    if let Some(h) = state.handlers.get(&handler).filter(|h| h.remote.is_none()) {
-        bus.series().answered(&key.0, &h.component, &h.client_id, active.started);
+    if let Some(series) = state.handlers.get(&handler).and_then(|h| h.series.as_ref()) {
+        series.answered(active.started);
     }
     if !active.waiting.is_empty() {
         return None;

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ClientApi, context_of, read_handler_stream, send_to_handler, unsupported_instruction};
+use super::{ClientApi, context_of, read_handler_stream, remember_client, send_to_handler, unsupported_instruction};
 use crate::messaging::commands::{CommandBus, HandlerId};
 
 /// Messages buffered towards one handler client (commands and acks); its
@@ -81,9 +81,7 @@ impl CommandService for Commands {
                     Some(Outbound::FlowControl(flow)) => Some(&flow.client_id),
                     _ => None,
                 };
-                if let Some(id) = client.filter(|id| !id.is_empty()) {
-                    named.send_if_modified(|known| (known != id).then(|| *known = id.clone()).is_some());
-                }
+                remember_client(&named, client);
                 receive(&bus, handler, message, &out, &node)
             })
             .await;

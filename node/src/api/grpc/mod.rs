@@ -128,6 +128,14 @@ pub fn unsupported_instruction(node: &str) -> ranvier_proto::common::ErrorMessag
     }
 }
 
+/// Keeps `named` up to date with the client id a handler stream's message
+/// carries (subscriptions and permits do), for [`ClientApi::handler_ends`].
+pub fn remember_client(named: &tokio::sync::watch::Sender<String>, id: Option<&String>) {
+    if let Some(id) = id.filter(|id| !id.is_empty()) {
+        named.send_if_modified(|known| (known != id).then(|| known.clone_from(id)).is_some());
+    }
+}
+
 /// Reads a handler client's stream, passing each message to `receive`,
 /// until the stream ends or fails, `ends` resolves (the node stops, or the
 /// client was cut off), or `receive` says the client is gone (`false`).

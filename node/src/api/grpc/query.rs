@@ -22,7 +22,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ClientApi, context_of, read_handler_stream, send_to_handler, unsupported_instruction};
+use super::{ClientApi, context_of, read_handler_stream, remember_client, send_to_handler, unsupported_instruction};
 use crate::messaging::queries::{HandlerId, Outgoing, QueryBus};
 use crate::messaging::subscriptions::Subscriptions;
 use ranvier_proto::query::subscription_query_request::Request as Control;
@@ -97,9 +97,7 @@ impl QueryService for Queries {
                     Some(Outbound::FlowControl(flow)) => Some(&flow.client_id),
                     _ => None,
                 };
-                if let Some(id) = client.filter(|id| !id.is_empty()) {
-                    named.send_if_modified(|known| (known != id).then(|| *known = id.clone()).is_some());
-                }
+                remember_client(&named, client);
                 receive(&bus, &subscriptions, handler, message, &out, &node)
             };
             read_handler_stream(incoming, ends, receiving).await;
