@@ -264,6 +264,83 @@ async fn a_messaging_only_node_stores_nothing_and_serves_its_clients() {
     holds(&nodes[1], "shop", 1).await;
     assert!(!messaging.dir.join("data").join("shop").exists(), "a messaging-only node stores no events");
     assert!(!messaging.dir.join("log").join("shop").exists(), "and keeps no replication log");
+
+    // Commands route through it as through any node: a handler on the
+    // messaging-only node answers a caller on node-1, and the reverse.
+    let _on_messaging = answer_commands(messaging, "shop", "Checkout").await;
+    let _on_primary = answer_commands(&nodes[0], "shop", "Restock").await;
+    assert_eq!(dispatched(&nodes[0], "shop", "Checkout").await, "handled on node-3");
+    assert_eq!(dispatched(messaging, "shop", "Restock").await, "handled on node-1");
+
+    // Its clients are not sent elsewhere: it serves them itself.
+    let info = platform_server(messaging, "shop").await;
+    assert!(info.same_connection, "{info:?}");
+}
+
+/// A command handler of `command` in `context` on `node` that answers
+/// every command with where it ran; it stops when dropped.
+async fn answer_commands(node: &Node, context: &str, command: &str) -> tokio::task::JoinHandle<()> {
+    use ranvier_proto::command::command_provider_inbound::Request as Inbound;
+    use ranvier_proto::command::command_provider_outbound::Request as Outbound;
+    use ranvier_proto::command::command_service_client::CommandServiceClient;
+    use ranvier_proto::command::{CommandProviderOutbound, CommandResponse, CommandSubscription};
+    use ranvier_proto::common::{FlowControl, SerializedObject};
+    let (to_server, outbound) = tokio::sync::mpsc::channel(16);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(outbound);
+    let mut client = CommandServiceClient::new(node.channel().await.unwrap());
+    let mut inbound = client.open_stream(in_context(stream, context)).await.unwrap().into_inner();
+    let name = node.name().to_owned();
+    let subscription = CommandSubscription {
+        message_id: format!("{name}-sub"),
+        command: command.to_owned(),
+        component_name: "shop-app".into(),
+        client_id: format!("{name}-client"),
+        load_factor: 100,
+    };
+    let send = |request| CommandProviderOutbound { request: Some(request), instruction_id: String::new() };
+    to_server.send(send(Outbound::Subscribe(subscription))).await.unwrap();
+    let permits = FlowControl { client_id: format!("{name}-client"), permits: 1000 };
+    to_server.send(send(Outbound::FlowControl(permits))).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok(Some(message)) = inbound.message().await {
+            let Some(Inbound::Command(command)) = message.request else { continue };
+            let data = format!("handled on {name}").into_bytes().into();
+            let response = CommandResponse {
+                message_identifier: format!("{}-answer", command.message_identifier),
+                request_identifier: command.message_identifier,
+                payload: Some(SerializedObject { r#type: "Done".into(), revision: String::new(), data }),
+                ..Default::default()
+            };
+            if to_server.send(send(Outbound::CommandResponse(response))).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Dispatches `command` in `context` through `node` until a handler
+/// answers (handlers are announced across the cluster within a second);
+/// the answer's payload.
+async fn dispatched(node: &Node, context: &str, command: &str) -> String {
+    use ranvier_proto::command::Command;
+    use ranvier_proto::command::command_service_client::CommandServiceClient;
+    let mut client = CommandServiceClient::new(node.channel().await.unwrap());
+    let started = std::time::Instant::now();
+    for attempt in 0.. {
+        let request = Command {
+            message_identifier: format!("{command}-{attempt}"),
+            name: command.to_owned(),
+            ..Default::default()
+        };
+        let response = client.dispatch(in_context(request, context)).await.unwrap().into_inner();
+        if response.error_code.is_empty() {
+            return String::from_utf8(response.payload.unwrap_or_default().data.to_vec()).unwrap();
+        }
+        assert_eq!(response.error_code, "AXONIQ-4000", "{response:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "no handler of {command} reached from {}", node.name());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,17 +141,25 @@ pub fn remember_client(named: &tokio::sync::watch::Sender<String>, id: Option<&S
 /// client was cut off), or `receive` says the client is gone (`false`).
 pub async fn read_handler_stream<M, F, Fut>(
     mut incoming: tonic::Streaming<M>,
-    ends: impl std::future::Future<Output = ()>,
+    ends: impl std::future::Future<Output = ()> + Send + 'static,
     mut receive: F,
 ) where
     F: FnMut(M) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let mut ends = std::pin::pin!(ends);
+    // `ends` is watched on its own task: the loop below then checks one
+    // flag per message instead of polling every reason to stop.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(async move {
+        ends.await;
+        let _ = stop.send(());
+    });
+    let _watching = AbortOnDrop(watcher);
     loop {
         let message = tokio::select! {
+            biased;
             message = incoming.message() => message,
-            () = &mut ends => return,
+            _ = &mut stopped => return,
         };
         match message {
             Ok(Some(message)) => {
@@ -161,6 +169,15 @@ pub async fn read_handler_stream<M, F, Fut>(
             }
             Ok(None) | Err(_) => return,
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
