@@ -21,6 +21,7 @@
 //! - [`server`]: wires them together and drains on shutdown.
 //! - [`telemetry`]: logging and the metric registry.
 
+pub mod access;
 pub mod api;
 pub mod cluster;
 pub mod config;

@@ -13,6 +13,8 @@ use ranvier_proto::control::platform_service_server::PlatformServiceServer;
 use ranvier_proto::event::event_store_server::EventStoreServer;
 use tokio::net::TcpListener;
 
+use crate::access::Access;
+use crate::api::grpc::access::AccessLayer;
 use crate::api::grpc::command::Commands;
 use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::proxy::ContextProxyLayer;
@@ -274,7 +276,12 @@ pub async fn run(
     };
     let client_api =
         Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone(), cluster.clone()));
+    let access = Arc::new(Access::new(&config.access));
+    if access.enabled() {
+        tracing::info!("access control on: client and REST calls need an access token");
+    }
     let http_state = Arc::new(HttpState {
+        access: access.clone(),
         node: HttpNode {
             name: node.name.clone(),
             host_name: node.client_host(),
@@ -300,6 +307,9 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))
+        // The token is checked before anything else (a refused call is
+        // neither served nor passed to another node).
+        .layer(AccessLayer::new(access.clone()))
         .layer(tower::util::MapResponseLayer::new(add_missing_error_code))
         .layer(ContextProxyLayer::new(cluster.clone(), contexts.clone()))
         .add_service(

@@ -163,7 +163,7 @@ pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> 
     }
 }
 
-fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -26,6 +26,14 @@ pub const RESERVED_KEYS: &[&str] = &[
     "ranvier.bind-address",
 ];
 
+/// Property keys the operator cannot honour yet: access control would lock
+/// the operator's own admin calls out (it has no way to hold a token yet).
+pub const UNSUPPORTED_KEYS: &[&str] = &[
+    "axoniq.axonserver.accesscontrol.enabled",
+    "axoniq.axonserver.accesscontrol.token",
+    "axoniq.axonserver.accesscontrol.admin-token",
+];
+
 /// Longest cluster name: pod names (`<cluster>-<set>-<n>`) and the headless
 /// Service name (`<cluster>-internal`) must stay DNS labels (63).
 pub const CLUSTER_NAME_MAX: usize = 24;
@@ -100,6 +108,9 @@ pub fn validate(cluster: &RanvierCluster, namespace: &str) -> Result<ValidCluste
     for key in spec.properties.keys() {
         if RESERVED_KEYS.iter().any(|reserved| key.trim().eq_ignore_ascii_case(reserved)) {
             problems.push(format!("properties: {key} is set by the operator"));
+        }
+        if UNSUPPORTED_KEYS.iter().any(|unsupported| key.trim().eq_ignore_ascii_case(unsupported)) {
+            problems.push(format!("properties: {key} is not supported by the operator yet"));
         }
     }
     for context in &spec.contexts {

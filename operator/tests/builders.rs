@@ -179,6 +179,13 @@ fn invalid_specs_are_refused_with_every_reason() {
             }),
             "set by the operator",
         ),
+        (
+            "access control",
+            Box::new(|c| {
+                c.spec.properties.insert("axoniq.axonserver.accesscontrol.enabled".into(), "true".into());
+            }),
+            "not supported by the operator yet",
+        ),
         ("bad context", Box::new(|c| c.spec.contexts.push("_admin".into())), "not allowed"),
         ("long name", Box::new(|c| c.metadata.name = Some("a-very-long-cluster-name-indeed".into())), "at most 24"),
         ("no image", Box::new(|c| c.spec.image = " ".into()), "image"),

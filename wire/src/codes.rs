@@ -31,6 +31,10 @@ macro_rules! codes {
 codes! {
     /// Anything else.
     Other = "AXONIQ-0001",
+    /// The call carried no access token.
+    AuthenticationTokenMissing = "AXONIQ-1000",
+    /// The call's access token does not allow it.
+    AuthenticationInvalidToken = "AXONIQ-1001",
     /// A request Ranvier does not support.
     UnsupportedInstruction = "AXONIQ-1002",
     /// No node by that name.

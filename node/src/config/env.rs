@@ -163,7 +163,7 @@ mod tests {
         let env = MapEnv::new()
             .with("SERVER_PORT", " 9000 ")
             .with("AXONIQ_AXONSERVER_INTERNAL_PORT", "9001")
-            .with("AXONIQ_AXONSERVER_ACCESSCONTROL_ENABLED", "true")
+            .with("AXONIQ_AXONSERVER_ACCESSCONTROL_CACHE_TTL", "30s")
             .with("AXONIQ_AXONSERVER_EVENT_BLOOM_INDEX_FPP", "0.01")
             .with("RANVIER_CONFIG", "x.properties")
             .with("RANVIER_LOG", "debug")

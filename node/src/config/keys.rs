@@ -115,12 +115,25 @@ pub const LOG_ENTRIES_KEPT: Key = key("ranvier.replication.log-entries-kept", "1
 /// Memory for the newest replication log entries of all groups together (each group
 /// keeps at most 8 MiB of them); older entries are read back from the log files.
 pub const LOG_CACHE_SIZE: Key = key("ranvier.replication.log-cache-size", "32MB");
-/// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
 /// How long primaries keep events on their own disk once the group has a SECONDARY member.
 pub const EVENT_RETENTION_TIME: Key = key("axoniq.axonserver.event.retention-time", "7d");
 /// How often a primary looks for segments it may retire to the secondary tier.
 pub const TIER_CHECK_INTERVAL: Key = key("ranvier.tier.check-interval", "10s");
+/// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
 pub const INTERNAL_TOKEN: Key = key("axoniq.axonserver.accesscontrol.internal-token", "");
+/// Whether client and REST calls must carry an access token (`AxonIQ-Access-Token`).
+pub const ACCESS_CONTROL_ENABLED: Key = key("axoniq.axonserver.accesscontrol.enabled", "false");
+/// The token of applications (client gRPC calls and REST reads); required when enabled.
+pub const ACCESS_TOKEN: Key = key("axoniq.axonserver.accesscontrol.token", "");
+/// The token of administrators (everything); required when enabled.
+pub const ADMIN_TOKEN: Key = key("axoniq.axonserver.accesscontrol.admin-token", "");
+/// Whether `/ready` and `/metrics` answer without a token when access control is on (probes
+/// and scrapers usually carry none); `/health` always does.
+pub const OPEN_PROBES: Key = key("ranvier.accesscontrol.open-probes", "true");
+/// TLS on the node's ports: not supported yet, so `true` stops the start.
+pub const SSL_ENABLED: Key = key("axoniq.axonserver.ssl.enabled", "false");
+/// Spring's TLS switch for the HTTP port: not supported yet, so `true` stops the start.
+pub const SERVER_SSL_ENABLED: Key = key("server.ssl.enabled", "false");
 /// Directory of the replication log files, one subdirectory per replication group.
 pub const LOG_STORAGE_FOLDER: Key = key("axoniq.axonserver.replication.log-storage-folder", "./log");
 /// Shortest time a follower waits for the leader before starting an election (ms).
@@ -173,6 +186,12 @@ pub const ALL: &[Key] = &[
     EVENT_RETENTION_TIME,
     TIER_CHECK_INTERVAL,
     INTERNAL_TOKEN,
+    ACCESS_CONTROL_ENABLED,
+    ACCESS_TOKEN,
+    ADMIN_TOKEN,
+    OPEN_PROBES,
+    SSL_ENABLED,
+    SERVER_SSL_ENABLED,
     LOG_STORAGE_FOLDER,
     MIN_ELECTION_TIMEOUT,
     MAX_ELECTION_TIMEOUT,
@@ -183,15 +202,19 @@ pub const ALL: &[Key] = &[
 /// so existing property files keep working. A trailing `.*` matches every key under the
 /// prefix; anything else matches exactly. Store tuning keys are in [`IGNORED_STORE_TUNING`].
 pub const IGNORED: &[&str] = &[
-    "axoniq.axonserver.accesscontrol.enabled",
-    "axoniq.axonserver.accesscontrol.token",
-    "axoniq.axonserver.accesscontrol.admin-token",
     "axoniq.axonserver.accesscontrol.cache-ttl",
     "axoniq.axonserver.accesscontrol.systemtokenfile",
     "axoniq.axonserver.accesscontrol.token-dir",
     "axoniq.axonserver.accesscontrol.default-token",
     "axoniq.axonserver.accesscontrol.jwt.*",
-    "axoniq.axonserver.ssl.*",
+    // TLS files: meaningless while `ssl.enabled` must be false.
+    "axoniq.axonserver.ssl.cert-chain-file",
+    "axoniq.axonserver.ssl.private-key-file",
+    "axoniq.axonserver.ssl.internal-cert-chain-file",
+    "axoniq.axonserver.ssl.internal-private-key-file",
+    "axoniq.axonserver.ssl.internal-trust-manager-file",
+    "axoniq.axonserver.ssl.trust-manager-verification",
+    "axoniq.axonserver.ssl.enable-ssl-for-internal",
     "axoniq.axonserver.tags.*",
     "axoniq.axonserver.replication.max-entries-per-batch",
     "axoniq.axonserver.replication.flow-buffer",
@@ -242,7 +265,11 @@ pub const IGNORED: &[&str] = &[
     "logging.*",
     "spring.*",
     "management.*",
-    "server.ssl.*",
+    "server.ssl.key-store",
+    "server.ssl.key-store-password",
+    "server.ssl.key-store-type",
+    "server.ssl.key-alias",
+    "server.ssl.key-password",
     "server.servlet.*",
 ];
 
@@ -345,7 +372,7 @@ mod tests {
 
     #[test]
     fn ignored_patterns_match_prefixes_and_exact_keys() {
-        assert!(is_ignored("axoniq.axonserver.accesscontrol.enabled"));
+        assert!(is_ignored("axoniq.axonserver.accesscontrol.cache-ttl"));
         assert!(is_ignored("axoniq.axonserver.ssl.cert-chain-file"));
         assert!(is_ignored("axoniq.axonserver.snapshot.retention-time"));
         assert!(is_ignored("axoniq.axonserver.event.bloom-index-fpp"));

@@ -63,9 +63,27 @@ pub struct Config {
     pub api: ApiConfig,
     /// Clustering: formation, the internal token, replication timing.
     pub cluster: ClusterConfig,
+    /// Access control of client and REST calls.
+    pub access: AccessConfig,
     /// Contexts this node serves: [`DEFAULT_CONTEXT`] first, then
     /// `axoniq.axonserver.autocluster.contexts` in order, without duplicates.
     pub contexts: Vec<String>,
+}
+
+/// Access control of client gRPC and REST calls (not of node-to-node calls: those carry
+/// the internal token).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessConfig {
+    /// `axoniq.axonserver.accesscontrol.enabled`: calls must carry a token. Default false.
+    pub enabled: bool,
+    /// `axoniq.axonserver.accesscontrol.token`: the applications' token (client calls and
+    /// REST reads). Required when enabled.
+    pub token: Option<String>,
+    /// `axoniq.axonserver.accesscontrol.admin-token`: the administrators' token (every call).
+    /// Required when enabled.
+    pub admin_token: Option<String>,
+    /// `ranvier.accesscontrol.open-probes`: `/ready` and `/metrics` need no token. Default true.
+    pub open_probes: bool,
 }
 
 /// Identity, addresses and ports.
@@ -232,6 +250,7 @@ pub fn load(sources: &Sources<'_>) -> Result<Config, ConfigError> {
         storage: storage_config(&settings)?,
         api: api_config(&settings)?,
         cluster: cluster_config(&settings)?,
+        access: access_config(&settings)?,
         contexts: contexts(&settings)?,
     };
     check_relations(&settings, &config)?;
@@ -287,7 +306,13 @@ impl Config {
             (keys::LOG_CACHE_SIZE.name, size(self.cluster.log_cache_bytes)),
             (keys::EVENT_RETENTION_TIME.name, self.cluster.event_retention_ms.to_string()),
             (keys::TIER_CHECK_INTERVAL.name, self.cluster.tier_check_interval_ms.to_string()),
-            (keys::INTERNAL_TOKEN.name, self.cluster.internal_token.as_ref().map_or("", |_| "<set>").to_owned()),
+            (keys::INTERNAL_TOKEN.name, secret(&self.cluster.internal_token)),
+            (keys::ACCESS_CONTROL_ENABLED.name, self.access.enabled.to_string()),
+            (keys::ACCESS_TOKEN.name, secret(&self.access.token)),
+            (keys::ADMIN_TOKEN.name, secret(&self.access.admin_token)),
+            (keys::OPEN_PROBES.name, self.access.open_probes.to_string()),
+            (keys::SSL_ENABLED.name, "false".to_owned()),
+            (keys::SERVER_SSL_ENABLED.name, "false".to_owned()),
             (keys::LOG_STORAGE_FOLDER.name, path(&self.cluster.log_dir)),
             (keys::MIN_ELECTION_TIMEOUT.name, self.cluster.election_timeout_min_ms.to_string()),
             (keys::MAX_ELECTION_TIMEOUT.name, self.cluster.election_timeout_max_ms.to_string()),
@@ -296,7 +321,39 @@ impl Config {
     }
 }
 
+/// A secret in the start-up log: only whether it is set.
+fn secret(value: &Option<String>) -> String {
+    value.as_ref().map_or("", |_| "<set>").to_owned()
+}
+
 // === sub-configs ===
+
+fn access_config(s: &Settings) -> Result<AccessConfig, ConfigError> {
+    // A security setting Ranvier cannot honour stops the start: a user who
+    // believes TLS is on must not run in clear text.
+    for key in [&keys::SSL_ENABLED, &keys::SERVER_SSL_ENABLED] {
+        if s.read(key, value::boolean)? {
+            let reason = "TLS is not supported yet: set it false and terminate TLS in front of the node";
+            return Err(s.invalid(key, reason.into()));
+        }
+    }
+    let token = |key| s.read_opt(key, |t| Ok::<_, String>(t.to_owned()));
+    let access = AccessConfig {
+        enabled: s.read(&keys::ACCESS_CONTROL_ENABLED, value::boolean)?,
+        token: token(&keys::ACCESS_TOKEN)?,
+        admin_token: token(&keys::ADMIN_TOKEN)?,
+        open_probes: s.read(&keys::OPEN_PROBES, value::boolean)?,
+    };
+    if access.enabled {
+        for (key, value) in [(&keys::ACCESS_TOKEN, &access.token), (&keys::ADMIN_TOKEN, &access.admin_token)] {
+            if value.is_none() {
+                let reason = format!("must be set when {} is true", keys::ACCESS_CONTROL_ENABLED.name);
+                return Err(s.invalid(key, reason));
+            }
+        }
+    }
+    Ok(access)
+}
 
 fn node_config(s: &Settings, system_hostname: &str) -> Result<NodeConfig, ConfigError> {
     let configured_host = s.read_opt(&keys::HOSTNAME, host_name)?;

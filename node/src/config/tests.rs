@@ -97,6 +97,7 @@ fn defaults() {
             event_retention_ms: 7 * 24 * 3600 * 1000,
             tier_check_interval_ms: 10_000,
         },
+        access: AccessConfig { enabled: false, token: None, admin_token: None, open_probes: true },
         contexts: vec!["default".into()],
     };
     assert_eq!(config, expected);
@@ -261,19 +262,20 @@ fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
 #[test]
 fn recognised_unsupported_keys_only_warn() {
     let file = temp_file(
-        "axoniq.axonserver.accesscontrol.enabled=true\n\
+        "axoniq.axonserver.accesscontrol.cache-ttl=30s\n\
          axoniq.axonserver.snapshot.bloom-index-fpp=0.01\n\
          logging.level.io.axoniq=DEBUG\n",
     );
     let env = MapEnv::new().with("AXONIQ_AXONSERVER_DEVMODE_ENABLED", "true");
-    let (result, logs) = logs_of(|| load(&sources(Some(&file.path), &env, &["axoniq.axonserver.ssl.enabled=false"])));
+    let flags = ["axoniq.axonserver.ssl.cert-chain-file=/x.pem"];
+    let (result, logs) = logs_of(|| load(&sources(Some(&file.path), &env, &flags)));
     assert_eq!(result.unwrap(), load_sets(&[]).unwrap());
     for name in [
-        "axoniq.axonserver.accesscontrol.enabled",
+        "axoniq.axonserver.accesscontrol.cache-ttl",
         "axoniq.axonserver.snapshot.bloom-index-fpp",
         "logging.level.io.axoniq",
         "AXONIQ_AXONSERVER_DEVMODE_ENABLED",
-        "axoniq.axonserver.ssl.enabled",
+        "axoniq.axonserver.ssl.cert-chain-file",
     ] {
         assert!(
             logs.lines().any(|l| l.contains("WARN") && l.contains("ignored") && l.contains(name)),
@@ -511,4 +513,33 @@ fn a_node_recognises_itself_as_the_first_node_in_any_spelling() {
     let config = load(&sources(None, &env, &["axoniq.axonserver.internal-port=9224"])).unwrap();
     assert!(!config.node.is_named_by(&first, 9224));
     assert!(config.node.is_named_by("ranvier-0:9224", 9224));
+}
+
+#[test]
+fn access_control_needs_both_tokens_and_tls_cannot_be_asked_for() {
+    let on = "axoniq.axonserver.accesscontrol.enabled=true";
+    let message = error_of(load_sets(&[on, "axoniq.axonserver.accesscontrol.admin-token=a"]));
+    assert!(message.contains("axoniq.axonserver.accesscontrol.token"), "{message}");
+    assert!(message.contains("must be set when axoniq.axonserver.accesscontrol.enabled is true"), "{message}");
+    let message = error_of(load_sets(&[on, "axoniq.axonserver.accesscontrol.token=c"]));
+    assert!(message.contains("axoniq.axonserver.accesscontrol.admin-token"), "{message}");
+    let config = load_sets(&[
+        on,
+        "axoniq.axonserver.accesscontrol.token=c",
+        "axoniq.axonserver.accesscontrol.admin-token=a",
+        "ranvier.accesscontrol.open-probes=false",
+    ])
+    .unwrap();
+    let expected =
+        AccessConfig { enabled: true, token: Some("c".into()), admin_token: Some("a".into()), open_probes: false };
+    assert_eq!(config.access, expected);
+    // Tokens never reach the start-up log.
+    let logged = config.effective();
+    assert!(logged.iter().all(|(_, value)| value != "c" && value != "a"), "{logged:?}");
+
+    for tls in ["axoniq.axonserver.ssl.enabled=true", "server.ssl.enabled=true"] {
+        let message = error_of(load_sets(&[tls]));
+        assert!(message.contains("TLS is not supported yet"), "{message}");
+    }
+    assert!(load_sets(&["axoniq.axonserver.ssl.enabled=false"]).is_ok());
 }

@@ -6,6 +6,7 @@
 //! event bytes held for open transactions), the context header, and the
 //! mapping of errors to statuses (`status.rs`). Does not own storage.
 
+pub mod access;
 pub mod command;
 pub mod event_store;
 pub mod incoming;

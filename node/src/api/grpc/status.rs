@@ -14,6 +14,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
     use ErrorCode::*;
     match code {
         UnsupportedInstruction => Code::Unknown,
+        AuthenticationTokenMissing | AuthenticationInvalidToken => Code::PermissionDenied,
         TooManyRequests => Code::ResourceExhausted,
         InvalidSequence => Code::OutOfRange,
         PayloadTooLarge

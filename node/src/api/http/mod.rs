@@ -39,6 +39,8 @@ pub struct HttpNode {
 
 /// Shared state of the HTTP handlers.
 pub struct HttpState {
+    /// Who may call what.
+    pub access: Arc<crate::access::Access>,
     /// The node.
     pub node: HttpNode,
     /// The context stores.
@@ -69,7 +71,33 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1/components", get(components))
         .merge(admin::routes())
         .merge(processors::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), check_access))
         .with_state(state)
+}
+
+/// With access control on, a call needs a token: `/health` never, `/ready`
+/// and `/metrics` unless `open-probes`, reads the applications' or the
+/// administrators' token, anything else the administrators'.
+async fn check_access(
+    State(state): State<Arc<HttpState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::access::Rights;
+    let rights = match request.uri().path() {
+        "/health" | "/actuator/health" | "/actuator/health/liveness" => None,
+        "/ready" | "/actuator/health/readiness" | "/metrics" | "/actuator/prometheus" if state.access.open_probes() => {
+            None
+        }
+        _ if matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD) => Some(Rights::Client),
+        _ => Some(Rights::Admin),
+    };
+    if let Some(rights) = rights
+        && let Err(refusal) = state.access.check_headers(request.headers(), rights)
+    {
+        return admin::answer(StatusCode::FORBIDDEN, Some(refusal.code().as_str()), refusal.message());
+    }
+    next.run(request).await
 }
 
 #[derive(serde::Deserialize)]
