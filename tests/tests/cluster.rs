@@ -290,3 +290,85 @@ async fn a_follower_back_from_downtime_catches_up_while_its_group_is_idle() {
     .unwrap();
     assert_eq!(read_all(&follower, 100).await, read_all(&nodes[0], 100).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_sent_to_the_survivors_while_the_leader_is_gone_wait_for_the_next_leader() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path());
+    for group in ["_admin", "default"] {
+        ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
+    }
+    let mut leader_name = None;
+    eventually(Duration::from_secs(10), "a known leader", || {
+        leader_name = leader_of(&nodes[0]);
+        let known = leader_name.is_some();
+        async move { known }
+    })
+    .await
+    .unwrap();
+    let leader = nodes.iter().position(|n| Some(n.name()) == leader_name.as_deref()).unwrap();
+
+    // Writers on both survivors-to-be: each write is recorded with when it
+    // was sent and how it ended.
+    type Outcome = (tokio::time::Instant, Result<(), String>);
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    let followers: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, n)| n).collect();
+    for (w, node) in followers.iter().cycle().take(4).enumerate() {
+        let mut client = node.event_store().await.unwrap();
+        let (outcomes, stop) = (outcomes.clone(), stop.clone());
+        writers.spawn(async move {
+            // After a failure the writer goes on with a new aggregate (the
+            // failed write may or may not be stored), without waiting.
+            let (mut aggregate, mut seq, mut round) = (format!("waiter-{w}-0"), 0i64, 0);
+            while !stop.load(Ordering::SeqCst) {
+                let sent = tokio::time::Instant::now();
+                let result = client.append_event(tokio_stream::iter(vec![event(&aggregate, seq, 100)])).await;
+                let ended = result.as_ref().map(|_| ()).map_err(|s| format!("{:?}: {}", error_code(s), s.message()));
+                outcomes.lock().unwrap().push((sent, ended.clone()));
+                match ended {
+                    Ok(()) => seq += 1,
+                    Err(_) => {
+                        round += 1;
+                        (aggregate, seq) = (format!("waiter-{w}-{round}"), 0);
+                    }
+                }
+            }
+        });
+    }
+    let succeeded_since = |since: tokio::time::Instant| {
+        outcomes.lock().unwrap().iter().filter(|(sent, ended)| *sent > since && ended.is_ok()).count()
+    };
+    let started = tokio::time::Instant::now();
+    eventually(Duration::from_secs(30), "writes before the kill", || async { succeeded_since(started) >= 20 })
+        .await
+        .unwrap();
+
+    let killed_at = tokio::time::Instant::now();
+    nodes[leader].kill9().unwrap();
+    eventually(Duration::from_secs(30), "writes after the kill", || async { succeeded_since(killed_at) >= 40 })
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    while writers.join_next().await.is_some() {}
+
+    // A write in flight to the old leader when it died may fail (it may or
+    // may not have been stored); every write sent after that waited for the
+    // next leader and succeeded.
+    let settled = killed_at + Duration::from_millis(100);
+    let outcomes = outcomes.lock().unwrap().clone();
+    let during: Vec<&Outcome> = outcomes.iter().filter(|(sent, _)| *sent > settled).collect();
+    let failed: Vec<&Outcome> = during.iter().copied().filter(|(_, ended)| ended.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} writes sent during the election failed: {failed:?}",
+        failed.len(),
+        during.len()
+    );
+    let slowest = outcomes.iter().filter(|(sent, _)| *sent > settled).count();
+    eprintln!("{slowest} writes sent after the kill, all confirmed");
+}

@@ -155,6 +155,9 @@ pub enum WriteError {
     /// Another node leads the group and this proposal may not be passed
     /// on: nothing was proposed.
     NotLeader(String),
+    /// The node it was to be passed to could not be reached at all (the
+    /// connection was refused): it provably never got it.
+    Unreached(String),
     /// Proposed but not confirmed in time (cut off from the majority, or
     /// committed without its active backups): it may be stored, so it is
     /// never proposed again on the client's behalf.
@@ -169,6 +172,7 @@ impl WriteError {
             WriteError::Refused { message, .. }
             | WriteError::NoLeader(message)
             | WriteError::NotLeader(message)
+            | WriteError::Unreached(message)
             | WriteError::Timeout(message)
             | WriteError::Failed(message) => message,
         }

@@ -55,9 +55,10 @@ pub(super) fn append_response(reply: ForwardedReply) -> GroupResponse {
 fn unavailable(error: WriteError) -> Status {
     match error {
         WriteError::Timeout(message) => Status::deadline_exceeded(message),
-        WriteError::NoLeader(message) | WriteError::NotLeader(message) | WriteError::Failed(message) => {
-            Status::unavailable(message)
-        }
+        WriteError::NoLeader(message)
+        | WriteError::NotLeader(message)
+        | WriteError::Unreached(message)
+        | WriteError::Failed(message) => Status::unavailable(message),
         WriteError::Refused { message, .. } => Status::failed_precondition(message),
     }
 }

@@ -131,6 +131,11 @@ impl Cluster {
             return self.relay_to_member(group, &command).await;
         };
         let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
+        // How long a write waits for a reachable leader: an election
+        // (detection within the max election timeout, then a vote) and a
+        // margin for a split vote.
+        let leader_wait = wait * 2;
+        let mut waiting_since: Option<tokio::time::Instant> = None;
         let mut last_refusal = String::new();
         // Client data (not admin changes) is subject to the active-backup rule.
         let data = !matches!(command, GroupCommand::Admin(_));
@@ -165,7 +170,32 @@ impl Cluster {
                         return Err(WriteError::NotLeader(format!("this node does not lead group {group}")));
                     }
                     let addr = self.addresses.get(*leader).unwrap_or_else(|| node.internal_addr.clone());
-                    return self.forward(&addr, &command, false).await;
+                    match self.forward(&addr, &command, false).await {
+                        // The leader it knows is gone and never got the
+                        // write: wait for the group's next leader (or that
+                        // one back), within the bound, and try again.
+                        Err(WriteError::Unreached(reason)) => {
+                            let until = *waiting_since.get_or_insert_with(tokio::time::Instant::now) + leader_wait;
+                            let left = until.saturating_duration_since(tokio::time::Instant::now());
+                            if left.is_zero() {
+                                return Err(WriteError::NoLeader(format!(
+                                    "no leader of group {group} could be reached within {} ms: {reason}",
+                                    leader_wait.as_millis()
+                                )));
+                            }
+                            let (gone, waited) = (*leader, Some(left.min(leader_wait)));
+                            let next = |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| {
+                                m.current_leader.is_some_and(|l| l != gone)
+                            };
+                            if raft.wait(waited).metrics(next, "another leader").await.is_err() {
+                                // None came: that leader may be back; one more try, if time is left.
+                                tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
+                            }
+                            last_refusal = reason;
+                            continue;
+                        }
+                        answer => return answer,
+                    }
                 }
                 (Some(_), _) => {
                     last_refusal = error.to_string();
@@ -197,7 +227,7 @@ impl Cluster {
         let mut last = WriteError::NoLeader(format!("replication group {group} has no reachable primary"));
         for member in members {
             match self.forward(&member.internal_addr, command, true).await {
-                Err(error @ WriteError::NoLeader(_)) => last = error,
+                Err(error @ (WriteError::NoLeader(_) | WriteError::Unreached(_))) => last = error,
                 other => return other,
             }
         }
@@ -346,6 +376,9 @@ impl Cluster {
         // timeout here, so that no relay proposes it again.
         let unreachable = |s: Status| match s.code() {
             tonic::Code::DeadlineExceeded => WriteError::Timeout(format!("the node at {addr}: {}", s.message())),
+            tonic::Code::Unavailable if never_connected(&s) => {
+                WriteError::Unreached(format!("the node at {addr} could not be reached: {}", s.message()))
+            }
             _ => WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message())),
         };
         match command {
@@ -375,4 +408,17 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Whether a failed call provably never reached the other node: the
+/// connection itself could not be made (refused, no route), so nothing was
+/// sent.
+fn never_connected(status: &Status) -> bool {
+    let mut text = status.message().to_ascii_lowercase();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        text.push_str(&error.to_string().to_ascii_lowercase());
+        source = error.source();
+    }
+    text.contains("connect error") || text.contains("connection refused")
 }

@@ -78,7 +78,7 @@ pub fn from_write(error: &crate::cluster::WriteError) -> Status {
             let code = known.into_iter().find(|c| c.as_str() == code).unwrap_or(ErrorCode::Other);
             status(code, message.clone())
         }
-        WriteError::NoLeader(message) | WriteError::NotLeader(message) => {
+        WriteError::NoLeader(message) | WriteError::NotLeader(message) | WriteError::Unreached(message) => {
             status(ErrorCode::NoLeaderAvailable, message.clone())
         }
         WriteError::Timeout(message) => status(ErrorCode::ReplicationTimeout, message.clone()),

@@ -74,7 +74,9 @@ fn refused(code: &str, message: impl Into<String>) -> Response {
 fn from_write(error: WriteError) -> Response {
     match error {
         WriteError::Refused { code, message } => refused(&code, message),
-        WriteError::NoLeader(message) | WriteError::NotLeader(message) => refused("AXONIQ-2100", message),
+        WriteError::NoLeader(message) | WriteError::NotLeader(message) | WriteError::Unreached(message) => {
+            refused("AXONIQ-2100", message)
+        }
         WriteError::Timeout(message) => answer(StatusCode::GATEWAY_TIMEOUT, Some("AXONIQ-10003"), message),
         WriteError::Failed(message) => refused("AXONIQ-0001", message),
     }
