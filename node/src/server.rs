@@ -106,6 +106,7 @@ async fn start_cluster(
         log_dir: std::path::absolute(&config.cluster.log_dir).unwrap_or_else(|_| config.cluster.log_dir.clone()),
         election_timeout_min_ms: config.cluster.election_timeout_min_ms,
         election_timeout_max_ms: config.cluster.election_timeout_max_ms,
+        wait_for_leader_ms: config.cluster.wait_for_leader_ms,
         heartbeat_ms: config.cluster.heartbeat_ms,
         event_retention_ms: config.cluster.event_retention_ms,
         tier_check_interval_ms: config.cluster.tier_check_interval_ms,

@@ -100,6 +100,8 @@ pub struct ClusterSettings {
     pub election_timeout_min_ms: u64,
     /// Upper end of the election timeout.
     pub election_timeout_max_ms: u64,
+    /// How long a write waits for a reachable leader of its group.
+    pub wait_for_leader_ms: u64,
     /// Leader heartbeat interval.
     pub heartbeat_ms: u64,
     /// Active backups that must hold a write before it is confirmed.

@@ -69,6 +69,7 @@ async fn member(
         log_dir: dir.path().join("log"),
         election_timeout_min_ms: 300,
         election_timeout_max_ms: 600,
+        wait_for_leader_ms: 1200,
         heartbeat_ms: 100,
         min_active_backups: 1,
         snapshot_interval_entries: 40,

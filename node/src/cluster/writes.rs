@@ -131,10 +131,10 @@ impl Cluster {
             return self.relay_to_member(group, &command).await;
         };
         let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
-        // How long a write waits for a reachable leader: an election
-        // (detection within the max election timeout, then a vote) and a
-        // margin for a split vote.
-        let leader_wait = wait * 2;
+        // How long a write waits for a reachable leader: by default an
+        // election (detection within the max election timeout, then a
+        // vote) and a margin for a split vote.
+        let leader_wait = Duration::from_millis(self.settings.wait_for_leader_ms);
         let mut waiting_since: Option<tokio::time::Instant> = None;
         let mut last_refusal = String::new();
         // Client data (not admin changes) is subject to the active-backup rule.

@@ -121,6 +121,9 @@ pub const EVENT_RETENTION_TIME: Key = key("axoniq.axonserver.event.retention-tim
 pub const TIER_CHECK_INTERVAL: Key = key("ranvier.tier.check-interval", "10s");
 /// Token every node-to-node call must carry (`AxonIQ-InternalToken`); empty: none required.
 pub const INTERNAL_TOKEN: Key = key("axoniq.axonserver.accesscontrol.internal-token", "");
+/// Lets a clustered node run without an internal token (anyone who reaches its internal
+/// port could then change the cluster and read its data): for a throw-away local cluster.
+pub const INSECURE_NO_INTERNAL_TOKEN: Key = key("ranvier.insecure-no-internal-token", "false");
 /// Whether client and REST calls must carry an access token (`AxonIQ-Access-Token`).
 pub const ACCESS_CONTROL_ENABLED: Key = key("axoniq.axonserver.accesscontrol.enabled", "false");
 /// The token of applications (client gRPC calls and REST reads); required when enabled.
@@ -140,6 +143,9 @@ pub const LOG_STORAGE_FOLDER: Key = key("axoniq.axonserver.replication.log-stora
 pub const MIN_ELECTION_TIMEOUT: Key = key("axoniq.axonserver.replication.min-election-timeout", "1000");
 /// Longest such time (ms); each follower picks a random time in between.
 pub const MAX_ELECTION_TIMEOUT: Key = key("axoniq.axonserver.replication.max-election-timeout", "2500");
+/// How long a write or read that reaches a node while its group has no reachable leader
+/// waits for the next one (ms); empty: twice the max election timeout.
+pub const WAIT_FOR_LEADER_TIMEOUT: Key = key("axoniq.axonserver.replication.wait-for-leader-timeout", "");
 /// How often an idle leader sends heartbeats (ms).
 pub const HEARTBEAT_TIMEOUT: Key = key("axoniq.axonserver.replication.heartbeat-timeout", "300");
 
@@ -186,6 +192,7 @@ pub const ALL: &[Key] = &[
     EVENT_RETENTION_TIME,
     TIER_CHECK_INTERVAL,
     INTERNAL_TOKEN,
+    INSECURE_NO_INTERNAL_TOKEN,
     ACCESS_CONTROL_ENABLED,
     ACCESS_TOKEN,
     ADMIN_TOKEN,
@@ -196,6 +203,7 @@ pub const ALL: &[Key] = &[
     MIN_ELECTION_TIMEOUT,
     MAX_ELECTION_TIMEOUT,
     HEARTBEAT_TIMEOUT,
+    WAIT_FOR_LEADER_TIMEOUT,
 ];
 
 /// Keys Axon Server or Spring Boot understand that Ranvier accepts and ignores with a warning,
@@ -224,7 +232,6 @@ pub const IGNORED: &[&str] = &[
     "axoniq.axonserver.replication.log-compaction-enabled",
     "axoniq.axonserver.replication.log-retention-hours",
     "axoniq.axonserver.replication.force-snapshot-on-join",
-    "axoniq.axonserver.replication.wait-for-leader-timeout",
     "axoniq.axonserver.replication.initial-election-timeout",
     "axoniq.axonserver.replication.segment-size",
     "axoniq.axonserver.replication.log-suffix",

@@ -120,6 +120,9 @@ pub struct ClusterConfig {
     pub autocluster_first: Option<String>,
     /// Runs the cluster runtime (`ranvier.clustered`, or implied by `autocluster_first`).
     pub enabled: bool,
+    /// `ranvier.insecure-no-internal-token`: a clustered node may run without an internal
+    /// token. Default false: a clustered node without one does not start.
+    pub insecure_no_internal_token: bool,
     /// `axoniq.axonserver.replication.min-active-backups`. Default 1.
     pub min_active_backups: u32,
     /// `ranvier.replication.snapshot-interval` in log entries. Default 50000.
@@ -139,6 +142,9 @@ pub struct ClusterConfig {
     pub election_timeout_max_ms: u64,
     /// `axoniq.axonserver.replication.heartbeat-timeout` in ms. Default 300.
     pub heartbeat_ms: u64,
+    /// `axoniq.axonserver.replication.wait-for-leader-timeout` in ms: how long a write waits
+    /// for a reachable leader. Default twice the max election timeout.
+    pub wait_for_leader_ms: u64,
     /// `axoniq.axonserver.event.retention-time` in ms: once a group has a SECONDARY member,
     /// its primaries keep events younger than this on their own disk. Default 7 days.
     pub event_retention_ms: u64,
@@ -307,6 +313,7 @@ impl Config {
             (keys::EVENT_RETENTION_TIME.name, self.cluster.event_retention_ms.to_string()),
             (keys::TIER_CHECK_INTERVAL.name, self.cluster.tier_check_interval_ms.to_string()),
             (keys::INTERNAL_TOKEN.name, secret(&self.cluster.internal_token)),
+            (keys::INSECURE_NO_INTERNAL_TOKEN.name, self.cluster.insecure_no_internal_token.to_string()),
             (keys::ACCESS_CONTROL_ENABLED.name, self.access.enabled.to_string()),
             (keys::ACCESS_TOKEN.name, secret(&self.access.token)),
             (keys::ADMIN_TOKEN.name, secret(&self.access.admin_token)),
@@ -317,6 +324,7 @@ impl Config {
             (keys::MIN_ELECTION_TIMEOUT.name, self.cluster.election_timeout_min_ms.to_string()),
             (keys::MAX_ELECTION_TIMEOUT.name, self.cluster.election_timeout_max_ms.to_string()),
             (keys::HEARTBEAT_TIMEOUT.name, self.cluster.heartbeat_ms.to_string()),
+            (keys::WAIT_FOR_LEADER_TIMEOUT.name, self.cluster.wait_for_leader_ms.to_string()),
         ]
     }
 }
@@ -444,17 +452,30 @@ fn cluster_config(s: &Settings) -> Result<ClusterConfig, ConfigError> {
         return Err(s.invalid(&keys::HEARTBEAT_TIMEOUT, format!("must be below the min-election-timeout ({min} ms)")));
     }
     let autocluster_first = s.read_opt(&keys::AUTOCLUSTER_FIRST, internal_address)?;
+    let enabled = autocluster_first.is_some() || s.read(&keys::CLUSTERED, value::boolean)?;
+    let internal_token = s.read_opt(&keys::INTERNAL_TOKEN, |t| Ok::<_, String>(t.to_owned()))?;
+    let insecure_no_internal_token = s.read(&keys::INSECURE_NO_INTERNAL_TOKEN, value::boolean)?;
+    if enabled && internal_token.is_none() && !insecure_no_internal_token {
+        let reason = format!(
+            "must be set on a clustered node (without it, anyone who reaches the internal port can change \
+             the cluster); set {}=true to run without one",
+            keys::INSECURE_NO_INTERNAL_TOKEN.name
+        );
+        return Err(s.invalid(&keys::INTERNAL_TOKEN, reason));
+    }
     Ok(ClusterConfig {
-        enabled: autocluster_first.is_some() || s.read(&keys::CLUSTERED, value::boolean)?,
+        enabled,
+        insecure_no_internal_token,
         autocluster_first,
         min_active_backups: s.read(&keys::MIN_ACTIVE_BACKUPS, value::count)?,
         snapshot_interval_entries: s.read(&keys::SNAPSHOT_INTERVAL, positive_count())?,
         log_entries_kept: s.read(&keys::LOG_ENTRIES_KEPT, value::count)?,
         log_cache_bytes: s.read(&keys::LOG_CACHE_SIZE, value::size)?,
-        internal_token: s.read_opt(&keys::INTERNAL_TOKEN, |t| Ok::<_, String>(t.to_owned()))?,
+        internal_token,
         log_dir: s.read(&keys::LOG_STORAGE_FOLDER, directory)?,
         election_timeout_min_ms: min,
         election_timeout_max_ms: max,
+        wait_for_leader_ms: s.read_opt(&keys::WAIT_FOR_LEADER_TIMEOUT, positive_duration())?.unwrap_or(max * 2),
         heartbeat_ms: heartbeat,
         event_retention_ms: s.read(&keys::EVENT_RETENTION_TIME, value::duration_ms)?,
         tier_check_interval_ms: s.read(&keys::TIER_CHECK_INTERVAL, positive_duration())?,

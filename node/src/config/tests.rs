@@ -85,6 +85,7 @@ fn defaults() {
         cluster: ClusterConfig {
             autocluster_first: None,
             enabled: false,
+            insecure_no_internal_token: false,
             min_active_backups: 1,
             snapshot_interval_entries: 50000,
             log_entries_kept: 10000,
@@ -94,6 +95,7 @@ fn defaults() {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2500,
             heartbeat_ms: 300,
+            wait_for_leader_ms: 5000,
             event_retention_ms: 7 * 24 * 3600 * 1000,
             tier_check_interval_ms: 10_000,
         },
@@ -112,8 +114,17 @@ fn cluster_settings_are_read_and_checked() {
     .unwrap();
     assert_eq!(config.cluster.autocluster_first.as_deref(), Some("node-1:8224"));
     assert_eq!(config.cluster.internal_token.as_deref(), Some("t0k"));
-    let config = load_sets(&["axoniq.axonserver.autocluster.first=node-1:9000"]).unwrap();
+    let insecure = "ranvier.insecure-no-internal-token=true";
+    let config = load_sets(&["axoniq.axonserver.autocluster.first=node-1:9000", insecure]).unwrap();
     assert_eq!(config.cluster.autocluster_first.as_deref(), Some("node-1:9000"));
+    assert!(config.cluster.insecure_no_internal_token);
+    // A clustered node without an internal token does not start, unless told it may.
+    for clustered in ["axoniq.axonserver.autocluster.first=node-1", "ranvier.clustered=true"] {
+        let error = error_of(load_sets(&[clustered]));
+        assert!(error.contains("axoniq.axonserver.accesscontrol.internal-token"), "{error}");
+        assert!(error.contains("ranvier.insecure-no-internal-token=true"), "{error}");
+    }
+    assert!(load_sets(&[]).is_ok(), "a standalone node needs none");
     let error = error_of(load_sets(&["axoniq.axonserver.autocluster.first=node-1:x"]));
     assert!(error.contains("axoniq.axonserver.autocluster.first"), "{error}");
     let error = error_of(load_sets(&["axoniq.axonserver.replication.max-election-timeout=900"]));
@@ -490,6 +501,7 @@ fn a_node_recognises_itself_as_the_first_node_in_any_spelling() {
             .with("AXONIQ_AXONSERVER_HOSTNAME", format!("{pod}.{domain}"))
             .with("AXONIQ_AXONSERVER_INTERNAL_HOSTNAME", format!("{pod}.{domain}"))
             .with("AXONIQ_AXONSERVER_AUTOCLUSTER_FIRST", format!("ranvier-0.{domain}:8224"))
+            .with("AXONIQ_AXONSERVER_ACCESSCONTROL_INTERNAL_TOKEN", "pod-secret")
     };
     let env = pod_env("ranvier-0");
     let config = load(&sources(None, &env, &[])).unwrap();
