@@ -113,6 +113,19 @@ fn leader_of(via: &Node) -> Option<String> {
     ranvier_tests::leader_of(via, "default")
 }
 
+/// The index in `nodes` of the leader of `default`, once node 1 knows it.
+async fn known_leader(nodes: &[Node]) -> usize {
+    let mut leader_name = None;
+    eventually(Duration::from_secs(10), "a known leader", || {
+        leader_name = leader_of(&nodes[0]);
+        let known = leader_name.is_some();
+        async move { known }
+    })
+    .await
+    .unwrap();
+    nodes.iter().position(|n| Some(n.name()) == leader_name.as_deref()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_leader_under_load_loses_nothing_and_it_catches_up() {
     use ranvier_proto::event::ReadHighestSequenceNrRequest;
@@ -131,15 +144,7 @@ async fn sigkill_of_the_leader_under_load_loses_nothing_and_it_catches_up() {
     })
     .await
     .unwrap();
-    let mut leader_name = None;
-    eventually(Duration::from_secs(10), "a known leader", || {
-        leader_name = leader_of(&nodes[0]);
-        let known = leader_name.is_some();
-        async move { known }
-    })
-    .await
-    .unwrap();
-    let leader = nodes.iter().position(|n| Some(n.name()) == leader_name.as_deref()).unwrap();
+    let leader = known_leader(&nodes).await;
     drop(probe);
 
     // Writers on the two followers, each with its own aggregate. A write that
@@ -301,15 +306,7 @@ async fn writes_sent_to_the_survivors_while_the_leader_is_gone_wait_for_the_next
     for group in ["_admin", "default"] {
         ranvier_tests::wait_voters(&nodes[0], group, 3).await.unwrap();
     }
-    let mut leader_name = None;
-    eventually(Duration::from_secs(10), "a known leader", || {
-        leader_name = leader_of(&nodes[0]);
-        let known = leader_name.is_some();
-        async move { known }
-    })
-    .await
-    .unwrap();
-    let leader = nodes.iter().position(|n| Some(n.name()) == leader_name.as_deref()).unwrap();
+    let leader = known_leader(&nodes).await;
 
     // Writers on both survivors-to-be: each write is recorded with when it
     // was sent and how it ended.

@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 use super::status::status;
 use crate::access::{Access, Rights};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::BoxError;
 
 /// Wraps the client services in the token check.
 #[derive(Clone)]
@@ -65,8 +65,6 @@ where
             let refused = status(refusal.code(), refusal.message()).into_http::<Body>();
             return Box::pin(async move { Ok(refused) });
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(request).await.map_err(Into::into) })
+        super::call_ready(&mut self.inner, request)
     }
 }

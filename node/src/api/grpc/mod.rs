@@ -173,6 +173,27 @@ pub async fn read_handler_stream<M, F, Fut>(
     }
 }
 
+/// Calls `inner`, which `poll_ready` made ready, leaving a fresh clone in
+/// its place (the ready one serves this call): the tower idiom for the
+/// node's own layers.
+pub fn call_ready<S, R>(
+    inner: &mut S,
+    request: R,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, BoxError>> + Send>>
+where
+    S: tower::Service<R> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    R: Send + 'static,
+{
+    let clone = inner.clone();
+    let mut ready = std::mem::replace(inner, clone);
+    Box::pin(async move { ready.call(request).await.map_err(Into::into) })
+}
+
+/// Errors of the node's own tower layers.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

@@ -20,7 +20,7 @@ use crate::cluster::model::ADMIN;
 use crate::contexts::Contexts;
 use crate::transport::{Lane, Transport};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::BoxError;
 
 /// The EventStore service's path prefix.
 const EVENT_STORE: &str = "/io.axoniq.axonserver.grpc.event.EventStore/";
@@ -101,10 +101,6 @@ where
             tracing::debug!(%target, path = %request.uri().path(), "passing a call to a member that stores its context");
             return Box::pin(async move { channel?.oneshot(request).await.map_err(Into::into) });
         }
-        // The inner service was made ready by `poll_ready`; keep that one
-        // for this call and leave a fresh clone in its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(request).await.map_err(Into::into) })
+        super::call_ready(&mut self.inner, request)
     }
 }
