@@ -46,12 +46,18 @@ impl Contexts {
         if let Ok(entries) = std::fs::read_dir(events_root) {
             for entry in entries.flatten() {
                 let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
-                    && !name.starts_with('.')
-                    && !all.iter().any(|n| n == name)
-                {
-                    all.push(name.to_owned());
+                let name = entry.file_name();
+                let Some(name) = name.to_str().filter(|_| is_dir) else { continue };
+                if name.starts_with('.') || all.iter().any(|n| n == name) {
+                    continue;
                 }
+                // A folder no context could have made (`lost+found` at a
+                // volume's root) is not a context: it is left alone.
+                if !ranvier_wire::valid_stored_name(name) {
+                    tracing::warn!(folder = %entry.path().display(), "not a context name: folder ignored");
+                    continue;
+                }
+                all.push(name.to_owned());
             }
         }
         let contexts = Self {

@@ -135,3 +135,22 @@ async fn a_stop_ends_tailing_streams_and_exits_cleanly() {
     }
     drop(sender);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_that_is_not_a_context_name_is_left_alone_and_stored_contexts_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    // A volume's root as a file system leaves it, and a context stored
+    // earlier that the configuration no longer names.
+    std::fs::create_dir_all(dir.path().join("data/lost+found")).unwrap();
+    std::fs::create_dir_all(dir.path().join("data/orders")).unwrap();
+    let node = Node::start(dir.path(), &[]).unwrap();
+    let (code, body) = node.http_get("/ready").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut contexts: Vec<&String> = ready["contexts"].as_object().unwrap().keys().collect();
+    contexts.sort();
+    assert_eq!(contexts, ["default", "orders"], "{body}");
+    let untouched = std::fs::read_dir(dir.path().join("data/lost+found")).unwrap().count();
+    assert_eq!(untouched, 0, "nothing was written into lost+found");
+    assert!(node.log().contains("not a context name: folder ignored"), "{}", node.log());
+}

@@ -173,10 +173,7 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
 /// Axon's rule for context and group names: `[a-zA-Z][a-zA-Z@_\-0-9]*`
 /// (names starting with `_` are internal and cannot be created).
 pub fn check_name(name: &str, what: &str) -> Result<(), Refusal> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '_' | '-'));
-    if first_ok && rest_ok && name.len() <= 128 {
+    if ranvier_wire::valid_name(name) {
         Ok(())
     } else {
         Err(refuse(

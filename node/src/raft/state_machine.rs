@@ -106,6 +106,18 @@ struct SnapshotData {
     model: Option<ClusterModel>,
 }
 
+impl SnapshotData {
+    /// A context or group name in it that could not have been created
+    /// (names become paths: a crafted `../x` must never reach the disk).
+    fn bad_name(&self) -> Option<&str> {
+        let model = self
+            .model
+            .iter()
+            .flat_map(|m| m.groups.keys().chain(m.contexts.keys()).chain(m.contexts.values().map(|c| &c.group)));
+        self.contexts.iter().chain(model).map(String::as_str).find(|name| !ranvier_wire::valid_stored_name(name))
+    }
+}
+
 /// `snapshot.json`: the last snapshot this node built or installed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -584,6 +596,10 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     ) -> Result<(), io::Error> {
         let data: SnapshotData = serde_json::from_slice(snapshot.get_ref())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot data: {e}")))?;
+        if let Some(bad) = data.bad_name() {
+            let message = format!("snapshot data names {bad:?}, which is not a context or group name");
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+        }
         self.catch_up(&data).await?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

@@ -177,3 +177,24 @@ async fn a_store_closed_after_an_apply_is_not_held_open_by_the_state_machine() {
     machine.apply_batch(vec![append(3, "orders", vec![event("a", 2)])]).await.unwrap();
     assert_eq!(reopened.events.next_token(), 3);
 }
+
+#[tokio::test]
+async fn a_snapshot_naming_a_path_instead_of_a_context_is_refused_before_anything_is_fetched() {
+    use openraft::storage::RaftStateMachine;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("data"));
+    let mut machine = GroupStateMachine::open(&dir.path().join("log"), Arc::new(Two(store))).unwrap();
+    for bad in [
+        serde_json::json!({ "source": "127.0.0.1:1", "contexts": ["../../etc"] }),
+        serde_json::json!({ "source": "127.0.0.1:1", "contexts": [], "model": {
+            "nodes": {}, "groups": {}, "contexts": { "x/y": { "group": "orders" } },
+            "departed": {}, "deleted_contexts": {} } }),
+    ] {
+        let meta = SnapshotMetaOf::<TypeConfig>::default();
+        let data = std::io::Cursor::new(serde_json::to_vec(&bad).unwrap());
+        let error = machine.install_snapshot(&meta, data).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains("not a context or group name"), "{error}");
+    }
+    assert!(!dir.path().join("etc").exists());
+}
