@@ -115,7 +115,9 @@ fn decode_command_in(
 ) -> io::Result<GroupCommand> {
     let tag = reader.u8()?;
     if tag == 3 {
-        let admin = serde_json::from_slice(&body[reader.at..end]).map_err(|e| invalid(format!("admin record: {e}")))?;
+        // A batched command may claim fewer bytes than its own tag.
+        let record = body.get(reader.at..end).ok_or_else(|| invalid("an admin record is cut short".into()))?;
+        let admin = serde_json::from_slice(record).map_err(|e| invalid(format!("admin record: {e}")))?;
         reader.at = end;
         return Ok(GroupCommand::Admin(admin));
     }
@@ -249,6 +251,79 @@ mod tests {
         let encoded = encode_entry(&entry(GroupCommand::Batch(vec![events("c", &[b"xyz"])]))).unwrap();
         for cut in [encoded.len() - 1, encoded.len() - 5, 22] {
             assert!(decode_entry(Bytes::from(encoded[..cut].to_vec())).is_err(), "cut at {cut}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod crafted {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// A batch entry whose one command claims `len` bytes and starts with `tag`.
+    fn batch_of(len: u32, tag: u8, rest: &[u8]) -> Bytes {
+        let mut body = Vec::new();
+        put_u64(&mut body, 1);
+        put_u64(&mut body, 1);
+        body.push(1); // a normal entry
+        body.push(4); // a batch
+        put_u32(&mut body, 1);
+        put_u32(&mut body, len);
+        body.push(tag);
+        body.extend_from_slice(rest);
+        Bytes::from(body)
+    }
+
+    #[test]
+    fn a_batched_command_shorter_than_its_tag_is_refused_not_a_panic() {
+        // The admin command claims no bytes at all, yet its tag follows.
+        assert!(decode_entry(batch_of(0, 3, b"{}")).is_err());
+        assert!(decode_entry(batch_of(0, 1, &[0; 12])).is_err());
+    }
+
+    /// Every prefix, every single-byte change and a run of pseudo-random
+    /// mutations of valid entries decode to a value or an error, never a
+    /// panic (a peer's bytes and a damaged log file are both untrusted).
+    #[test]
+    fn no_mutation_of_a_valid_entry_makes_the_decoder_panic() {
+        let members = [("node-1".to_owned(), ranvier_wire::Role::Primary)].into();
+        let admin = GroupCommand::Admin(crate::cluster::model::AdminCommand::CreateGroup { name: "g".into(), members });
+        let samples = [
+            GroupCommand::AppendEvents { context: "orders".into(), events: vec![Bytes::from_static(b"abc")] },
+            GroupCommand::Batch(vec![
+                GroupCommand::AppendEvents { context: "a".into(), events: vec![Bytes::from_static(b"x")] },
+                GroupCommand::AppendSnapshot { context: "b".into(), snapshot: Bytes::from_static(b"yz") },
+            ]),
+            admin,
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for command in samples {
+            let entry = Entry::new(LogId::new(CommittedLeaderId::new(2), 9), EntryPayload::Normal(command));
+            let encoded = encode_entry(&entry).unwrap();
+            for cut in 0..encoded.len() {
+                let _ = decode_entry(Bytes::from(encoded[..cut].to_vec()));
+            }
+            for at in 0..encoded.len() {
+                for value in [0u8, 1, 3, 4, 0x7f, 0xff] {
+                    let mut changed = encoded.clone();
+                    changed[at] = value;
+                    let _ = decode_entry(Bytes::from(changed));
+                }
+            }
+            for _ in 0..5_000 {
+                let mut changed = encoded.clone();
+                for _ in 0..=(next() % 4) {
+                    let at = (next() as usize) % changed.len();
+                    changed[at] = next() as u8;
+                }
+                let _ = decode_entry(Bytes::from(changed));
+            }
         }
     }
 }
