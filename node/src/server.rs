@@ -133,13 +133,14 @@ async fn start_cluster(
     .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
     spawn_announcer(bus.clone(), queries.clone(), cluster.clone(), stopped.clone());
     let server = tonic::transport::Server::builder().add_service(raft).add_service(membership).add_service(messaging);
+    let handshake = Duration::from_millis(config.api.handshake_timeout_ms);
     let mut stop = stopped.clone();
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
         if let Err(error) =
-            server.serve_with_incoming_shutdown(incoming(listener, INTERNAL_MAX_CONNECTIONS), shutdown).await
+            server.serve_with_incoming_shutdown(incoming(listener, INTERNAL_MAX_CONNECTIONS, handshake), shutdown).await
         {
             tracing::error!(%error, "the internal gRPC server failed");
         }
@@ -336,7 +337,11 @@ pub async fn run(
         ));
     let mut grpc_stop = stopped.clone();
     let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
-        incoming(listeners.client, config.api.max_connections as usize),
+        incoming(
+            listeners.client,
+            config.api.max_connections as usize,
+            Duration::from_millis(config.api.handshake_timeout_ms),
+        ),
         async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         },

@@ -218,3 +218,35 @@ async fn probes_stay_open_by_default_and_ranvierctl_sends_its_token() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_and_cannot_hold_the_connection_slots() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    // One connection slot; a connection must speak within 300 ms.
+    let node = Node::start(dir.path(), &["ranvier.max-connections=1", "ranvier.handshake-timeout=300"]).unwrap();
+    let address = node.client_addr.clone();
+    let silent = std::net::TcpStream::connect(&address).unwrap();
+    let opened = std::time::Instant::now();
+
+    // A real client waits in the backlog until the silent one is closed,
+    // then is served.
+    let served = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let channel = node.channel().await.unwrap();
+        let request = with_token(GetLastTokenRequest {}, None, false);
+        EventStoreClient::new(channel).get_last_token(request).await
+    })
+    .await
+    .expect("the client was never served");
+    assert_eq!(served.unwrap().into_inner().token, -1);
+
+    let mut silent = silent;
+    silent.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    // The node may say goodbye (HTTP/2 frames), then closes it.
+    let mut said = Vec::new();
+    let read = silent.read_to_end(&mut said);
+    let still_open =
+        matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    assert!(!still_open, "the silent connection is still open: {read:?}");
+    assert!(opened.elapsed() >= std::time::Duration::from_millis(250), "closed before its timeout");
+}

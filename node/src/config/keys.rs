@@ -90,6 +90,9 @@ pub const DEFAULT_QUERY_TIMEOUT: Key = key("axoniq.axonserver.default-query-time
 pub const COMMAND_QUEUE_CAPACITY: Key = key("axoniq.axonserver.command-queue-capacity-per-client", "10000");
 /// Most concurrent client connections.
 pub const MAX_CONNECTIONS: Key = key("ranvier.max-connections", "1024");
+/// Time a new connection to a gRPC port has to send its first bytes before it is closed (so
+/// silent connections cannot hold the connection slots).
+pub const HANDSHAKE_TIMEOUT: Key = key("ranvier.handshake-timeout", "10s");
 
 // === contexts ===
 
@@ -182,6 +185,7 @@ pub const ALL: &[Key] = &[
     COMMAND_QUEUE_CAPACITY,
     DEFAULT_QUERY_TIMEOUT,
     MAX_CONNECTIONS,
+    HANDSHAKE_TIMEOUT,
     AUTOCLUSTER_CONTEXTS,
     AUTOCLUSTER_FIRST,
     CLUSTERED,

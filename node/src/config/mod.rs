@@ -225,6 +225,9 @@ pub struct ApiConfig {
     pub default_query_timeout_ms: u64,
     /// `ranvier.max-connections`: most concurrent client connections. Default 1024; at least 1.
     pub max_connections: u32,
+    /// `ranvier.handshake-timeout`: ms a new connection has to send its first bytes. Default
+    /// 10000; at least 1.
+    pub handshake_timeout_ms: u64,
 }
 
 /// Where [`load`] reads configuration from.
@@ -302,6 +305,7 @@ impl Config {
             (keys::COMMAND_QUEUE_CAPACITY.name, api.command_queue_capacity.to_string()),
             (keys::DEFAULT_QUERY_TIMEOUT.name, api.default_query_timeout_ms.to_string()),
             (keys::MAX_CONNECTIONS.name, api.max_connections.to_string()),
+            (keys::HANDSHAKE_TIMEOUT.name, api.handshake_timeout_ms.to_string()),
             (keys::AUTOCLUSTER_CONTEXTS.name, self.contexts.join(",")),
             (keys::AUTOCLUSTER_FIRST.name, self.cluster.autocluster_first.clone().unwrap_or_default()),
             // A secret: only whether it is set is shown.
@@ -423,6 +427,7 @@ fn api_config(s: &Settings) -> Result<ApiConfig, ConfigError> {
         command_queue_capacity: s.read(&keys::COMMAND_QUEUE_CAPACITY, positive_count())?,
         default_query_timeout_ms: s.read(&keys::DEFAULT_QUERY_TIMEOUT, positive_duration())?,
         max_connections: s.read(&keys::MAX_CONNECTIONS, positive_count())?,
+        handshake_timeout_ms: s.read(&keys::HANDSHAKE_TIMEOUT, positive_duration())?,
     })
 }
 

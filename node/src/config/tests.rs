@@ -81,6 +81,7 @@ fn defaults() {
             command_queue_capacity: 10_000,
             default_query_timeout_ms: 300_000,
             max_connections: 1024,
+            handshake_timeout_ms: 10_000,
         },
         cluster: ClusterConfig {
             autocluster_first: None,

@@ -3,7 +3,9 @@
 //! wait for Nagle's algorithm and the peer's delayed ACK) and holds one permit of a
 //! bounded pool per open connection. At the limit the node stops accepting,
 //! so new connections wait in the kernel's backlog instead of being served
-//! with memory the node does not have.
+//! with memory the node does not have. A connection that sends nothing
+//! within the handshake timeout is closed, so silent connections cannot
+//! hold the pool.
 
 use std::io;
 use std::pin::Pin;
@@ -24,6 +26,8 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 pub struct LimitedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Until the first bytes arrive: when the connection is given up.
+    handshake: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Connected for LimitedStream {
@@ -36,7 +40,20 @@ impl Connected for LimitedStream {
 
 impl AsyncRead for LimitedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let Some(deadline) = self.handshake.as_mut() else { return read };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.handshake = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                tracing::debug!("closing a connection that sent nothing within the handshake timeout");
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")))
+            }
+            other => other,
+        }
     }
 }
 
@@ -66,8 +83,13 @@ impl AsyncWrite for LimitedStream {
     }
 }
 
-/// The stream of accepted connections, at most `max_connections` open at once.
-pub fn incoming(listener: TcpListener, max_connections: usize) -> ReceiverStream<io::Result<LimitedStream>> {
+/// The stream of accepted connections, at most `max_connections` open at
+/// once, each closed unless it sends something within `handshake_timeout`.
+pub fn incoming(
+    listener: TcpListener,
+    max_connections: usize,
+    handshake_timeout: Duration,
+) -> ReceiverStream<io::Result<LimitedStream>> {
     let (sender, receiver) = mpsc::channel(1);
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     tokio::spawn(async move {
@@ -88,7 +110,8 @@ pub fn incoming(listener: TcpListener, max_connections: usize) -> ReceiverStream
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, "failed to set TCP_NODELAY");
                     }
-                    if sender.send(Ok(LimitedStream { stream, _permit: permit })).await.is_err() {
+                    let handshake = Some(Box::pin(tokio::time::sleep(handshake_timeout)));
+                    if sender.send(Ok(LimitedStream { stream, _permit: permit, handshake })).await.is_err() {
                         return;
                     }
                 }
