@@ -2,9 +2,12 @@
 //! protocol: PlatformService, EventStore, CommandService and QueryService
 //! (over the node's command and query buses).
 //!
-//! Owns: request validation, flow control (ListEvents permits, the bound on
-//! event bytes held for open transactions), the context header, and the
-//! mapping of errors to statuses (`status.rs`). Does not own storage.
+//! Owns: the access-token check of every call (`access.rs`, before a call
+//! is served or passed to another node by `proxy.rs`), accepting
+//! connections within bounds (`incoming.rs`), request validation, flow
+//! control (ListEvents permits, the bound on event bytes held for open
+//! transactions), the context header, and the mapping of errors to
+//! statuses (`status.rs`). Does not own storage.
 
 pub mod access;
 pub mod command;
