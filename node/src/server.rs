@@ -235,6 +235,7 @@ pub async fn run(
         max_message_size_bytes: api.max_message_size_bytes as usize,
         transaction_events_max: api.transaction_events_max as usize,
         transaction_bytes_max: api.transaction_bytes_max as usize,
+        transaction_timeout: Duration::from_millis(api.transaction_timeout_ms),
         in_flight_bytes_max: config.storage.append_in_flight_bytes_max as usize,
         new_permits_timeout_ms: api.new_permits_timeout_ms,
         check_sequence_nr_for_snapshots: api.check_sequence_nr_for_snapshots,

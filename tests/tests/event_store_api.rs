@@ -358,3 +358,36 @@ async fn malformed_bytes_get_an_error_not_a_crash() {
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(error_code(&status).as_deref(), Some("AXONIQ-1002"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_never_ends_is_cut_off_at_its_deadline_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["ranvier.transaction-timeout=500"]).unwrap();
+    let mut client = node.event_store().await.unwrap();
+
+    // Never idle (an event every 50 ms), never finished.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let trickle = tokio::spawn(async move {
+        for seq in 0.. {
+            if sender.send(event("slow-1", seq, 16)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.append_event(tokio_stream::wrappers::ReceiverStream::new(receiver)),
+    )
+    .await
+    .expect("the transaction was never cut off");
+    let status = answer.unwrap_err();
+    assert!(status.message().contains("ranvier.transaction-timeout"), "{status:?}");
+    assert!(started.elapsed() >= Duration::from_millis(450), "cut off after {:?}", started.elapsed());
+    trickle.abort();
+
+    let last = client.get_last_token(ranvier_proto::event::GetLastTokenRequest {}).await.unwrap().into_inner();
+    assert_eq!(last.token, -1, "nothing of the cut-off transaction was stored");
+    client.append_event(tokio_stream::iter(vec![event("quick-1", 0, 16)])).await.unwrap();
+}

@@ -90,6 +90,9 @@ pub const DEFAULT_QUERY_TIMEOUT: Key = key("axoniq.axonserver.default-query-time
 pub const COMMAND_QUEUE_CAPACITY: Key = key("axoniq.axonserver.command-queue-capacity-per-client", "10000");
 /// Most concurrent client connections.
 pub const MAX_CONNECTIONS: Key = key("ranvier.max-connections", "1024");
+/// Longest time one append transaction may stay open, however busy (its events are held in
+/// memory until it ends).
+pub const TRANSACTION_TIMEOUT: Key = key("ranvier.transaction-timeout", "2m");
 /// Time a new connection to a gRPC port has to send its first bytes before it is closed (so
 /// silent connections cannot hold the connection slots).
 pub const HANDSHAKE_TIMEOUT: Key = key("ranvier.handshake-timeout", "10s");
@@ -186,6 +189,7 @@ pub const ALL: &[Key] = &[
     DEFAULT_QUERY_TIMEOUT,
     MAX_CONNECTIONS,
     HANDSHAKE_TIMEOUT,
+    TRANSACTION_TIMEOUT,
     AUTOCLUSTER_CONTEXTS,
     AUTOCLUSTER_FIRST,
     CLUSTERED,

@@ -228,6 +228,9 @@ pub struct ApiConfig {
     /// `ranvier.handshake-timeout`: ms a new connection has to send its first bytes. Default
     /// 10000; at least 1.
     pub handshake_timeout_ms: u64,
+    /// `ranvier.transaction-timeout`: ms an append transaction may stay open. Default 120000;
+    /// at least 1.
+    pub transaction_timeout_ms: u64,
 }
 
 /// Where [`load`] reads configuration from.
@@ -306,6 +309,7 @@ impl Config {
             (keys::DEFAULT_QUERY_TIMEOUT.name, api.default_query_timeout_ms.to_string()),
             (keys::MAX_CONNECTIONS.name, api.max_connections.to_string()),
             (keys::HANDSHAKE_TIMEOUT.name, api.handshake_timeout_ms.to_string()),
+            (keys::TRANSACTION_TIMEOUT.name, api.transaction_timeout_ms.to_string()),
             (keys::AUTOCLUSTER_CONTEXTS.name, self.contexts.join(",")),
             (keys::AUTOCLUSTER_FIRST.name, self.cluster.autocluster_first.clone().unwrap_or_default()),
             // A secret: only whether it is set is shown.
@@ -428,6 +432,7 @@ fn api_config(s: &Settings) -> Result<ApiConfig, ConfigError> {
         default_query_timeout_ms: s.read(&keys::DEFAULT_QUERY_TIMEOUT, positive_duration())?,
         max_connections: s.read(&keys::MAX_CONNECTIONS, positive_count())?,
         handshake_timeout_ms: s.read(&keys::HANDSHAKE_TIMEOUT, positive_duration())?,
+        transaction_timeout_ms: s.read(&keys::TRANSACTION_TIMEOUT, positive_duration())?,
     })
 }
 

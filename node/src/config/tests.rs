@@ -82,6 +82,7 @@ fn defaults() {
             default_query_timeout_ms: 300_000,
             max_connections: 1024,
             handshake_timeout_ms: 10_000,
+            transaction_timeout_ms: 120_000,
         },
         cluster: ClusterConfig {
             autocluster_first: None,

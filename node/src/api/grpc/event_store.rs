@@ -83,9 +83,20 @@ impl EventStoreService {
         let mut last_activity = tokio::time::Instant::now();
         let idle = tokio::time::sleep(APPEND_IDLE_TIMEOUT);
         tokio::pin!(idle);
+        // However busy, a transaction ends in time: its events are held in
+        // memory (and its share of the in-flight bytes) until it does.
+        let deadline = tokio::time::sleep(limits.transaction_timeout);
+        tokio::pin!(deadline);
         loop {
             let next = tokio::select! {
                 biased;
+                () = &mut deadline => {
+                    let message = format!(
+                        "the transaction stayed open longer than {} ms (ranvier.transaction-timeout)",
+                        limits.transaction_timeout.as_millis()
+                    );
+                    return Err(status(ErrorCode::Other, message));
+                }
                 next = stream.message() => next,
                 _ = &mut idle => {
                     if last_activity.elapsed() >= APPEND_IDLE_TIMEOUT {

@@ -50,6 +50,8 @@ pub struct ApiLimits {
     pub transaction_events_max: usize,
     /// Most event bytes in one transaction.
     pub transaction_bytes_max: usize,
+    /// Longest time one transaction may stay open, however busy.
+    pub transaction_timeout: std::time::Duration,
     /// Event bytes held for open transactions across all clients; a client
     /// waits for room (back-pressure) rather than the node growing.
     pub in_flight_bytes_max: usize,
