@@ -143,6 +143,7 @@ impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("ranvier");
+        let commands = CommandMetrics::default();
         let metrics = Self {
             transactions: Family::default(),
             events: Family::default(),
@@ -150,20 +151,16 @@ impl Metrics {
             bytes_written: Family::default(),
             fsync_seconds: Family::new_with_constructor(fsync_histogram as fn() -> Histogram),
             segments_closed: Family::default(),
-            commands: CommandMetrics::default(),
             queries: QueryMetrics {
                 dispatched: Family::default(),
                 failed: Family::default(),
                 active: Gauge::default(),
                 seconds: Family::new_with_constructor(command_histogram as fn() -> Histogram),
-                handlers: HandlerMetrics::default(),
+                // One set of handler families, for both buses.
+                handlers: commands.handlers.clone(),
             },
+            commands,
             registry: Registry::default(),
-        };
-        // One set of handler families, for both buses.
-        let metrics = Self {
-            queries: QueryMetrics { handlers: metrics.commands.handlers.clone(), ..metrics.queries.clone() },
-            ..metrics
         };
         registry.register("append_transactions", "Committed transactions", metrics.transactions.clone());
         registry.register("append_events", "Committed events", metrics.events.clone());

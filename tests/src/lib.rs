@@ -172,11 +172,6 @@ impl Node {
         http_call(&self.http_addr, method, path)
     }
 
-    /// The HTTP `host:port`.
-    pub fn http_addr(&self) -> &str {
-        &self.http_addr
-    }
-
     /// The internal `host:port` from its READY line (clustered nodes).
     pub fn internal_addr(&self) -> Option<&str> {
         self.internal_addr.as_deref()
@@ -399,10 +394,16 @@ impl HttpReply {
 
 /// Sends `method path` without a body to the HTTP server at `address`.
 pub fn http_call(address: &str, method: &str, path: &str) -> anyhow::Result<HttpReply> {
+    http_call_with(address, method, path, &[])
+}
+
+/// [`http_call`] with extra request `headers` (name, value).
+pub fn http_call_with(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<HttpReply> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;

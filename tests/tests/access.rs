@@ -132,18 +132,9 @@ async fn every_client_call_needs_a_token_and_a_refused_call_changes_nothing() {
 
 /// `(status, error code header)` of `method path` with `token`.
 fn rest(node: &Node, method: &str, path: &str, token: Option<&str>) -> (u16, Option<String>) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(node.http_addr()).unwrap();
-    let header = token.map(|t| format!("AxonIQ-Access-Token: {t}\r\n")).unwrap_or_default();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\n{header}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let code = response
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().starts_with("axoniq-errorcode:").then(|| l[17..].trim().to_owned()));
-    (status, code)
+    let headers: Vec<(&str, &str)> = token.map(|t| ("AxonIQ-Access-Token", t)).into_iter().collect();
+    let reply = ranvier_tests::http_call_with(&node.http_addr, method, path, &headers).unwrap();
+    (reply.code, reply.header("AxonIQ-ErrorCode").map(str::to_owned))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +181,7 @@ async fn probes_stay_open_by_default_and_ranvierctl_sends_its_token() {
     assert_eq!(rest(node, "GET", "/metrics", None).0, 200, "nor does a scraper");
     assert_eq!(rest(node, "GET", "/v1/public", None).0, 403);
 
-    let server = format!("http://{}", node.http_addr());
+    let server = format!("http://{}", node.http_addr);
     let ctl = |args: &[&str]| ranvier_tests::ranvierctl(args).unwrap();
     let contexts = |token: &str| ctl(&["contexts", "-S", &server, "-t", token, "-o", "json"]);
     ranvier_tests::eventually(std::time::Duration::from_secs(20), "the cluster to list default", || async {

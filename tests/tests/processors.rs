@@ -102,7 +102,7 @@ impl App {
 /// PATCHes a processor action on `node` off the test's runtime threads (the
 /// call waits for the clients' acks, which this runtime sends).
 fn patch(node: &Node, action: &str) -> tokio::task::JoinHandle<HttpReply> {
-    let address = node.http_addr().to_owned();
+    let address = node.http_addr.clone();
     let path = format!("/v1/components/shop/processors/orders/{action}?context=default&tokenStoreIdentifier=store-1");
     tokio::task::spawn_blocking(move || ranvier_tests::http_call(&address, "PATCH", &path).unwrap())
 }

@@ -183,7 +183,7 @@ impl Cluster {
                                     leader_wait.as_millis()
                                 )));
                             }
-                            let (gone, waited) = (*leader, Some(left.min(leader_wait)));
+                            let (gone, waited) = (*leader, Some(left));
                             let next = |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| {
                                 m.current_leader.is_some_and(|l| l != gone)
                             };

@@ -187,7 +187,7 @@ pub trait Forwarder: Send + Sync {
         context: &str,
         command: Command,
         timeout: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommandResponse, String>> + Send + 'static>>;
+    ) -> super::BoxFuture<Result<CommandResponse, String>>;
 }
 
 struct Pending {
@@ -243,11 +243,6 @@ fn number(command: &Command, key: ProcessingKey) -> Option<i64> {
         Some(Data::NumberValue(n)) => Some(n),
         _ => None,
     })
-}
-
-/// The context of `handler`'s stream.
-fn key_context(state: &State, handler: HandlerId) -> String {
-    state.handlers.get(&handler).map(|h| h.context.clone()).unwrap_or_default()
 }
 
 /// The routing key: the ROUTING_KEY instruction, else the message id.
@@ -330,11 +325,10 @@ impl CommandBus {
         // reconnects gets its keys back.
         let identity = format!("{}/{}/{handler}", h.client_id, h.component);
         let identity = if h.client_id.is_empty() { format!("stream-{handler}") } else { identity };
-        let key = (h.context.clone(), subscription.command.clone());
-        let route = state.routes.entry(key).or_default();
+        let context = h.context.clone();
+        let route = state.routes.entry((context.clone(), subscription.command.clone())).or_default();
         route.handlers.insert(identity, (Target::Local(handler), subscription.load_factor));
         route.changed();
-        let context = key_context(&state, handler);
         self.recount(&state, &context, None);
         state.local_version += 1;
         self.changed.notify_one();

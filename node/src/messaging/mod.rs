@@ -16,6 +16,9 @@
 //! The client API (`api::grpc::{command, query, platform}`) speaks the
 //! Axon protocol on top of these.
 
+/// A future another node answers (forwarded calls).
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
 /// What a handler's stream sends next.
 #[derive(Debug)]
 pub enum Next<T> {
@@ -94,12 +97,6 @@ impl<'a> HandlerSeries<'a> {
 pub(crate) struct Answered {
     count: prometheus_client::metrics::counter::Counter,
     seconds: prometheus_client::metrics::histogram::Histogram,
-}
-
-impl std::fmt::Debug for Answered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Answered")
-    }
 }
 
 impl Answered {

@@ -22,6 +22,7 @@ use ranvier_proto::query::{QueryRequest, QueryResponse};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::BoxFuture;
 use super::commands::{CommandBus, Forwarder, RemoteHandler};
 use super::processors::{ProcessorError, ProcessorPeers, Processors};
 use super::queries::{QueryBus, QueryForwarder, RemoteQueryHandler};
@@ -172,6 +173,13 @@ impl ClusterForwarder {
     pub fn new(cluster: Arc<Cluster>) -> Self {
         ClusterForwarder { cluster }
     }
+
+    /// A messaging client of node `node`, by the address the model lists.
+    fn messaging_client(&self, node: &str) -> Result<MessagingServiceClient<tonic::transport::Channel>, String> {
+        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+        let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
+        client(self.cluster.transport(), &address)
+    }
 }
 
 fn client(transport: &Transport, address: &str) -> Result<MessagingServiceClient<tonic::transport::Channel>, String> {
@@ -191,9 +199,8 @@ impl QueryForwarder for ClusterForwarder {
         timeout: Duration,
     ) -> mpsc::Receiver<Result<QueryResponse, String>> {
         let (sender, responses) = mpsc::channel(32);
-        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+        let client = self.messaging_client(node);
         let transport = self.cluster.transport().clone();
-        let node = node.to_owned();
         let message = ForwardedQuery {
             context: context.to_owned(),
             component: component.to_owned(),
@@ -201,8 +208,7 @@ impl QueryForwarder for ClusterForwarder {
         };
         tokio::spawn(async move {
             let call = async {
-                let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
-                let mut client = client(&transport, &address)?;
+                let mut client = client?;
                 let mut request = transport.request(message);
                 request.set_timeout(timeout);
                 let mut stream = client.dispatch_query(request).await.map_err(|s| s.message().to_owned())?.into_inner();
@@ -230,23 +236,13 @@ impl QueryForwarder for ClusterForwarder {
     }
 }
 
-impl ClusterForwarder {
-    fn messaging_client(&self, node: &str) -> Result<MessagingServiceClient<tonic::transport::Channel>, String> {
-        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
-        let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
-        client(self.cluster.transport(), &address)
-    }
-}
-
-type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
 impl ProcessorPeers for ClusterForwarder {
     fn nodes(&self) -> Vec<String> {
         let me = self.cluster.name();
         self.cluster.model().nodes.keys().filter(|name| name.as_str() != me).cloned().collect()
     }
 
-    fn list(&self, node: &str, context: &str) -> Boxed<Result<Vec<ProcessorInstance>, String>> {
+    fn list(&self, node: &str, context: &str) -> BoxFuture<Result<Vec<ProcessorInstance>, String>> {
         let client = self.messaging_client(node);
         let message = ProcessorQuery { context: context.to_owned() };
         let transport = self.cluster.transport().clone();
@@ -263,7 +259,7 @@ impl ProcessorPeers for ClusterForwarder {
         context: &str,
         client: &str,
         instruction: PlatformOutboundInstruction,
-    ) -> Boxed<Result<(), ProcessorError>> {
+    ) -> BoxFuture<Result<(), ProcessorError>> {
         let channel = self.messaging_client(node);
         let message = ClientInstruction {
             context: context.to_owned(),
@@ -301,14 +297,12 @@ impl SubscriptionForwarder for ClusterForwarder {
         query: SubscriptionQuery,
     ) -> mpsc::Receiver<Result<SubscriptionQueryResponse, String>> {
         let (sender, updates) = mpsc::channel(32);
-        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+        let client = self.messaging_client(node);
         let transport = self.cluster.transport().clone();
-        let node = node.to_owned();
         let message = ForwardedSubscription { context: context.to_owned(), subscription: query.encode_to_vec().into() };
         tokio::spawn(async move {
             let call = async {
-                let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
-                let mut client = client(&transport, &address)?;
+                let mut client = client?;
                 let mut stream = client
                     .subscribe_query(transport.request(message))
                     .await
@@ -344,14 +338,12 @@ impl Forwarder for ClusterForwarder {
         context: &str,
         command: Command,
         timeout: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommandResponse, String>> + Send + 'static>> {
-        let address = self.cluster.model().nodes.get(node).map(|n| n.internal_addr.clone());
+    ) -> BoxFuture<Result<CommandResponse, String>> {
+        let client = self.messaging_client(node);
         let transport = self.cluster.transport().clone();
-        let node = node.to_owned();
         let message = ForwardedCommand { context: context.to_owned(), command: command.encode_to_vec().into() };
         Box::pin(async move {
-            let address = address.ok_or_else(|| format!("node {node} is not in the cluster"))?;
-            let mut client = client(&transport, &address)?;
+            let mut client = client?;
             let mut request = transport.request(message);
             request.set_timeout(timeout);
             let reply = client.dispatch_command(request).await.map_err(|s| s.message().to_owned())?.into_inner();

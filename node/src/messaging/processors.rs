@@ -17,8 +17,6 @@
 //!   at most [`ACK_TIMEOUT`].
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,6 +29,8 @@ use ranvier_proto::control::{
 use ranvier_wire::admin::{InstructedClient, ProcessorInstance, ProcessorInstructed, SegmentListing};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
+
+use super::BoxFuture;
 
 /// Longest wait for a client's acknowledgement of one instruction.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,14 +94,12 @@ impl Action {
     }
 }
 
-type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 /// The other nodes' processors and clients.
 pub trait ProcessorPeers: Send + Sync {
     /// The other nodes of the cluster.
     fn nodes(&self) -> Vec<String>;
     /// `node`'s processor instances in `context`.
-    fn list(&self, node: &str, context: &str) -> Boxed<Result<Vec<ProcessorInstance>, String>>;
+    fn list(&self, node: &str, context: &str) -> BoxFuture<Result<Vec<ProcessorInstance>, String>>;
     /// Relays `instruction` to `client` of `context` on `node` and waits
     /// for its ack.
     fn instruct(
@@ -110,7 +108,7 @@ pub trait ProcessorPeers: Send + Sync {
         context: &str,
         client: &str,
         instruction: PlatformOutboundInstruction,
-    ) -> Boxed<Result<(), ProcessorError>>;
+    ) -> BoxFuture<Result<(), ProcessorError>>;
 }
 
 struct Client {
