@@ -63,6 +63,9 @@ pub enum NodeError {
     /// The replication groups could not start.
     #[error("clustering failed: {0}")]
     Cluster(String),
+    /// The system token could not be read or made.
+    #[error(transparent)]
+    SystemToken(#[from] crate::access::system_token::SystemTokenError),
 }
 
 /// Most open connections on the internal port: peers open a few channels
@@ -70,8 +73,6 @@ pub enum NodeError {
 /// bounds memory without limiting any realistic cluster.
 const INTERNAL_MAX_CONNECTIONS: usize = 4096;
 
-/// Starts the replication groups, serves the internal API on `listener`
-/// and begins forming the cluster.
 /// This node's messaging parts.
 struct Buses {
     commands: Arc<CommandBus>,
@@ -80,6 +81,8 @@ struct Buses {
     processors: Arc<Processors>,
 }
 
+/// Starts the replication groups, serves the internal API on `listener`
+/// and begins forming the cluster.
 async fn start_cluster(
     config: &Config,
     listener: TcpListener,
@@ -199,6 +202,14 @@ pub async fn run(
     on_ready: impl FnOnce() + Send,
 ) -> Result<(), NodeError> {
     let client_addr = listeners.client.local_addr().map_err(NodeError::Address)?;
+    let system_token = match &config.access.system_token_file {
+        Some(path) if config.access.enabled => {
+            let token = crate::access::system_token::load_or_create(path)?;
+            tracing::info!(file = %path.display(), "system token ready for ranvierctl on this machine");
+            Some(token)
+        }
+        _ => None,
+    };
     let http_addr = listeners.http.local_addr().map_err(NodeError::Address)?;
     let metrics = Arc::new(Metrics::new());
     let options = ContextOptions {
@@ -279,7 +290,8 @@ pub async fn run(
     };
     let client_api =
         Arc::new(ClientApi::new(identity, contexts.clone(), limits.clone(), stopped.clone(), cluster.clone()));
-    let access = Arc::new(Access::new(&config.access));
+    let model = cluster.as_ref().map(|c| c.model_changes());
+    let access = Arc::new(Access::new(&config.access, model, system_token));
     if access.enabled() {
         tracing::info!("access control on: client and REST calls need an access token");
     }

@@ -42,8 +42,17 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
 /// Runs `ranvierctl` (built next to the node binary) with `args`; returns
 /// its exit code, standard output and standard error.
 pub fn ranvierctl(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    ranvierctl_in(Path::new("."), args)
+}
+
+/// [`ranvierctl`] run in the working directory `cwd`.
+pub fn ranvierctl_in(cwd: &Path, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let binary = node_binary()?.with_file_name("ranvierctl");
-    let output = Command::new(&binary).args(args).output().with_context(|| format!("run {}", binary.display()))?;
+    let output = Command::new(&binary)
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .with_context(|| format!("run {}", binary.display()))?;
     Ok((
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -47,44 +47,71 @@ fn with_token<T>(message: T, token: Option<&str>, legacy: bool) -> tonic::Reques
     request
 }
 
+/// Names the context of a call.
+trait InContext {
+    fn in_context(self, context: &str) -> Self;
+}
+
+impl<T> InContext for tonic::Request<T> {
+    fn in_context(mut self, context: &str) -> Self {
+        self.metadata_mut().insert("axoniq-context", context.parse().unwrap());
+        self
+    }
+}
+
 /// What one call with `token` came to: `Ok` when it got past access control
 /// (whatever the service then said), else the refusal's code.
 async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Result<(), String> {
+    call_in(channel, rpc, token, "default").await
+}
+
+/// [`call`] in `context`.
+async fn call_in(channel: &Channel, rpc: &str, token: Option<&str>, context: &str) -> Result<(), String> {
     let result = match rpc {
         "GetPlatformServer" => PlatformServiceClient::new(channel.clone())
-            .get_platform_server(with_token(ClientIdentification::default(), token, false))
+            .get_platform_server(with_token(ClientIdentification::default(), token, false).in_context(context))
             .await
             .map(|_| ()),
         "AppendEvent" => EventStoreClient::new(channel.clone())
-            .append_event(with_token(tokio_stream::iter(vec![event("order-1", 0, 32)]), token, false))
+            .append_event(
+                with_token(tokio_stream::iter(vec![event("order-1", 0, 32)]), token, false).in_context(context),
+            )
             .await
             .map(|_| ()),
         "ListAggregateEvents" => {
             let request = GetAggregateEventsRequest { aggregate_id: "order-1".into(), ..Default::default() };
-            match EventStoreClient::new(channel.clone()).list_aggregate_events(with_token(request, token, false)).await
+            match EventStoreClient::new(channel.clone())
+                .list_aggregate_events(with_token(request, token, false).in_context(context))
+                .await
             {
                 Ok(mut stream) => stream.get_mut().message().await.map(|_| ()),
                 Err(status) => Err(status),
             }
         }
         "GetLastToken" => EventStoreClient::new(channel.clone())
-            .get_last_token(with_token(GetLastTokenRequest {}, token, true))
+            .get_last_token(with_token(GetLastTokenRequest {}, token, true).in_context(context))
             .await
             .map(|_| ()),
         "ReadHighestSequenceNr" => {
             let request = ReadHighestSequenceNrRequest { aggregate_id: "order-1".into(), ..Default::default() };
             EventStoreClient::new(channel.clone())
-                .read_highest_sequence_nr(with_token(request, token, false))
+                .read_highest_sequence_nr(with_token(request, token, false).in_context(context))
                 .await
                 .map(|_| ())
         }
         "Dispatch" => {
             let command = Command { message_identifier: "c-1".into(), name: "Ship".into(), ..Default::default() };
-            CommandServiceClient::new(channel.clone()).dispatch(with_token(command, token, false)).await.map(|_| ())
+            CommandServiceClient::new(channel.clone())
+                .dispatch(with_token(command, token, false).in_context(context))
+                .await
+                .map(|_| ())
         }
         "Query" => {
             let query = QueryRequest { message_identifier: "q-1".into(), query: "Find".into(), ..Default::default() };
-            match QueryServiceClient::new(channel.clone()).query(with_token(query, token, false)).await {
+            match QueryServiceClient::new(channel.clone())
+                .query(with_token(query, token, false).in_context(context))
+                .await
+            {
                 Ok(mut stream) => stream.get_mut().message().await.map(|_| ()),
                 Err(status) => Err(status),
             }
@@ -240,4 +267,146 @@ async fn a_silent_connection_is_closed_and_cannot_hold_the_connection_slots() {
         matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
     assert!(!still_open, "the silent connection is still open: {read:?}");
     assert!(opened.elapsed() >= std::time::Duration::from_millis(250), "closed before its timeout");
+}
+
+/// Waits until `rpc` with `token` in `context` on every node comes to `expected`.
+async fn everywhere(nodes: &[Node], rpc: &str, token: &str, context: &str, expected: Result<(), String>) {
+    for node in nodes {
+        let channel = node.channel().await.unwrap();
+        let what = format!("{rpc} in {context} on {} to come to {expected:?}", node.name());
+        ranvier_tests::eventually(std::time::Duration::from_secs(20), &what, || async {
+            call_in(&channel, rpc, Some(token), context).await == expected
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_tokens_allow_their_roles_in_their_contexts_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut owned = settings(true);
+    owned.push("axoniq.axonserver.accesscontrol.systemtokenfile=security/.token".into());
+    let owned: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &owned).unwrap();
+    let home = dir.path().join("node-1");
+    let token_file = home.join("security/.token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // ranvierctl in node-1's directory administers with the system token,
+    // without -t.
+    let server = format!("http://{}", nodes[0].http_addr);
+    let ctl = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-S", server.as_str()]);
+        ranvier_tests::ranvierctl_in(&home, &all).unwrap()
+    };
+    ranvier_tests::eventually(std::time::Duration::from_secs(30), "three nodes in the cluster", || async {
+        ctl(&["cluster", "-o", "json"]).1.matches("\"name\"").count() == 3
+    })
+    .await
+    .unwrap();
+    let (code, out, err) = ctl(&["register-context", "-c", "orders", "-n", "node-1,node-2,node-3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let register = |name: &str, roles: &str| {
+        let (code, out, err) = ctl(&["register-application", "-a", name, "-r", roles, "-d", "test app"]);
+        assert_eq!(code, 0, "{out}{err}");
+        out.trim().to_owned()
+    };
+    let reader = register("reader", "READ_EVENTS@default");
+    let writer = register("writer", "PUBLISH_EVENTS@default,READ_EVENTS@default");
+    let orders = register("orders-app", "USE_CONTEXT@orders");
+    let owner = register("orders-owner", "CONTEXT_ADMIN@orders");
+    assert_eq!(reader.len(), 64, "a generated token: {reader}");
+
+    // Listed with their roles, never with a token or its hash.
+    let (code, listed, err) = ctl(&["applications"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(listed.contains("reader") && listed.contains("READ_EVENTS@default"), "{listed}");
+    assert!(listed.contains("USE_CONTEXT@orders"), "{listed}");
+    let json = ranvier_tests::http_call_with(
+        &nodes[1].http_addr,
+        "GET",
+        "/v1/public/applications",
+        &[("AxonIQ-Access-Token", ADMIN)],
+    )
+    .unwrap();
+    let json = json.body;
+    for secret in [&reader, &writer, &orders, &owner] {
+        assert!(!listed.contains(secret.as_str()) && !json.contains(secret.as_str()), "a token was listed");
+    }
+    assert!(!json.contains("argon2") && !json.contains("\"token\""), "{json}");
+
+    // Every node knows every application (through `_admin`).
+    everywhere(&nodes, "GetLastToken", &reader, "default", Ok(())).await;
+    everywhere(&nodes, "GetLastToken", &orders, "orders", Ok(())).await;
+    let denied = || Err("AXONIQ-1001".to_owned());
+    let table: [(&str, &str, &str, Result<(), String>); 12] = [
+        (&reader, "ListAggregateEvents", "default", Ok(())),
+        (&reader, "AppendEvent", "default", denied()),
+        (&reader, "Dispatch", "default", denied()),
+        (&reader, "Query", "default", denied()),
+        (&reader, "GetLastToken", "orders", denied()),
+        (&orders, "Dispatch", "orders", Ok(())),
+        (&orders, "Query", "orders", Ok(())),
+        (&orders, "GetPlatformServer", "orders", Ok(())),
+        (&orders, "GetLastToken", "default", denied()),
+        (&orders, "GetPlatformServer", "default", denied()),
+        (&owner, "GetLastToken", "orders", denied()),
+        (&writer, "Dispatch", "default", denied()),
+    ];
+    for node in &nodes {
+        let channel = node.channel().await.unwrap();
+        for (token, rpc, context, expected) in &table {
+            let got = call_in(&channel, rpc, Some(token), context).await;
+            assert_eq!(&got, expected, "{rpc} in {context} on {} with {}", node.name(), &token[..8]);
+        }
+        assert_eq!(last_token(&channel).await, -1, "a refused append wrote an event");
+    }
+    let channel = nodes[1].channel().await.unwrap();
+    assert_eq!(call_in(&channel, "AppendEvent", Some(&writer), "default").await, Ok(()));
+    assert_eq!(last_token(&channel).await, 0);
+
+    // REST: a context's admin administers that context only; applications
+    // are the cluster administrators' business.
+    let refused = (403, Some("AXONIQ-1001".to_owned()));
+    assert_ne!(rest(&nodes[2], "GET", "/v1/components?context=orders", Some(&owner)).0, 403);
+    assert_eq!(rest(&nodes[2], "GET", "/v1/public", Some(&owner)), refused);
+    assert_eq!(rest(&nodes[2], "DELETE", "/v1/context/default", Some(&owner)), refused);
+    assert_eq!(rest(&nodes[2], "GET", "/v1/public/applications", Some(&reader)), refused);
+    assert_eq!(rest(&nodes[2], "PATCH", "/v1/applications/reader", Some(&orders)), refused);
+    assert_eq!(rest(&nodes[2], "GET", "/v1/public/applications", Some(APP)), refused);
+
+    // Bad requests are refused with their reasons.
+    let (code, out, err) = ctl(&["register-application", "-a", "bad", "-r", "WRITE_EVERYTHING@default"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("AXONIQ-2510") && err.contains("READ_EVENTS"), "{err}");
+    let (code, _, err) = ctl(&["register-application", "-a", "bad", "-r", "ADMIN@default"]);
+    assert!(code == 1 && err.contains("ADMIN@*"), "{err}");
+    let (code, _, err) = ctl(&["register-application", "-a", "bad", "-r", "MONITOR", "-T", "short"]);
+    assert!(code == 1 && err.contains("16 characters"), "{err}");
+    let (code, _, err) = ctl(&["renew-application-token", "-a", "nobody"]);
+    assert!(code == 1 && err.contains("AXONIQ-1300"), "{err}");
+
+    // A renewed token replaces the old one on every node; a deleted
+    // application's token stops working.
+    let (code, renewed, err) = ctl(&["renew-application-token", "-a", "reader"]);
+    assert_eq!(code, 0, "{err}");
+    let renewed = renewed.trim().to_owned();
+    assert_ne!(renewed, reader);
+    everywhere(&nodes, "GetLastToken", &reader, "default", denied()).await;
+    everywhere(&nodes, "GetLastToken", &renewed, "default", Ok(())).await;
+    // A change of roles keeps the token.
+    let (code, out, err) =
+        ctl(&["register-application", "-a", "reader", "-r", "READ_EVENTS@default,READ_EVENTS@orders"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unchanged"), "{out}");
+    everywhere(&nodes, "GetLastToken", &renewed, "orders", Ok(())).await;
+    let (code, _, err) = ctl(&["delete-application", "-a", "reader"]);
+    assert_eq!(code, 0, "{err}");
+    everywhere(&nodes, "GetLastToken", &renewed, "default", denied()).await;
+
+    // The context's admin may delete its context.
+    assert_eq!(rest(&nodes[0], "DELETE", "/v1/context/orders", Some(&owner)).0, 200);
 }

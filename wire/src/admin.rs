@@ -360,3 +360,38 @@ pub struct InstructedClient {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<i32>,
 }
+
+/// An application (POST `/v1/applications` to register or change one; GET
+/// `/v1/public/applications` and `/v1/applications/{name}` list them, never
+/// with a token).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationJson {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A token the user chose (at least 16 visible characters); the node
+    /// makes one when a new application has none. Never listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Roles per context (`*`: every context).
+    #[serde(default)]
+    pub roles: Vec<ApplicationRoles>,
+    /// Free key/value pairs.
+    #[serde(default)]
+    pub meta_data: BTreeMap<String, String>,
+}
+
+/// The roles of an application in one context.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationRoles {
+    /// A context, or `*` for every context.
+    pub context: String,
+    /// Role names: `READ_EVENTS`, `PUBLISH_EVENTS`, `DISPATCH_COMMANDS`,
+    /// `SUBSCRIBE_COMMAND_HANDLER`, `DISPATCH_QUERY`,
+    /// `SUBSCRIBE_QUERY_HANDLER`, `USE_CONTEXT`, `MONITOR`,
+    /// `CONTEXT_ADMIN`, `ADMIN` (only for `*`).
+    pub roles: Vec<String>,
+}

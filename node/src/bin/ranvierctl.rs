@@ -2,6 +2,9 @@
 //! commands and options of Axon Server's CLI (PROTOCOL.md §4.4), over the
 //! admin REST API of any node (`-S`, default `http://localhost:8024`).
 //!
+//! The token (`-t`) defaults to the system token a node on this machine
+//! wrote (`--token-file`, default `security/.token`), when that file exists.
+//!
 //! Exit codes: 0 done; 1 the server refused (its error code and message
 //! are printed); 2 bad usage; 3 the server could not be reached.
 
@@ -12,12 +15,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ranvier_wire::admin::{
-    ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupStatus, JoinRequest, MemberRole, RoleRequest,
+    ApplicationJson, ApplicationRoles, ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupStatus,
+    JoinRequest, MemberRole, RoleRequest,
 };
 use ranvier_wire::http::encode;
 use serde_json::Value;
 
-const USAGE: &str = "usage: ranvierctl <command> [options]   (common: -S <url> -t <token> -o txt|json)
+const USAGE: &str = "usage: ranvierctl <command> [options]
+  common: -S <url> -t <token> (default: the token in --token-file, default security/.token) -o txt|json
 
 commands:
   init-cluster [-c <context>]
@@ -32,8 +37,14 @@ commands:
   register-context -c <context> [-g <group>] [-n <primaries>] [-a ..] [-p ..] [-m ..] [-sec ..]
   delete-context -c <context> [--preserve-event-store]
   contexts
+  register-application -a <name> -r <role@context,...> [-d <description>] [-T <token>]
+  renew-application-token -a <name>
+  delete-application -a <name>
+  applications
 
-roles: PRIMARY, ACTIVE_BACKUP, PASSIVE_BACKUP, SECONDARY, MESSAGING_ONLY; lists are comma separated";
+node roles: PRIMARY, ACTIVE_BACKUP, PASSIVE_BACKUP, SECONDARY, MESSAGING_ONLY; lists are comma separated
+application roles: READ_EVENTS, PUBLISH_EVENTS, DISPATCH_COMMANDS, SUBSCRIBE_COMMAND_HANDLER, DISPATCH_QUERY,
+  SUBSCRIBE_QUERY_HANDLER, USE_CONTEXT, MONITOR, CONTEXT_ADMIN, ADMIN; role@context, or role alone for every context";
 
 /// A command-line mistake.
 struct Usage(String);
@@ -90,10 +101,12 @@ fn canonical(name: &str) -> &str {
         "--context" => "-c",
         "--replication-group" => "-g",
         "--node" | "--nodes" => "-n",
-        "--role" => "-r",
+        "--role" | "--roles" => "-r",
+        "--description" => "-d",
+        "--token" => "-T",
         "--internal-host" => "-h",
         "--internal-port" | "--passive-backup" => "-p",
-        "--active-backup" => "-a",
+        "--active-backup" | "--application" => "-a",
         "--messaging-only" => "-m",
         "--secondary" => "-sec",
         other => other,
@@ -132,6 +145,17 @@ fn roles(options: &Options) -> Vec<RoleRequest> {
         }
     }
     out
+}
+
+/// `role@context` items grouped by context (a role alone is for every
+/// context, `*`).
+fn application_roles(items: &[String]) -> Vec<ApplicationRoles> {
+    let mut by_context: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in items {
+        let (role, context) = item.split_once('@').unwrap_or((item, "*"));
+        by_context.entry(context.to_owned()).or_default().push(role.to_owned());
+    }
+    by_context.into_iter().map(|(context, roles)| ApplicationRoles { context, roles }).collect()
 }
 
 fn preserve(options: &Options) -> &'static str {
@@ -204,6 +228,27 @@ fn plan(command: &str, options: &Options) -> Result<Call, Usage> {
             call("DELETE", format!("/v1/context/{}{}", encode(context), preserve(options)), None)
         }
         "contexts" => call("GET", "/v1/public/context".into(), None),
+        "register-application" => {
+            let name = options.required("-a", "application")?;
+            options.required("-r", "roles")?;
+            let body = ApplicationJson {
+                name: name.to_owned(),
+                description: options.get("-d").map(str::to_owned),
+                token: options.get("-T").map(str::to_owned),
+                roles: application_roles(&options.list("-r")),
+                meta_data: BTreeMap::new(),
+            };
+            call_with("POST", "/v1/applications".into(), &body)?
+        }
+        "renew-application-token" => {
+            let name = options.required("-a", "application")?;
+            call("PATCH", format!("/v1/applications/{}", encode(name)), None)
+        }
+        "delete-application" => {
+            let name = options.required("-a", "application")?;
+            call("DELETE", format!("/v1/applications/{}", encode(name)), None)
+        }
+        "applications" => call("GET", "/v1/public/applications".into(), None),
         other => return Err(Usage(format!("unknown command {other:?}"))),
     })
 }
@@ -276,6 +321,7 @@ fn print_listing(command: &str, body: &str, json_output: bool) {
         && match command {
             "cluster" => serde_json::from_str(body).map(print_nodes).is_ok(),
             "replication-groups" => serde_json::from_str(body).map(print_groups).is_ok(),
+            "applications" => serde_json::from_str(body).map(print_applications).is_ok(),
             _ => serde_json::from_str(body).map(print_contexts).is_ok(),
         };
     if !printed {
@@ -315,11 +361,33 @@ fn print_groups(groups: Vec<GroupStatus>) {
     }
 }
 
+fn print_applications(applications: Vec<ApplicationJson>) {
+    println!("{:<24} {:<30} ROLES", "NAME", "DESCRIPTION");
+    for application in applications {
+        let roles: Vec<String> = application
+            .roles
+            .iter()
+            .flat_map(|entry| entry.roles.iter().map(move |role| format!("{role}@{}", entry.context)))
+            .collect();
+        println!("{:<24} {:<30} {}", application.name, dash(application.description.as_deref()), roles.join(","));
+    }
+}
+
 fn print_contexts(contexts: Vec<ContextListing>) {
     println!("{:<20} {:<20} {:<15} ROLES", "CONTEXT", "REPLICATION GROUP", "LEADER");
     for context in contexts {
         let (leader, roles) = (dash(context.leader.as_deref()), role_list(&context.roles));
         println!("{:<20} {:<20} {leader:<15} {roles}", context.context, context.replication_group);
+    }
+}
+
+/// The token in `file` (default `security/.token`), if the file exists.
+fn system_token(file: Option<&str>) -> Result<Option<String>, Usage> {
+    let path = file.unwrap_or("security/.token");
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => Ok(None),
+        Err(e) => Err(Usage(format!("--token-file {path}: {e}"))),
     }
 }
 
@@ -342,7 +410,11 @@ fn main() -> ExitCode {
             Some("json") => true,
             Some(other) => return Err(Usage(format!("-o {other}: expected txt or json"))),
         };
-        Ok((host, port, options.get("-t").map(str::to_owned), request, json_output))
+        let token = match options.get("-t") {
+            Some(token) => Some(token.to_owned()),
+            None => system_token(options.get("--token-file"))?,
+        };
+        Ok((host, port, token, request, json_output))
     });
     let (host, port, token, request, json_output) = match prepared {
         Ok(prepared) => prepared,

@@ -1,6 +1,8 @@
 //! The cluster model replicated by the `_admin` replication group: the
 //! registered nodes, the replication groups with their members and roles,
-//! and the contexts each group carries. Every node holds a replica and acts
+//! the contexts each group carries, and the applications that may call it
+//! (`access::applications`: roles, and tokens only as hashes). Every node
+//! holds a replica and acts
 //! on it (opens the groups and stores it is a member of, and — where it
 //! leads a group — makes the group's Raft membership match the roles).
 //!
@@ -14,6 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::roles::Role;
+use crate::access::applications::{AppRole, Application, StoredToken, check_roles};
 
 /// The admin context and replication group; always present, never deleted.
 pub const ADMIN: &str = "_admin";
@@ -70,6 +73,9 @@ pub struct ClusterModel {
     pub departed: BTreeMap<String, BTreeMap<String, Departure>>,
     /// Deleted contexts whose stores the members still have to close.
     pub deleted_contexts: BTreeMap<String, Departure>,
+    /// Applications by name (absent from models written before they existed).
+    #[serde(default)]
+    pub applications: BTreeMap<String, Application>,
 }
 
 /// A change to the cluster model, proposed through the `_admin` group.
@@ -139,6 +145,32 @@ pub enum AdminCommand {
         /// Whether the members keep the context's files.
         preserve: bool,
     },
+    /// Registers an application, or changes an existing one's description,
+    /// roles and meta data (and its token, when one is given).
+    SetApplication {
+        /// Application name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Context (or `*`) → roles.
+        roles: BTreeMap<String, BTreeSet<AppRole>>,
+        /// Free key/value pairs.
+        meta_data: BTreeMap<String, String>,
+        /// Its new token; required for a new application.
+        token: Option<StoredToken>,
+    },
+    /// Gives an application a new token (the old one stops working).
+    RenewApplicationToken {
+        /// Application name.
+        name: String,
+        /// The new token.
+        token: StoredToken,
+    },
+    /// Deletes an application (its token stops working).
+    DeleteApplication {
+        /// Application name.
+        name: String,
+    },
 }
 
 impl fmt::Display for AdminCommand {
@@ -153,6 +185,9 @@ impl fmt::Display for AdminCommand {
             AdminCommand::DeleteGroup { name, .. } => write!(f, "delete replication group {name}"),
             AdminCommand::CreateContext { name, group } => write!(f, "create context {name} in {group}"),
             AdminCommand::DeleteContext { name, .. } => write!(f, "delete context {name}"),
+            AdminCommand::SetApplication { name, .. } => write!(f, "register application {name}"),
+            AdminCommand::RenewApplicationToken { name, .. } => write!(f, "renew the token of application {name}"),
+            AdminCommand::DeleteApplication { name } => write!(f, "delete application {name}"),
         }
     }
 }
@@ -168,6 +203,10 @@ pub struct Refusal {
 
 fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
     Refusal { code, message: message.into() }
+}
+
+fn no_application(name: &str) -> Refusal {
+    refuse("AXONIQ-1300", format!("application {name} not found"))
 }
 
 /// Axon's rule for context and group names: `[a-zA-Z][a-zA-Z@_\-0-9]*`
@@ -376,6 +415,38 @@ impl ClusterModel {
                 }
                 self.deleted_contexts.insert(name.clone(), Departure { preserve: *preserve });
                 Ok(())
+            }
+            AdminCommand::SetApplication { name, description, roles, meta_data, token } => {
+                if !ranvier_wire::valid_name(name) {
+                    return Err(refuse(
+                        "AXONIQ-2308",
+                        format!(
+                            "invalid application name {name:?}: expected a letter, then letters, digits, '@', '_' or '-'"
+                        ),
+                    ));
+                }
+                check_roles(roles).map_err(|message| refuse("AXONIQ-2510", message))?;
+                let token = match (self.applications.get(name), token) {
+                    (_, Some(token)) => token.clone(),
+                    (Some(existing), None) => existing.token.clone(),
+                    (None, None) => return Err(no_application(name)),
+                };
+                let application = Application {
+                    description: description.clone(),
+                    roles: roles.clone(),
+                    meta_data: meta_data.clone(),
+                    token,
+                };
+                self.applications.insert(name.clone(), application);
+                Ok(())
+            }
+            AdminCommand::RenewApplicationToken { name, token } => {
+                let application = self.applications.get_mut(name).ok_or_else(|| no_application(name))?;
+                application.token = token.clone();
+                Ok(())
+            }
+            AdminCommand::DeleteApplication { name } => {
+                self.applications.remove(name).map(|_| ()).ok_or_else(|| no_application(name))
             }
         }
     }
@@ -618,5 +689,51 @@ mod tests {
         // …but may become a primary (keeping its files), then leave as one.
         model.apply(&set("b", Role::Primary)).unwrap();
         model.apply(&remove("b")).unwrap();
+    }
+
+    #[test]
+    fn applications_are_registered_changed_renewed_and_deleted_and_bad_ones_refused() {
+        let fresh = model(&["a"]);
+        let mut model = fresh.clone();
+        let token = |prefix: &str| StoredToken { prefix: prefix.into(), hash: format!("hash-{prefix}") };
+        let roles = |context: &str, role| BTreeMap::from([(context.to_owned(), BTreeSet::from([role]))]);
+        let set = |name: &str, roles, token| AdminCommand::SetApplication {
+            name: name.into(),
+            description: "d".into(),
+            roles,
+            meta_data: BTreeMap::new(),
+            token,
+        };
+        // A new application needs a token.
+        assert_eq!(
+            model.apply(&set("app", roles("orders", AppRole::ReadEvents), None)).unwrap_err().code,
+            "AXONIQ-1300"
+        );
+        model.apply(&set("app", roles("orders", AppRole::ReadEvents), Some(token("one")))).unwrap();
+        // A change without a token keeps the token.
+        model.apply(&set("app", roles("*", AppRole::UseContext), None)).unwrap();
+        assert_eq!(model.applications["app"].token, token("one"));
+        assert_eq!(model.applications["app"].roles, roles("*", AppRole::UseContext));
+        model.apply(&AdminCommand::RenewApplicationToken { name: "app".into(), token: token("two") }).unwrap();
+        assert_eq!(model.applications["app"].token, token("two"));
+
+        let refusals = [
+            (set("bad name", roles("orders", AppRole::ReadEvents), Some(token("x"))), "AXONIQ-2308"),
+            (set("app2", BTreeMap::new(), Some(token("x"))), "AXONIQ-2510"),
+            (set("app2", roles("orders", AppRole::Admin), Some(token("x"))), "AXONIQ-2510"),
+            (AdminCommand::RenewApplicationToken { name: "nope".into(), token: token("x") }, "AXONIQ-1300"),
+            (AdminCommand::DeleteApplication { name: "nope".into() }, "AXONIQ-1300"),
+        ];
+        for (command, code) in refusals {
+            let before = model.clone();
+            assert_eq!(model.apply(&command).unwrap_err().code, code, "{command}");
+            assert_eq!(model, before, "a refused command changes nothing");
+        }
+        model.apply(&AdminCommand::DeleteApplication { name: "app".into() }).unwrap();
+        assert!(model.applications.is_empty());
+        // A model stored before applications existed still reads.
+        let mut old = serde_json::to_value(&fresh).unwrap();
+        old.as_object_mut().unwrap().remove("applications");
+        assert_eq!(serde_json::from_value::<ClusterModel>(old).unwrap(), fresh);
     }
 }

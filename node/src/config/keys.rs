@@ -136,6 +136,9 @@ pub const ACCESS_CONTROL_ENABLED: Key = key("axoniq.axonserver.accesscontrol.ena
 pub const ACCESS_TOKEN: Key = key("axoniq.axonserver.accesscontrol.token", "");
 /// The token of administrators (everything); required when enabled.
 pub const ADMIN_TOKEN: Key = key("axoniq.axonserver.accesscontrol.admin-token", "");
+/// A file holding a token that allows everything, made at first start (mode 0600) for
+/// `ranvierctl` on the node's machine; unset: no system token.
+pub const SYSTEM_TOKEN_FILE: Key = key("axoniq.axonserver.accesscontrol.systemtokenfile", "");
 /// Whether `/ready` and `/metrics` answer without a token when access control is on (probes
 /// and scrapers usually carry none); `/health` always does.
 pub const OPEN_PROBES: Key = key("ranvier.accesscontrol.open-probes", "true");
@@ -205,6 +208,7 @@ pub const ALL: &[Key] = &[
     ACCESS_TOKEN,
     ADMIN_TOKEN,
     OPEN_PROBES,
+    SYSTEM_TOKEN_FILE,
     SSL_ENABLED,
     SERVER_SSL_ENABLED,
     LOG_STORAGE_FOLDER,
@@ -219,7 +223,6 @@ pub const ALL: &[Key] = &[
 /// prefix; anything else matches exactly. Store tuning keys are in [`IGNORED_STORE_TUNING`].
 pub const IGNORED: &[&str] = &[
     "axoniq.axonserver.accesscontrol.cache-ttl",
-    "axoniq.axonserver.accesscontrol.systemtokenfile",
     "axoniq.axonserver.accesscontrol.token-dir",
     "axoniq.axonserver.accesscontrol.default-token",
     "axoniq.axonserver.accesscontrol.jwt.*",

@@ -84,6 +84,8 @@ pub struct AccessConfig {
     pub admin_token: Option<String>,
     /// `ranvier.accesscontrol.open-probes`: `/ready` and `/metrics` need no token. Default true.
     pub open_probes: bool,
+    /// `axoniq.axonserver.accesscontrol.systemtokenfile`: where the system token is kept.
+    pub system_token_file: Option<PathBuf>,
 }
 
 /// Identity, addresses and ports.
@@ -326,6 +328,7 @@ impl Config {
             (keys::ACCESS_TOKEN.name, secret(&self.access.token)),
             (keys::ADMIN_TOKEN.name, secret(&self.access.admin_token)),
             (keys::OPEN_PROBES.name, self.access.open_probes.to_string()),
+            (keys::SYSTEM_TOKEN_FILE.name, self.access.system_token_file.as_ref().map(path).unwrap_or_default()),
             (keys::SSL_ENABLED.name, "false".to_owned()),
             (keys::SERVER_SSL_ENABLED.name, "false".to_owned()),
             (keys::LOG_STORAGE_FOLDER.name, path(&self.cluster.log_dir)),
@@ -359,6 +362,7 @@ fn access_config(s: &Settings) -> Result<AccessConfig, ConfigError> {
         token: token(&keys::ACCESS_TOKEN)?,
         admin_token: token(&keys::ADMIN_TOKEN)?,
         open_probes: s.read(&keys::OPEN_PROBES, value::boolean)?,
+        system_token_file: s.read_opt(&keys::SYSTEM_TOKEN_FILE, |t| Ok::<_, String>(PathBuf::from(t)))?,
     };
     if access.enabled {
         for (key, value) in [(&keys::ACCESS_TOKEN, &access.token), (&keys::ADMIN_TOKEN, &access.admin_token)] {

@@ -101,7 +101,13 @@ fn defaults() {
             event_retention_ms: 7 * 24 * 3600 * 1000,
             tier_check_interval_ms: 10_000,
         },
-        access: AccessConfig { enabled: false, token: None, admin_token: None, open_probes: true },
+        access: AccessConfig {
+            enabled: false,
+            token: None,
+            admin_token: None,
+            open_probes: true,
+            system_token_file: None,
+        },
         contexts: vec!["default".into()],
     };
     assert_eq!(config, expected);
@@ -544,8 +550,13 @@ fn access_control_needs_both_tokens_and_tls_cannot_be_asked_for() {
         "ranvier.accesscontrol.open-probes=false",
     ])
     .unwrap();
-    let expected =
-        AccessConfig { enabled: true, token: Some("c".into()), admin_token: Some("a".into()), open_probes: false };
+    let expected = AccessConfig {
+        enabled: true,
+        token: Some("c".into()),
+        admin_token: Some("a".into()),
+        open_probes: false,
+        system_token_file: None,
+    };
     assert_eq!(config.access, expected);
     // Tokens never reach the start-up log.
     let logged = config.effective();

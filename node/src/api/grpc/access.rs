@@ -1,7 +1,8 @@
 //! Checks the access token of every call on the client port before it
-//! reaches a service (or is passed to another node): a refused call is
-//! answered PERMISSION_DENIED with AXONIQ-1000 or 1001, and its body is
-//! never read (see `crate::access`).
+//! reaches a service (or is passed to another node) against what the
+//! method needs in the call's context: a refused call is answered
+//! PERMISSION_DENIED with AXONIQ-1000 or 1001, and its body is never read
+//! (see `crate::access`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 
 use super::status::status;
-use crate::access::{Access, Rights};
+use crate::access::{Access, needs};
 
 use super::BoxError;
 
@@ -60,11 +61,21 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Err(refusal) = self.access.check_headers(request.headers(), Rights::Client) {
-            tracing::debug!(path = %request.uri().path(), ?refusal, "call refused by access control");
-            let refused = status(refusal.code(), refusal.message()).into_http::<Body>();
-            return Box::pin(async move { Ok(refused) });
+        if !self.access.enabled() {
+            return super::call_ready(&mut self.inner, request);
         }
-        super::call_ready(&mut self.inner, request)
+        let access = self.access.clone();
+        // The service that was made ready serves this call; its clone
+        // waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let need = needs::grpc(request.uri().path(), super::context_in(request.headers()));
+            if let Err(refusal) = access.check(Access::presented(request.headers()), &need).await {
+                tracing::debug!(path = %request.uri().path(), ?refusal, "call refused by access control");
+                return Ok(status(refusal.code(), refusal.message()).into_http::<Body>());
+            }
+            inner.call(request).await.map_err(Into::into)
+        })
     }
 }

@@ -102,12 +102,15 @@ const SILENT_ANNOUNCED_MAX: usize = 256;
 /// The context named by a request's metadata: `AxonIQ-Context`, then the
 /// legacy `Context`, else `default`.
 pub fn context_of<T>(request: &Request<T>) -> String {
-    let metadata = request.metadata();
+    context_in(request.metadata().as_ref()).to_owned()
+}
+
+/// [`context_of`] from the HTTP headers of a call.
+pub fn context_in(headers: &tonic::codegen::http::HeaderMap) -> &str {
     ["axoniq-context", "context"]
         .iter()
-        .find_map(|key| metadata.get(*key).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+        .find_map(|key| headers.get(*key).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
         .unwrap_or("default")
-        .to_owned()
 }
 
 /// The status a long-lived stream ends with when the node stops, so that

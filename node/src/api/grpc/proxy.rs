@@ -67,11 +67,7 @@ impl Shared {
         if !request.uri().path().starts_with(EVENT_STORE) {
             return None;
         }
-        let headers = request.headers();
-        let context = ["axoniq-context", "context"]
-            .iter()
-            .find_map(|key| headers.get(*key).and_then(|v| v.to_str().ok()).filter(|c| !c.is_empty()))
-            .unwrap_or("default");
+        let context = super::context_in(request.headers());
         if context == ADMIN || self.contexts.get(context).is_some() {
             return None;
         }

@@ -59,10 +59,10 @@ pub(super) fn answer(status: StatusCode, code: Option<&str>, message: impl Into<
     response
 }
 
-fn refused(code: &str, message: impl Into<String>) -> Response {
+pub(super) fn refused(code: &str, message: impl Into<String>) -> Response {
     let status = match code {
-        "AXONIQ-1301" | "AXONIQ-1302" => StatusCode::NOT_FOUND,
-        "AXONIQ-1304" | "AXONIQ-1305" | "AXONIQ-2308" | "AXONIQ-2309" => StatusCode::BAD_REQUEST,
+        "AXONIQ-1300" | "AXONIQ-1301" | "AXONIQ-1302" => StatusCode::NOT_FOUND,
+        "AXONIQ-1304" | "AXONIQ-1305" | "AXONIQ-2308" | "AXONIQ-2309" | "AXONIQ-2510" => StatusCode::BAD_REQUEST,
         "AXONIQ-2304" | "AXONIQ-2307" => StatusCode::FORBIDDEN,
         "AXONIQ-2306" => StatusCode::CONFLICT,
         "AXONIQ-2100" => StatusCode::SERVICE_UNAVAILABLE,
@@ -71,7 +71,7 @@ fn refused(code: &str, message: impl Into<String>) -> Response {
     answer(status, Some(code), message)
 }
 
-fn from_write(error: WriteError) -> Response {
+pub(super) fn from_write(error: WriteError) -> Response {
     match error {
         WriteError::Refused { code, message } => refused(&code, message),
         WriteError::NoLeader(message) | WriteError::NotLeader(message) | WriteError::Unreached(message) => {
@@ -87,7 +87,7 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// The cluster runtime, or the answer for a standalone node.
-fn cluster(state: &HttpState) -> Result<&Arc<Cluster>, Response> {
+pub(super) fn cluster(state: &HttpState) -> Result<&Arc<Cluster>, Response> {
     state.cluster.as_ref().ok_or_else(|| {
         refused(
             "AXONIQ-2301",
@@ -96,7 +96,7 @@ fn cluster(state: &HttpState) -> Result<&Arc<Cluster>, Response> {
     })
 }
 
-async fn run(state: &HttpState, command: AdminCommand, done: &str) -> Response {
+pub(super) async fn run(state: &HttpState, command: AdminCommand, done: &str) -> Response {
     let cluster = match cluster(state) {
         Ok(cluster) => cluster,
         Err(response) => return response,

@@ -1,11 +1,13 @@
 //! The HTTP API on port 8024: health and readiness (plain and Spring-style
 //! paths, so existing probes keep working), Prometheus metrics, and the
 //! public node info of `/v1/public`, and on a clustered node the admin API
-//! (`admin`), the components with handlers (`/v1/components`) and the
-//! event processors (`processors`). The backup endpoints join this router
-//! in later work.
+//! (`admin`), the applications that may call it (`applications`), the
+//! components with handlers (`/v1/components`) and the event processors
+//! (`processors`). Every call passes the access check first (`check_access`).
+//! The backup endpoints join this router in later work.
 
 mod admin;
+mod applications;
 mod processors;
 
 use std::sync::Arc;
@@ -70,32 +72,29 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1/public/replicationgroups", get(replication_groups))
         .route("/v1/components", get(components))
         .merge(admin::routes())
+        .merge(applications::routes())
         .merge(processors::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_access))
         .with_state(state)
 }
 
-/// With access control on, a call needs a token: `/health` never, `/ready`
-/// and `/metrics` unless `open-probes`, reads the applications' or the
-/// administrators' token, anything else the administrators'.
+/// With access control on, a call needs a token that allows what its route
+/// needs (`access::needs::rest`): `/health` never needs one, `/ready` and
+/// `/metrics` unless `open-probes`.
 async fn check_access(
     State(state): State<Arc<HttpState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use crate::access::Rights;
-    let rights = match request.uri().path() {
-        "/health" | "/actuator/health" | "/actuator/health/liveness" => None,
-        "/ready" | "/actuator/health/readiness" | "/metrics" | "/actuator/prometheus" if state.access.open_probes() => {
-            None
+    use crate::access::{Access, needs};
+    if state.access.enabled() {
+        let uri = request.uri();
+        let need = needs::rest(request.method().as_str(), uri.path(), uri.query(), state.access.open_probes());
+        if let Some(need) = need
+            && let Err(refusal) = state.access.check(Access::presented(request.headers()), &need).await
+        {
+            return admin::answer(StatusCode::FORBIDDEN, Some(refusal.code().as_str()), refusal.message());
         }
-        _ if matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD) => Some(Rights::Client),
-        _ => Some(Rights::Admin),
-    };
-    if let Some(rights) = rights
-        && let Err(refusal) = state.access.check_headers(request.headers(), rights)
-    {
-        return admin::answer(StatusCode::FORBIDDEN, Some(refusal.code().as_str()), refusal.message());
     }
     next.run(request).await
 }
@@ -231,7 +230,7 @@ async fn public_me(State(state): State<Arc<HttpState>>) -> Json<serde_json::Valu
     let names: Vec<String> = state.contexts.list().into_iter().map(|(name, _)| name).collect();
     if let Some(object) = me.as_object_mut() {
         object.insert("clustered".into(), json!(state.cluster.is_some()));
-        object.insert("authentication".into(), json!(false));
+        object.insert("authentication".into(), json!(state.access.enabled()));
         object.insert("ssl".into(), json!(false));
         object.insert("contextNames".into(), json!(names));
         object.insert("storageContextNames".into(), json!(names));
