@@ -32,6 +32,7 @@ pub mod raft;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 
 #[cfg(test)]

@@ -104,6 +104,8 @@ pub(super) fn env_settings(env: &dyn EnvSource) -> Result<Vec<(&'static Key, Set
         if let Some(key) = keys::ALL.iter().find(|key| env_name(key.name) == var) {
             let origin = Origin::Env { var };
             found.push((key, Setting { value: value.trim().to_owned(), origin }));
+        } else if let Some(reason) = refused_var(&var) {
+            return Err(ConfigError::Refused { key: var.clone(), origin: Origin::Env { var }, reason });
         } else if is_ignored_var(&var) {
             warn_ignored(&var, &Origin::Env { var: var.clone() });
         } else if is_own_unknown_var(&var) {
@@ -121,6 +123,16 @@ pub fn system_hostname(env: &dyn EnvSource) -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn refused_var(var: &str) -> Option<&'static str> {
+    keys::REFUSED.iter().find_map(|(pattern, reason)| {
+        let matches = match pattern.strip_suffix('*') {
+            Some(prefix) => var.starts_with(&env_name(prefix)),
+            None => var == env_name(pattern),
+        };
+        matches.then_some(*reason)
+    })
 }
 
 fn is_ignored_var(var: &str) -> bool {

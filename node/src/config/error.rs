@@ -103,4 +103,14 @@ pub enum ConfigError {
         /// What was expected, or which other key it conflicts with.
         reason: String,
     },
+    /// A security setting of Axon Server or Spring that Ranvier cannot honour.
+    #[error("{key} at {origin} is not supported: {reason}; remove it")]
+    Refused {
+        /// The key as it was written.
+        key: String,
+        /// Where it was written.
+        origin: Origin,
+        /// Why, and what to use instead.
+        reason: &'static str,
+    },
 }

@@ -142,10 +142,35 @@ pub const SYSTEM_TOKEN_FILE: Key = key("axoniq.axonserver.accesscontrol.systemto
 /// Whether `/ready` and `/metrics` answer without a token when access control is on (probes
 /// and scrapers usually carry none); `/health` always does.
 pub const OPEN_PROBES: Key = key("ranvier.accesscontrol.open-probes", "true");
-/// TLS on the node's ports: not supported yet, so `true` stops the start.
+/// TLS on the client gRPC port and (unless `enable-ssl-for-internal` is false) on the
+/// internal port, in both directions.
 pub const SSL_ENABLED: Key = key("axoniq.axonserver.ssl.enabled", "false");
-/// Spring's TLS switch for the HTTP port: not supported yet, so `true` stops the start.
+/// PEM file with the client port's certificate chain, leaf first; required with TLS.
+pub const SSL_CERT_CHAIN_FILE: Key = key("axoniq.axonserver.ssl.cert-chain-file", "");
+/// PEM file with the private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+pub const SSL_PRIVATE_KEY_FILE: Key = key("axoniq.axonserver.ssl.private-key-file", "");
+/// Whether node-to-node calls use TLS too when `ssl.enabled` is true.
+pub const SSL_INTERNAL_ENABLED: Key = key("axoniq.axonserver.ssl.enable-ssl-for-internal", "true");
+/// The internal port's certificate chain; empty: the client port's.
+pub const SSL_INTERNAL_CERT_CHAIN_FILE: Key = key("axoniq.axonserver.ssl.internal-cert-chain-file", "");
+/// The internal port's private key; empty: the client port's.
+pub const SSL_INTERNAL_PRIVATE_KEY_FILE: Key = key("axoniq.axonserver.ssl.internal-private-key-file", "");
+/// PEM file with the certificates (CAs) a node trusts when it calls another node; required
+/// for a clustered node with internal TLS.
+pub const SSL_INTERNAL_TRUST_FILE: Key = key("axoniq.axonserver.ssl.internal-trust-manager-file", "");
+/// How a node checks another node's certificate: `CERTIFICATE_AND_HOST_NAME_VERIFICATION`,
+/// `CERTIFICATE_ONLY_VERIFICATION` (any name) or `INSECURELY_SKIP_ALL_VERIFICATION`.
+pub const SSL_TRUST_VERIFICATION: Key =
+    key("axoniq.axonserver.ssl.trust-manager-verification", "CERTIFICATE_AND_HOST_NAME_VERIFICATION");
+/// TLS on the HTTP port (Spring's switch).
 pub const SERVER_SSL_ENABLED: Key = key("server.ssl.enabled", "false");
+/// PEM certificate chain of the HTTP port (Spring's PEM key); empty: `ssl.cert-chain-file`.
+pub const SERVER_SSL_CERTIFICATE: Key = key("server.ssl.certificate", "");
+/// PEM private key of the HTTP port; empty: `ssl.private-key-file`.
+pub const SERVER_SSL_PRIVATE_KEY: Key = key("server.ssl.certificate-private-key", "");
+/// How often certificate, key and trust files are read again; a change is served to the
+/// next connection, without a restart.
+pub const SSL_RELOAD_INTERVAL: Key = key("ranvier.ssl.reload-interval", "5s");
 /// Directory of the replication log files, one subdirectory per replication group.
 pub const LOG_STORAGE_FOLDER: Key = key("axoniq.axonserver.replication.log-storage-folder", "./log");
 /// Shortest time a follower waits for the leader before starting an election (ms).
@@ -209,13 +234,23 @@ pub const ALL: &[Key] = &[
     ADMIN_TOKEN,
     OPEN_PROBES,
     SYSTEM_TOKEN_FILE,
-    SSL_ENABLED,
-    SERVER_SSL_ENABLED,
     LOG_STORAGE_FOLDER,
     MIN_ELECTION_TIMEOUT,
     MAX_ELECTION_TIMEOUT,
     HEARTBEAT_TIMEOUT,
     WAIT_FOR_LEADER_TIMEOUT,
+    SSL_ENABLED,
+    SSL_CERT_CHAIN_FILE,
+    SSL_PRIVATE_KEY_FILE,
+    SSL_INTERNAL_ENABLED,
+    SSL_INTERNAL_CERT_CHAIN_FILE,
+    SSL_INTERNAL_PRIVATE_KEY_FILE,
+    SSL_INTERNAL_TRUST_FILE,
+    SSL_TRUST_VERIFICATION,
+    SERVER_SSL_ENABLED,
+    SERVER_SSL_CERTIFICATE,
+    SERVER_SSL_PRIVATE_KEY,
+    SSL_RELOAD_INTERVAL,
 ];
 
 /// Keys Axon Server or Spring Boot understand that Ranvier accepts and ignores with a warning,
@@ -224,16 +259,6 @@ pub const ALL: &[Key] = &[
 pub const IGNORED: &[&str] = &[
     "axoniq.axonserver.accesscontrol.cache-ttl",
     "axoniq.axonserver.accesscontrol.token-dir",
-    "axoniq.axonserver.accesscontrol.default-token",
-    "axoniq.axonserver.accesscontrol.jwt.*",
-    // TLS files: meaningless while `ssl.enabled` must be false.
-    "axoniq.axonserver.ssl.cert-chain-file",
-    "axoniq.axonserver.ssl.private-key-file",
-    "axoniq.axonserver.ssl.internal-cert-chain-file",
-    "axoniq.axonserver.ssl.internal-private-key-file",
-    "axoniq.axonserver.ssl.internal-trust-manager-file",
-    "axoniq.axonserver.ssl.trust-manager-verification",
-    "axoniq.axonserver.ssl.enable-ssl-for-internal",
     "axoniq.axonserver.tags.*",
     "axoniq.axonserver.replication.max-entries-per-batch",
     "axoniq.axonserver.replication.flow-buffer",
@@ -283,13 +308,30 @@ pub const IGNORED: &[&str] = &[
     "logging.*",
     "spring.*",
     "management.*",
-    "server.ssl.key-store",
-    "server.ssl.key-store-password",
-    "server.ssl.key-store-type",
-    "server.ssl.key-alias",
-    "server.ssl.key-password",
     "server.servlet.*",
 ];
+
+/// Security settings of Axon Server or Spring that Ranvier cannot honour: each stops the
+/// start with its reason, because a user who set one believes it protects them. Patterns as
+/// in [`IGNORED`].
+pub const REFUSED: &[(&str, &str)] = &[
+    ("axoniq.axonserver.accesscontrol.jwt.*", "JWT access tokens are not supported; use application tokens"),
+    (
+        "axoniq.axonserver.accesscontrol.default-token",
+        "a default token is not supported; give each application its own token",
+    ),
+    (
+        "server.ssl.key-*",
+        "Java key stores are not read: give PEM files in server.ssl.certificate and server.ssl.certificate-private-key",
+    ),
+    ("server.ssl.trust-*", "client certificates on the HTTP port are not supported"),
+    ("server.ssl.client-auth", "client certificates on the HTTP port are not supported"),
+];
+
+/// Why the canonical key `name` stops the start, when it is a [`REFUSED`] setting.
+pub fn refusal(name: &str) -> Option<&'static str> {
+    REFUSED.iter().find(|(pattern, _)| pattern_matches(pattern, name)).map(|(_, reason)| *reason)
+}
 
 /// Axon Server segment-store tuning keys, ignored under both `axoniq.axonserver.event.` and
 /// `axoniq.axonserver.snapshot.`: Ranvier's store has its own knobs (`ranvier.*`).
@@ -370,6 +412,7 @@ mod tests {
             assert!(seen.insert(key.name), "duplicate key {}", key.name);
             assert_eq!(canonical(key.name), key.name, "non-canonical key name");
             assert!(!is_ignored(key.name), "{} is both implemented and ignored", key.name);
+            assert!(refusal(key.name).is_none(), "{} is both implemented and refused", key.name);
         }
     }
 
@@ -377,6 +420,10 @@ mod tests {
     fn ignored_patterns_are_canonical() {
         for pattern in ignored_patterns() {
             assert_eq!(canonical(&pattern), pattern);
+            assert!(refusal(&pattern.replace('*', "x")).is_none(), "{pattern} is both ignored and refused");
+        }
+        for (pattern, _) in REFUSED {
+            assert_eq!(canonical(pattern), *pattern);
         }
     }
 
@@ -391,7 +438,10 @@ mod tests {
     #[test]
     fn ignored_patterns_match_prefixes_and_exact_keys() {
         assert!(is_ignored("axoniq.axonserver.accesscontrol.cache-ttl"));
-        assert!(is_ignored("axoniq.axonserver.ssl.cert-chain-file"));
+        assert!(!is_ignored("axoniq.axonserver.ssl.cert-chain-file"));
+        assert!(refusal("axoniq.axonserver.accesscontrol.jwt.secret").is_some());
+        assert!(refusal("server.ssl.key-store").is_some());
+        assert!(refusal("server.ssl.certificate").is_none());
         assert!(is_ignored("axoniq.axonserver.snapshot.retention-time"));
         assert!(is_ignored("axoniq.axonserver.event.bloom-index-fpp"));
         assert!(is_ignored("logging.level.io.axoniq"));

@@ -28,6 +28,7 @@ mod flags;
 pub mod keys;
 mod properties;
 mod settings;
+mod tls;
 mod value;
 
 #[cfg(test)]
@@ -41,6 +42,7 @@ pub use env::{CONFIG_VAR, EnvSource, LOG_VAR, MapEnv, ProcessEnv, env_name, syst
 pub use error::{ConfigError, Origin};
 pub use flags::{NodeArgs, Override, default_config_file};
 pub use properties::{Entry, parse as parse_properties};
+pub use tls::{CertFiles, TlsConfig, Verification};
 
 use keys::Key;
 use settings::Settings;
@@ -65,6 +67,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Access control of client and REST calls.
     pub access: AccessConfig,
+    /// TLS of the ports and of node-to-node calls.
+    pub tls: TlsConfig,
     /// Contexts this node serves: [`DEFAULT_CONTEXT`] first, then
     /// `axoniq.axonserver.autocluster.contexts` in order, without duplicates.
     pub contexts: Vec<String>,
@@ -259,11 +263,13 @@ impl<'a> Sources<'a> {
 /// Recognised but unimplemented keys are logged with `tracing::warn!` and otherwise ignored.
 pub fn load(sources: &Sources<'_>) -> Result<Config, ConfigError> {
     let settings = Settings::collect(sources)?;
+    let cluster = cluster_config(&settings)?;
     let config = Config {
         node: node_config(&settings, &sources.system_hostname)?,
         storage: storage_config(&settings)?,
         api: api_config(&settings)?,
-        cluster: cluster_config(&settings)?,
+        tls: tls::tls_config(&settings, cluster.enabled)?,
+        cluster,
         access: access_config(&settings)?,
         contexts: contexts(&settings)?,
     };
@@ -329,14 +335,15 @@ impl Config {
             (keys::ADMIN_TOKEN.name, secret(&self.access.admin_token)),
             (keys::OPEN_PROBES.name, self.access.open_probes.to_string()),
             (keys::SYSTEM_TOKEN_FILE.name, self.access.system_token_file.as_ref().map(path).unwrap_or_default()),
-            (keys::SSL_ENABLED.name, "false".to_owned()),
-            (keys::SERVER_SSL_ENABLED.name, "false".to_owned()),
             (keys::LOG_STORAGE_FOLDER.name, path(&self.cluster.log_dir)),
             (keys::MIN_ELECTION_TIMEOUT.name, self.cluster.election_timeout_min_ms.to_string()),
             (keys::MAX_ELECTION_TIMEOUT.name, self.cluster.election_timeout_max_ms.to_string()),
             (keys::HEARTBEAT_TIMEOUT.name, self.cluster.heartbeat_ms.to_string()),
             (keys::WAIT_FOR_LEADER_TIMEOUT.name, self.cluster.wait_for_leader_ms.to_string()),
         ]
+        .into_iter()
+        .chain(self.tls.effective())
+        .collect()
     }
 }
 
@@ -348,14 +355,6 @@ fn secret(value: &Option<String>) -> String {
 // === sub-configs ===
 
 fn access_config(s: &Settings) -> Result<AccessConfig, ConfigError> {
-    // A security setting Ranvier cannot honour stops the start: a user who
-    // believes TLS is on must not run in clear text.
-    for key in [&keys::SSL_ENABLED, &keys::SERVER_SSL_ENABLED] {
-        if s.read(key, value::boolean)? {
-            let reason = "TLS is not supported yet: set it false and terminate TLS in front of the node";
-            return Err(s.invalid(key, reason.into()));
-        }
-    }
     let token = |key| s.read_opt(key, |t| Ok::<_, String>(t.to_owned()));
     let access = AccessConfig {
         enabled: s.read(&keys::ACCESS_CONTROL_ENABLED, value::boolean)?,

@@ -115,6 +115,9 @@ fn resolve_key(raw: &str, origin: &Origin) -> Result<Option<&'static Key>, Confi
     if let Some(key) = keys::find(&name) {
         return Ok(Some(key));
     }
+    if let Some(reason) = keys::refusal(&name) {
+        return Err(ConfigError::Refused { key: raw.to_owned(), origin: origin.clone(), reason });
+    }
     if keys::is_ignored(&name) {
         warn_ignored(raw, origin);
         return Ok(None);

@@ -108,6 +108,7 @@ fn defaults() {
             open_probes: true,
             system_token_file: None,
         },
+        tls: TlsConfig::default(),
         contexts: vec!["default".into()],
     };
     assert_eq!(config, expected);
@@ -286,7 +287,7 @@ fn recognised_unsupported_keys_only_warn() {
          logging.level.io.axoniq=DEBUG\n",
     );
     let env = MapEnv::new().with("AXONIQ_AXONSERVER_DEVMODE_ENABLED", "true");
-    let flags = ["axoniq.axonserver.ssl.cert-chain-file=/x.pem"];
+    let flags = ["axoniq.axonserver.accesscontrol.token-dir=/x"];
     let (result, logs) = logs_of(|| load(&sources(Some(&file.path), &env, &flags)));
     assert_eq!(result.unwrap(), load_sets(&[]).unwrap());
     for name in [
@@ -294,7 +295,7 @@ fn recognised_unsupported_keys_only_warn() {
         "axoniq.axonserver.snapshot.bloom-index-fpp",
         "logging.level.io.axoniq",
         "AXONIQ_AXONSERVER_DEVMODE_ENABLED",
-        "axoniq.axonserver.ssl.cert-chain-file",
+        "axoniq.axonserver.accesscontrol.token-dir",
     ] {
         assert!(
             logs.lines().any(|l| l.contains("WARN") && l.contains("ignored") && l.contains(name)),
@@ -561,10 +562,78 @@ fn access_control_needs_both_tokens_and_tls_cannot_be_asked_for() {
     // Tokens never reach the start-up log.
     let logged = config.effective();
     assert!(logged.iter().all(|(_, value)| value != "c" && value != "a"), "{logged:?}");
+}
 
-    for tls in ["axoniq.axonserver.ssl.enabled=true", "server.ssl.enabled=true"] {
-        let message = error_of(load_sets(&[tls]));
-        assert!(message.contains("TLS is not supported yet"), "{message}");
+#[test]
+fn tls_settings_are_read_with_axon_defaults_and_missing_files_stop_the_start() {
+    // Without files, switching TLS on names the missing key.
+    let message = error_of(load_sets(&["axoniq.axonserver.ssl.enabled=true"]));
+    assert!(message.contains("axoniq.axonserver.ssl.cert-chain-file") && message.contains("must be set"), "{message}");
+    let message = error_of(load_sets(&["server.ssl.enabled=true"]));
+    assert!(message.contains("server.ssl.certificate") && message.contains("must be set"), "{message}");
+
+    // The internal port and the HTTP port take the client port's files
+    // unless given their own.
+    let files =
+        ["axoniq.axonserver.ssl.cert-chain-file=/tls/chain.pem", "axoniq.axonserver.ssl.private-key-file=/tls/key.pem"];
+    let config =
+        load_sets(&[files[0], files[1], "axoniq.axonserver.ssl.enabled=true", "server.ssl.enabled=true"]).unwrap();
+    let client = CertFiles { chain: "/tls/chain.pem".into(), key: "/tls/key.pem".into() };
+    assert_eq!(config.tls.client.as_ref(), Some(&client));
+    assert_eq!(config.tls.internal.as_ref(), Some(&client));
+    assert_eq!(config.tls.http.as_ref(), Some(&client));
+    assert_eq!(config.tls.verification, Verification::CertificateAndHostName);
+    assert_eq!(config.tls.reload_interval_ms, 5_000);
+    // Fed back, the logged settings give the same configuration.
+    let logged: Vec<String> = config.effective().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let logged: Vec<&str> = logged.iter().map(String::as_str).collect();
+    assert_eq!(load_sets(&logged).unwrap(), config);
+
+    let config = load_sets(&[
+        files[0],
+        files[1],
+        "axoniq.axonserver.ssl.enabled=true",
+        "axoniq.axonserver.ssl.internal-cert-chain-file=/tls/internal.pem",
+        "axoniq.axonserver.ssl.trust-manager-verification=certificate_only_verification",
+        "ranvier.ssl.reload-interval=200ms",
+    ])
+    .unwrap();
+    let internal = config.tls.internal.unwrap();
+    assert_eq!((internal.chain.to_str(), internal.key.to_str()), (Some("/tls/internal.pem"), Some("/tls/key.pem")));
+    assert_eq!(config.tls.verification, Verification::CertificateOnly);
+    assert_eq!(config.tls.reload_interval_ms, 200);
+    assert_eq!(config.tls.http, None);
+    let plain_inside = load_sets(&[
+        files[0],
+        files[1],
+        "axoniq.axonserver.ssl.enabled=true",
+        "axoniq.axonserver.ssl.enable-ssl-for-internal=false",
+    ])
+    .unwrap();
+    assert_eq!(plain_inside.tls.internal, None);
+
+    // A clustered node must say what it trusts when it calls other nodes.
+    let clustered =
+        ["axoniq.axonserver.autocluster.first=node-1", "axoniq.axonserver.accesscontrol.internal-token=t0k"];
+    let message =
+        error_of(load_sets(&[files[0], files[1], "axoniq.axonserver.ssl.enabled=true", clustered[0], clustered[1]]));
+    assert!(message.contains("internal-trust-manager-file"), "{message}");
+    let message = error_of(load_sets(&["axoniq.axonserver.ssl.trust-manager-verification=TRUST_ME"]));
+    assert!(message.contains("CERTIFICATE_ONLY_VERIFICATION"), "{message}");
+}
+
+#[test]
+fn security_settings_ranvier_cannot_honour_stop_the_start() {
+    for refused in [
+        "axoniq.axonserver.accesscontrol.jwt.secret=x",
+        "server.ssl.key-store=/keystore.p12",
+        "server.ssl.keyStorePassword=x",
+        "axoniq.axonserver.accesscontrol.default-token=x",
+    ] {
+        let message = error_of(load_sets(&[refused]));
+        assert!(message.contains("not supported") && message.contains("remove it"), "{refused}: {message}");
     }
-    assert!(load_sets(&["axoniq.axonserver.ssl.enabled=false"]).is_ok());
+    let env = MapEnv::new().with("AXONIQ_AXONSERVER_ACCESSCONTROL_JWT_SECRET", "x");
+    let message = error_of(load(&sources(None, &env, &[])));
+    assert!(message.contains("AXONIQ_AXONSERVER_ACCESSCONTROL_JWT_SECRET") && message.contains("JWT"), "{message}");
 }

@@ -1,0 +1,244 @@
+//! The client side of node-to-node calls: what a node trusts
+//! (`ssl.internal-trust-manager-file`, read again when it changes), how it
+//! checks the certificate it is shown (`ssl.trust-manager-verification`),
+//! and the connector that gives tonic TLS connections.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::{Reload, TlsError, certificates, provider, read};
+use crate::config::Verification;
+
+/// What a node trusts when it calls another, kept fresh from its file.
+#[derive(Clone)]
+pub struct Trust {
+    state: Arc<TrustState>,
+}
+
+struct TrustState {
+    file: Option<PathBuf>,
+    verification: Verification,
+    current: RwLock<(Vec<u8>, Arc<ClientConfig>)>,
+}
+
+impl Trust {
+    /// Reads the trust file (none only with INSECURELY_SKIP_ALL_VERIFICATION).
+    pub fn load(file: Option<PathBuf>, verification: Verification) -> Result<Trust, TlsError> {
+        let bytes = match &file {
+            Some(path) => read(path)?,
+            None => Vec::new(),
+        };
+        let config = client_config(file.as_ref(), &bytes, verification)?;
+        Ok(Trust { state: Arc::new(TrustState { file, verification, current: RwLock::new((bytes, config)) }) })
+    }
+
+    /// The client configuration in use now.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.state.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).1.clone()
+    }
+
+    /// What [`super::keep_fresh`] reloads: lives as long as this trust.
+    pub fn reloadable(&self) -> Arc<dyn Reload> {
+        self.state.clone()
+    }
+
+    /// A connector for tonic that makes TLS connections with this trust.
+    pub fn connector(&self) -> Connector {
+        Connector { trust: self.clone() }
+    }
+}
+
+impl Reload for TrustState {
+    fn reload(&self) -> Result<bool, TlsError> {
+        let Some(path) = &self.file else { return Ok(false) };
+        let bytes = read(path)?;
+        if self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).0 == bytes {
+            return Ok(false);
+        }
+        let config = client_config(Some(path), &bytes, self.verification)?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (bytes, config);
+        Ok(true)
+    }
+
+    fn describe(&self) -> String {
+        match &self.file {
+            Some(path) => format!("trusted certificates {}", path.display()),
+            None => "trusted certificates (none)".into(),
+        }
+    }
+}
+
+/// A client configuration trusting the certificates in `bytes`, checking
+/// as `verification` says, speaking HTTP/2.
+pub fn client_config(
+    file: Option<&PathBuf>,
+    bytes: &[u8],
+    verification: Verification,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let verifier: Arc<dyn ServerCertVerifier> = match (verification, file) {
+        (Verification::InsecurelySkipAll, _) => Arc::new(AnyCertificate { provider }),
+        (mode, Some(path)) => {
+            let mut roots = RootCertStore::empty();
+            for certificate in certificates(path, bytes)? {
+                roots.add(certificate).map_err(|e| TlsError::Bad {
+                    path: path.clone(),
+                    reason: format!("not a usable CA certificate: {e}"),
+                })?;
+            }
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Bad { path: path.clone(), reason: e.to_string() })?;
+            match mode {
+                Verification::CertificateOnly => Arc::new(AnyName { webpki }),
+                _ => webpki,
+            }
+        }
+        (_, None) => {
+            return Err(TlsError::Bad {
+                path: PathBuf::new(),
+                reason: "no trusted certificates given (ssl.internal-trust-manager-file)".into(),
+            });
+        }
+    };
+    let mut config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// CERTIFICATE_ONLY_VERIFICATION: the chain must be trusted; the name in
+/// it is not compared with the host called.
+#[derive(Debug)]
+struct AnyName {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// INSECURELY_SKIP_ALL_VERIFICATION: any certificate (the handshake's
+/// signatures are still checked, so the session is with the holder of the
+/// certificate's key, whoever that is).
+#[derive(Debug)]
+struct AnyCertificate {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Makes TLS connections for tonic channels: TCP (no Nagle), then the
+/// handshake with the host of the URI as the name checked.
+#[derive(Clone)]
+pub struct Connector {
+    trust: Trust,
+}
+
+impl tower::Service<tonic::codegen::http::Uri> for Connector {
+    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
+        let config = self.trust.config();
+        Box::pin(async move {
+            let invalid = |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, reason.to_owned());
+            let host = uri.host().ok_or_else(|| invalid("no host in the address"))?;
+            let port = uri.port_u16().ok_or_else(|| invalid("no port in the address"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let name = ServerName::try_from(host.clone()).map_err(|_| invalid("not a host name or IP address"))?;
+            let stream = TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            let tls = TlsConnector::from(config).connect(name, stream).await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}
