@@ -16,13 +16,13 @@ use tokio::net::TcpListener;
 use crate::access::Access;
 use crate::api::grpc::access::AccessLayer;
 use crate::api::grpc::command::Commands;
-use crate::api::grpc::incoming::incoming;
 use crate::api::grpc::proxy::ContextProxyLayer;
 use crate::api::grpc::query::Queries;
 use crate::api::grpc::raw_append::RawAppend;
 use crate::api::grpc::status::add_missing_error_code;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
 use crate::api::http::{self, HttpNode, HttpState};
+use crate::api::incoming::{HttpListener, incoming};
 use crate::cluster::model::NodeInfo;
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
@@ -34,6 +34,7 @@ use crate::messaging::queries::{QueryBus, QueryLimits};
 use crate::messaging::subscriptions::Subscriptions;
 use crate::store::{FsSpace, StoreOptions};
 use crate::telemetry::Metrics;
+use crate::tls::Tls;
 use crate::transport::INTERNAL_MESSAGE_MAX;
 use ranvier_proto::cluster::messaging_service_server::MessagingServiceServer;
 use ranvier_proto::query::query_service_server::QueryServiceServer;
@@ -66,12 +67,18 @@ pub enum NodeError {
     /// The system token could not be read or made.
     #[error(transparent)]
     SystemToken(#[from] crate::access::system_token::SystemTokenError),
+    /// A certificate, key or trust file could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Most open connections on the internal port: peers open a few channels
 /// each (Raft traffic per group, forwarding, segment transfer), so this
 /// bounds memory without limiting any realistic cluster.
 const INTERNAL_MAX_CONNECTIONS: usize = 4096;
+/// Most open connections on the HTTP port (administrators, probes,
+/// scrapers and the console; each holds a few KiB).
+const HTTP_MAX_CONNECTIONS: usize = 512;
 
 /// This node's messaging parts.
 struct Buses {
@@ -89,8 +96,8 @@ async fn start_cluster(
     identity: &NodeIdentity,
     contexts: Arc<Contexts>,
     stopped: tokio::sync::watch::Receiver<bool>,
-    bus: CommandBus,
-    queries: QueryBus,
+    (bus, queries): (CommandBus, QueryBus),
+    tls: &Tls,
 ) -> Result<(Arc<Cluster>, Buses), NodeError> {
     let node = &config.node;
     let port = listener.local_addr().map_err(NodeError::Address)?.port();
@@ -106,6 +113,7 @@ async fn start_cluster(
         first_is_me: config.cluster.autocluster_first.as_deref().is_some_and(|first| node.is_named_by(first, port)),
         contexts: config.contexts.clone(),
         token: config.cluster.internal_token.clone(),
+        tls: tls.connector.clone(),
         log_dir: std::path::absolute(&config.cluster.log_dir).unwrap_or_else(|_| config.cluster.log_dir.clone()),
         election_timeout_min_ms: config.cluster.election_timeout_min_ms,
         election_timeout_max_ms: config.cluster.election_timeout_max_ms,
@@ -137,13 +145,15 @@ async fn start_cluster(
     spawn_announcer(bus.clone(), queries.clone(), cluster.clone(), stopped.clone());
     let server = tonic::transport::Server::builder().add_service(raft).add_service(membership).add_service(messaging);
     let handshake = Duration::from_millis(config.api.handshake_timeout_ms);
+    let acceptor = tls.internal.clone();
     let mut stop = stopped.clone();
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(error) =
-            server.serve_with_incoming_shutdown(incoming(listener, INTERNAL_MAX_CONNECTIONS, handshake), shutdown).await
+        if let Err(error) = server
+            .serve_with_incoming_shutdown(incoming(listener, INTERNAL_MAX_CONNECTIONS, handshake, acceptor), shutdown)
+            .await
         {
             tracing::error!(%error, "the internal gRPC server failed");
         }
@@ -202,6 +212,12 @@ pub async fn run(
     on_ready: impl FnOnce() + Send,
 ) -> Result<(), NodeError> {
     let client_addr = listeners.client.local_addr().map_err(NodeError::Address)?;
+    let tls = Tls::start(&config.tls)?;
+    for (port, on) in [("client gRPC", &tls.client), ("internal gRPC", &tls.internal), ("HTTP", &tls.http)] {
+        if on.is_some() {
+            tracing::info!(port, "TLS on");
+        }
+    }
     let system_token = match &config.access.system_token_file {
         Some(path) if config.access.enabled => {
             let token = crate::access::system_token::load_or_create(path)?;
@@ -276,7 +292,8 @@ pub async fn run(
     );
     let (cluster, buses) = match (config.cluster.enabled, listeners.internal) {
         (true, Some(internal)) => {
-            let started = start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone(), bus, queries);
+            let buses = (bus, queries);
+            let started = start_cluster(&config, internal, &identity, contexts.clone(), stopped.clone(), buses, &tls);
             let (cluster, buses) = started.await?;
             (Some(cluster), buses)
         }
@@ -304,6 +321,7 @@ pub async fn run(
             grpc_port: client_addr.port(),
             internal_port: node.internal_port,
             http_port: http_addr.port(),
+            ssl: tls.client.is_some(),
         },
         contexts: contexts.clone(),
         metrics: metrics.clone(),
@@ -354,6 +372,7 @@ pub async fn run(
             listeners.client,
             config.api.max_connections as usize,
             Duration::from_millis(config.api.handshake_timeout_ms),
+            tls.client.clone(),
         ),
         async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
@@ -361,7 +380,13 @@ pub async fn run(
     ));
     let mut http_stop = stopped.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(listeners.http, http::router(http_state))
+        let connections = incoming(
+            listeners.http,
+            HTTP_MAX_CONNECTIONS,
+            Duration::from_millis(config.api.handshake_timeout_ms),
+            tls.http.clone(),
+        );
+        axum::serve(HttpListener::new(connections, http_addr), http::router(http_state))
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             })

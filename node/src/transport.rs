@@ -13,6 +13,11 @@
 //! ([`CHANNELS_MAX`]): when full it starts over, and channels are made
 //! again on their next use.
 //!
+//! With internal TLS (`axoniq.axonserver.ssl.enabled`), every channel
+//! connects through [`Trust`]'s connector: the peer's certificate is
+//! checked as `ssl.trust-manager-verification` says, against the trust file
+//! as it is at each connect.
+//!
 //! The internal token (`axoniq.axonserver.accesscontrol.internal-token`)
 //! is attached to every internal call here and checked on every incoming
 //! one, in constant time; the clients made here take messages up to the
@@ -26,6 +31,8 @@ use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
 use ranvier_proto::cluster::raft_service_client::RaftServiceClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
+
+use crate::tls::client::Trust;
 
 /// Largest message on the internal port, in bytes: one log entry holds a
 /// whole client transaction (`ranvier.max-transaction-size`, 32 MB by
@@ -66,6 +73,7 @@ pub struct BadAddress {
 /// The pool of channels to other nodes, and the internal token.
 pub struct Transport {
     token: Option<String>,
+    tls: Option<Trust>,
     channels: Mutex<HashMap<(String, Lane), Channel>>,
 }
 
@@ -73,7 +81,13 @@ impl Transport {
     /// A pool whose internal calls carry `token` (when set) and whose
     /// incoming calls must.
     pub fn new(token: Option<String>) -> Self {
-        Transport { token, channels: Mutex::new(HashMap::new()) }
+        Transport { token, tls: None, channels: Mutex::new(HashMap::new()) }
+    }
+
+    /// The same pool, its channels speaking TLS with `tls` (when given).
+    pub fn with_tls(mut self, tls: Option<Trust>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The channel to `address` (`host:port`) on `lane`, made on first
@@ -91,7 +105,10 @@ impl Transport {
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+        let channel = match &self.tls {
+            Some(trust) => endpoint.connect_with_connector_lazy(trust.connector()),
+            None => endpoint.connect_lazy(),
+        };
         if channels.len() >= CHANNELS_MAX {
             channels.clear();
         }

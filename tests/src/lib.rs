@@ -462,6 +462,7 @@ pub fn encoded_len(event: &Event) -> usize {
 
 pub mod docker;
 pub mod kube;
+pub mod tls;
 
 pub mod raw {
     //! A codec that sends and receives message bytes as they are: to put

@@ -5,14 +5,23 @@
 //! The token (`-t`) defaults to the system token a node on this machine
 //! wrote (`--token-file`, default `security/.token`), when that file exists.
 //!
+//! HTTPS: an `https://` server, or `-s` (`--https`); the node's certificate
+//! is checked against `--ca-file` (else the system's CA bundle) and must
+//! name the host; `-i` (`--insecure-ssl`) skips the check.
+//!
 //! Exit codes: 0 done; 1 the server refused (its error code and message
 //! are printed); 2 bad usage; 3 the server could not be reached.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
+
+use ranvier_node::config::Verification;
+use ranvier_node::tls::client::client_config_for;
 
 use ranvier_wire::admin::{
     ApplicationJson, ApplicationRoles, ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupStatus,
@@ -23,6 +32,7 @@ use serde_json::Value;
 
 const USAGE: &str = "usage: ranvierctl <command> [options]
   common: -S <url> -t <token> (default: the token in --token-file, default security/.token) -o txt|json
+          -s (https) --ca-file <pem> (the CAs to trust; default the system's) -i (insecure: no certificate check)
 
 commands:
   init-cluster [-c <context>]
@@ -63,6 +73,8 @@ impl Options {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--preserve-event-store" | "--no-contexts" => flags.push(arg.clone()),
+                "-s" | "--https" => flags.push("-s".into()),
+                "-i" | "--insecure-ssl" => flags.push("-i".into()),
                 name if name.starts_with('-') => {
                     let value = args.next().ok_or_else(|| Usage(format!("{name} needs a value")))?;
                     values.insert(canonical(name).to_owned(), value.clone());
@@ -264,28 +276,57 @@ struct Answer {
 struct Unreachable(String);
 
 /// `http://host:port` → (host, port).
-fn server(url: &str) -> Result<(String, u16), Usage> {
-    let rest =
-        url.strip_prefix("http://").ok_or_else(|| Usage(format!("-S {url}: only http:// servers are supported")))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    match authority.rsplit_once(':') {
-        Some((host, port)) => {
-            let port = port.parse().map_err(|_| Usage(format!("-S {url}: bad port")))?;
-            Ok((host.to_owned(), port))
-        }
-        None if !authority.is_empty() => Ok((authority.to_owned(), 80)),
-        None => Err(Usage(format!("-S {url}: no host"))),
-    }
+/// Where the server is, and how to speak to it.
+struct Server {
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-fn send(host: &str, port: u16, token: Option<&str>, request: &Call) -> Result<Answer, Unreachable> {
+/// CA bundles of common Linux distributions, for HTTPS without --ca-file.
+const SYSTEM_CA_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
+
+fn server(url: &str, options: &Options) -> Result<Server, Usage> {
+    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (options.flag("-s"), rest),
+        _ => return Err(Usage(format!("-S {url}: expected http://host:port or https://host:port"))),
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().map_err(|_| Usage(format!("-S {url}: bad port")))?),
+        None if !authority.is_empty() => (authority, if https { 443 } else { 80 }),
+        None => return Err(Usage(format!("-S {url}: no host"))),
+    };
+    let tls = if https { Some(tls_config(options)?) } else { None };
+    Ok(Server { host: host.to_owned(), port, tls })
+}
+
+fn tls_config(options: &Options) -> Result<Arc<rustls::ClientConfig>, Usage> {
+    if options.flag("-i") {
+        return client_config_for(None, &[], Verification::InsecurelySkipAll, b"http/1.1")
+            .map_err(|e| Usage(e.to_string()));
+    }
+    let file = match options.get("--ca-file") {
+        Some(file) => PathBuf::from(file),
+        None => SYSTEM_CA_BUNDLES.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
+            Usage("HTTPS needs the CA that signed the node's certificate: --ca-file <pem> (or -i)".into())
+        })?,
+    };
+    let bytes = ranvier_node::tls::read(&file).map_err(|e| Usage(format!("--ca-file: {e}")))?;
+    client_config_for(Some(&file), &bytes, Verification::CertificateAndHostName, b"http/1.1")
+        .map_err(|e| Usage(format!("--ca-file: {e}")))
+}
+
+fn send(server: &Server, token: Option<&str>, request: &Call) -> Result<Answer, Unreachable> {
+    let (host, port) = (server.host.as_str(), server.port);
     let unreachable = |e: std::io::Error| Unreachable(format!("{host}:{port}: {e}"));
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(unreachable)?
         .next()
         .ok_or_else(|| Unreachable(format!("{host}: no address")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
     stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(unreachable)?;
     let body = request.body.as_ref().map(Value::to_string).unwrap_or_default();
     let mut head = format!(
@@ -301,11 +342,33 @@ fn send(host: &str, port: u16, token: Option<&str>, request: &Call) -> Result<An
         head.push_str(&format!("AxonIQ-Access-Token: {token}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).map_err(unreachable)?;
-    stream.write_all(body.as_bytes()).map_err(unreachable)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(unreachable)?;
+    let raw = match &server.tls {
+        None => exchange(stream, &head, &body),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|_| Unreachable(format!("{host}: not a host name for TLS")))?;
+            let connection = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| Unreachable(format!("{host}:{port}: TLS: {e}")))?;
+            exchange(rustls::StreamOwned::new(connection, stream), &head, &body)
+        }
+    }
+    .map_err(unreachable)?;
     parse_answer(&raw).ok_or_else(|| Unreachable(format!("{host}:{port}: not an HTTP answer")))
+}
+
+/// Writes the request and reads the answer until the server closes. A TLS
+/// peer that closes without close_notify after a whole answer is fine
+/// (the answer carries its own length).
+fn exchange(mut stream: impl Read + Write, head: &str, body: &str) -> std::io::Result<Vec<u8>> {
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    stream.flush()?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e),
+    }
 }
 
 fn parse_answer(raw: &[u8]) -> Option<Answer> {
@@ -402,8 +465,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let prepared = Options::parse(&args[1..]).and_then(|options| {
-        let url = options.get("-S").unwrap_or("http://localhost:8024").to_owned();
-        let (host, port) = server(&url)?;
+        let default = if options.flag("-s") { "https://localhost:8024" } else { "http://localhost:8024" };
+        let url = options.get("-S").unwrap_or(default).to_owned();
+        let server = server(&url, &options)?;
         let request = plan(&command, &options)?;
         let json_output = match options.get("-o") {
             None | Some("txt") => false,
@@ -414,16 +478,16 @@ fn main() -> ExitCode {
             Some(token) => Some(token.to_owned()),
             None => system_token(options.get("--token-file"))?,
         };
-        Ok((host, port, token, request, json_output))
+        Ok((server, token, request, json_output))
     });
-    let (host, port, token, request, json_output) = match prepared {
+    let (server, token, request, json_output) = match prepared {
         Ok(prepared) => prepared,
         Err(Usage(message)) => {
             eprintln!("ranvierctl: {message}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let answer = match send(&host, port, token.as_deref(), &request) {
+    let answer = match send(&server, token.as_deref(), &request) {
         Ok(answer) => answer,
         Err(Unreachable(message)) => {
             eprintln!("ranvierctl: cannot reach the server: {message}");

@@ -94,6 +94,8 @@ pub struct ClusterSettings {
     pub contexts: Vec<String>,
     /// Required on node-to-node calls, when set.
     pub token: Option<String>,
+    /// How node-to-node calls speak TLS; `None`: plain text.
+    pub tls: Option<crate::tls::client::Trust>,
     /// Replication logs, one directory per group.
     pub log_dir: PathBuf,
     /// Election timeout range and heartbeat interval, in ms.
@@ -263,7 +265,7 @@ impl Cluster {
         let log_cache = TailBudget::new(settings.log_cache_bytes);
         let log =
             LogStore::open_with_tail(&dir, LOG_SEGMENT_BYTES, TAIL_CACHE_BYTES, log_cache.clone()).map_err(open)?;
-        let transport = Arc::new(Transport::new(settings.token.clone()));
+        let transport = Arc::new(Transport::new(settings.token.clone()).with_tls(settings.tls.clone()));
         let source =
             Arc::new(GrpcSource { address: settings.node.internal_addr.clone(), transport: transport.clone() });
         let (machine, model) = GroupStateMachine::open_admin(&dir, contexts.clone()).map_err(open)?;

@@ -66,6 +66,7 @@ async fn member(
         first_is_me: first == addr.to_string(),
         contexts: vec!["default".into()],
         token: Some("t".into()),
+        tls: None,
         log_dir: dir.path().join("log"),
         election_timeout_min_ms: 300,
         election_timeout_max_ms: 600,

@@ -10,10 +10,10 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -25,6 +25,15 @@ use crate::config::Verification;
 #[derive(Clone)]
 pub struct Trust {
     state: Arc<TrustState>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field("file", &self.state.file)
+            .field("verification", &self.state.verification)
+            .finish_non_exhaustive()
+    }
 }
 
 struct TrustState {
@@ -80,12 +89,14 @@ impl Reload for TrustState {
     }
 }
 
-/// A client configuration trusting the certificates in `bytes`, checking
-/// as `verification` says, speaking HTTP/2.
-pub fn client_config(
+/// A client configuration trusting the certificates in `bytes` (read from
+/// `file`), checking as `verification` says, offering the application
+/// protocol `alpn`.
+pub fn client_config_for(
     file: Option<&PathBuf>,
     bytes: &[u8],
     verification: Verification,
+    alpn: &[u8],
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
@@ -115,8 +126,17 @@ pub fn client_config(
         }
     };
     let mut config = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// [`client_config_for`] gRPC: HTTP/2.
+pub fn client_config(
+    file: Option<&PathBuf>,
+    bytes: &[u8],
+    verification: Verification,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_for(file, bytes, verification, b"h2")
 }
 
 /// CERTIFICATE_ONLY_VERIFICATION: the chain must be trusted; the name in

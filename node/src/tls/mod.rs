@@ -25,9 +25,9 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{CertFiles, TlsConfig};
 
@@ -77,7 +77,8 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+/// The bytes of a certificate, key or trust file (at most [`FILE_MAX`]).
+pub fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     use std::io::Read;
     let failed = |source| TlsError::Read { path: path.to_path_buf(), source };
     let mut bytes = Vec::new();

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::Service;
@@ -70,7 +70,8 @@ async fn echo_server(acceptor: Acceptor) -> std::net::SocketAddr {
 type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
 
 async fn connect(address: std::net::SocketAddr, ca_pem: &str, name: &str) -> std::io::Result<ClientTls> {
-    let config = client_config(Some(&"ca.pem".into()), ca_pem.as_bytes(), Verification::CertificateAndHostName).unwrap();
+    let config =
+        client_config(Some(&"ca.pem".into()), ca_pem.as_bytes(), Verification::CertificateAndHostName).unwrap();
     let stream = TcpStream::connect(address).await?;
     tokio_rustls::TlsConnector::from(config).connect(ServerName::try_from(name.to_owned()).unwrap(), stream).await
 }
@@ -101,13 +102,13 @@ async fn a_replaced_certificate_is_served_to_the_next_connection_and_open_ones_g
 
     let mut open = connect(address, &ca.pem, "localhost").await.unwrap();
     assert_eq!(served_leaf(&open), leaf_of(&first.0));
-    assert_eq!(served.reload().unwrap(), false, "unchanged files are not reloaded");
+    assert!(!served.reload().unwrap(), "unchanged files are not reloaded");
 
     // Rotated on disk: the next connection gets the new certificate, the
     // open one keeps working.
     let second = ca.leaf(&["localhost", "127.0.0.1"]);
     write_pair(dir.path(), &second);
-    assert_eq!(served.reload().unwrap(), true);
+    assert!(served.reload().unwrap());
     let fresh = connect(address, &ca.pem, "127.0.0.1").await.unwrap();
     assert_eq!(served_leaf(&fresh), leaf_of(&second.0));
     assert_eq!(echo(&mut open, b"still here").await, b"still here");
@@ -122,7 +123,7 @@ async fn a_replaced_certificate_is_served_to_the_next_connection_and_open_ones_g
     let still = connect(address, &ca.pem, "localhost").await.unwrap();
     assert_eq!(served_leaf(&still), leaf_of(&second.0));
     std::fs::write(&files.key, &third.1).unwrap();
-    assert_eq!(served.reload().unwrap(), true);
+    assert!(served.reload().unwrap());
     let last = connect(address, &ca.pem, "localhost").await.unwrap();
     assert_eq!(served_leaf(&last), leaf_of(&third.0));
 }
@@ -173,7 +174,7 @@ async fn node_to_node_calls_check_certificates_as_the_verification_mode_says() {
     let trust = Trust::load(Some(trust_file.clone()), Verification::CertificateOnly).unwrap();
     assert!(trust.connector().call(uri.clone()).await.is_err());
     std::fs::write(&trust_file, format!("{}{}", stranger.pem, ca.pem)).unwrap();
-    assert_eq!(trust.reloadable().reload().unwrap(), true);
+    assert!(trust.reloadable().reload().unwrap());
     let mut tls = trust.connector().call(uri.clone()).await.unwrap().into_inner();
     assert_eq!(echo(&mut tls, b"hello").await, b"hello");
 }

@@ -4,7 +4,7 @@
 //!
 //! Owns: the access-token check of every call (`access.rs`, before a call
 //! is served or passed to another node by `proxy.rs`), accepting
-//! connections within bounds (`incoming.rs`), request validation, flow
+//! connections within bounds (`api::incoming`), request validation, flow
 //! control (ListEvents permits, the bound on event bytes held for open
 //! transactions), the context header, and the mapping of errors to
 //! statuses (`status.rs`). Does not own storage.
@@ -12,7 +12,6 @@
 pub mod access;
 pub mod command;
 pub mod event_store;
-pub mod incoming;
 pub mod platform;
 pub mod proxy;
 pub mod query;

@@ -37,6 +37,8 @@ pub struct HttpNode {
     pub internal_port: u16,
     /// Bound HTTP port.
     pub http_port: u16,
+    /// Whether the client gRPC port speaks TLS.
+    pub ssl: bool,
 }
 
 /// Shared state of the HTTP handlers.
@@ -231,7 +233,7 @@ async fn public_me(State(state): State<Arc<HttpState>>) -> Json<serde_json::Valu
     if let Some(object) = me.as_object_mut() {
         object.insert("clustered".into(), json!(state.cluster.is_some()));
         object.insert("authentication".into(), json!(state.access.enabled()));
-        object.insert("ssl".into(), json!(false));
+        object.insert("ssl".into(), json!(state.node.ssl));
         object.insert("contextNames".into(), json!(names));
         object.insert("storageContextNames".into(), json!(names));
         object.insert("initialized".into(), json!(true));
