@@ -4,7 +4,9 @@
 //! fsync'd and renamed over it, so a crash leaves the old file or the new
 //! one, never a mix. The rename is durable once the directory is fsync'd
 //! ([`sync_dir`]); a caller writing several files into one directory syncs
-//! it once after the last.
+//! it once after the last. New folders (a context's, a group's log) are
+//! made with [`create_dir_all`], which syncs each new folder's parent, so a
+//! power cut cannot lose a folder whose files were already synced.
 
 use std::fs::{self, File};
 use std::io;
@@ -19,6 +21,12 @@ pub struct Failed {
     pub path: PathBuf,
     /// The OS error.
     pub source: io::Error,
+}
+
+impl From<Failed> for io::Error {
+    fn from(Failed { op, path, source }: Failed) -> Self {
+        io::Error::new(source.kind(), format!("{op} {}: {source}", path.display()))
+    }
 }
 
 fn failed(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Failed {
@@ -39,7 +47,43 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Failed> {
 
 /// Makes the entries of `dir` (created, renamed, removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), Failed> {
+    #[cfg(test)]
+    SYNCED_DIRS.with(|synced| synced.borrow_mut().push(dir.to_path_buf()));
     File::open(dir).and_then(|d| d.sync_all()).map_err(failed("fsync", dir))
+}
+
+/// Creates `dir` and its missing parents, then syncs the parent of each
+/// folder it created (top down), so the new entries survive a power cut.
+pub fn create_dir_all(dir: &Path) -> Result<(), Failed> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.as_os_str().is_empty() && fs::metadata(at).is_err() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(failed("create", dir))?;
+    for created in missing.iter().rev() {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The directories this thread synced, for tests of who syncs what.
+    pub(crate) static SYNCED_DIRS: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The directories this thread synced since the last call (tests only).
+#[cfg(test)]
+pub(crate) fn take_synced_dirs() -> Vec<PathBuf> {
+    SYNCED_DIRS.with(|synced| std::mem::take(&mut *synced.borrow_mut()))
 }
 
 #[cfg(test)]
@@ -56,6 +100,19 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"new");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("vote.json")]);
+    }
+
+    #[test]
+    fn new_folders_are_made_durable_in_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("log").join("orders");
+        take_synced_dirs();
+        create_dir_all(&deep).unwrap();
+        assert!(deep.is_dir());
+        assert_eq!(take_synced_dirs(), vec![dir.path().to_path_buf(), dir.path().join("log")]);
+        // An existing folder is left as it is.
+        create_dir_all(&deep).unwrap();
+        assert!(take_synced_dirs().is_empty());
     }
 
     #[test]

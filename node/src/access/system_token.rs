@@ -65,7 +65,7 @@ pub fn load_or_create(path: &Path) -> Result<String, SystemTokenError> {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
                 _ => PathBuf::from("."),
             };
-            fs::create_dir_all(&dir).map_err(io)?;
+            crate::durable::create_dir_all(&dir).map_err(|failed| io(failed.into()))?;
             let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
             temp_name.push(".temp");
             let temp = path.with_file_name(temp_name);

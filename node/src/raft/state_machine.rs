@@ -210,7 +210,7 @@ fn refused(code: &str, message: impl Into<String>) -> GroupResponse {
 impl GroupStateMachine {
     /// The state machine of the group whose files live in `dir`.
     pub fn open(dir: &Path, stores: Arc<dyn ContextStores>) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        crate::durable::create_dir_all(dir)?;
         let hint_path = dir.join("applied.json");
         let hint: AppliedHint = read_json(&hint_path)?.unwrap_or_default();
         let snapshot_path = dir.join("snapshot.json");

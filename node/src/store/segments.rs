@@ -118,7 +118,7 @@ impl Shared {
         options: StoreOptions,
         metrics: StoreMetrics,
     ) -> Result<(Shared, File), StoreError> {
-        fs::create_dir_all(dir).map_err(StoreError::io("create directory", dir))?;
+        crate::durable::create_dir_all(dir)?;
         let lock = lock_dir(dir, kind)?;
         remove_temp_files(dir, kind)?;
         let mut firsts = list_segments(dir, kind)?;

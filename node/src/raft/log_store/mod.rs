@@ -305,7 +305,7 @@ impl LogStore {
         tail_bytes: usize,
         budget: TailBudget,
     ) -> io::Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| with_path(dir, e))?;
+        crate::durable::create_dir_all(dir)?;
         let vote = read_json(&dir.join("vote.json"))?;
         let last_purged: Option<LogId> = read_json(&dir.join("purged.json"))?;
         let mut firsts = Vec::new();

@@ -198,3 +198,37 @@ async fn a_snapshot_naming_a_path_instead_of_a_context_is_refused_before_anythin
     }
     assert!(!dir.path().join("etc").exists());
 }
+
+#[tokio::test]
+async fn new_context_group_and_log_folders_are_synced_into_their_parents() {
+    use crate::contexts::{ContextOptions, Contexts};
+    use crate::durable::take_synced_dirs;
+    use crate::raft::log_store::{LogStore, TailBudget};
+    use crate::store::{FsSpace, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let options = ContextOptions { events: StoreOptions::default(), snapshots: StoreOptions::default() };
+    let contexts = Arc::new(Contexts::open(
+        &[],
+        &root.join("events"),
+        &root.join("snapshots"),
+        &options,
+        Arc::new(crate::telemetry::Metrics::new()),
+        Arc::new(FsSpace),
+    ));
+    take_synced_dirs();
+    contexts.ensure("orders").unwrap();
+    let synced = take_synced_dirs();
+    for parent in [root.to_path_buf(), root.join("events"), root.join("snapshots")] {
+        assert!(
+            synced.contains(&parent),
+            "{} not synced after a context folder was made: {synced:?}",
+            parent.display()
+        );
+    }
+    GroupStateMachine::open(&root.join("log").join("orders"), contexts.clone()).unwrap();
+    let synced = take_synced_dirs();
+    assert!(synced.contains(&root.join("log")) && synced.contains(&root.to_path_buf()), "{synced:?}");
+    LogStore::open_with_tail(&root.join("raft").join("orders"), 1 << 20, 1 << 20, TailBudget::new(1 << 20)).unwrap();
+    assert!(take_synced_dirs().contains(&root.join("raft")), "the log folder's parent was not synced");
+}
