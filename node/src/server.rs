@@ -22,7 +22,7 @@ use crate::api::grpc::raw_append::RawAppend;
 use crate::api::grpc::status::add_missing_error_code;
 use crate::api::grpc::{ApiLimits, ClientApi, NodeIdentity, event_store::EventStoreService, platform::Platform};
 use crate::api::http::{self, HttpNode, HttpState};
-use crate::api::incoming::{HttpListener, incoming};
+use crate::api::incoming::{Accepting, HttpListener, incoming};
 use crate::cluster::model::NodeInfo;
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
@@ -143,18 +143,23 @@ async fn start_cluster(
     .max_decoding_message_size(INTERNAL_MESSAGE_MAX)
     .max_encoding_message_size(INTERNAL_MESSAGE_MAX);
     spawn_announcer(bus.clone(), queries.clone(), cluster.clone(), stopped.clone());
-    let server = tonic::transport::Server::builder().add_service(raft).add_service(membership).add_service(messaging);
-    let handshake = Duration::from_millis(config.api.handshake_timeout_ms);
-    let acceptor = tls.internal.clone();
+    let server = tonic::transport::Server::builder()
+        .layer(crate::transport::InternalTokenLayer::new(config.cluster.internal_token.as_deref()))
+        .add_service(raft)
+        .add_service(membership)
+        .add_service(messaging);
+    let accepting = Accepting {
+        max_connections: INTERNAL_MAX_CONNECTIONS,
+        handshake_timeout: Duration::from_millis(config.api.handshake_timeout_ms),
+        idle_timeout: None,
+        tls: tls.internal.clone(),
+    };
     let mut stop = stopped.clone();
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(error) = server
-            .serve_with_incoming_shutdown(incoming(listener, INTERNAL_MAX_CONNECTIONS, handshake, acceptor), shutdown)
-            .await
-        {
+        if let Err(error) = server.serve_with_incoming_shutdown(incoming(listener, accepting), shutdown).await {
             tracing::error!(%error, "the internal gRPC server failed");
         }
     });
@@ -263,6 +268,7 @@ pub async fn run(
         transaction_events_max: api.transaction_events_max as usize,
         transaction_bytes_max: api.transaction_bytes_max as usize,
         transaction_timeout: Duration::from_millis(api.transaction_timeout_ms),
+        response_send_timeout: Duration::from_millis(api.response_send_timeout_ms),
         in_flight_bytes_max: config.storage.append_in_flight_bytes_max as usize,
         new_permits_timeout_ms: api.new_permits_timeout_ms,
         check_sequence_nr_for_snapshots: api.check_sequence_nr_for_snapshots,
@@ -328,6 +334,7 @@ pub async fn run(
         cluster: cluster.clone(),
         messaging: Some((buses.commands.clone(), buses.queries.clone())),
         processors: buses.processors.clone(),
+        register_node_unauthenticated: config.cluster.insecure_register_node || config.cluster.internal_token.is_none(),
     });
 
     tokio::spawn(async move {
@@ -340,6 +347,7 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_millis(2500)))
         .http2_keepalive_timeout(Some(Duration::from_millis(5000)))
+        .max_concurrent_streams(Some(config.api.max_concurrent_streams))
         // The token is checked before anything else (a refused call is
         // neither served nor passed to another node).
         .layer(AccessLayer::new(access.clone()))
@@ -370,22 +378,26 @@ pub async fn run(
     let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
         incoming(
             listeners.client,
-            config.api.max_connections as usize,
-            Duration::from_millis(config.api.handshake_timeout_ms),
-            tls.client.clone(),
+            Accepting {
+                max_connections: config.api.max_connections as usize,
+                handshake_timeout: Duration::from_millis(config.api.handshake_timeout_ms),
+                idle_timeout: None,
+                tls: tls.client.clone(),
+            },
         ),
         async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         },
     ));
     let mut http_stop = stopped.clone();
+    let http_accepting = Accepting {
+        max_connections: HTTP_MAX_CONNECTIONS,
+        handshake_timeout: Duration::from_millis(config.api.handshake_timeout_ms),
+        idle_timeout: Some(Duration::from_millis(config.api.http_idle_timeout_ms)),
+        tls: tls.http.clone(),
+    };
     let http_task = tokio::spawn(async move {
-        let connections = incoming(
-            listeners.http,
-            HTTP_MAX_CONNECTIONS,
-            Duration::from_millis(config.api.handshake_timeout_ms),
-            tls.http.clone(),
-        );
+        let connections = incoming(listeners.http, http_accepting);
         axum::serve(HttpListener::new(connections, http_addr), http::router(http_state))
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;

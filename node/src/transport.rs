@@ -20,11 +20,16 @@
 //!
 //! The internal token (`axoniq.axonserver.accesscontrol.internal-token`)
 //! is attached to every internal call here and checked on every incoming
-//! one, in constant time; the clients made here take messages up to the
-//! internal port's limit ([`INTERNAL_MESSAGE_MAX`]).
+//! one, in constant time, by [`InternalTokenLayer`] before the call's body
+//! is read: a caller without the token cannot make the node buffer or
+//! decode anything (a message may be up to [`INTERNAL_MESSAGE_MAX`]); the
+//! clients made here take messages up to that limit.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ranvier_proto::cluster::cluster_service_client::ClusterServiceClient;
@@ -177,6 +182,78 @@ pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> 
         Some(token) if equal_in_constant_time(token, expected.as_bytes()) => Ok(()),
         Some(_) => Err(Status::permission_denied("invalid internal token")),
         None => Err(Status::permission_denied("missing internal token")),
+    }
+}
+
+/// Refuses internal calls without the internal token before the inner
+/// service (and so the decoding of the body) sees them.
+#[derive(Clone)]
+pub struct InternalTokenLayer {
+    token: Option<Arc<str>>,
+}
+
+impl InternalTokenLayer {
+    /// Checks for `token` (none: every call passes).
+    pub fn new(token: Option<&str>) -> Self {
+        InternalTokenLayer { token: token.map(Arc::from) }
+    }
+}
+
+impl<S> tower::Layer<S> for InternalTokenLayer {
+    type Service = TokenChecked<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenChecked { inner, token: self.token.clone() }
+    }
+}
+
+/// A service whose calls must carry the internal token.
+#[derive(Clone)]
+pub struct TokenChecked<S> {
+    inner: S,
+    token: Option<Arc<str>>,
+}
+
+type Boxed = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S> tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for TokenChecked<S>
+where
+    S: tower::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Boxed>,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = Boxed;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(expected) = &self.token {
+            let presented = request.headers().get(INTERNAL_TOKEN_KEY).map(|v| v.as_bytes());
+            let refusal = match presented {
+                Some(token) if equal_in_constant_time(token, expected.as_bytes()) => None,
+                Some(_) => Some("invalid internal token"),
+                None => Some("missing internal token"),
+            };
+            if let Some(reason) = refusal {
+                tracing::debug!(path = %request.uri().path(), reason, "internal call refused");
+                let answer = Status::permission_denied(reason).into_http::<tonic::body::Body>();
+                return Box::pin(async move { Ok(answer) });
+            }
+        }
+        // The service that was made ready serves this call; its clone
+        // waits for the next one.
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { ready.call(request).await.map_err(Into::into) })
     }
 }
 

@@ -410,3 +410,59 @@ async fn application_tokens_allow_their_roles_in_their_contexts_on_every_node() 
     // The context's admin may delete its context.
     assert_eq!(rest(&nodes[0], "DELETE", "/v1/context/orders", Some(&owner)).0, 200);
 }
+
+type Frames = tokio::sync::mpsc::Sender<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>;
+
+/// A raw HTTP/2 gRPC call to `address` whose body announces a 60 MB
+/// message, sends 1 KiB of it and then stalls (it ends only when the
+/// returned sender is dropped).
+async fn stalled_call(
+    address: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (
+    Frames,
+    impl std::future::Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>> + use<>,
+) {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(connection);
+    let (frames, receiver) = tokio::sync::mpsc::channel(1);
+    let mut prefix = vec![0u8];
+    prefix.extend((60u32 << 20).to_be_bytes());
+    prefix.extend(vec![7u8; 1024]);
+    frames.send(Ok(hyper::body::Frame::data(bytes::Bytes::from(prefix)))).await.unwrap();
+    let mut request = hyper::Request::post(format!("http://{address}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(token) = token {
+        request = request.header("axoniq-internaltoken", token);
+    }
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    (frames, sender.send_request(request.body(body).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_call_without_the_token_is_refused_before_its_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = ranvier_tests::start_cluster(dir.path(), 1, &[]).unwrap();
+    let internal = nodes[0].internal_addr().unwrap().to_owned();
+    let path = "/ranvier.cluster.ClusterService/Append";
+    for token in [None, Some("not-the-cluster-secret")] {
+        let (_frames, answer) = stalled_call(&internal, path, token).await;
+        // Answered while the body is still open: nothing of it was waited for.
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), answer)
+            .await
+            .expect("the refusal waited for the body")
+            .unwrap();
+        let status = answer.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(status.as_deref(), Some("7"), "PERMISSION_DENIED with {token:?}: {:?}", answer.headers());
+    }
+    // With the token the call is taken, and its body read to the end first.
+    let (frames, answer) = stalled_call(&internal, path, Some("cluster-secret")).await;
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), answer).await;
+    assert!(early.is_err(), "a call with the token was answered before its body ended");
+    drop(frames);
+}
