@@ -77,10 +77,16 @@ fn segment_inodes(node_dir: &Path, context: &str) -> Vec<(String, u64)> {
 
 /// Forms the cluster by hand: init-cluster on node-1, register-node on the others.
 async fn formed_by_hand(dir: &Path) -> Vec<Node> {
+    // Without access control register-node is refused unless a setting
+    // says, in its name, that this is insecure.
     let nodes = start_nodes(dir, 3, false, &[]).unwrap();
     let port_text = nodes[0].internal_addr().unwrap().rsplit_once(':').unwrap().1.to_owned();
     let out = ok(&nodes[0], &["init-cluster"]);
     assert!(out.contains("initialised"), "{out}");
+    let (code, _, err) = ctl(&nodes[1], &["register-node", "-h", "127.0.0.1", "-p", &port_text]);
+    assert!(code == 1 && err.contains("AXONIQ-1001") && err.contains("insecure-register-node"), "{err}");
+    let nodes: Vec<Node> =
+        nodes.into_iter().map(|node| node.restart_with(&["ranvier.insecure-register-node=true"]).unwrap()).collect();
     let (code, _, err) = ctl(&nodes[0], &["init-cluster"]);
     assert_eq!(code, 1, "a second init-cluster is refused");
     assert!(err.contains("AXONIQ-2306"), "{err}");

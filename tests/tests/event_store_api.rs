@@ -391,3 +391,59 @@ async fn a_transaction_that_never_ends_is_cut_off_at_its_deadline_and_stores_not
     assert_eq!(last.token, -1, "nothing of the cut-off transaction was stored");
     client.append_event(tokio_stream::iter(vec![event("quick-1", 0, 16)])).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_taking_its_stream_is_cut_off_and_told_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["ranvier.response-send-timeout=1s"]).unwrap();
+    // 16 MiB of events: more than the connection's flow-control windows
+    // and the node's stream buffer hold.
+    let total = 4_000i64;
+    for first in (0..total).step_by(500) {
+        let events: Vec<Event> = (first..first + 500).map(|seq| event("big", seq, 4096)).collect();
+        append(&node, "default", events).await.unwrap();
+    }
+    let mut client = node.event_store().await.unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender
+        .send(GetEventsRequest { tracking_token: 0, number_of_permits: 1_000_000, ..Default::default() })
+        .await
+        .unwrap();
+    let mut stream =
+        client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    // The client takes nothing until the node has given up on it.
+    ranvier_tests::eventually(Duration::from_secs(20), "the node cuts off the reader", || async {
+        node.log().contains("stopped reading its response stream")
+    })
+    .await
+    .unwrap();
+    let mut received = 0i64;
+    let error = loop {
+        match stream.next().await {
+            Some(Ok(item)) => {
+                assert_eq!(item.token, received, "what was sent arrives in order");
+                received += 1;
+            }
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without saying why after {received} events"),
+        }
+    };
+    assert_eq!(error_code(&error).as_deref(), Some("AXONIQ-6001"), "{error:?}");
+    assert!(received < total, "the whole store was delivered: the reader was never cut off");
+    // Another reader is served as usual.
+    assert_eq!(read_tokens(&node, 3).await, vec![0, 1, 2]);
+    drop(sender);
+}
+
+async fn read_tokens(node: &Node, count: i64) -> Vec<i64> {
+    let mut client = node.event_store().await.unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender.send(GetEventsRequest { tracking_token: 0, number_of_permits: count, ..Default::default() }).await.unwrap();
+    let mut stream =
+        client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    let mut tokens = Vec::new();
+    for _ in 0..count {
+        tokens.push(stream.next().await.unwrap().unwrap().token);
+    }
+    tokens
+}

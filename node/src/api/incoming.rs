@@ -33,6 +33,9 @@ pub struct LimitedStream {
     _permit: OwnedSemaphorePermit,
     /// Until the first bytes arrive: when the connection is given up.
     handshake: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// How long the connection may send nothing (after its first bytes),
+    /// and when that runs out.
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl Connected for LimitedStream {
@@ -47,15 +50,27 @@ impl AsyncRead for LimitedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let read = Pin::new(&mut self.stream).poll_read(cx, buf);
-        let Some(deadline) = self.handshake.as_mut() else { return read };
         match read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 self.handshake = None;
+                if let Some((after, deadline)) = self.idle.as_mut() {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + *after);
+                }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                tracing::debug!("closing a connection that sent nothing within the handshake timeout");
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")))
+            Poll::Pending => {
+                if let Some(deadline) = self.handshake.as_mut() {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        tracing::debug!("closing a connection that sent nothing within the handshake timeout");
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")));
+                    }
+                } else if let Some((_, deadline)) = self.idle.as_mut()
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    tracing::debug!("closing a connection that sent nothing within the idle timeout");
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle for too long")));
+                }
+                Poll::Pending
             }
             other => other,
         }
@@ -163,15 +178,26 @@ impl AsyncWrite for Served {
     }
 }
 
+/// How a port accepts connections.
+#[derive(Clone)]
+pub struct Accepting {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Time a new connection has to send its first bytes (and to finish
+    /// its TLS handshake).
+    pub handshake_timeout: Duration,
+    /// Time a connection may then send nothing; `None`: no limit (the
+    /// gRPC ports, where keepalive pings find dead peers).
+    pub idle_timeout: Option<Duration>,
+    /// TLS, when the port speaks it.
+    pub tls: Option<Acceptor>,
+}
+
 /// The stream of accepted connections, at most `max_connections` open at
 /// once, each closed unless it sends something within `handshake_timeout`
 /// and, with `tls`, completes its TLS handshake within it.
-pub fn incoming(
-    listener: TcpListener,
-    max_connections: usize,
-    handshake_timeout: Duration,
-    tls: Option<Acceptor>,
-) -> ReceiverStream<io::Result<Served>> {
+pub fn incoming(listener: TcpListener, accepting: Accepting) -> ReceiverStream<io::Result<Served>> {
+    let Accepting { max_connections, handshake_timeout, idle_timeout, tls } = accepting;
     let (sender, receiver) = mpsc::channel(1);
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     tokio::spawn(async move {
@@ -193,7 +219,8 @@ pub fn incoming(
                         tracing::debug!(%error, "failed to set TCP_NODELAY");
                     }
                     let handshake = Some(Box::pin(tokio::time::sleep(handshake_timeout)));
-                    let stream = LimitedStream { stream, _permit: permit, handshake };
+                    let idle = idle_timeout.map(|after| (after, Box::pin(tokio::time::sleep(after))));
+                    let stream = LimitedStream { stream, _permit: permit, handshake, idle };
                     match &tls {
                         None => {
                             if sender.send(Ok(Served::Plain(stream))).await.is_err() {

@@ -93,6 +93,16 @@ pub const MAX_CONNECTIONS: Key = key("ranvier.max-connections", "1024");
 /// Longest time one append transaction may stay open, however busy (its events are held in
 /// memory until it ends).
 pub const TRANSACTION_TIMEOUT: Key = key("ranvier.transaction-timeout", "2m");
+/// Longest time a response stream (ListEvents, aggregate reads) waits for its client to take
+/// the next batch; a client that stops reading for longer is cut off with AXONIQ-6001, so it
+/// cannot hold the node's reader and buffers forever.
+pub const RESPONSE_SEND_TIMEOUT: Key = key("ranvier.response-send-timeout", "2m");
+/// Most concurrent calls (HTTP/2 streams) one client connection may have open; further calls
+/// wait in the client until one ends.
+pub const MAX_CONCURRENT_STREAMS: Key = key("ranvier.max-concurrent-streams", "1000");
+/// An HTTP connection that sends nothing for this long is closed (so idle keep-alive
+/// connections cannot hold the HTTP port's connection slots).
+pub const HTTP_IDLE_TIMEOUT: Key = key("ranvier.http-idle-timeout", "2m");
 /// Time a new connection to a gRPC port has to send its first bytes before it is closed (so
 /// silent connections cannot hold the connection slots).
 pub const HANDSHAKE_TIMEOUT: Key = key("ranvier.handshake-timeout", "10s");
@@ -130,6 +140,9 @@ pub const INTERNAL_TOKEN: Key = key("axoniq.axonserver.accesscontrol.internal-to
 /// Lets a clustered node run without an internal token (anyone who reaches its internal
 /// port could then change the cluster and read its data): for a throw-away local cluster.
 pub const INSECURE_NO_INTERNAL_TOKEN: Key = key("ranvier.insecure-no-internal-token", "false");
+/// Lets `register-node` run with access control off: the node sends its internal token to
+/// the address in the request, which anyone who reaches the HTTP port could then name.
+pub const INSECURE_REGISTER_NODE: Key = key("ranvier.insecure-register-node", "false");
 /// Whether client and REST calls must carry an access token (`AxonIQ-Access-Token`).
 pub const ACCESS_CONTROL_ENABLED: Key = key("axoniq.axonserver.accesscontrol.enabled", "false");
 /// The token of applications (client gRPC calls and REST reads); required when enabled.
@@ -218,6 +231,9 @@ pub const ALL: &[Key] = &[
     MAX_CONNECTIONS,
     HANDSHAKE_TIMEOUT,
     TRANSACTION_TIMEOUT,
+    RESPONSE_SEND_TIMEOUT,
+    MAX_CONCURRENT_STREAMS,
+    HTTP_IDLE_TIMEOUT,
     AUTOCLUSTER_CONTEXTS,
     AUTOCLUSTER_FIRST,
     CLUSTERED,
@@ -229,6 +245,7 @@ pub const ALL: &[Key] = &[
     TIER_CHECK_INTERVAL,
     INTERNAL_TOKEN,
     INSECURE_NO_INTERNAL_TOKEN,
+    INSECURE_REGISTER_NODE,
     ACCESS_CONTROL_ENABLED,
     ACCESS_TOKEN,
     ADMIN_TOKEN,

@@ -129,6 +129,8 @@ pub struct ClusterConfig {
     /// `ranvier.insecure-no-internal-token`: a clustered node may run without an internal
     /// token. Default false: a clustered node without one does not start.
     pub insecure_no_internal_token: bool,
+    /// `ranvier.insecure-register-node`: register-node works with access control off.
+    pub insecure_register_node: bool,
     /// `axoniq.axonserver.replication.min-active-backups`. Default 1.
     pub min_active_backups: u32,
     /// `ranvier.replication.snapshot-interval` in log entries. Default 50000.
@@ -237,6 +239,14 @@ pub struct ApiConfig {
     /// `ranvier.transaction-timeout`: ms an append transaction may stay open. Default 120000;
     /// at least 1.
     pub transaction_timeout_ms: u64,
+    /// `ranvier.response-send-timeout`: ms a response stream waits for its client to take
+    /// a batch. Default 120000; at least 1.
+    pub response_send_timeout_ms: u64,
+    /// `ranvier.max-concurrent-streams`: calls one client connection may have open. Default
+    /// 1000; at least 1.
+    pub max_concurrent_streams: u32,
+    /// `ranvier.http-idle-timeout`: ms an HTTP connection may stay silent. Default 120000.
+    pub http_idle_timeout_ms: u64,
 }
 
 /// Where [`load`] reads configuration from.
@@ -318,6 +328,9 @@ impl Config {
             (keys::MAX_CONNECTIONS.name, api.max_connections.to_string()),
             (keys::HANDSHAKE_TIMEOUT.name, api.handshake_timeout_ms.to_string()),
             (keys::TRANSACTION_TIMEOUT.name, api.transaction_timeout_ms.to_string()),
+            (keys::RESPONSE_SEND_TIMEOUT.name, api.response_send_timeout_ms.to_string()),
+            (keys::MAX_CONCURRENT_STREAMS.name, api.max_concurrent_streams.to_string()),
+            (keys::HTTP_IDLE_TIMEOUT.name, api.http_idle_timeout_ms.to_string()),
             (keys::AUTOCLUSTER_CONTEXTS.name, self.contexts.join(",")),
             (keys::AUTOCLUSTER_FIRST.name, self.cluster.autocluster_first.clone().unwrap_or_default()),
             // A secret: only whether it is set is shown.
@@ -330,6 +343,7 @@ impl Config {
             (keys::TIER_CHECK_INTERVAL.name, self.cluster.tier_check_interval_ms.to_string()),
             (keys::INTERNAL_TOKEN.name, secret(&self.cluster.internal_token)),
             (keys::INSECURE_NO_INTERNAL_TOKEN.name, self.cluster.insecure_no_internal_token.to_string()),
+            (keys::INSECURE_REGISTER_NODE.name, self.cluster.insecure_register_node.to_string()),
             (keys::ACCESS_CONTROL_ENABLED.name, self.access.enabled.to_string()),
             (keys::ACCESS_TOKEN.name, secret(&self.access.token)),
             (keys::ADMIN_TOKEN.name, secret(&self.access.admin_token)),
@@ -436,6 +450,9 @@ fn api_config(s: &Settings) -> Result<ApiConfig, ConfigError> {
         max_connections: s.read(&keys::MAX_CONNECTIONS, positive_count())?,
         handshake_timeout_ms: s.read(&keys::HANDSHAKE_TIMEOUT, positive_duration())?,
         transaction_timeout_ms: s.read(&keys::TRANSACTION_TIMEOUT, positive_duration())?,
+        response_send_timeout_ms: s.read(&keys::RESPONSE_SEND_TIMEOUT, positive_duration())?,
+        max_concurrent_streams: s.read(&keys::MAX_CONCURRENT_STREAMS, positive_count())?,
+        http_idle_timeout_ms: s.read(&keys::HTTP_IDLE_TIMEOUT, positive_duration())?,
     })
 }
 
@@ -479,6 +496,7 @@ fn cluster_config(s: &Settings) -> Result<ClusterConfig, ConfigError> {
     Ok(ClusterConfig {
         enabled,
         insecure_no_internal_token,
+        insecure_register_node: s.read(&keys::INSECURE_REGISTER_NODE, value::boolean)?,
         autocluster_first,
         min_active_backups: s.read(&keys::MIN_ACTIVE_BACKUPS, value::count)?,
         snapshot_interval_entries: s.read(&keys::SNAPSHOT_INTERVAL, positive_count())?,

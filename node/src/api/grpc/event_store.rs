@@ -27,8 +27,14 @@ use super::status::{ErrorCode, from_store, from_write, status, with_code};
 use super::{ClientApi, stopping_status, until};
 use crate::store::{Cursor, IndexEntry, SegmentStore, event_fields};
 
-/// Events per read batch of an aggregate stream.
+/// Most events per read batch of an aggregate stream.
 const AGGREGATE_BATCH_EVENTS: usize = 256;
+/// Events in the first read batch of an aggregate stream, before the
+/// events' size is known.
+const AGGREGATE_BATCH_FIRST: usize = 8;
+/// About how many bytes one read batch of an aggregate stream holds (so a
+/// stream holds at most a few MiB however large its events are).
+const AGGREGATE_BATCH_BYTES: usize = 1024 * 1024;
 /// Batches buffered per response stream.
 const RESPONSE_BATCHES_MAX: usize = 4;
 /// Most events ListEvents reads per batch.
@@ -168,11 +174,12 @@ impl EventStoreService {
 pub struct BatchStream<T> {
     receiver: mpsc::Receiver<Vec<Result<T, Status>>>,
     current: std::vec::IntoIter<Result<T, Status>>,
+    cut: Arc<std::sync::Mutex<Option<Status>>>,
 }
 
 impl<T> BatchStream<T> {
-    fn new(receiver: mpsc::Receiver<Vec<Result<T, Status>>>) -> Self {
-        Self { receiver, current: Vec::new().into_iter() }
+    fn new(receiver: mpsc::Receiver<Vec<Result<T, Status>>>, cut: Arc<std::sync::Mutex<Option<Status>>>) -> Self {
+        Self { receiver, current: Vec::new().into_iter(), cut }
     }
 }
 
@@ -186,11 +193,75 @@ impl<T: Unpin> Stream for BatchStream<T> {
             }
             match self.receiver.poll_recv(cx) {
                 Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(self.take_cut().map(Err)),
+                // Everything sent before the cut is delivered, then its error.
+                Poll::Pending => return self.take_cut().map_or(Poll::Pending, |cut| Poll::Ready(Some(Err(cut)))),
             }
         }
     }
+}
+
+impl<T> BatchStream<T> {
+    fn take_cut(&self) -> Option<Status> {
+        self.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+/// The sending side of a response stream. A batch the client leaves
+/// untaken for the deadline (`ranvier.response-send-timeout`: it stopped
+/// reading) ends the stream: the sender gives up, and the client, should
+/// it read again, gets what was sent and then AXONIQ-6001.
+pub struct Batches<T> {
+    sender: mpsc::Sender<Vec<Result<T, Status>>>,
+    deadline: Duration,
+    cut: Arc<std::sync::Mutex<Option<Status>>>,
+}
+
+impl<T> Clone for Batches<T> {
+    fn clone(&self) -> Self {
+        Batches { sender: self.sender.clone(), deadline: self.deadline, cut: self.cut.clone() }
+    }
+}
+
+impl<T> Batches<T> {
+    /// Sends `batch`; false when the stream is over (the client left, or
+    /// did not take it in time).
+    async fn send(&self, batch: Vec<Result<T, Status>>) -> bool {
+        match tokio::time::timeout(self.deadline, self.sender.send(batch)).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                let seconds = self.deadline.as_secs_f64();
+                tracing::info!(seconds, "a client stopped reading its response stream: cut off");
+                let message = format!("the client took nothing from its stream for {seconds} s: cut off");
+                *self.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(status(ErrorCode::ClientDisconnected, message));
+                false
+            }
+        }
+    }
+
+    /// Resolves when the client has gone.
+    async fn closed(&self) {
+        self.sender.closed().await
+    }
+}
+
+/// A response stream whose batches wait at most `deadline` for the client.
+fn response_stream<T>(deadline: Duration) -> (Batches<T>, BatchStream<T>) {
+    let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
+    let cut = Arc::new(std::sync::Mutex::new(None));
+    (Batches { sender, deadline, cut: cut.clone() }, BatchStream::new(receiver, cut))
+}
+
+/// How many events the next aggregate read batch takes, so that a batch
+/// holds about [`AGGREGATE_BATCH_BYTES`] whatever the events' size: from
+/// the bytes and events of the last batch (none yet: a few).
+fn next_batch_events(last_bytes: usize, last_events: usize) -> usize {
+    if last_events == 0 {
+        return AGGREGATE_BATCH_FIRST;
+    }
+    let per_event = (last_bytes / last_events).max(1);
+    (AGGREGATE_BATCH_BYTES / per_event).clamp(1, AGGREGATE_BATCH_EVENTS)
 }
 
 fn blocking_error(error: tokio::task::JoinError) -> Status {
@@ -218,24 +289,31 @@ async fn stream_records(
     id: &str,
     plan: Vec<(u64, IndexEntry)>,
     snapshot: bool,
-    sender: &mpsc::Sender<Vec<Result<Event, Status>>>,
+    sender: &Batches<Event>,
 ) -> bool {
-    for chunk in plan.chunks(AGGREGATE_BATCH_EVENTS) {
+    let (mut at, mut take) = (0, next_batch_events(0, 0));
+    while at < plan.len() {
+        let chunk = &plan[at..(at + take).min(plan.len())];
+        at += chunk.len();
         let (reader, places, id) = (store.clone(), chunk.to_vec(), id.to_owned());
         let batch: Vec<Result<Event, Status>> = match blocking(move || reader.read_records(&id, &places)).await {
-            Ok(records) => records
-                .into_iter()
-                .map(|bytes| {
-                    decode_stored(bytes).map(|mut event| {
-                        event.snapshot = snapshot;
-                        event
+            Ok(records) => {
+                let bytes = records.iter().map(Bytes::len).sum();
+                take = next_batch_events(bytes, records.len());
+                records
+                    .into_iter()
+                    .map(|bytes| {
+                        decode_stored(bytes).map(|mut event| {
+                            event.snapshot = snapshot;
+                            event
+                        })
                     })
-                })
-                .collect(),
+                    .collect()
+            }
             Err(status) => vec![Err(status)],
         };
         let failed = batch.iter().any(Result::is_err);
-        if sender.send(batch).await.is_err() || failed {
+        if !sender.send(batch).await || failed {
             return false;
         }
     }
@@ -296,7 +374,7 @@ async fn run_tracker(
     store: SegmentStore,
     flow: Arc<Flow>,
     start: u64,
-    sender: mpsc::Sender<Vec<Result<EventWithToken, Status>>>,
+    sender: Batches<EventWithToken>,
     permits_timeout: Duration,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -373,7 +451,7 @@ async fn run_tracker(
             out.push(Ok(EventWithToken { token: token as i64, event }));
         }
         flow.permits.fetch_sub(out.len() as i64, Ordering::SeqCst);
-        if !out.is_empty() && sender.send(out).await.is_err() {
+        if !out.is_empty() && !sender.send(out).await {
             return;
         }
     }
@@ -427,7 +505,7 @@ impl EventStore for EventStoreService {
     ) -> Result<Response<Self::ListAggregateEventsStream>, Status> {
         let store = self.api.current_store(&request).await?;
         let request = request.into_inner();
-        let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
+        let (sender, receiver) = response_stream(self.api.limits.response_send_timeout);
         // Like Axon Server, max_sequence is exclusive and <= 0 means unbounded.
         let max = if request.max_sequence <= 0 { i64::MAX } else { request.max_sequence };
         tokio::spawn(async move {
@@ -458,7 +536,7 @@ impl EventStore for EventStoreService {
                 }
             }
         });
-        Ok(Response::new(BatchStream::new(receiver)))
+        Ok(Response::new(receiver))
     }
 
     type ListAggregateSnapshotsStream = EventStream;
@@ -469,7 +547,7 @@ impl EventStore for EventStoreService {
     ) -> Result<Response<Self::ListAggregateSnapshotsStream>, Status> {
         let store = self.api.current_store(&request).await?;
         let request = request.into_inner();
-        let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
+        let (sender, receiver) = response_stream(self.api.limits.response_send_timeout);
         let max = if request.max_sequence <= 0 { i64::MAX } else { request.max_sequence };
         tokio::spawn(async move {
             match plan_of(&store.snapshots, &request.aggregate_id, request.initial_sequence, max).await {
@@ -487,7 +565,7 @@ impl EventStore for EventStoreService {
                 }
             }
         });
-        Ok(Response::new(BatchStream::new(receiver)))
+        Ok(Response::new(receiver))
     }
 
     type ListEventsStream = BatchStream<EventWithToken>;
@@ -498,10 +576,10 @@ impl EventStore for EventStoreService {
     ) -> Result<Response<Self::ListEventsStream>, Status> {
         let store = self.api.current_store(&request).await?;
         let mut inbound = request.into_inner();
-        let (sender, receiver) = mpsc::channel(RESPONSE_BATCHES_MAX);
+        let (sender, receiver) = response_stream(self.api.limits.response_send_timeout);
         let first = match inbound.message().await.map_err(|e| with_code(e, ErrorCode::Other))? {
             Some(first) => first,
-            None => return Ok(Response::new(BatchStream::new(receiver))),
+            None => return Ok(Response::new(receiver)),
         };
         let flow = Arc::new(Flow {
             permits: AtomicI64::new(0),
@@ -521,7 +599,7 @@ impl EventStore for EventStoreService {
                     message = inbound.message() => match message {
                         Ok(Some(more)) => {
                             if let Err(refused) = listener.grant(&more) {
-                                let _ = refusals.send(vec![Err(refused)]).await;
+                                refusals.send(vec![Err(refused)]).await;
                                 break;
                             }
                         }
@@ -536,7 +614,7 @@ impl EventStore for EventStoreService {
         let timeout = Duration::from_millis(self.api.limits.new_permits_timeout_ms);
         let start = first.tracking_token.max(0) as u64;
         tokio::spawn(run_tracker(store.events, flow, start, sender, timeout, self.api.stopping.clone()));
-        Ok(Response::new(BatchStream::new(receiver)))
+        Ok(Response::new(receiver))
     }
 
     async fn read_highest_sequence_nr(
@@ -576,5 +654,48 @@ impl EventStore for EventStoreService {
         let instant = request.into_inner().instant;
         let token = blocking(move || store.events.token_at(instant)).await?;
         Ok(Response::new(TrackingToken { token: token as i64 }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregate_read_batches_hold_about_a_mebibyte_whatever_the_event_size() {
+        assert_eq!(next_batch_events(0, 0), AGGREGATE_BATCH_FIRST);
+        // Small events: the event cap.
+        assert_eq!(next_batch_events(8 * 200, 8), AGGREGATE_BATCH_EVENTS);
+        // 64 KiB events: 16 of them.
+        assert_eq!(next_batch_events(8 * 65_536, 8), 16);
+        // Events over the byte cap: one at a time.
+        assert_eq!(next_batch_events(2 * 3_000_000, 2), 1);
+        for size in [1usize, 100, 4_000, 100_000, 1_000_000, 4_000_000] {
+            let events = next_batch_events(size * 4, 4);
+            assert!(events * size <= AGGREGATE_BATCH_BYTES.max(size), "{events} events of {size} bytes");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_client_takes_nothing_is_cut_and_ends_with_why() {
+        use tokio_stream::StreamExt;
+        let (sender, mut stream) = response_stream::<u32>(Duration::from_millis(50));
+        for n in 0..RESPONSE_BATCHES_MAX as u32 {
+            assert!(sender.send(vec![Ok(n)]).await, "room for {n}");
+        }
+        // The client takes nothing: the next batch waits for the deadline.
+        assert!(!sender.send(vec![Ok(99)]).await, "a full stream took more");
+        let mut taken = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(n) => taken.push(n),
+                Err(status) => {
+                    let code = status.metadata().get(super::super::status::ERROR_CODE_KEY);
+                    assert_eq!(code.and_then(|v| v.to_str().ok()), Some("AXONIQ-6001"));
+                    break;
+                }
+            }
+        }
+        assert_eq!(taken, vec![0, 1, 2, 3], "what was sent before the cut is delivered");
     }
 }

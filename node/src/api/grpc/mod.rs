@@ -51,6 +51,8 @@ pub struct ApiLimits {
     pub transaction_bytes_max: usize,
     /// Longest time one transaction may stay open, however busy.
     pub transaction_timeout: std::time::Duration,
+    /// Longest wait for a client to take the next batch of a response stream.
+    pub response_send_timeout: std::time::Duration,
     /// Event bytes held for open transactions across all clients; a client
     /// waits for room (back-pressure) rather than the node growing.
     pub in_flight_bytes_max: usize,

@@ -153,6 +153,13 @@ async fn register_node(State(state): State<Arc<HttpState>>, body: Option<Json<Jo
         Ok(cluster) => cluster,
         Err(response) => return response,
     };
+    if !state.access.enabled() && !state.register_node_unauthenticated {
+        let message = "register-node makes this node send its internal token to the address it is given; with \
+            access control off anyone who reaches this port could name their own address and take the token. \
+            Turn access control on (register-node then needs an administrator's token), form the cluster by \
+            autocluster, or set ranvier.insecure-register-node=true";
+        return answer(StatusCode::FORBIDDEN, Some("AXONIQ-1001"), message);
+    }
     let Some(Json(request)) = body else { return bad_request("expected a JSON body with internalHostName") };
     let Some(host) = request.internal_host_name.filter(|h| !h.trim().is_empty()) else {
         return bad_request("internalHostName is required");

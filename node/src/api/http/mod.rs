@@ -57,6 +57,9 @@ pub struct HttpState {
     pub messaging: Option<(Arc<crate::messaging::commands::CommandBus>, Arc<crate::messaging::queries::QueryBus>)>,
     /// The event processors the clients report (for `/v1/processors`).
     pub processors: Arc<crate::messaging::processors::Processors>,
+    /// Whether register-node may send the internal token to an address an
+    /// unauthenticated caller gave (access control off).
+    pub register_node_unauthenticated: bool,
 }
 
 /// The router.
