@@ -5,7 +5,7 @@ RUN_DIR ?= .run/single
 RUN_PORT ?= 8124
 RUN_HTTP_PORT ?= 8024
 
-.PHONY: build release run run-single test image test-unit test-black-box bench crds fmt fmt-check clippy verify clean
+.PHONY: build release run run-single test image test-unit test-black-box bench fuzz crds fmt fmt-check clippy verify clean
 
 build:
 	$(CARGO) build --workspace
@@ -67,6 +67,12 @@ crds:
 	RANVIER_UPDATE_CRDS=1 $(CARGO) test -p ranvier-crds --test crds committed_crd_yaml_matches_the_types
 
 ## The figures of the README's performance table (release build, fsync on).
+## Every fuzz target (Raft entries, segment frames, property files) for
+## FUZZ_SECONDS each; installs cargo-fuzz when missing.
+FUZZ_SECONDS ?= 20
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
 bench:
 	$(CARGO) build --release -p ranvier-node --bins
 	$(CARGO) bench -p ranvier-tests --bench node
