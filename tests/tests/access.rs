@@ -420,10 +420,7 @@ async fn stalled_call(
     address: &str,
     path: &str,
     token: Option<&str>,
-) -> (
-    Frames,
-    impl std::future::Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>> + use<>,
-) {
+) -> (Frames, impl std::future::Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>> + use<>) {
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, connection) =
