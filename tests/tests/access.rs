@@ -463,3 +463,172 @@ async fn an_internal_call_without_the_token_is_refused_before_its_body_is_read()
     assert!(early.is_err(), "a call with the token was answered before its body ended");
     drop(frames);
 }
+
+/// Every rpc of the client API, as `/package.Service/Method`, read from the
+/// .proto files the node is built from (so a new rpc joins the table).
+fn every_client_rpc() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/axon");
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let package = text.lines().find_map(|l| l.trim().strip_prefix("package ")).unwrap().trim_end_matches(';');
+        let mut service = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.split_whitespace().next().map(str::to_owned);
+            } else if let (Some(rest), Some(service)) = (line.strip_prefix("rpc "), &service) {
+                let method = rest.split(|c: char| c == '(' || c.is_whitespace()).next().unwrap();
+                paths.push(format!("/{package}.{service}/{method}"));
+            }
+        }
+    }
+    paths.sort();
+    paths
+}
+
+/// Calls the rpc at `path` with one empty message in `context`: `Err` with
+/// the code when access control refused it, `Ok` when it got past (whatever
+/// the service then answered).
+async fn raw_call(channel: &Channel, path: &str, token: Option<&str>, context: &str) -> Result<(), String> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(bytes::Bytes::new());
+    if let Some(token) = token {
+        request.metadata_mut().insert("axoniq-access-token", token.parse().unwrap());
+    }
+    let request = request.in_context(context);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_maybe_shared(path.to_owned()).unwrap();
+    let call = grpc.server_streaming(request, path, ranvier_tests::raw::RawCodec);
+    match tokio::time::timeout(std::time::Duration::from_secs(10), call).await.expect("no answer in 10 s") {
+        Err(status) => match error_code(&status).as_deref() {
+            Some(code @ ("AXONIQ-1000" | "AXONIQ-1001")) => Err(code.to_owned()),
+            _ => Ok(()),
+        },
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Every REST route of the node as (method, path template), read from the
+/// router's source (so a new route joins the table).
+fn every_rest_route() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/src/api/http");
+    let mut routes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines().filter_map(|l| l.trim().strip_prefix(".route(\"")) {
+            let (path, handlers) = line.split_once('"').unwrap();
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if handlers.contains(&format!("{method}(")) {
+                    routes.push((method.to_uppercase(), path.to_owned()));
+                }
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_and_every_rest_route_is_refused_without_the_right_token_and_a_refusal_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let owned = settings(false);
+    let owned: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let nodes = ranvier_tests::start_cluster(dir.path(), 1, &owned).unwrap();
+    let node = &nodes[0];
+    ranvier_tests::wait_voters(node, "default", 1).await.unwrap();
+    let server = format!("http://{}", node.http_addr);
+    let register = |name: &str, roles: &str| {
+        let args = ["register-application", "-a", name, "-r", roles, "-S", &server, "-t", ADMIN];
+        let (code, out, err) = ranvier_tests::ranvierctl(&args).unwrap();
+        assert_eq!(code, 0, "{out}{err}");
+        out.trim().to_owned()
+    };
+    let user = register("user", "USE_CONTEXT@default");
+    let reader = register("reader", "READ_EVENTS@default");
+    let monitor = register("monitor", "MONITOR@*");
+    let owner = register("owner", "CONTEXT_ADMIN@default");
+    let channel = node.channel().await.unwrap();
+    let rpcs = every_client_rpc();
+    assert!(rpcs.len() >= 20, "{rpcs:?}");
+
+    // Refused: no token, a wrong one, a token of another context, a
+    // read-only token on anything but reads, a monitor's or a context
+    // admin's token on client calls.
+    let denied = |code: &str| Err(code.to_owned());
+    for path in &rpcs {
+        let read = path.starts_with("/io.axoniq.axonserver.grpc.event.EventStore/")
+            && !path.ends_with("/AppendEvent")
+            && !path.ends_with("/AppendSnapshot");
+        let platform = path.starts_with("/io.axoniq.axonserver.grpc.control.PlatformService/");
+        assert_eq!(raw_call(&channel, path, None, "default").await, denied("AXONIQ-1000"), "{path}");
+        assert_eq!(raw_call(&channel, path, Some("guess"), "default").await, denied("AXONIQ-1001"), "{path}");
+        assert_eq!(raw_call(&channel, path, Some(&user), "orders").await, denied("AXONIQ-1001"), "{path} elsewhere");
+        assert_eq!(raw_call(&channel, path, Some(&monitor), "default").await, denied("AXONIQ-1001"), "{path}");
+        assert_eq!(raw_call(&channel, path, Some(&owner), "default").await, denied("AXONIQ-1001"), "{path}");
+        if !read && !platform {
+            assert_eq!(raw_call(&channel, path, Some(&reader), "default").await, denied("AXONIQ-1001"), "{path}");
+        }
+    }
+    let rest = |method: &str, path: &str, token: Option<&str>| {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("AxonIQ-Access-Token", t)).into_iter().collect();
+        let reply = ranvier_tests::http_call_with(&node.http_addr, method, path, &headers).unwrap();
+        match (reply.code, reply.header("AxonIQ-ErrorCode")) {
+            (403, Some(code @ ("AXONIQ-1000" | "AXONIQ-1001"))) => Err(code.to_owned()),
+            _ => Ok(()),
+        }
+    };
+    let routes = every_rest_route();
+    assert!(routes.len() >= 30, "{routes:?}");
+    let fill = |template: &str| {
+        let mut path = template.replace("{action}", "pause");
+        for placeholder in ["{name}", "{group}", "{node}", "{component}", "{processor}"] {
+            path = path.replace(placeholder, "nosuch");
+        }
+        assert!(!path.contains('{'), "a placeholder the table does not fill: {template}");
+        path
+    };
+    for (method, template) in &routes {
+        let path = fill(template);
+        let open = ["/health", "/actuator/health", "/actuator/health/liveness"].contains(&path.as_str());
+        if open {
+            assert_eq!(rest(method, &path, None), Ok(()), "{method} {path} is open");
+            continue;
+        }
+        let applications = path.starts_with("/v1/public/applications") || path.starts_with("/v1/applications");
+        let monitored = method == "GET" && !applications;
+        let owned = path.ends_with("/pause");
+        assert_eq!(rest(method, &path, None), denied("AXONIQ-1000"), "{method} {path}");
+        assert_eq!(rest(method, &path, Some("guess")), denied("AXONIQ-1001"), "{method} {path}");
+        assert_eq!(rest(method, &path, Some(&user)), denied("AXONIQ-1001"), "{method} {path} with a client token");
+        let by_static = rest(method, &path, Some(APP));
+        assert_eq!(by_static.is_ok(), monitored, "{method} {path} with the static client token: {by_static:?}");
+        let by_monitor = rest(method, &path, Some(&monitor));
+        assert_eq!(by_monitor.is_ok(), monitored, "{method} {path} with a monitor's token: {by_monitor:?}");
+        let by_owner = rest(method, &path, Some(&owner));
+        assert_eq!(by_owner.is_ok(), owned, "{method} {path} with the default context's admin token: {by_owner:?}");
+    }
+
+    // Nothing changed: no event, the same contexts and applications.
+    assert_eq!(last_token(&channel).await, -1, "a refused call wrote an event");
+    let (_, listed, _) = ranvier_tests::ranvierctl(&["applications", "-S", &server, "-t", ADMIN]).unwrap();
+    for name in ["user", "reader", "monitor", "owner"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+    let (_, contexts, _) = ranvier_tests::ranvierctl(&["contexts", "-S", &server, "-t", ADMIN]).unwrap();
+    assert!(contexts.contains("default"), "{contexts}");
+
+    // Allowed: every rpc with the administrators' token and with an
+    // application's own context; reads with a reader's; every route with
+    // the administrators' token.
+    for path in &rpcs {
+        assert_eq!(raw_call(&channel, path, Some(ADMIN), "default").await, Ok(()), "{path} as admin");
+        assert_eq!(raw_call(&channel, path, Some(&user), "default").await, Ok(()), "{path} in its context");
+    }
+    for path in rpcs.iter().filter(|p| p.contains(".event.EventStore/Get") || p.contains("/ListEvents")) {
+        assert_eq!(raw_call(&channel, path, Some(&reader), "default").await, Ok(()), "{path} read");
+    }
+    for (method, template) in &routes {
+        let path = fill(template);
+        assert_eq!(rest(method, &path, Some(ADMIN)), Ok(()), "{method} {path} as admin");
+    }
+}
