@@ -246,6 +246,23 @@ impl Drop for Node {
     }
 }
 
+/// The first `count` events of the node's `default` context, read with
+/// ListEvents from token 0.
+pub async fn read_events(node: &Node, count: i64) -> anyhow::Result<Vec<ranvier_proto::wire::EventWithToken>> {
+    use tokio_stream::StreamExt;
+    let mut client = node.event_store().await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let request =
+        ranvier_proto::event::GetEventsRequest { tracking_token: 0, number_of_permits: count, ..Default::default() };
+    sender.send(request).await?;
+    let mut stream = client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await?.into_inner();
+    let mut events = Vec::new();
+    while (events.len() as i64) < count {
+        events.push(stream.next().await.context("the stream ended early")??);
+    }
+    Ok(events)
+}
+
 /// A domain event of `aggregate` at `seq` with a payload of `payload_len` bytes.
 pub fn event(aggregate: &str, seq: i64, payload_len: usize) -> Event {
     Event {

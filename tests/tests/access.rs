@@ -497,7 +497,7 @@ async fn raw_call(channel: &Channel, path: &str, token: Option<&str>, context: &
         request.metadata_mut().insert("axoniq-access-token", token.parse().unwrap());
     }
     let request = request.in_context(context);
-    let path = tonic::codegen::http::uri::PathAndQuery::from_maybe_shared(path.to_owned()).unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
     let call = grpc.server_streaming(request, path, ranvier_tests::raw::RawCodec);
     match tokio::time::timeout(std::time::Duration::from_secs(10), call).await.expect("no answer in 10 s") {
         Err(status) => match error_code(&status).as_deref() {
@@ -535,7 +535,12 @@ async fn every_rpc_and_every_rest_route_is_refused_without_the_right_token_and_a
     let owned: Vec<&str> = owned.iter().map(String::as_str).collect();
     let nodes = ranvier_tests::start_cluster(dir.path(), 1, &owned).unwrap();
     let node = &nodes[0];
-    ranvier_tests::wait_voters(node, "default", 1).await.unwrap();
+    ranvier_tests::eventually(std::time::Duration::from_secs(30), "the node ready", || async {
+        let ready = ranvier_tests::http_call_with(&node.http_addr, "GET", "/ready", &[("AxonIQ-Access-Token", ADMIN)]);
+        ready.is_ok_and(|reply| reply.code == 200)
+    })
+    .await
+    .unwrap();
     let server = format!("http://{}", node.http_addr);
     let register = |name: &str, roles: &str| {
         let args = ["register-application", "-a", name, "-r", roles, "-S", &server, "-t", ADMIN];

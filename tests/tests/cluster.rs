@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ranvier_proto::event::{GetEventsRequest, GetLastTokenRequest};
+use ranvier_proto::event::GetLastTokenRequest;
 use ranvier_tests::{Node, error_code, event, eventually};
 use tokio_stream::StreamExt;
 
@@ -17,16 +17,7 @@ async fn last_token(node: &Node) -> i64 {
 }
 
 async fn read_all(node: &Node, count: i64) -> Vec<bytes::Bytes> {
-    let mut client = node.event_store().await.unwrap();
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    sender.send(GetEventsRequest { tracking_token: 0, number_of_permits: count, ..Default::default() }).await.unwrap();
-    let mut stream =
-        client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
-    let mut out = Vec::new();
-    for _ in 0..count {
-        out.push(stream.next().await.unwrap().unwrap().event);
-    }
-    out
+    ranvier_tests::read_events(node, count).await.unwrap().into_iter().map(|e| e.event).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -431,19 +431,7 @@ async fn a_reader_that_stops_taking_its_stream_is_cut_off_and_told_why() {
     assert_eq!(error_code(&error).as_deref(), Some("AXONIQ-6001"), "{error:?}");
     assert!(received < total, "the whole store was delivered: the reader was never cut off");
     // Another reader is served as usual.
-    assert_eq!(read_tokens(&node, 3).await, vec![0, 1, 2]);
+    let tokens: Vec<i64> = ranvier_tests::read_events(&node, 3).await.unwrap().iter().map(|e| e.token).collect();
+    assert_eq!(tokens, vec![0, 1, 2]);
     drop(sender);
-}
-
-async fn read_tokens(node: &Node, count: i64) -> Vec<i64> {
-    let mut client = node.event_store().await.unwrap();
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    sender.send(GetEventsRequest { tracking_token: 0, number_of_permits: count, ..Default::default() }).await.unwrap();
-    let mut stream =
-        client.list_events(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
-    let mut tokens = Vec::new();
-    for _ in 0..count {
-        tokens.push(stream.next().await.unwrap().unwrap().token);
-    }
-    tokens
 }

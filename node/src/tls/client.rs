@@ -101,7 +101,7 @@ pub fn client_config_for(
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let verifier: Arc<dyn ServerCertVerifier> = match (verification, file) {
-        (Verification::InsecurelySkipAll, _) => Arc::new(AnyCertificate { provider }),
+        (Verification::InsecurelySkipAll, _) => Arc::new(Relaxed { chain: None, provider }),
         (mode, Some(path)) => {
             let mut roots = RootCertStore::empty();
             for certificate in certificates(path, bytes)? {
@@ -110,11 +110,11 @@ pub fn client_config_for(
                     reason: format!("not a usable CA certificate: {e}"),
                 })?;
             }
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| TlsError::Bad { path: path.clone(), reason: e.to_string() })?;
             match mode {
-                Verification::CertificateOnly => Arc::new(AnyName { webpki }),
+                Verification::CertificateOnly => Arc::new(Relaxed { chain: Some(webpki), provider }),
                 _ => webpki,
             }
         }
@@ -139,14 +139,18 @@ pub fn client_config(
     client_config_for(file, bytes, verification, b"h2")
 }
 
-/// CERTIFICATE_ONLY_VERIFICATION: the chain must be trusted; the name in
-/// it is not compared with the host called.
+/// The two relaxed modes: CERTIFICATE_ONLY_VERIFICATION (`chain` set: the
+/// chain must be trusted, the name in it is not compared with the host
+/// called) and INSECURELY_SKIP_ALL_VERIFICATION (no chain check). Either
+/// way the handshake's signatures are checked, so the session is with the
+/// holder of the certificate's key.
 #[derive(Debug)]
-struct AnyName {
-    webpki: Arc<WebPkiServerVerifier>,
+struct Relaxed {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -155,55 +159,13 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// INSECURELY_SKIP_ALL_VERIFICATION: any certificate (the handshake's
-/// signatures are still checked, so the session is with the holder of the
-/// certificate's key, whoever that is).
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
