@@ -1,7 +1,7 @@
 //! `RanvierCluster`: a Ranvier cluster's nodes, grouped in node sets (one
 //! StatefulSet each), and what every node shares: image, ports, the
-//! internal token, extra `axonserver.properties` entries and the contexts
-//! created when the cluster forms.
+//! internal token, access control, extra `axonserver.properties` entries
+//! and the contexts created when the cluster forms.
 //!
 //! A cluster with no `ReplicationGroup` is a working cluster: its `default`
 //! context (and the initial `contexts`) is served by every node as PRIMARY.
@@ -62,6 +62,13 @@ pub struct RanvierClusterSpec {
     /// operator generates a Secret `<cluster>-internal-token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_token: Option<SecretKeyRef>,
+    /// Access control (`axoniq.axonserver.accesscontrol.enabled`): every
+    /// client and REST call must carry a token. When present, the nodes take
+    /// their static tokens from a Secret with the keys `token` (for
+    /// applications) and `admin-token` (for administrators; the operator
+    /// uses it for its own admin calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_control: Option<AccessControl>,
     /// Extra `axonserver.properties` entries for every node (key to value),
     /// passed through as they are. The operator sets the node's names,
     /// ports, storage paths, autocluster and internal token itself: those
@@ -73,6 +80,17 @@ pub struct RanvierClusterSpec {
     /// (`axoniq.axonserver.autocluster.contexts`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contexts: Vec<String>,
+}
+
+/// Access control of the cluster's client and REST calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessControl {
+    /// The Secret holding the keys `token` and `admin-token`. When absent,
+    /// the operator generates a Secret `<cluster>-access-tokens` with random
+    /// tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
 }
 
 /// When the kubelet pulls an image.

@@ -1,7 +1,7 @@
 //! The node's admin REST API as the operator calls it: the shapes of
-//! `ranvier-wire` over plain HTTP/1.1 (the node's HTTP port speaks nothing
-//! else), with a timeout on every call and Axon's error code read from the
-//! `AxonIQ-ErrorCode` header.
+//! `ranvier-wire` over plain HTTP/1.1, with the cluster's administrators'
+//! token when it has access control, a timeout on every call and Axon's
+//! error code read from the `AxonIQ-ErrorCode` header.
 
 use std::time::Duration;
 
@@ -48,12 +48,20 @@ pub enum AdminError {
 #[derive(Debug, Clone)]
 pub struct AdminClient {
     address: String,
+    token: Option<String>,
 }
 
 impl AdminClient {
     /// The admin API at `address` (`host:port` of a node's HTTP port).
     pub fn new(address: impl Into<String>) -> Self {
-        AdminClient { address: address.into() }
+        AdminClient { address: address.into(), token: None }
+    }
+
+    /// The same client, its calls carrying `token` (the cluster's
+    /// administrators' token, when access control is on).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Every replication group as the answering node sees it.
@@ -119,9 +127,10 @@ impl AdminClient {
             tokio::net::TcpStream::connect(&self.address).await.map_err(|e| self.unreachable(e.to_string()))?;
         let body = body.unwrap_or_default();
         let host = self.address.rsplit_once(':').map_or(self.address.as_str(), |(h, _)| h);
+        let token = self.token.as_deref().map(|token| format!("AxonIQ-Access-Token: {token}\r\n")).unwrap_or_default();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: application/json\r\n{token}Content-Length: {}\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).await.map_err(|e| self.unreachable(e.to_string()))?;

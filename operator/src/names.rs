@@ -52,6 +52,17 @@ pub fn token_secret(cluster: &str) -> String {
     format!("{cluster}-internal-token")
 }
 
+/// The Secret with the access tokens the operator generates when the spec
+/// names none.
+pub fn access_tokens_secret(cluster: &str) -> String {
+    format!("{cluster}-access-tokens")
+}
+
+/// The key of the applications' static token in the access tokens Secret.
+pub const ACCESS_TOKEN_KEY: &str = "token";
+/// The key of the administrators' token in the access tokens Secret.
+pub const ADMIN_TOKEN_KEY: &str = "admin-token";
+
 /// The PodDisruptionBudget of the cluster's nodes.
 pub fn disruption_budget(cluster: &str) -> String {
     cluster.to_owned()

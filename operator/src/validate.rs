@@ -26,12 +26,17 @@ pub const RESERVED_KEYS: &[&str] = &[
     "ranvier.bind-address",
 ];
 
-/// Property keys the operator cannot honour yet: access control would lock
-/// the operator's own admin calls out (it has no way to hold a token yet).
-pub const UNSUPPORTED_KEYS: &[&str] = &[
-    "axoniq.axonserver.accesscontrol.enabled",
-    "axoniq.axonserver.accesscontrol.token",
-    "axoniq.axonserver.accesscontrol.admin-token",
+/// Property keys a spec sets elsewhere, with where: access control is
+/// `spec.accessControl` (the operator must hold the admin token for its own
+/// admin calls), and TLS is not supported by the operator yet (its admin
+/// calls and the probes speak plain HTTP).
+pub const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
+    ("axoniq.axonserver.accesscontrol.enabled", "use spec.accessControl"),
+    ("axoniq.axonserver.accesscontrol.token", "use spec.accessControl (the tokens Secret)"),
+    ("axoniq.axonserver.accesscontrol.admin-token", "use spec.accessControl (the tokens Secret)"),
+    ("axoniq.axonserver.accesscontrol.systemtokenfile", "use spec.accessControl (the tokens Secret)"),
+    ("axoniq.axonserver.ssl.enabled", "TLS is not supported by the operator yet"),
+    ("server.ssl.enabled", "TLS is not supported by the operator yet"),
 ];
 
 /// Longest cluster name: pod names (`<cluster>-<set>-<n>`) and the headless
@@ -106,11 +111,11 @@ pub fn validate(cluster: &RanvierCluster, namespace: &str) -> Result<ValidCluste
         problems.push("the first node set founds the cluster: it needs at least one replica".to_owned());
     }
     for key in spec.properties.keys() {
-        if RESERVED_KEYS.iter().any(|reserved| key.trim().eq_ignore_ascii_case(reserved)) {
+        if RESERVED_KEYS.iter().any(|reserved| same_key(key, reserved)) {
             problems.push(format!("properties: {key} is set by the operator"));
         }
-        if UNSUPPORTED_KEYS.iter().any(|unsupported| key.trim().eq_ignore_ascii_case(unsupported)) {
-            problems.push(format!("properties: {key} is not supported by the operator yet"));
+        if let Some((_, instead)) = UNSUPPORTED_KEYS.iter().find(|(unsupported, _)| same_key(key, unsupported)) {
+            problems.push(format!("properties: {key} cannot be set here: {instead}"));
         }
     }
     for context in &spec.contexts {
@@ -147,4 +152,12 @@ fn is_quantity(text: &str) -> bool {
     let (number, suffix) = text.split_at(number_end);
     let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E"];
     !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n > 0.0) && suffixes.contains(&suffix)
+}
+
+/// Whether a property key as written names `canonical`, in any of the
+/// spellings the node's relaxed binding accepts (`adminToken`,
+/// `admin_token`, `ADMIN-TOKEN`).
+fn same_key(key: &str, canonical: &str) -> bool {
+    let simple = |text: &str| text.trim().chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_lowercase();
+    simple(key) == simple(canonical)
 }

@@ -131,6 +131,10 @@ async fn a_cluster_manifest_becomes_its_objects_on_a_real_api_server() {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let token = secrets.get("demo-internal-token").await.unwrap();
     assert_eq!(token.data.unwrap()["internal-token"].0.len(), 64);
+    // The example turns access control on: the operator made its tokens.
+    let tokens = secrets.get("demo-access-tokens").await.unwrap().data.unwrap();
+    assert_eq!((tokens["token"].0.len(), tokens["admin-token"].0.len()), (64, 64));
+    assert_ne!(tokens["token"], tokens["admin-token"]);
     // Kubernetes 1.20 serves only policy/v1beta1 budgets.
     let budget_resource = ApiResource::from_gvk(&GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"));
     let budgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &budget_resource);
@@ -179,7 +183,8 @@ async fn a_cluster_manifest_becomes_its_objects_on_a_real_api_server() {
         async move {
             let gone = sets.get_opt("demo-node").await.ok()?.is_none()
                 && maps.get_opt("demo-config").await.ok()?.is_none()
-                && secrets.get_opt("demo-internal-token").await.ok()?.is_none();
+                && secrets.get_opt("demo-internal-token").await.ok()?.is_none()
+                && secrets.get_opt("demo-access-tokens").await.ok()?.is_none();
             gone.then_some(())
         }
     })

@@ -54,9 +54,20 @@ fn the_example_becomes_a_statefulset_whose_pods_are_the_nodes() {
     let dns = "$(POD_NAME).demo-internal.$(POD_NAMESPACE).svc.cluster.local";
     assert_eq!(env(container, "AXONIQ_AXONSERVER_HOSTNAME").value.as_deref(), Some(dns));
     assert_eq!(env(container, "AXONIQ_AXONSERVER_INTERNAL_HOSTNAME").value.as_deref(), Some(dns));
-    let token = env(container, "AXONIQ_AXONSERVER_ACCESSCONTROL_INTERNAL_TOKEN");
-    let secret = token.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-    assert_eq!((secret.name.as_str(), secret.key.as_str()), ("demo-internal-token", "internal-token"));
+    let secret_of = |name: &str| {
+        let source = env(container, name).value_from.clone().unwrap().secret_key_ref.unwrap();
+        (source.name, source.key)
+    };
+    let secret = |name: &str, key: &str| (name.to_owned(), key.to_owned());
+    assert_eq!(
+        secret_of("AXONIQ_AXONSERVER_ACCESSCONTROL_INTERNAL_TOKEN"),
+        secret("demo-internal-token", "internal-token")
+    );
+    // The example has access control on: both static tokens from the
+    // operator's Secret.
+    assert_eq!(env(container, "AXONIQ_AXONSERVER_ACCESSCONTROL_ENABLED").value.as_deref(), Some("true"));
+    assert_eq!(secret_of("AXONIQ_AXONSERVER_ACCESSCONTROL_TOKEN"), secret("demo-access-tokens", "token"));
+    assert_eq!(secret_of("AXONIQ_AXONSERVER_ACCESSCONTROL_ADMIN_TOKEN"), secret("demo-access-tokens", "admin-token"));
     // Probes: liveness on /health, readiness on /ready (cluster membership).
     let path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
         probe.as_ref().unwrap().http_get.as_ref().unwrap().path.clone().unwrap()
@@ -184,7 +195,21 @@ fn invalid_specs_are_refused_with_every_reason() {
             Box::new(|c| {
                 c.spec.properties.insert("axoniq.axonserver.accesscontrol.enabled".into(), "true".into());
             }),
-            "not supported by the operator yet",
+            "use spec.accessControl",
+        ),
+        (
+            "an admin token in another spelling",
+            Box::new(|c| {
+                c.spec.properties.insert("axoniq.axonserver.accesscontrol.adminToken".into(), "x".into());
+            }),
+            "use spec.accessControl",
+        ),
+        (
+            "TLS",
+            Box::new(|c| {
+                c.spec.properties.insert("axoniq.axonserver.ssl.enabled".into(), "true".into());
+            }),
+            "TLS is not supported by the operator yet",
         ),
         ("bad context", Box::new(|c| c.spec.contexts.push("_admin".into())), "not allowed"),
         ("long name", Box::new(|c| c.metadata.name = Some("a-very-long-cluster-name-indeed".into())), "at most 24"),
@@ -203,4 +228,23 @@ fn render_prints_every_object_with_its_kind() {
     let kinds: Vec<&str> = yaml.lines().filter_map(|l| l.strip_prefix("kind: ")).collect();
     assert_eq!(kinds, ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]);
     assert_eq!(yaml.matches("---\n").count(), 5);
+}
+
+#[test]
+fn access_control_takes_a_named_secret_or_none_at_all() {
+    let mut cluster = example();
+    cluster.spec.access_control =
+        Some(ranvier_crds::cluster::AccessControl { token_secret: Some("shop-tokens".into()) });
+    let rendered = render(&valid(&cluster), b"secret");
+    let container = &rendered.statefulsets[0].spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let source = env(container, "AXONIQ_AXONSERVER_ACCESSCONTROL_ADMIN_TOKEN").value_from.clone().unwrap();
+    assert_eq!(source.secret_key_ref.unwrap().name, "shop-tokens");
+    cluster.spec.access_control = None;
+    let rendered = render(&valid(&cluster), b"secret");
+    let container = &rendered.statefulsets[0].spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let names: Vec<&str> = container.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    assert!(
+        !names.iter().any(|n| n.contains("ACCESSCONTROL_ENABLED") || n.ends_with("ACCESSCONTROL_TOKEN")),
+        "{names:?}"
+    );
 }

@@ -28,12 +28,19 @@ fn status_patch() -> Expect {
     }
 }
 
-/// A cluster without a token Secret yet: the operator looks, then makes it.
+/// A cluster without its token Secrets yet (the internal token, and the
+/// access tokens: the example has access control on): the operator looks,
+/// then makes each.
 fn token_created() -> Vec<Expect> {
     vec![
         Expect {
             answer: Some(not_found()),
             ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/demo-internal-token")
+        },
+        expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
+        Expect {
+            answer: Some(not_found()),
+            ..expect(Method::GET, "/api/v1/namespaces/shop/secrets/demo-access-tokens")
         },
         expect(Method::POST, "/api/v1/namespaces/shop/secrets"),
     ]
@@ -67,11 +74,16 @@ async fn a_new_cluster_gets_its_token_secret_and_every_object_applied_then_its_s
     assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "uid-1", "the Secret goes with the cluster");
     let token = secret["data"]["internal-token"].as_str().unwrap();
     assert!(token.len() >= 64, "a generated token of 32 random bytes, hex, base64-encoded: {token}");
-    let statefulset = &seen[5].1;
+    let tokens = &seen[3].1;
+    assert_eq!(tokens["metadata"]["name"], "demo-access-tokens");
+    assert_eq!(tokens["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    let (app, admin) = (tokens["data"]["token"].as_str().unwrap(), tokens["data"]["admin-token"].as_str().unwrap());
+    assert!(app.len() >= 64 && admin.len() >= 64 && app != admin, "two random tokens: {tokens}");
+    let statefulset = &seen[7].1;
     assert_eq!(statefulset["kind"], "StatefulSet");
     assert_eq!(statefulset["metadata"]["ownerReferences"][0]["kind"], "RanvierCluster");
-    assert_eq!(seen[7].1["apiVersion"], "policy/v1beta1");
-    let status = &seen[8].1;
+    assert_eq!(seen[9].1["apiVersion"], "policy/v1beta1");
+    let status = &seen[10].1;
     assert_eq!(status["status"]["observedGeneration"], 4);
     assert_eq!((status["status"]["nodes"].as_i64(), status["status"]["readyNodes"].as_i64()), (Some(3), Some(3)));
     assert_eq!(condition(status, "Available")["status"], "True");
@@ -158,9 +170,9 @@ async fn a_change_the_api_server_forbids_is_reported_as_a_refusal_not_retried_fo
     let action = cluster::reconcile(Arc::new(example()), ctx).await.unwrap();
     let seen = server.await.unwrap();
     assert_eq!(action, kube::runtime::controller::Action::await_change(), "waits for an edit");
-    let event = &seen[6].1;
+    let event = &seen[8].1;
     assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Warning"), Some("ChangeRejected")));
-    let degraded = condition(&seen[7].1, "Degraded");
+    let degraded = condition(&seen[9].1, "Degraded");
     assert_eq!(degraded["reason"], "ChangeRejected");
     assert!(degraded["message"].as_str().unwrap().contains("updates to statefulset spec"), "{degraded}");
 }

@@ -172,7 +172,11 @@ async fn node(state: Shared, name: &'static str) -> String {
                     if state.down.contains(name) {
                         return; // dropped: the caller sees no answer
                     }
-                    handle(&mut state, name, method, target, &body)
+                    if !head.lines().any(|l| l == format!("AxonIQ-Access-Token: {ADMIN_TOKEN}")) {
+                        (403, Some("AXONIQ-1000"), serde_json::json!({"success": false, "message": "no admin token"}))
+                    } else {
+                        handle(&mut state, name, method, target, &body)
+                    }
                 };
                 let body = serde_json::to_vec(&answer).unwrap();
                 let code = code.map(|c| format!("AxonIQ-ErrorCode: {c}\r\n")).unwrap_or_default();
@@ -220,6 +224,23 @@ fn get_cluster() -> Expect {
     )
 }
 
+/// The administrators' token the fake nodes want (the example cluster has
+/// access control on).
+const ADMIN_TOKEN: &str = "admin-secret";
+
+/// The cluster's access tokens Secret, as the API server holds it.
+fn get_tokens() -> Expect {
+    answer(
+        Method::GET,
+        "/api/v1/namespaces/shop/secrets/demo-access-tokens",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "demo-access-tokens", "namespace": "shop"},
+            "data": {"token": "YXBwLXNlY3JldA==", "admin-token": "YWRtaW4tc2VjcmV0"}
+        }),
+    )
+}
+
 fn event() -> Expect {
     support::event("shop")
 }
@@ -250,7 +271,7 @@ async fn a_role_edit_is_one_call_to_the_leader_and_the_status_is_read_back_from_
 
     // demo-node-2: PRIMARY → PASSIVE_BACKUP.
     let demoted = group(json!([{"node": "demo-node-2", "role": "PASSIVE_BACKUP"}]));
-    let script = vec![get_cluster(), event(), status_of(&demoted)];
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&demoted)];
     let (result, seen) =
         scripted(&mut handle, script, replication_group::reconcile(Arc::new(demoted.clone()), ctx.clone())).await;
     assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(1)), "the next step comes soon");
@@ -259,8 +280,8 @@ async fn a_role_edit_is_one_call_to_the_leader_and_the_status_is_read_back_from_
         vec![change("demo-node-1", "POST", "/v1/replicationgroups/default/demo-node-2?role=PASSIVE_BACKUP")],
         "one call, made through the group's leader"
     );
-    assert_eq!((seen[1].1["type"].as_str(), seen[1].1["reason"].as_str()), (Some("Normal"), Some("MemberRoleSet")));
-    let status = &seen[2].1;
+    assert_eq!((seen[2].1["type"].as_str(), seen[2].1["reason"].as_str()), (Some("Normal"), Some("MemberRoleSet")));
+    let status = &seen[3].1;
     assert_eq!(status["status"]["observedGeneration"], 2);
     assert_eq!(status["status"]["leader"], "demo-node-1");
     assert_eq!(member(status, "demo-node-2")["role"], "PASSIVE_BACKUP", "read back after the change: {status}");
@@ -269,17 +290,17 @@ async fn a_role_edit_is_one_call_to_the_leader_and_the_status_is_read_back_from_
     assert!(status["status"].get("pending").is_none(), "nothing left to do: {status}");
 
     // The same spec again: nothing to call, the status says it is settled.
-    let script = vec![get_cluster(), status_of(&demoted)];
+    let script = vec![get_cluster(), get_tokens(), status_of(&demoted)];
     let (result, seen) =
         scripted(&mut handle, script, replication_group::reconcile(Arc::new(demoted), ctx.clone())).await;
     assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(30)));
     assert_eq!(changes(&state), vec![]);
-    assert_eq!(condition(&seen[1].1, "Progressing")["reason"], "Settled");
-    assert_eq!(condition(&seen[1].1, "Available")["status"], "True");
+    assert_eq!(condition(&seen[2].1, "Progressing")["reason"], "Settled");
+    assert_eq!(condition(&seen[2].1, "Available")["status"], "True");
 
     // Back to PRIMARY: the example as it stands.
     let promoted = group(json!([]));
-    let script = vec![get_cluster(), event(), status_of(&promoted)];
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&promoted)];
     let (result, _) = scripted(&mut handle, script, replication_group::reconcile(Arc::new(promoted), ctx)).await;
     result.unwrap();
     assert_eq!(
@@ -296,14 +317,14 @@ async fn an_unsafe_edit_is_refused_with_no_admin_call_and_says_why() {
     // With demo-node-2 down, demoting demo-node-0 would leave one of two
     // primaries reachable.
     let unsafe_edit = group(json!([{"node": "demo-node-0", "role": "PASSIVE_BACKUP"}]));
-    let script = vec![get_cluster(), event(), status_of(&unsafe_edit)];
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&unsafe_edit)];
     let (result, seen) =
         scripted(&mut handle, script, replication_group::reconcile(Arc::new(unsafe_edit), ctx.clone())).await;
     assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(10)), "looked at again later");
     assert_eq!(changes(&state), vec![], "nothing was applied");
-    let warning = &seen[1].1;
+    let warning = &seen[2].1;
     assert_eq!((warning["type"].as_str(), warning["reason"].as_str()), (Some("Warning"), Some("RoleChangeBlocked")));
-    let status = &seen[2].1;
+    let status = &seen[3].1;
     let refused = status["status"]["refused"].as_str().unwrap();
     assert!(refused.contains("making demo-node-0 PASSIVE_BACKUP would leave 1 of 2 PRIMARY members"), "{refused}");
     assert_eq!(condition(status, "Degraded")["status"], "True");
@@ -314,7 +335,7 @@ async fn an_unsafe_edit_is_refused_with_no_admin_call_and_says_why() {
 
     // Once demo-node-2 answers again the same spec goes through.
     state.lock().unwrap().down.clear();
-    let script = vec![get_cluster(), event(), status_of(&group(json!([])))];
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&group(json!([])))];
     let edit = group(json!([{"node": "demo-node-0", "role": "PASSIVE_BACKUP"}]));
     let (result, seen) = scripted(&mut handle, script, replication_group::reconcile(Arc::new(edit), ctx)).await;
     result.unwrap();
@@ -322,7 +343,7 @@ async fn an_unsafe_edit_is_refused_with_no_admin_call_and_says_why() {
         changes(&state),
         vec![change("demo-node-1", "POST", "/v1/replicationgroups/default/demo-node-0?role=PASSIVE_BACKUP")]
     );
-    assert!(seen[2].1["status"].get("refused").is_none(), "the refusal no longer stands");
+    assert!(seen[3].1["status"].get("refused").is_none(), "the refusal no longer stands");
 }
 
 #[tokio::test]
@@ -331,7 +352,7 @@ async fn a_refused_admin_call_fails_the_reconcile_counted_by_category_and_is_ret
     state.refuse = Some((503, "AXONIQ-2100"));
     let (ctx, mut handle, state) = fake_cluster(state).await;
     let edit = Arc::new(group(json!([{"node": "demo-node-2", "role": "SECONDARY"}])));
-    let script = vec![get_cluster(), event(), status_of(&edit)];
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&edit)];
     let (result, seen) = scripted(&mut handle, script, replication_group::reconcile(edit.clone(), ctx.clone())).await;
     let error = result.unwrap_err();
     assert_eq!(error.category(), "admin_refused");
@@ -342,12 +363,12 @@ async fn a_refused_admin_call_fails_the_reconcile_counted_by_category_and_is_ret
     );
     assert_eq!(ctx.metrics.failures("replicationgroup", "admin_refused"), 1);
     assert!(ctx.metrics.render().contains("category=\"admin_refused\"} 1"));
-    assert_eq!((seen[1].1["type"].as_str(), seen[1].1["reason"].as_str()), (Some("Warning"), Some("AdminCallFailed")));
-    assert_eq!(condition(&seen[2].1, "Degraded")["reason"], "AdminCallFailed");
+    assert_eq!((seen[2].1["type"].as_str(), seen[2].1["reason"].as_str()), (Some("Warning"), Some("AdminCallFailed")));
+    assert_eq!(condition(&seen[3].1, "Degraded")["reason"], "AdminCallFailed");
 
     // The retry, once the cluster accepts changes, makes the same call.
     state.lock().unwrap().refuse = None;
-    let script = vec![get_cluster(), event(), status_of(&edit)];
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&edit)];
     let (result, _) = scripted(&mut handle, script, replication_group::reconcile(edit, ctx)).await;
     result.unwrap();
     let target = "/v1/replicationgroups/default/demo-node-2?role=SECONDARY";
@@ -365,8 +386,12 @@ async fn a_new_group_is_created_then_its_contexts_one_call_per_reconcile() {
     let orders = Arc::new(orders);
     let status_path = "/apis/ranvier.io/v1alpha1/namespaces/shop/replicationgroups/orders/status";
     for _ in 0..4 {
-        let script =
-            vec![get_cluster(), event(), answer(Method::PATCH, status_path, serde_json::to_value(&*orders).unwrap())];
+        let script = vec![
+            get_cluster(),
+            get_tokens(),
+            event(),
+            answer(Method::PATCH, status_path, serde_json::to_value(&*orders).unwrap()),
+        ];
         let (result, _) =
             scripted(&mut handle, script, replication_group::reconcile(orders.clone(), ctx.clone())).await;
         if result.unwrap() == Action::requeue(std::time::Duration::from_secs(30)) {
@@ -405,11 +430,11 @@ async fn a_cluster_whose_nodes_do_not_answer_is_reported_and_retried() {
     state.down.extend(NODES.iter().map(|n| (*n).to_owned()));
     let (ctx, mut handle, _state) = fake_cluster(state).await;
     let example_group = Arc::new(group(json!([])));
-    let script = vec![get_cluster(), status_of(&example_group)];
+    let script = vec![get_cluster(), get_tokens(), status_of(&example_group)];
     let (result, seen) = scripted(&mut handle, script, replication_group::reconcile(example_group, ctx)).await;
     assert_eq!(result.unwrap_err().category(), "admin_unreachable");
-    assert_eq!(condition(&seen[1].1, "Progressing")["reason"], "ClusterUnreachable");
-    assert_eq!(condition(&seen[1].1, "Available")["status"], "False");
+    assert_eq!(condition(&seen[2].1, "Progressing")["reason"], "ClusterUnreachable");
+    assert_eq!(condition(&seen[2].1, "Available")["status"], "False");
 }
 
 #[tokio::test]

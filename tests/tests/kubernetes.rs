@@ -32,17 +32,43 @@ use tonic::transport::Channel;
 const NS: &str = "shop";
 const PODS: [&str; 3] = ["demo-node-0", "demo-node-1", "demo-node-2"];
 
-async fn event_store(ip: &str) -> anyhow::Result<EventStoreClient<Channel>> {
+/// The cluster's static tokens (applications', administrators'), read from
+/// the Secret the operator made: the example turns access control on.
+static TOKENS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+fn read_tokens(k: &KubeNode) -> anyhow::Result<(String, String)> {
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(k.kubectl_json(&["get", "secret", "demo-access-tokens", "-n", NS])?)?;
+    let data = secret.data.context("the tokens Secret has no data")?;
+    let text = |key: &str| -> anyhow::Result<String> {
+        Ok(String::from_utf8(data.get(key).with_context(|| format!("no {key}"))?.0.clone())?)
+    };
+    Ok((text("token")?, text("admin-token")?))
+}
+
+type Intercept = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+type Store = EventStoreClient<tonic::service::interceptor::InterceptedService<Channel, Intercept>>;
+
+/// Adds the applications' token to a call, as an Axon client configured
+/// with it does.
+fn with_app_token(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let (token, _) = TOKENS.get().ok_or_else(|| tonic::Status::internal("tokens not read yet"))?;
+    let value = token.parse().map_err(|_| tonic::Status::internal("a token that is no header value"))?;
+    request.metadata_mut().insert("axoniq-access-token", value);
+    Ok(request)
+}
+
+async fn event_store(ip: &str) -> anyhow::Result<Store> {
     event_store_at(&format!("{ip}:8124")).await
 }
 
-async fn event_store_at(address: &str) -> anyhow::Result<EventStoreClient<Channel>> {
+async fn event_store_at(address: &str) -> anyhow::Result<Store> {
     let channel = Channel::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
         .connect()
         .await?;
-    Ok(EventStoreClient::new(channel))
+    Ok(EventStoreClient::with_interceptor(channel, with_app_token as Intercept))
 }
 
 /// The aggregates of `wanted` that `ip` does not serve: it reads from the
@@ -100,8 +126,10 @@ fn pod_ips(k: &KubeNode) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// The group `default` as the cluster reports it, by node: its roles.
 fn roles_in_cluster(ip: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let (_, text) = ranvier_tests::http_get(&format!("{ip}:8024"), "/v1/public/replicationgroups")?;
-    let groups: Value = serde_json::from_str(&text)?;
+    let (_, admin) = TOKENS.get().context("tokens not read yet")?;
+    let headers = [("AxonIQ-Access-Token", admin.as_str())];
+    let reply = ranvier_tests::http_call_with(&format!("{ip}:8024"), "GET", "/v1/public/replicationgroups", &headers)?;
+    let groups: Value = serde_json::from_str(&reply.body)?;
     let group = groups.as_array().into_iter().flatten().find(|g| g["name"] == "default");
     Ok(group
         .and_then(|g| g["roles"].as_array())
@@ -189,6 +217,12 @@ async fn flow(k: &KubeNode) -> anyhow::Result<()> {
     .await?;
     let to_available = applied.elapsed();
     eprintln!("timing: kubectl apply → RanvierCluster Available: {:.1} s", to_available.as_secs_f64());
+    // Access control is on: a call without a token is refused; the
+    // operator reads the group's status below with the admin token.
+    let _ = TOKENS.set(read_tokens(k)?);
+    let ips = pod_ips(k)?;
+    let (code, _) = ranvier_tests::http_get(&format!("{}:8024", ips["demo-node-0"]), "/v1/public/replicationgroups")?;
+    anyhow::ensure!(code == 403, "a call without a token was answered {code}");
     let group = until(Duration::from_secs(60), "the ReplicationGroup's status read from the cluster", || {
         let group = k.kubectl_json(&["get", "replicationgroup", "default", "-n", NS])?;
         let primaries = PODS.iter().filter(|p| status_role(&group, p).as_deref() == Some("PRIMARY")).count();
@@ -199,7 +233,6 @@ async fn flow(k: &KubeNode) -> anyhow::Result<()> {
     anyhow::ensure!(group["status"]["leader"].is_string(), "no leader in {group}");
 
     // A client appends through every node and reads everything on each.
-    let ips = pod_ips(k)?;
     let mut first = BTreeSet::new();
     for (seq, pod) in PODS.iter().enumerate() {
         let mut client = event_store(&ips[*pod]).await?;

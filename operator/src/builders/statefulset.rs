@@ -40,6 +40,13 @@ pub fn token_ref(cluster: &ValidCluster) -> (String, String) {
     }
 }
 
+/// The Secret holding the access tokens (keys `token` and `admin-token`)
+/// when the spec turns access control on.
+pub fn access_tokens_secret(cluster: &ValidCluster) -> Option<String> {
+    let access = cluster.resource.spec.access_control.as_ref()?;
+    Some(access.token_secret.clone().unwrap_or_else(|| names::access_tokens_secret(&cluster.name)))
+}
+
 /// The StatefulSet of `set`; `config_hash` goes into the pod template so
 /// that a changed configuration or token rolls the pods.
 pub fn statefulset(cluster: &ValidCluster, set: &NodeSet, config_hash: &str) -> StatefulSet {
@@ -164,21 +171,30 @@ fn environment(cluster: &ValidCluster) -> Vec<EnvVar> {
         names::CLUSTER_DOMAIN
     );
     let (secret, key) = token_ref(cluster);
-    vec![
+    let from_secret = |name: &str, secret: String, key: String| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret, key, optional: Some(false) }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let mut environment = vec![
         field("POD_NAME", "metadata.name"),
         field("POD_NAMESPACE", "metadata.namespace"),
         value("AXONIQ_AXONSERVER_NAME", "$(POD_NAME)".to_owned()),
         value("AXONIQ_AXONSERVER_HOSTNAME", dns.clone()),
         value("AXONIQ_AXONSERVER_INTERNAL_HOSTNAME", dns),
-        EnvVar {
-            name: "AXONIQ_AXONSERVER_ACCESSCONTROL_INTERNAL_TOKEN".to_owned(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector { name: secret, key, optional: Some(false) }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        },
-    ]
+        from_secret("AXONIQ_AXONSERVER_ACCESSCONTROL_INTERNAL_TOKEN", secret, key),
+    ];
+    if let Some(tokens) = access_tokens_secret(cluster) {
+        environment.extend([
+            value("AXONIQ_AXONSERVER_ACCESSCONTROL_ENABLED", "true".to_owned()),
+            from_secret("AXONIQ_AXONSERVER_ACCESSCONTROL_TOKEN", tokens.clone(), names::ACCESS_TOKEN_KEY.to_owned()),
+            from_secret("AXONIQ_AXONSERVER_ACCESSCONTROL_ADMIN_TOKEN", tokens, names::ADMIN_TOKEN_KEY.to_owned()),
+        ]);
+    }
+    environment
 }
 
 fn probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {

@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use super::{Context, KubeCall, kube, object_key};
 use crate::builders::{meta, statefulset};
 use crate::conditions::{Observed, merge};
-use crate::names::MANAGER;
+use crate::names::{self, MANAGER};
 use crate::render::{Rendered, render};
 use crate::validate::{ValidCluster, validate};
 
@@ -106,7 +106,7 @@ async fn reconcile_once(cluster: Arc<RanvierCluster>, ctx: &Context) -> Result<A
             return Ok(Action::await_change());
         }
     };
-    let token = match token(ctx, &valid).await {
+    let token = match secrets(ctx, &valid).await {
         Ok(token) => token,
         Err(error @ Error::MissingTokenKey { .. }) => {
             let refusal =
@@ -165,27 +165,67 @@ pub fn error_policy(cluster: Arc<RanvierCluster>, error: &Error, ctx: Arc<Contex
     Action::requeue(ctx.backoff.after_failure(&object_key(&*cluster)))
 }
 
-/// The internal token's bytes: from the Secret the spec names, else from
-/// the operator's own Secret, made with a random token on first use.
-async fn token(ctx: &Context, cluster: &ValidCluster) -> Result<Vec<u8>, Error> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+/// The secret material of the nodes (the internal token, and the access
+/// tokens when access control is on), read from the Secrets the spec
+/// names, else from the operator's own, made with random tokens on first
+/// use. A change of it rolls the pods.
+async fn secrets(ctx: &Context, cluster: &ValidCluster) -> Result<Vec<u8>, Error> {
     let (name, key) = statefulset::token_ref(cluster);
-    let found = secrets.get_opt(&name).await.map_err(kube(format!("reading Secret {name}")))?;
-    let missing = || Error::MissingTokenKey { secret: name.clone(), key: key.clone() };
-    match found {
-        Some(secret) => secret.data.and_then(|mut data| data.remove(&key)).map(|value| value.0).ok_or_else(missing),
-        None if cluster.resource.spec.internal_token.is_some() => Err(missing()),
-        None => {
-            let token = random_token()?;
-            let secret = Secret {
-                metadata: meta::of_cluster(cluster, name.clone()),
-                data: Some([(key, ByteString(token.clone()))].into()),
-                ..Secret::default()
-            };
-            secrets.create(&PostParams::default(), &secret).await.map_err(kube(format!("creating Secret {name}")))?;
-            Ok(token)
+    let spec = &cluster.resource.spec;
+    let mut material = secret_values(ctx, cluster, &name, &[&key], spec.internal_token.is_some()).await?.concat();
+    if let Some(tokens) = statefulset::access_tokens_secret(cluster) {
+        let named = spec.access_control.as_ref().is_some_and(|access| access.token_secret.is_some());
+        let keys = [names::ACCESS_TOKEN_KEY, names::ADMIN_TOKEN_KEY];
+        for value in secret_values(ctx, cluster, &tokens, &keys, named).await? {
+            material.push(0);
+            material.extend(value);
         }
     }
+    Ok(material)
+}
+
+/// The values of `keys` in Secret `name`; a Secret the spec does not
+/// name (`named` false) is made with a random value per key when missing.
+async fn secret_values(
+    ctx: &Context,
+    cluster: &ValidCluster,
+    name: &str,
+    keys: &[&str],
+    named: bool,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let found = secrets.get_opt(name).await.map_err(kube(format!("reading Secret {name}")))?;
+    let missing = |key: &str| Error::MissingTokenKey { secret: name.to_owned(), key: key.to_owned() };
+    match found {
+        Some(secret) => {
+            let data = secret.data.unwrap_or_default();
+            keys.iter().map(|key| data.get(*key).map(|value| value.0.clone()).ok_or_else(|| missing(key))).collect()
+        }
+        None if named => Err(missing(keys.first().copied().unwrap_or_default())),
+        None => {
+            let values = keys.iter().map(|_| random_token()).collect::<Result<Vec<_>, _>>()?;
+            let data = keys.iter().map(|key| (*key).to_owned()).zip(values.iter().cloned().map(ByteString)).collect();
+            let secret =
+                Secret { metadata: meta::of_cluster(cluster, name.to_owned()), data: Some(data), ..Secret::default() };
+            secrets.create(&PostParams::default(), &secret).await.map_err(kube(format!("creating Secret {name}")))?;
+            Ok(values)
+        }
+    }
+}
+
+/// The administrators' token of `cluster` (`None`: no access control, or
+/// its Secret is not there yet), for the operator's own admin calls.
+pub async fn admin_token(
+    client: &kube::Client,
+    cluster: &RanvierCluster,
+    namespace: &str,
+) -> Result<Option<String>, kube::Error> {
+    let Some(access) = &cluster.spec.access_control else { return Ok(None) };
+    let name = access.token_secret.clone().unwrap_or_else(|| names::access_tokens_secret(&cluster.name_any()));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get_opt(&name).await?;
+    let value = secret.and_then(|s| s.data).and_then(|mut data| data.remove(names::ADMIN_TOKEN_KEY));
+    Ok(value.map(|v| String::from_utf8_lossy(&v.0).trim().to_owned()))
 }
 
 fn random_token() -> Result<Vec<u8>, Error> {

@@ -85,7 +85,7 @@ struct Nodes {
 }
 
 impl Nodes {
-    fn of(ctx: &Context, cluster: &RanvierCluster, namespace: &str) -> Nodes {
+    fn of(ctx: &Context, cluster: &RanvierCluster, namespace: &str, token: Option<String>) -> Nodes {
         let name = cluster.name_any();
         let port = cluster.spec.ports.http;
         let clients = cluster
@@ -95,7 +95,7 @@ impl Nodes {
             .flat_map(|set| (0..set.replicas).map(|ordinal| names::pod(&name, &set.name, ordinal)))
             .filter_map(|pod| {
                 let address = ctx.admin.address(&name, namespace, &pod, port)?;
-                Some((pod, AdminClient::new(address)))
+                Some((pod, AdminClient::new(address).with_token(token.clone())))
             })
             .collect();
         Nodes { clients }
@@ -169,7 +169,10 @@ async fn reconcile_once(group: Arc<ReplicationGroup>, ctx: &Context) -> Result<A
             return Ok(Action::requeue(RECHECK_BLOCKED));
         }
     };
-    let nodes = Nodes::of(ctx, &cluster, &namespace);
+    let token = super::cluster::admin_token(&ctx.client, &cluster, &namespace)
+        .await
+        .map_err(kube(format!("reading the access tokens of RanvierCluster {cluster_name}")))?;
+    let nodes = Nodes::of(ctx, &cluster, &namespace, token);
     let (actual, answering) = match nodes.read(&name).await {
         Ok(read) => read,
         Err(source) => {
