@@ -438,6 +438,23 @@ pub fn http_call_with(address: &str, method: &str, path: &str, headers: &[(&str,
     Ok(HttpReply { code, headers, body: body.to_owned() })
 }
 
+/// GETs `path` with request `headers`: the status, the `AxonIQ-ErrorCode`
+/// and the body as bytes (identity or chunked).
+pub fn http_get_bytes(
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<ranvier_wire::http::Answer> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    ranvier_wire::http::parse_answer(&raw).context("not an HTTP answer")
+}
+
 /// A client's platform stream, as an Axon application opens it.
 pub struct Platform {
     /// What the client sends.

@@ -55,8 +55,9 @@ pub fn rest(method: &str, path: &str, query: Option<&str>, open_probes: bool) ->
         {
             None
         }
-        // Applications carry roles: only administrators see or change them.
-        (_, ["v1", "public", "applications"] | ["v1", "applications", ..]) => Some(Need::Admin),
+        // Applications carry roles, backups every event: only
+        // administrators see or change them.
+        (_, ["v1", "public", "applications"] | ["v1", "applications", ..] | ["v1", "backup", ..]) => Some(Need::Admin),
         (true, _) => Some(Need::Monitor { context: context_param() }),
         (false, ["v1", "context", context]) if method == "DELETE" => {
             Some(Need::ContextAdmin { context: (*context).to_owned() })
@@ -129,5 +130,7 @@ mod tests {
         assert_eq!(rest("POST", "/v1/context/init", None, true), Some(Need::Admin));
         assert_eq!(rest("DELETE", "/v1/replicationgroups/g/n", None, true), Some(Need::Admin));
         assert_eq!(rest("PUT", "/anything", None, true), Some(Need::Admin));
+        assert_eq!(rest("GET", "/v1/backup/eventstore", Some("targetContext=default"), true), Some(Need::Admin));
+        assert_eq!(rest("GET", "/v1/backup/file", Some("path=/x"), true), Some(Need::Admin));
     }
 }

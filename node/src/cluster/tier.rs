@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use super::Cluster;
 use super::model::ADMIN;
 use super::roles::Role;
+use crate::store::error::StoreError;
 use crate::store::format::StoreKind;
 use crate::store::segments::ClosedSegment;
 use crate::store::tier::LowerTier;
@@ -212,13 +213,21 @@ impl Cluster {
                     let due = retirements(&closed, held, |next| {
                         events.first_timestamp(next).ok().flatten().is_some_and(|at| at < cutoff)
                     });
+                    let mut retired = 0;
                     for first in &due {
-                        if let Err(error) = events.retire(*first) {
-                            tracing::error!(context = events.context(), segment = first, %error, "failed to retire a segment");
-                            break;
+                        match events.retire(*first) {
+                            Ok(()) => retired += 1,
+                            Err(StoreError::Pinned { .. }) => {
+                                tracing::debug!(context = events.context(), segment = first, "a backup copies the segment: retired later");
+                                break;
+                            }
+                            Err(error) => {
+                                tracing::error!(context = events.context(), segment = first, %error, "failed to retire a segment");
+                                break;
+                            }
                         }
                     }
-                    due.len()
+                    retired
                 })
                 .await;
                 if let Ok(count) = retired

@@ -102,6 +102,12 @@ pub enum StoreError {
         /// The directory.
         path: PathBuf,
     },
+    /// A backup is copying the segment: it stays until the backup's lease ends.
+    #[error("segment {segment} is being copied by a backup")]
+    Pinned {
+        /// The segment's first token.
+        segment: u64,
+    },
 }
 
 impl StoreError {
@@ -139,6 +145,7 @@ impl StoreError {
             StoreError::AlreadyApplied { log_index, last } => {
                 StoreError::AlreadyApplied { log_index: *log_index, last: *last }
             }
+            StoreError::Pinned { segment } => StoreError::Pinned { segment: *segment },
         }
     }
 

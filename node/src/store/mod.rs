@@ -324,6 +324,18 @@ impl SegmentStore {
         self.shared.retire(first_token)
     }
 
+    /// Keeps closed segments on disk until `until` (see `Shared::pin`).
+    pub fn pin(&self, segments: &[u64], until: std::time::Instant) {
+        self.shared.pin(segments, until)
+    }
+
+    /// The committed length of the active segment, when `first_token` names
+    /// it (a backup copies that much of it: whole transactions only).
+    pub fn active_len(&self, first_token: u64) -> Option<u64> {
+        let state = self.shared.read_state();
+        (state.active.first_token == first_token).then_some(state.active.len)
+    }
+
     /// Sets where events of retired segments are read.
     pub fn set_lower_tier(&self, tier: std::sync::Arc<dyn tier::LowerTier>) {
         *self.shared.tier.write().unwrap_or_else(|p| p.into_inner()) = Some(tier);

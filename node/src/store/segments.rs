@@ -104,6 +104,9 @@ pub struct Shared {
     pub metrics: StoreMetrics,
     /// Where events of retired segments are read, when set.
     pub tier: RwLock<Option<Arc<dyn super::tier::LowerTier>>>,
+    /// Closed segments a backup is copying, with the end of its lease: they
+    /// are not retired (deleted here) before it.
+    pub pins: std::sync::Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
     /// Keeps the directory lock for the store's lifetime.
     _lock: File,
 }
@@ -143,6 +146,7 @@ impl Shared {
             committed,
             metrics,
             tier: RwLock::new(None),
+            pins: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             _lock: lock,
         };
         Ok((shared, file))

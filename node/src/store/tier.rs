@@ -67,6 +67,9 @@ impl Shared {
         if segment.retired {
             return Ok(());
         }
+        if self.pinned(first_token) {
+            return Err(StoreError::Pinned { segment: first_token });
+        }
         let marker = self.path(first_token, self.kind.retired_suffix());
         write_durably(&marker, format!("{}\n", segment.next_token).as_bytes())?;
         sync_dir(&self.dir)?;
@@ -84,6 +87,24 @@ impl Shared {
         sync_dir(&self.dir)?;
         tracing::info!(context = %self.context, store = self.kind.name(), segment = first_token, "retired a segment to the secondary tier");
         Ok(())
+    }
+
+    /// Keeps the closed segments `segments` on disk until `until` (a backup
+    /// copies them); a later pin of the same segment extends it.
+    pub fn pin(&self, segments: &[u64], until: std::time::Instant) {
+        let mut pins = self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        pins.retain(|_, end| *end > now);
+        for segment in segments {
+            let end = pins.entry(*segment).or_insert(until);
+            *end = (*end).max(until);
+        }
+    }
+
+    /// Whether a backup still holds the segment starting at `first_token`.
+    pub fn pinned(&self, first_token: u64) -> bool {
+        let pins = self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pins.get(&first_token).is_some_and(|end| *end > std::time::Instant::now())
     }
 
     /// The segment starting at `first_token`, when it is retired.
@@ -242,6 +263,27 @@ mod tests {
     fn aggregate(store: &SegmentStore, id: &str) -> Result<Vec<Bytes>, StoreError> {
         let plan = store.aggregate_plan(id, 0, i64::MAX)?;
         store.read_records(id, &plan)
+    }
+
+    #[test]
+    fn a_segment_a_backup_copies_is_not_retired_before_its_lease_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for seq in 0..60 {
+            store.append_blocking(vec![event("a", seq, 120)]).unwrap();
+        }
+        let closed = store.closed_segments();
+        assert!(closed.len() >= 2, "{closed:?}");
+        let (first, second) = (closed[0].first_token, closed[1].first_token);
+        let now = std::time::Instant::now();
+        store.pin(&[first], now + std::time::Duration::from_secs(600));
+        store.pin(&[second], now);
+        let refused = store.retire(first).unwrap_err();
+        assert!(matches!(refused, StoreError::Pinned { segment } if segment == first), "{refused}");
+        assert!(format::segment_file(dir.path(), first, "events").exists(), "the copied file stays");
+        // An expired lease holds nothing.
+        store.retire(second).unwrap();
+        assert!(!format::segment_file(dir.path(), second, "events").exists());
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! public node info of `/v1/public`, and on a clustered node the admin API
 //! (`admin`), the applications that may call it (`applications`), the
 //! components with handlers (`/v1/components`) and the event processors
-//! (`processors`). Every call passes the access check first (`check_access`).
-//! The backup endpoints join this router in later work.
+//! (`processors`), and the event store's backup endpoints (`backup`). Every
+//! call passes the access check first (`check_access`).
 
 mod admin;
 mod applications;
+mod backup;
 mod processors;
 
 use std::sync::Arc;
@@ -79,6 +80,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .merge(admin::routes())
         .merge(applications::routes())
         .merge(processors::routes())
+        .merge(backup::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_access))
         .with_state(state)
 }
