@@ -101,3 +101,146 @@ async fn a_backup_lists_the_segment_files_and_streams_each_as_the_node_holds_it(
 fn files_active(files: &[String]) -> u64 {
     files.iter().filter_map(|f| f.rsplit('/').next()?.strip_suffix(".events")?.parse().ok()).max().unwrap()
 }
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    ranvier_tests::ranvierctl(args).unwrap()
+}
+
+fn manifest(dir: &std::path::Path, name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join(name).join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Bytes the backup `name` copied itself (not referred to an earlier one).
+fn own_bytes(manifest: &Value) -> u64 {
+    let name = manifest["name"].as_str().unwrap();
+    let stores = manifest["stores"].as_array().unwrap();
+    let files = stores.iter().flat_map(|s| s["files"].as_array().unwrap());
+    files.filter(|f| f["storedIn"] == name).map(|f| f["size"].as_u64().unwrap()).sum()
+}
+
+fn events_next_token(manifest: &Value) -> i64 {
+    let stores = manifest["stores"].as_array().unwrap();
+    let events = stores.iter().find(|s| s["context"] == "default" && s["kind"] == "EVENT").unwrap();
+    events["nextToken"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writing_restores_into_a_node_that_serves_every_event_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = ["axoniq.axonserver.event.segment-size=64KB", "ranvier.max-transaction-size=32KB"];
+    let node = Node::start(&dir.path().join("source"), &small).unwrap();
+    let target = dir.path().join("backups");
+    let server = format!("http://{}", node.http_addr);
+
+    // A client writes all along.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (channel, stop) = (node.channel().await.unwrap(), stop.clone());
+        tokio::spawn(async move {
+            let mut client = ranvier_proto::event::event_store_client::EventStoreClient::new(channel);
+            let mut seq = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let events: Vec<_> = (seq..seq + 5).map(|s| event("written-during-backup", s, 700)).collect();
+                client.append_event(tokio_stream::iter(events)).await.unwrap();
+                seq += 5;
+            }
+            seq
+        })
+    };
+    let wait_for_events = |at_least: i64| {
+        let node = &node;
+        async move {
+            ranvier_tests::eventually(std::time::Duration::from_secs(30), "events written", || async {
+                let mut client = node.event_store().await.unwrap();
+                let last = client.get_last_token(ranvier_proto::event::GetLastTokenRequest {}).await.unwrap();
+                last.into_inner().token >= at_least
+            })
+            .await
+            .unwrap();
+        }
+    };
+    wait_for_events(300).await;
+    let full = {
+        let (server, target) = (server.clone(), target.display().to_string());
+        tokio::task::spawn_blocking(move || ctl(&["backup", "--target", &target, "-S", &server])).await.unwrap()
+    };
+    assert_eq!(full.0, 0, "{}{}", full.1, full.2);
+    let first = full.1.trim().to_owned();
+    assert!(full.2.contains("complete"), "progress and a summary: {}", full.2);
+    let first_manifest = manifest(&target, &first);
+    wait_for_events(events_next_token(&first_manifest) + 300).await;
+    let more = {
+        let (server, target) = (server.clone(), target.display().to_string());
+        tokio::task::spawn_blocking(move || ctl(&["backup", "--target", &target, "-S", &server, "--incremental"]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(more.0, 0, "{}{}", more.1, more.2);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.await.unwrap();
+    let second = more.1.trim().to_owned();
+    let second_manifest = manifest(&target, &second);
+    assert_eq!(second_manifest["previous"].as_str(), Some(first.as_str()));
+    assert!(events_next_token(&second_manifest) > events_next_token(&first_manifest));
+    // Incremental: the closed segments of the first are referred to, not
+    // copied again; only what is new was copied.
+    let files = |m: &Value| -> Vec<Value> {
+        m["stores"].as_array().unwrap().iter().flat_map(|s| s["files"].as_array().unwrap().clone()).collect()
+    };
+    let first_closed: Vec<Value> = files(&first_manifest).into_iter().filter(|f| f["closed"] == true).collect();
+    assert!(!first_closed.is_empty());
+    for file in &first_closed {
+        let kept = files(&second_manifest).into_iter().find(|f| f["name"] == file["name"]).unwrap();
+        assert_eq!(kept["storedIn"].as_str(), Some(first.as_str()), "{file} copied again");
+        assert_eq!(kept["sha256"], file["sha256"]);
+    }
+    let total: u64 = files(&second_manifest).iter().map(|f| f["size"].as_u64().unwrap()).sum();
+    let referred: u64 = first_closed.iter().map(|f| f["size"].as_u64().unwrap()).sum();
+    assert_eq!(own_bytes(&second_manifest), total - referred, "copied: what the first backup did not hold");
+    assert!(!target.join(format!("{second}.partial")).exists());
+    assert_eq!(ctl(&["backup", "verify", &target.join(&second).display().to_string()]).0, 0);
+
+    // Restored into a fresh node: every event the backup covers, identical.
+    let restored_dir = dir.path().join("restored");
+    let data = restored_dir.join("data").display().to_string();
+    let (code, out, err) =
+        ctl(&["restore", "--from", &target.join(&second).display().to_string(), "--data-dir", &data]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = ctl(&["restore", "--from", &target.join(&second).display().to_string(), "--data-dir", &data]);
+    assert!(code == 1 && err.contains("already"), "a restore never overwrites: {err}");
+    let restored = Node::start(&restored_dir, &small).unwrap();
+    let covered = events_next_token(&second_manifest);
+    let original = ranvier_tests::read_events(&node, covered).await.unwrap();
+    let copy = ranvier_tests::read_events(&restored, covered).await.unwrap();
+    assert_eq!(copy.len() as i64, covered);
+    assert!(original == copy, "the restored events differ from the originals");
+
+    // A damaged file: verify and restore refuse, naming it.
+    let stores = first_manifest["stores"].as_array().unwrap();
+    let closed = stores[0]["files"].as_array().unwrap().iter().find(|f| f["closed"] == true).unwrap();
+    let damaged = target.join(&first).join("default").join("EVENT").join(closed["name"].as_str().unwrap());
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let (code, _, err) = ctl(&["backup", "verify", &target.join(&first).display().to_string()]);
+    assert!(code == 1 && err.contains(closed["name"].as_str().unwrap()) && err.contains("damaged"), "{err}");
+    let elsewhere = dir.path().join("elsewhere").display().to_string();
+    let (code, _, err) =
+        ctl(&["restore", "--from", &target.join(&second).display().to_string(), "--data-dir", &elsewhere]);
+    assert!(code == 1 && err.contains("damaged"), "the incremental backup refers to the damaged file: {err}");
+
+    // Prune keeps the newest and what it refers to.
+    let third = {
+        let (server, target) = (server.clone(), target.display().to_string());
+        tokio::task::spawn_blocking(move || ctl(&["backup", "--target", &target, "-S", &server])).await.unwrap()
+    };
+    assert_eq!(third.0, 0, "{}", third.2);
+    let (code, out, err) = ctl(&["backup", "prune", &target.display().to_string(), "--keep", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(&first) && !out.contains(&second), "the second and what it needs are kept: {out}");
+    let (code, out, _) = ctl(&["backup", "prune", &target.display().to_string(), "--keep", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&first) && out.contains(&second), "{out}");
+    assert!(target.join(third.1.trim()).join("manifest.json").exists(), "the newest stays");
+}

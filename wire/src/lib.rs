@@ -9,6 +9,7 @@
 //! does its own networking), so every side can use it.
 
 pub mod admin;
+pub mod backup;
 pub mod codes;
 pub mod http;
 mod role;

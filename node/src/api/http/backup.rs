@@ -4,7 +4,8 @@
 //! - `GET /v1/backup/eventstore?targetContext=C&type=EVENT|SNAPSHOT&lastClosedSegmentBackedUp=N`:
 //!   `{"lastClosedSegment": first token of the newest closed segment (-1: none), "filenames": [...]}`,
 //!   the closed segments newer than `N` with their side files, and the
-//!   active segment's data file.
+//!   active segment's data file (Ranvier adds `activeSegment` and the
+//!   store's `nextToken` when listed).
 //! - `GET /v1/backup/filenames?context=C&type=..&lastSegmentBackedUp=N`:
 //!   the closed segments' files only (Axon's older endpoint).
 //! - `GET /v1/backup/file?path=P` (Ranvier's): one listed file, streamed in
@@ -30,7 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use ranvier_wire::backup::BackupListing;
+use serde::Deserialize;
 
 use super::HttpState;
 use super::admin::answer;
@@ -65,14 +67,6 @@ struct FilenamesQuery {
     context: Option<String>,
     r#type: Option<String>,
     last_segment_backed_up: Option<i64>,
-}
-
-/// The answer of `/v1/backup/eventstore`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BackupFiles {
-    last_closed_segment: i64,
-    filenames: Vec<String>,
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -119,10 +113,14 @@ async fn eventstore(State(state): State<Arc<HttpState>>, Query(query): Query<Eve
         Ok(store) => store,
         Err(response) => return *response,
     };
+    let next_token = store.next_token();
     let (mut filenames, last_closed_segment) = closed_files(&store, query.last_closed_segment_backed_up.unwrap_or(-1));
-    let active = store.segment_files().into_iter().filter(|s| !s.closed);
-    filenames.extend(active.flat_map(|s| s.paths).map(|p| p.display().to_string()));
-    Json(BackupFiles { last_closed_segment, filenames }).into_response()
+    let mut active_segment = 0;
+    for segment in store.segment_files().into_iter().filter(|s| !s.closed) {
+        active_segment = segment.first_token;
+        filenames.extend(segment.paths.iter().map(|p| p.display().to_string()));
+    }
+    Json(BackupListing { last_closed_segment, filenames, active_segment, next_token }).into_response()
 }
 
 async fn filenames(State(state): State<Arc<HttpState>>, Query(query): Query<FilenamesQuery>) -> Response {

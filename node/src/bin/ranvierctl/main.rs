@@ -12,16 +12,14 @@
 //! Exit codes: 0 done; 1 the server refused (its error code and message
 //! are printed); 2 bad usage; 3 the server could not be reached.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+mod backup;
+mod http;
 
-use ranvier_node::config::Verification;
-use ranvier_node::tls::client::client_config_for;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use http::{Unreachable, send, server};
 
 use ranvier_wire::admin::{
     ApplicationJson, ApplicationRoles, ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupStatus,
@@ -51,6 +49,10 @@ commands:
   renew-application-token -a <name>
   delete-application -a <name>
   applications
+  backup --target <dir> [-c <context>,...] [--incremental]
+  backup verify <dir>/backup-<ms>
+  backup prune <dir> --keep <n>
+  restore --from <dir>/backup-<ms> --data-dir <event storage dir>
 
 node roles: PRIMARY, ACTIVE_BACKUP, PASSIVE_BACKUP, SECONDARY, MESSAGING_ONLY; lists are comma separated
 application roles: READ_EVENTS, PUBLISH_EVENTS, DISPATCH_COMMANDS, SUBSCRIBE_COMMAND_HANDLER, DISPATCH_QUERY,
@@ -72,7 +74,7 @@ impl Options {
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
-                "--preserve-event-store" | "--no-contexts" => flags.push(arg.clone()),
+                "--preserve-event-store" | "--no-contexts" | "--incremental" => flags.push(arg.clone()),
                 "-s" | "--https" => flags.push("-s".into()),
                 "-i" | "--insecure-ssl" => flags.push("-i".into()),
                 name if name.starts_with('-') => {
@@ -265,118 +267,6 @@ fn plan(command: &str, options: &Options) -> Result<Call, Usage> {
     })
 }
 
-/// A server answer.
-struct Answer {
-    status: u16,
-    error_code: Option<String>,
-    body: String,
-}
-
-/// Why the server could not be asked.
-struct Unreachable(String);
-
-/// `http://host:port` → (host, port).
-/// Where the server is, and how to speak to it.
-struct Server {
-    host: String,
-    port: u16,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-/// CA bundles of common Linux distributions, for HTTPS without --ca-file.
-const SYSTEM_CA_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
-
-fn server(url: &str, options: &Options) -> Result<Server, Usage> {
-    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (options.flag("-s"), rest),
-        _ => return Err(Usage(format!("-S {url}: expected http://host:port or https://host:port"))),
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().map_err(|_| Usage(format!("-S {url}: bad port")))?),
-        None if !authority.is_empty() => (authority, if https { 443 } else { 80 }),
-        None => return Err(Usage(format!("-S {url}: no host"))),
-    };
-    let tls = if https { Some(tls_config(options)?) } else { None };
-    Ok(Server { host: host.to_owned(), port, tls })
-}
-
-fn tls_config(options: &Options) -> Result<Arc<rustls::ClientConfig>, Usage> {
-    if options.flag("-i") {
-        return client_config_for(None, &[], Verification::InsecurelySkipAll, b"http/1.1")
-            .map_err(|e| Usage(e.to_string()));
-    }
-    let file = match options.get("--ca-file") {
-        Some(file) => PathBuf::from(file),
-        None => SYSTEM_CA_BUNDLES.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
-            Usage("HTTPS needs the CA that signed the node's certificate: --ca-file <pem> (or -i)".into())
-        })?,
-    };
-    let bytes = ranvier_node::tls::read(&file).map_err(|e| Usage(format!("--ca-file: {e}")))?;
-    client_config_for(Some(&file), &bytes, Verification::CertificateAndHostName, b"http/1.1")
-        .map_err(|e| Usage(format!("--ca-file: {e}")))
-}
-
-fn send(server: &Server, token: Option<&str>, request: &Call) -> Result<Answer, Unreachable> {
-    let (host, port) = (server.host.as_str(), server.port);
-    let unreachable = |e: std::io::Error| Unreachable(format!("{host}:{port}: {e}"));
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(unreachable)?
-        .next()
-        .ok_or_else(|| Unreachable(format!("{host}: no address")))?;
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
-    stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(unreachable)?;
-    let body = request.body.as_ref().map(Value::to_string).unwrap_or_default();
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
-        request.method,
-        request.path,
-        body.len()
-    );
-    if request.body.is_some() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    if let Some(token) = token {
-        head.push_str(&format!("AxonIQ-Access-Token: {token}\r\n"));
-    }
-    head.push_str("\r\n");
-    let raw = match &server.tls {
-        None => exchange(stream, &head, &body),
-        Some(config) => {
-            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                .map_err(|_| Unreachable(format!("{host}: not a host name for TLS")))?;
-            let connection = rustls::ClientConnection::new(config.clone(), name)
-                .map_err(|e| Unreachable(format!("{host}:{port}: TLS: {e}")))?;
-            exchange(rustls::StreamOwned::new(connection, stream), &head, &body)
-        }
-    }
-    .map_err(unreachable)?;
-    parse_answer(&raw).ok_or_else(|| Unreachable(format!("{host}:{port}: not an HTTP answer")))
-}
-
-/// Writes the request and reads the answer until the server closes. A TLS
-/// peer that closes without close_notify after a whole answer is fine
-/// (the answer carries its own length).
-fn exchange(mut stream: impl Read + Write, head: &str, body: &str) -> std::io::Result<Vec<u8>> {
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()?;
-    let mut raw = Vec::new();
-    match stream.read_to_end(&mut raw) {
-        Ok(_) => Ok(raw),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
-        Err(e) => Err(e),
-    }
-}
-
-fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let answer = ranvier_wire::http::parse_answer(raw)?;
-    let body = String::from_utf8_lossy(&answer.body).into_owned();
-    Some(Answer { status: answer.status, error_code: answer.error_code, body })
-}
-
 /// Prints a listing as text (one line per item) or the JSON as it came
 /// (also when it is not the listing's shape).
 fn print_listing(command: &str, body: &str, json_output: bool) {
@@ -464,19 +354,16 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
+    if matches!(command.as_str(), "backup" | "restore") {
+        return backups(&command, &args[1..]);
+    }
     let prepared = Options::parse(&args[1..]).and_then(|options| {
-        let default = if options.flag("-s") { "https://localhost:8024" } else { "http://localhost:8024" };
-        let url = options.get("-S").unwrap_or(default).to_owned();
-        let server = server(&url, &options)?;
+        let (server, _, token) = connection(&options)?;
         let request = plan(&command, &options)?;
         let json_output = match options.get("-o") {
             None | Some("txt") => false,
             Some("json") => true,
             Some(other) => return Err(Usage(format!("-o {other}: expected txt or json"))),
-        };
-        let token = match options.get("-t") {
-            Some(token) => Some(token.to_owned()),
-            None => system_token(options.get("--token-file"))?,
         };
         Ok((server, token, request, json_output))
     });
@@ -511,4 +398,79 @@ fn main() -> ExitCode {
         println!("{message}");
     }
     ExitCode::SUCCESS
+}
+
+/// The server, token and options of a command.
+fn connection(options: &Options) -> Result<(http::Server, String, Option<String>), Usage> {
+    let default = if options.flag("-s") { "https://localhost:8024" } else { "http://localhost:8024" };
+    let url = options.get("-S").unwrap_or(default).to_owned();
+    let server = server(&url, options)?;
+    let token = match options.get("-t") {
+        Some(token) => Some(token.to_owned()),
+        None => system_token(options.get("--token-file"))?,
+    };
+    Ok((server, url, token))
+}
+
+/// `backup`, `backup verify`, `backup prune` and `restore`.
+fn backups(command: &str, args: &[String]) -> ExitCode {
+    let outcome = match (command, args.first().map(String::as_str)) {
+        ("backup", Some("verify")) => match args.get(1) {
+            Some(dir) => backup::verify(Path::new(dir)).map(|_| ()),
+            None => return usage("backup verify <backup folder>"),
+        },
+        ("backup", Some("prune")) => {
+            let Some(dir) = args.get(1) else { return usage("backup prune <dir> --keep <n>") };
+            let keep = match Options::parse(&args[2..]) {
+                Ok(options) => options.get("--keep").and_then(|k| k.parse::<usize>().ok()),
+                Err(Usage(message)) => return usage(&message),
+            };
+            let Some(keep) = keep.filter(|k| *k >= 1) else { return usage("--keep <n> (at least 1) is required") };
+            backup::prune(Path::new(dir), keep).map(|removed| {
+                for name in removed {
+                    println!("removed {name}");
+                }
+            })
+        }
+        _ => {
+            let options = match Options::parse(args) {
+                Ok(options) => options,
+                Err(Usage(message)) => return usage(&message),
+            };
+            if command == "restore" {
+                let (Some(from), Some(data)) = (options.get("--from"), options.get("--data-dir")) else {
+                    return usage("restore needs --from <backup folder> and --data-dir <dir>");
+                };
+                backup::restore(Path::new(from), Path::new(data)).map(|_| ())
+            } else {
+                let Some(target) = options.get("--target") else { return usage("backup needs --target <dir>") };
+                let (server, url, token) = match connection(&options) {
+                    Ok(connection) => connection,
+                    Err(Usage(message)) => return usage(&message),
+                };
+                let contexts = options.list("-c");
+                backup::backup(
+                    &server,
+                    &url,
+                    token.as_deref(),
+                    Path::new(target),
+                    contexts,
+                    options.flag("--incremental"),
+                )
+                .map(|manifest| println!("{}", manifest.name))
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(backup::Failed(message)) => {
+            eprintln!("ranvierctl: {command} failed: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("ranvierctl: {message}\n\n{USAGE}");
+    ExitCode::from(2)
 }

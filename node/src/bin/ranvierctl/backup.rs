@@ -1,0 +1,315 @@
+//! `ranvierctl backup`, `backup verify`, `backup prune` and `restore`: the
+//! event and snapshot stores of a node, copied through its backup
+//! endpoints into a folder of their own.
+//!
+//! A backup is `TARGET/backup-<ms>/`: `<context>/<EVENT|SNAPSHOT>/<file>`
+//! and `manifest.json` (every file with its size and SHA-256, each store's
+//! last closed segment and the token it holds every event before). It is
+//! written as `backup-<ms>.partial/`, every file and folder fsynced, checked
+//! against the manifest, and only then renamed: a folder without
+//! `.partial` and with a manifest is a complete backup. `--incremental`
+//! copies only the closed segments the newest complete backup lacks (closed
+//! segments never change) and refers to it for the rest.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use ranvier_wire::backup::{BackupFile, BackupListing, FORMAT, MANIFEST, Manifest, StoreBackup};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::Call;
+use super::http::{DownloadFailed, Server, Unreachable, download, hex, send};
+
+/// Store kinds, as the backup endpoints name them.
+const KINDS: [&str; 2] = ["EVENT", "SNAPSHOT"];
+
+/// Why a backup command failed; the message names what and where.
+pub struct Failed(pub String);
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Failed {
+    move |e| Failed(format!("{what}: {e}"))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(server: &Server, token: Option<&str>, path: String) -> Result<T, Failed> {
+    let call = Call { method: "GET", path: path.clone(), body: None };
+    let answer =
+        send(server, token, &call).map_err(|Unreachable(m)| Failed(format!("cannot reach the server: {m}")))?;
+    if answer.status != 200 {
+        let code = answer.error_code.unwrap_or_else(|| format!("HTTP {}", answer.status));
+        return Err(Failed(format!("GET {path}: {code}: {}", answer.body.trim())));
+    }
+    serde_json::from_str(&answer.body).map_err(|e| Failed(format!("GET {path}: unexpected answer: {e}")))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Failed> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("fsync {}", dir.display())))
+}
+
+/// The complete backups in `root`, oldest first.
+pub fn complete_backups(root: &Path) -> Result<Vec<Manifest>, Failed> {
+    let mut found = Vec::new();
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(Failed(format!("{}: {e}", root.display()))),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("backup-") || name.ends_with(".partial") {
+            continue;
+        }
+        if let Ok(text) = fs::read_to_string(entry.path().join(MANIFEST))
+            && let Ok(manifest) = serde_json::from_str::<Manifest>(&text)
+        {
+            found.push(manifest);
+        }
+    }
+    found.sort_by_key(|m| m.created_ms);
+    Ok(found)
+}
+
+fn file_path(root: &Path, store: &StoreBackup, file: &BackupFile) -> PathBuf {
+    root.join(&file.stored_in).join(&store.context).join(&store.kind).join(&file.name)
+}
+
+/// `ranvierctl backup --target DIR [-c ctx,..] [--incremental]`.
+pub fn backup(
+    server: &Server,
+    server_url: &str,
+    token: Option<&str>,
+    target: &Path,
+    contexts: Vec<String>,
+    incremental: bool,
+) -> Result<Manifest, Failed> {
+    let contexts = if contexts.is_empty() {
+        let me: Value = get_json(server, token, "/v1/public/me".into())?;
+        let names = me["storageContextNames"].as_array().or_else(|| me["contextNames"].as_array());
+        names.into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect()
+    } else {
+        contexts
+    };
+    fs::create_dir_all(target).map_err(io(target.display()))?;
+    let previous = if incremental { complete_backups(target)?.pop() } else { None };
+    let created_ms = now_ms();
+    let name = format!("backup-{created_ms}");
+    let partial = target.join(format!("{name}.partial"));
+    fs::create_dir_all(&partial).map_err(io(partial.display()))?;
+    let mut stores = Vec::new();
+    let (mut copied_files, mut copied_bytes) = (0u64, 0u64);
+    for context in &contexts {
+        for kind in KINDS {
+            let before =
+                previous.as_ref().and_then(|p| p.stores.iter().find(|s| &s.context == context && s.kind == kind));
+            let after = before.map_or(-1, |s| s.last_closed_segment);
+            let listing: BackupListing = get_json(
+                server,
+                token,
+                format!("/v1/backup/eventstore?targetContext={context}&type={kind}&lastClosedSegmentBackedUp={after}"),
+            )?;
+            let mut files: Vec<BackupFile> =
+                before.map(|s| s.files.iter().filter(|f| f.closed).cloned().collect()).unwrap_or_default();
+            let dir = partial.join(context).join(kind);
+            fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+            let active = format!("{:020}.", listing.active_segment);
+            for (at, source) in listing.filenames.iter().enumerate() {
+                let file_name = Path::new(source)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| Failed(format!("the server listed {source:?}, which names no file")))?;
+                let dest = dir.join(&file_name);
+                let mut out = fs::File::create(&dest).map_err(io(dest.display()))?;
+                let path = format!("/v1/backup/file?path={}", encode_query(source));
+                let got = download(server, token, &path, &mut out).map_err(|failure| match failure {
+                    DownloadFailed::Unreachable(m) => Failed(format!("copying {source}: {m}")),
+                    DownloadFailed::Refused(status, code, m) => {
+                        Failed(format!("copying {source}: {} {m}", code.unwrap_or_else(|| format!("HTTP {status}"))))
+                    }
+                    DownloadFailed::Write(e) => Failed(format!("writing {}: {e}", dest.display())),
+                })?;
+                out.sync_all().map_err(io(format!("fsync {}", dest.display())))?;
+                copied_files += 1;
+                copied_bytes += got.size;
+                eprintln!(
+                    "backup: {context} {kind} {}/{}: {file_name} ({} bytes)",
+                    at + 1,
+                    listing.filenames.len(),
+                    got.size
+                );
+                let closed = !file_name.starts_with(&active);
+                files.retain(|f| f.name != file_name);
+                files.push(BackupFile {
+                    name: file_name,
+                    size: got.size,
+                    sha256: got.sha256,
+                    stored_in: name.clone(),
+                    closed,
+                });
+            }
+            sync_dir(&dir)?;
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+            stores.push(StoreBackup {
+                context: context.clone(),
+                kind: kind.to_owned(),
+                last_closed_segment: listing.last_closed_segment,
+                next_token: listing.next_token,
+                files,
+            });
+        }
+    }
+    let manifest = Manifest {
+        format: FORMAT,
+        name: name.clone(),
+        created_ms,
+        server: server_url.to_owned(),
+        previous: previous.map(|p| p.name),
+        stores,
+    };
+    // Checked before it counts: every file as the manifest says.
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Failed(format!("manifest: {e}")))?;
+    let manifest_path = partial.join(MANIFEST);
+    let mut out = fs::File::create(&manifest_path).map_err(io(manifest_path.display()))?;
+    out.write_all(&text).and_then(|()| out.sync_all()).map_err(io(manifest_path.display()))?;
+    for context in &contexts {
+        sync_dir(&partial.join(context))?;
+    }
+    sync_dir(&partial)?;
+    verify_files(target, &manifest, Some(&partial))?;
+    let done = target.join(&name);
+    fs::rename(&partial, &done).map_err(io(format!("rename {} to {}", partial.display(), done.display())))?;
+    sync_dir(target)?;
+    eprintln!("backup: {name} complete: {copied_files} files, {copied_bytes} bytes copied");
+    Ok(manifest)
+}
+
+/// Percent-encodes a query value.
+fn encode_query(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn sha256_of(path: &Path) -> Result<(u64, String), Failed> {
+    let mut file = fs::File::open(path).map_err(io(path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io(path.display()))?;
+        if n == 0 {
+            return Ok((size, hex(&hasher.finalize())));
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+}
+
+/// Checks every file of `manifest` (in `root`; its own files in `own` when
+/// not yet renamed): present, of its size, of its SHA-256.
+fn verify_files(root: &Path, manifest: &Manifest, own: Option<&Path>) -> Result<u64, Failed> {
+    let mut checked = 0;
+    for store in &manifest.stores {
+        for file in &store.files {
+            let path = match own {
+                Some(own) if file.stored_in == manifest.name => {
+                    own.join(&store.context).join(&store.kind).join(&file.name)
+                }
+                _ => file_path(root, store, file),
+            };
+            let (size, sha256) = sha256_of(&path)?;
+            if size != file.size || sha256 != file.sha256 {
+                return Err(Failed(format!(
+                    "{} is damaged: {size} bytes with SHA-256 {sha256}, the manifest says {} bytes with {}",
+                    path.display(),
+                    file.size,
+                    file.sha256
+                )));
+            }
+            checked += 1;
+        }
+    }
+    Ok(checked)
+}
+
+/// `ranvierctl backup verify DIR/backup-…`.
+pub fn verify(backup: &Path) -> Result<Manifest, Failed> {
+    let text = fs::read_to_string(backup.join(MANIFEST))
+        .map_err(|e| Failed(format!("{}: not a complete backup (no {MANIFEST}): {e}", backup.display())))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| Failed(format!("{}: {e}", backup.join(MANIFEST).display())))?;
+    let root = backup.parent().unwrap_or(Path::new("."));
+    let checked = verify_files(root, &manifest, None)?;
+    eprintln!("backup: {} verified: {checked} files", manifest.name);
+    Ok(manifest)
+}
+
+/// `ranvierctl backup prune DIR --keep N`: keeps the newest `keep`
+/// complete backups and every backup they refer to; never the newest.
+pub fn prune(root: &Path, keep: usize) -> Result<Vec<String>, Failed> {
+    let backups = complete_backups(root)?;
+    let keep = keep.max(1);
+    let kept: Vec<&Manifest> = backups.iter().rev().take(keep).collect();
+    let mut needed: BTreeSet<String> = kept.iter().map(|m| m.name.clone()).collect();
+    for manifest in &kept {
+        for store in &manifest.stores {
+            needed.extend(store.files.iter().map(|f| f.stored_in.clone()));
+        }
+    }
+    let mut removed = Vec::new();
+    for manifest in &backups {
+        if !needed.contains(&manifest.name) {
+            let dir = root.join(&manifest.name);
+            fs::remove_dir_all(&dir).map_err(io(dir.display()))?;
+            removed.push(manifest.name.clone());
+        }
+    }
+    sync_dir(root)?;
+    Ok(removed)
+}
+
+/// `ranvierctl restore --from DIR/backup-… --data-dir D`: checks the backup,
+/// then puts each store's files into `D/<context>/` (events and snapshots
+/// share a folder, as the node keeps them by default). A folder that holds
+/// segment files already is left alone: a restore never overwrites.
+pub fn restore(backup: &Path, data_dir: &Path) -> Result<u64, Failed> {
+    let manifest = verify(backup)?;
+    let root = backup.parent().unwrap_or(Path::new("."));
+    for context in manifest.stores.iter().map(|s| &s.context).collect::<BTreeSet<_>>() {
+        let dir = data_dir.join(context);
+        let occupied = fs::read_dir(&dir).map(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".events") || name.ends_with(".snapshots")
+            })
+        });
+        if occupied.unwrap_or(false) {
+            return Err(Failed(format!("{} holds segment files already: restore into an empty folder", dir.display())));
+        }
+    }
+    let mut restored = 0;
+    for store in &manifest.stores {
+        let dir = data_dir.join(&store.context);
+        fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+        for file in &store.files {
+            let from = file_path(root, store, file);
+            let temporary = dir.join(format!("{}.restoring", file.name));
+            fs::copy(&from, &temporary).map_err(io(format!("copy {}", from.display())))?;
+            fs::File::open(&temporary).and_then(|f| f.sync_all()).map_err(io(temporary.display()))?;
+            fs::rename(&temporary, dir.join(&file.name)).map_err(io(temporary.display()))?;
+            restored += 1;
+        }
+        sync_dir(&dir)?;
+    }
+    sync_dir(data_dir)?;
+    eprintln!("restore: {} files of {} into {}", restored, manifest.name, data_dir.display());
+    Ok(restored)
+}

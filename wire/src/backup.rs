@@ -1,0 +1,81 @@
+//! What a backup holds: its manifest (`manifest.json` in the backup's
+//! folder), written by `ranvierctl backup` and read by `verify`, `prune`,
+//! `restore` and, later, the operator's Backup status.
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest's file name in a backup folder.
+pub const MANIFEST: &str = "manifest.json";
+/// The format this code writes.
+pub const FORMAT: u32 = 1;
+
+/// A complete backup: written last, so a folder without it (or still named
+/// `*.partial`) is not a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The backup's folder name (`backup-<milliseconds since the epoch>`).
+    pub name: String,
+    /// When it started, in milliseconds since the epoch.
+    pub created_ms: u64,
+    /// The node it was taken from.
+    pub server: String,
+    /// The backup it continues (its unchanged closed segments are there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// Every store backed up.
+    pub stores: Vec<StoreBackup>,
+}
+
+/// One context's event or snapshot store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreBackup {
+    /// The context.
+    pub context: String,
+    /// `EVENT` or `SNAPSHOT`.
+    pub kind: String,
+    /// First token of the newest closed segment (-1: none).
+    pub last_closed_segment: i64,
+    /// Every event before this token is in the backup.
+    pub next_token: u64,
+    /// Its files.
+    pub files: Vec<BackupFile>,
+}
+
+/// One file of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupFile {
+    /// The file's name in the store's folder.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// The backup folder holding it (this one, or an earlier one for a
+    /// closed segment an incremental backup did not copy again).
+    pub stored_in: String,
+    /// A closed segment's file (never changes again).
+    pub closed: bool,
+}
+
+/// The answer of `GET /v1/backup/eventstore`: Axon's fields, and Ranvier's
+/// `activeSegment` and `nextToken`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupListing {
+    /// First token of the newest closed segment (-1: none).
+    pub last_closed_segment: i64,
+    /// Absolute paths of the files to copy.
+    pub filenames: Vec<String>,
+    /// First token of the active segment.
+    #[serde(default)]
+    pub active_segment: u64,
+    /// The store's next token when listed: the copy holds at least every
+    /// event before it.
+    #[serde(default)]
+    pub next_token: u64,
+}
