@@ -58,3 +58,23 @@ async fn an_idle_http_connection_is_closed() {
     .await;
     assert!(closed.is_ok(), "an idle HTTP connection was kept open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_that_stops_answering_is_closed_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["ranvier.max-connections=1"]).unwrap();
+    // An HTTP/2 client that says hello and then answers nothing, not even
+    // the node's keepalive pings (a frozen or vanished client).
+    let mut frozen = tokio::net::TcpStream::connect(&node.client_addr).await.unwrap();
+    frozen.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    frozen.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap(); // an empty SETTINGS frame
+    // It holds the only connection slot until the node gives up on it;
+    // then a real client is served.
+    let served = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut client = node.event_store().await.unwrap();
+        client.get_last_token(GetLastTokenRequest {}).await.unwrap().into_inner().token
+    })
+    .await;
+    assert_eq!(served.ok(), Some(-1), "the silent connection kept the slot");
+    drop(frozen);
+}
