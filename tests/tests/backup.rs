@@ -244,3 +244,46 @@ async fn a_backup_taken_while_writing_restores_into_a_node_that_serves_every_eve
     assert!(out.contains(&first) && out.contains(&second), "{out}");
     assert!(target.join(third.1.trim()).join("manifest.json").exists(), "the newest stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backup_holds_the_cluster_state_first_and_every_store_of_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        "axoniq.axonserver.accesscontrol.enabled=true".to_owned(),
+        format!("axoniq.axonserver.accesscontrol.token={APP}"),
+        format!("axoniq.axonserver.accesscontrol.admin-token={ADMIN}"),
+        "axoniq.axonserver.autocluster.contexts=orders".to_owned(),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &settings).unwrap();
+    let server = format!("http://{}", nodes[1].http_addr);
+    ranvier_tests::eventually(std::time::Duration::from_secs(30), "three nodes in the cluster", || async {
+        ctl(&["cluster", "-o", "json", "-S", &server, "-t", ADMIN]).1.matches("\"name\"").count() == 3
+    })
+    .await
+    .unwrap();
+    let (code, secret, err) =
+        ctl(&["register-application", "-a", "shop", "-r", "USE_CONTEXT@orders", "-S", &server, "-t", ADMIN]);
+    assert_eq!(code, 0, "{err}");
+    let target = dir.path().join("backups");
+    let target_arg = target.display().to_string();
+    let refused = ctl(&["backup", "--target", &target_arg, "-S", &server, "-t", APP]);
+    assert!(refused.0 == 1 && refused.2.contains("AXONIQ-1001"), "only administrators back up: {}", refused.2);
+    let (code, name, err) = ctl(&["backup", "--target", &target_arg, "-S", &server, "-t", ADMIN]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.find("cluster state") < err.find("default EVENT"), "the cluster state comes first: {err}");
+    let manifest = manifest(&target, name.trim());
+    let control = manifest["control"]["name"].as_str().unwrap();
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(target.join(name.trim()).join("control").join(control)).unwrap())
+            .unwrap();
+    for node in ["node-1", "node-2", "node-3"] {
+        assert!(state["model"]["nodes"].to_string().contains(node), "{state}");
+    }
+    assert!(state["model"]["applications"]["shop"].is_object(), "{state}");
+    assert!(!state.to_string().contains(secret.trim()), "a token in clear in the backup");
+    let contexts: Vec<&str> =
+        manifest["stores"].as_array().unwrap().iter().map(|s| s["context"].as_str().unwrap()).collect();
+    assert!(contexts.contains(&"default") && contexts.contains(&"orders"), "{contexts:?}");
+    assert_eq!(ctl(&["backup", "verify", &target.join(name.trim()).display().to_string()]).0, 0);
+}

@@ -25,6 +25,10 @@ pub struct Manifest {
     /// The backup it continues (its unchanged closed segments are there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
+    /// The cluster state (`control/<file>`), taken first; none from a
+    /// standalone node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<BackupFile>,
     /// Every store backed up.
     pub stores: Vec<StoreBackup>,
 }

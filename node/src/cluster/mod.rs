@@ -338,6 +338,11 @@ impl Cluster {
         self.model.clone()
     }
 
+    /// Where the replication logs live (one folder per group).
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.settings.log_dir
+    }
+
     /// The cluster model as this node's `_admin` replica holds it.
     pub fn model(&self) -> Arc<ClusterModel> {
         self.model.borrow().clone()

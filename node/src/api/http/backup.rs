@@ -13,6 +13,14 @@
 //!   large the file). Of the active segment only its committed length is
 //!   sent: whole transactions, as of the moment of the request.
 //!
+//! - `POST /v1/backup/createControlDbBackup` (clustered nodes): writes the
+//!   cluster state this node has applied — the `_admin` model: nodes,
+//!   groups and roles, contexts, applications with their hashed tokens —
+//!   as one JSON file under `<log folder>/backups/` (the newest
+//!   [`CONTROL_COPIES_KEPT`] are kept) and answers its path, which
+//!   `/v1/backup/file` then serves. Ranvier has no control database: this
+//!   file is what Axon's H2 backup holds.
+//!
 //! A listed closed segment is **pinned** for [`BACKUP_LEASE`] (renewed by
 //! each download): segments retired to the secondary tier are not deleted
 //! while a backup copies them. Segments already retired are not on this
@@ -40,6 +48,8 @@ use crate::store::SegmentStore;
 
 /// How long a listed segment stays on disk for the backup that listed it.
 pub const BACKUP_LEASE: Duration = Duration::from_secs(10 * 60);
+/// Copies of the cluster state kept on the node's disk.
+pub const CONTROL_COPIES_KEPT: usize = 3;
 /// Bytes per chunk of a streamed file.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks read ahead of the client.
@@ -51,6 +61,7 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/v1/backup/eventstore", get(eventstore))
         .route("/v1/backup/filenames", get(filenames))
         .route("/v1/backup/file", get(file))
+        .route("/v1/backup/createControlDbBackup", axum::routing::post(control_state))
 }
 
 #[derive(Deserialize)]
@@ -136,8 +147,82 @@ struct FileQuery {
     path: String,
 }
 
-/// A segment file of one of this node's stores: how much of it to send.
+/// The folder of the cluster state copies.
+fn control_dir(state: &HttpState) -> Option<PathBuf> {
+    let cluster = state.cluster.as_ref()?;
+    let dir = cluster.log_dir().join("backups");
+    Some(std::path::absolute(&dir).unwrap_or(dir))
+}
+
+/// The cluster state copies on disk, oldest first.
+fn control_copies(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut copies: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("controldb-")))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    copies.sort();
+    copies
+}
+
+/// The cluster state a backup keeps (the file's JSON).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ControlState<'a> {
+    format: u32,
+    node: &'a str,
+    created_ms: u64,
+    model: &'a crate::cluster::model::ClusterModel,
+}
+
+async fn control_state(State(state): State<Arc<HttpState>>) -> Response {
+    let (Some(cluster), Some(dir)) = (state.cluster.as_ref(), control_dir(&state)) else {
+        let message = "this node runs standalone: it has no cluster state (its stores are the whole backup)";
+        return answer(StatusCode::BAD_REQUEST, Some("AXONIQ-2301"), message);
+    };
+    let model = cluster.model();
+    let created_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let copy = ControlState { format: 1, node: &state.node.name, created_ms, model: &model };
+    let bytes = match serde_json::to_vec_pretty(&copy) {
+        Ok(bytes) => bytes,
+        Err(error) => return answer(StatusCode::INTERNAL_SERVER_ERROR, Some("AXONIQ-0001"), error.to_string()),
+    };
+    let path = dir.join(format!("controldb-{created_ms:020}.json"));
+    let written = tokio::task::spawn_blocking({
+        let (dir, path) = (dir.clone(), path.clone());
+        move || -> Result<(), crate::durable::Failed> {
+            crate::durable::create_dir_all(&dir)?;
+            crate::durable::replace_file(&path, &bytes)?;
+            let copies = control_copies(&dir);
+            for old in copies.iter().take(copies.len().saturating_sub(CONTROL_COPIES_KEPT)) {
+                let _ = std::fs::remove_file(old);
+            }
+            crate::durable::sync_dir(&dir)
+        }
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => (StatusCode::OK, path.display().to_string()).into_response(),
+        Ok(Err(failed)) => {
+            let message = format!("{} {}: {}", failed.op, failed.path.display(), failed.source);
+            answer(StatusCode::INTERNAL_SERVER_ERROR, Some("AXONIQ-9100"), message)
+        }
+        Err(error) => answer(StatusCode::INTERNAL_SERVER_ERROR, Some("AXONIQ-0001"), error.to_string()),
+    }
+}
+
+/// A segment file of one of this node's stores, or a cluster state copy:
+/// how much of it to send.
 fn find(state: &HttpState, path: &PathBuf) -> Option<u64> {
+    if let Some(dir) = control_dir(state)
+        && control_copies(&dir).contains(path)
+    {
+        return std::fs::metadata(path).ok().map(|m| m.len());
+    }
     for (_, store) in state.contexts.list() {
         let Ok(store) = store else { continue };
         for kind in [&store.events, &store.snapshots] {

@@ -101,6 +101,8 @@ pub fn backup(
     let name = format!("backup-{created_ms}");
     let partial = target.join(format!("{name}.partial"));
     fs::create_dir_all(&partial).map_err(io(partial.display()))?;
+    // The safe order: the cluster state first, then the stores.
+    let control = control_state(server, token, &partial, &name)?;
     let mut stores = Vec::new();
     let (mut copied_files, mut copied_bytes) = (0u64, 0u64);
     for context in &contexts {
@@ -169,6 +171,7 @@ pub fn backup(
         created_ms,
         server: server_url.to_owned(),
         previous: previous.map(|p| p.name),
+        control,
         stores,
     };
     // Checked before it counts: every file as the manifest says.
@@ -186,6 +189,53 @@ pub fn backup(
     sync_dir(target)?;
     eprintln!("backup: {name} complete: {copied_files} files, {copied_bytes} bytes copied");
     Ok(manifest)
+}
+
+/// Asks the node for a copy of its cluster state and copies it into
+/// `partial/control/`; `None` from a standalone node.
+fn control_state(
+    server: &Server,
+    token: Option<&str>,
+    partial: &Path,
+    name: &str,
+) -> Result<Option<BackupFile>, Failed> {
+    let call = Call { method: "POST", path: "/v1/backup/createControlDbBackup".into(), body: None };
+    let answer =
+        send(server, token, &call).map_err(|Unreachable(m)| Failed(format!("cannot reach the server: {m}")))?;
+    if answer.error_code.as_deref() == Some("AXONIQ-2301") {
+        return Ok(None);
+    }
+    if answer.status != 200 {
+        let code = answer.error_code.unwrap_or_else(|| format!("HTTP {}", answer.status));
+        return Err(Failed(format!("the cluster state: {code}: {}", answer.body.trim())));
+    }
+    let source = answer.body.trim().to_owned();
+    let file_name = Path::new(&source)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Failed(format!("the server named {source:?} as its cluster state")))?;
+    let dir = partial.join("control");
+    fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+    let dest = dir.join(&file_name);
+    let mut out = fs::File::create(&dest).map_err(io(dest.display()))?;
+    let got = download(server, token, &format!("/v1/backup/file?path={}", encode_query(&source)), &mut out).map_err(
+        |failure| match failure {
+            DownloadFailed::Unreachable(m) | DownloadFailed::Refused(_, _, m) => {
+                Failed(format!("copying {source}: {m}"))
+            }
+            DownloadFailed::Write(e) => Failed(format!("writing {}: {e}", dest.display())),
+        },
+    )?;
+    out.sync_all().map_err(io(format!("fsync {}", dest.display())))?;
+    sync_dir(&dir)?;
+    eprintln!("backup: the cluster state: {file_name} ({} bytes)", got.size);
+    Ok(Some(BackupFile {
+        name: file_name,
+        size: got.size,
+        sha256: got.sha256,
+        stored_in: name.to_owned(),
+        closed: true,
+    }))
 }
 
 /// Percent-encodes a query value.
@@ -217,6 +267,11 @@ fn sha256_of(path: &Path) -> Result<(u64, String), Failed> {
 /// not yet renamed): present, of its size, of its SHA-256.
 fn verify_files(root: &Path, manifest: &Manifest, own: Option<&Path>) -> Result<u64, Failed> {
     let mut checked = 0;
+    if let Some(control) = &manifest.control {
+        let folder = own.map_or_else(|| root.join(&control.stored_in), Path::to_path_buf);
+        check(&folder.join("control").join(&control.name), control)?;
+        checked += 1;
+    }
     for store in &manifest.stores {
         for file in &store.files {
             let path = match own {
@@ -225,19 +280,25 @@ fn verify_files(root: &Path, manifest: &Manifest, own: Option<&Path>) -> Result<
                 }
                 _ => file_path(root, store, file),
             };
-            let (size, sha256) = sha256_of(&path)?;
-            if size != file.size || sha256 != file.sha256 {
-                return Err(Failed(format!(
-                    "{} is damaged: {size} bytes with SHA-256 {sha256}, the manifest says {} bytes with {}",
-                    path.display(),
-                    file.size,
-                    file.sha256
-                )));
-            }
+            check(&path, file)?;
             checked += 1;
         }
     }
     Ok(checked)
+}
+
+/// Checks one file against its manifest entry.
+fn check(path: &Path, file: &BackupFile) -> Result<(), Failed> {
+    let (size, sha256) = sha256_of(path)?;
+    if size != file.size || sha256 != file.sha256 {
+        return Err(Failed(format!(
+            "{} is damaged: {size} bytes with SHA-256 {sha256}, the manifest says {} bytes with {}",
+            path.display(),
+            file.size,
+            file.sha256
+        )));
+    }
+    Ok(())
 }
 
 /// `ranvierctl backup verify DIR/backup-…`.
