@@ -425,15 +425,10 @@ pub fn http_call(address: &str, method: &str, path: &str) -> anyhow::Result<Http
 
 /// [`http_call`] with extra request `headers` (name, value).
 pub fn http_call_with(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<HttpReply> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    let raw = raw_http(address, method, path, headers)?;
+    let response = String::from_utf8_lossy(&raw);
     let code = response.split_whitespace().nth(1).context("no status line")?.parse()?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let headers = head.lines().skip(1).map(str::to_owned).collect();
     Ok(HttpReply { code, headers, body: body.to_owned() })
 }
@@ -445,14 +440,20 @@ pub fn http_get_bytes(
     path: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<ranvier_wire::http::Answer> {
+    let raw = raw_http(address, "GET", path, headers)?;
+    ranvier_wire::http::parse_answer(&raw).context("not an HTTP answer")
+}
+
+/// One HTTP/1.1 exchange without a request body: the answer's bytes.
+fn raw_http(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Vec<u8>> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    ranvier_wire::http::parse_answer(&raw).context("not an HTTP answer")
+    Ok(raw)
 }
 
 /// A client's platform stream, as an Axon application opens it.

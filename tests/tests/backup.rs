@@ -4,19 +4,11 @@
 //! length), administrators only.
 
 use ranvier_tests::{Node, event, http_get_bytes};
+use ranvier_wire::http::encode;
 use serde_json::Value;
 
 const ADMIN: &str = "backup-admin-token";
 const APP: &str = "backup-app-token";
-
-fn encode(path: &str) -> String {
-    path.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_lists_the_segment_files_and_streams_each_as_the_node_holds_it() {

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use ranvier_proto::event::event_store_client::EventStoreClient;
-use ranvier_proto::event::{GetEventsRequest, GetLastTokenRequest};
+use ranvier_proto::event::{GetAggregateEventsRequest, GetEventsRequest, GetLastTokenRequest};
 use ranvier_tests::tls::{Pki, channel, leaf_in, served_certificate};
 use ranvier_tests::{Node, error_code, event, eventually};
 use tokio_stream::StreamExt;
@@ -170,6 +170,18 @@ async fn a_cluster_with_access_control_and_tls_forms_and_serves_an_application_o
         .unwrap();
         append(&tls, Some(&token), "cart-1", i as i64).await.unwrap();
         assert_eq!(last_token(&tls, &token).await.unwrap(), i as i64, "on {}", node.name());
+        // The whole aggregate reads back on this node.
+        let request = GetAggregateEventsRequest { aggregate_id: "cart-1".into(), ..Default::default() };
+        let mut read = EventStoreClient::new(tls.clone())
+            .list_aggregate_events(with_token(request, &token))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut sequences = Vec::new();
+        while let Some(event) = read.next().await {
+            sequences.push(event.unwrap().aggregate_sequence_number);
+        }
+        assert_eq!(sequences, (0..=i as i64).collect::<Vec<_>>(), "on {}", node.name());
     }
 
     // An admin call without the right changes nothing.

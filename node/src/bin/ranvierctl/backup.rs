@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ranvier_wire::backup::{BackupFile, BackupListing, FORMAT, MANIFEST, Manifest, StoreBackup};
+use ranvier_wire::http::encode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -127,7 +128,7 @@ pub fn backup(
                     .ok_or_else(|| Failed(format!("the server listed {source:?}, which names no file")))?;
                 let dest = dir.join(&file_name);
                 let mut out = fs::File::create(&dest).map_err(io(dest.display()))?;
-                let path = format!("/v1/backup/file?path={}", encode_query(source));
+                let path = format!("/v1/backup/file?path={}", encode(source));
                 let got = download(server, token, &path, &mut out).map_err(|failure| match failure {
                     DownloadFailed::Unreachable(m) => Failed(format!("copying {source}: {m}")),
                     DownloadFailed::Refused(status, code, m) => {
@@ -218,14 +219,15 @@ fn control_state(
     fs::create_dir_all(&dir).map_err(io(dir.display()))?;
     let dest = dir.join(&file_name);
     let mut out = fs::File::create(&dest).map_err(io(dest.display()))?;
-    let got = download(server, token, &format!("/v1/backup/file?path={}", encode_query(&source)), &mut out).map_err(
-        |failure| match failure {
-            DownloadFailed::Unreachable(m) | DownloadFailed::Refused(_, _, m) => {
-                Failed(format!("copying {source}: {m}"))
+    let got =
+        download(server, token, &format!("/v1/backup/file?path={}", encode(&source)), &mut out).map_err(|failure| {
+            match failure {
+                DownloadFailed::Unreachable(m) | DownloadFailed::Refused(_, _, m) => {
+                    Failed(format!("copying {source}: {m}"))
+                }
+                DownloadFailed::Write(e) => Failed(format!("writing {}: {e}", dest.display())),
             }
-            DownloadFailed::Write(e) => Failed(format!("writing {}: {e}", dest.display())),
-        },
-    )?;
+        })?;
     out.sync_all().map_err(io(format!("fsync {}", dest.display())))?;
     sync_dir(&dir)?;
     eprintln!("backup: the cluster state: {file_name} ({} bytes)", got.size);
@@ -236,16 +238,6 @@ fn control_state(
         stored_in: name.to_owned(),
         closed: true,
     }))
-}
-
-/// Percent-encodes a query value.
-fn encode_query(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 fn sha256_of(path: &Path) -> Result<(u64, String), Failed> {
