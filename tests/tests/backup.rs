@@ -274,8 +274,51 @@ async fn a_cluster_backup_holds_the_cluster_state_first_and_every_store_of_the_n
     }
     assert!(state["model"]["applications"]["shop"].is_object(), "{state}");
     assert!(!state.to_string().contains(secret.trim()), "a token in clear in the backup");
+    // Then the logs of the node's groups, each a whole folder.
+    let logs: Vec<&str> = manifest["logs"].as_array().unwrap().iter().map(|l| l["group"].as_str().unwrap()).collect();
+    assert_eq!(logs, ["_admin", "default", "orders"]);
+    let admin_files = manifest["logs"][0]["files"].to_string();
+    assert!(admin_files.contains(".log") && admin_files.contains("vote.json"), "{admin_files}");
+    assert!(err.find("the log of _admin") < err.find("default EVENT"), "logs before the stores: {err}");
     let contexts: Vec<&str> =
         manifest["stores"].as_array().unwrap().iter().map(|s| s["context"].as_str().unwrap()).collect();
     assert!(contexts.contains(&"default") && contexts.contains(&"orders"), "{contexts:?}");
     assert_eq!(ctl(&["backup", "verify", &target.join(name.trim()).display().to_string()]).0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_file_a_backup_listed_survives_the_purge_that_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ["ranvier.replication.snapshot-interval=10", "ranvier.replication.log-entries-kept=2"];
+    let nodes = ranvier_tests::start_cluster(dir.path(), 1, &settings).unwrap();
+    let node = &nodes[0];
+    ranvier_tests::wait_voters(node, "default", 1).await.unwrap();
+    let listed = http_get_bytes(&node.http_addr, "/v1/backup/log/filenames?context=default", &[]).unwrap();
+    assert_eq!(listed.status, 200, "{}", String::from_utf8_lossy(&listed.body));
+    let listed: Vec<String> = serde_json::from_slice(&listed.body).unwrap();
+    let log_dir = node.dir.join("log").join("default");
+    let first_segment = listed.iter().find(|f| f.ends_with(".log")).unwrap().rsplit('/').next().unwrap().to_owned();
+    assert!(log_dir.join(&first_segment).exists());
+
+    // 24 MB through the group: its log rolls past the first 16 MB segment,
+    // and the purge behind the snapshots deletes that segment.
+    let mut client = node.event_store().await.unwrap();
+    for seq in (0..384).step_by(8) {
+        let events: Vec<_> = (seq..seq + 8).map(|s| event("bulk", s, 64 * 1024)).collect();
+        client.append_event(tokio_stream::iter(events)).await.unwrap();
+    }
+    ranvier_tests::eventually(std::time::Duration::from_secs(60), "the first log segment purged", || async {
+        !log_dir.join(&first_segment).exists()
+    })
+    .await
+    .unwrap();
+
+    // What the backup listed is still there, whole.
+    for file in &listed {
+        let copy = http_get_bytes(&node.http_addr, &format!("/v1/backup/file?path={}", encode(file)), &[]).unwrap();
+        assert_eq!(copy.status, 200, "{file} vanished");
+        assert_eq!(copy.body.len() as u64, std::fs::metadata(file).unwrap().len(), "{file}");
+    }
+    let outside = format!("/v1/backup/file?path={}", encode(&log_dir.join("vote.json").display().to_string()));
+    assert_eq!(http_get_bytes(&node.http_addr, &outside, &[]).unwrap().status, 404, "only what was listed is served");
 }

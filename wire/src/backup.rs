@@ -29,8 +29,22 @@ pub struct Manifest {
     /// standalone node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<BackupFile>,
+    /// The replication logs of the node's groups (`log/<group>/<file>`),
+    /// taken after the cluster state and before the stores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogBackup>,
     /// Every store backed up.
     pub stores: Vec<StoreBackup>,
+}
+
+/// One replication group's folder: its log segments and state files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogBackup {
+    /// The group.
+    pub group: String,
+    /// Its files.
+    pub files: Vec<BackupFile>,
 }
 
 /// One context's event or snapshot store.

@@ -21,6 +21,13 @@
 //!   `/v1/backup/file` then serves. Ranvier has no control database: this
 //!   file is what Axon's H2 backup holds.
 //!
+//! - `GET /v1/backup/log/filenames?context=G` (clustered nodes): the files
+//!   of replication group `G`'s folder (its log segments, vote and purge
+//!   marks, applied state), a full replacement set. They are listed as
+//!   hard links made at that moment under `<log folder>/backups/log-…/`,
+//!   so a log purge that deletes a segment afterwards cannot take it from
+//!   the backup; the links go after [`BACKUP_LEASE`].
+//!
 //! A listed closed segment is **pinned** for [`BACKUP_LEASE`] (renewed by
 //! each download): segments retired to the secondary tier are not deleted
 //! while a backup copies them. Segments already retired are not on this
@@ -62,6 +69,7 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/v1/backup/filenames", get(filenames))
         .route("/v1/backup/file", get(file))
         .route("/v1/backup/createControlDbBackup", axum::routing::post(control_state))
+        .route("/v1/backup/log/filenames", get(log_files))
 }
 
 #[derive(Deserialize)]
@@ -215,13 +223,83 @@ async fn control_state(State(state): State<Arc<HttpState>>) -> Response {
     }
 }
 
-/// A segment file of one of this node's stores, or a cluster state copy:
-/// how much of it to send.
+#[derive(Deserialize)]
+struct LogQuery {
+    context: Option<String>,
+}
+
+/// Links every file of `group_dir` into a new staging folder in `backups`
+/// (a copy where the file system has no hard links), after removing the
+/// staging folders whose lease ended; answers the staged paths.
+fn stage_log_files(
+    group_dir: &std::path::Path,
+    backups: &std::path::Path,
+    group: &str,
+) -> std::io::Result<Vec<PathBuf>> {
+    crate::durable::create_dir_all(backups)?;
+    for entry in std::fs::read_dir(backups)?.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with("log-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() > BACKUP_LEASE);
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let created_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let staging = backups.join(format!("log-{group}-{created_ms:020}"));
+    std::fs::create_dir(&staging)?;
+    let mut staged = Vec::new();
+    for entry in std::fs::read_dir(group_dir)?.flatten() {
+        let name = entry.file_name();
+        if !entry.file_type().is_ok_and(|t| t.is_file()) || name.to_string_lossy().ends_with(".temp") {
+            continue;
+        }
+        let link = staging.join(&name);
+        if std::fs::hard_link(entry.path(), &link).is_err() {
+            std::fs::copy(entry.path(), &link)?;
+        }
+        staged.push(link);
+    }
+    staged.sort();
+    Ok(staged)
+}
+
+async fn log_files(State(state): State<Arc<HttpState>>, Query(query): Query<LogQuery>) -> Response {
+    let (Some(cluster), Some(backups)) = (state.cluster.as_ref(), control_dir(&state)) else {
+        let message = "this node runs standalone: it has no replication logs";
+        return answer(StatusCode::BAD_REQUEST, Some("AXONIQ-2301"), message);
+    };
+    let group = query.context.unwrap_or_else(|| "default".to_owned());
+    if !ranvier_wire::valid_name(&group) && group != "_admin" {
+        return bad_request(format!("{group:?} is not a replication group name"));
+    }
+    let group_dir = cluster.log_dir().join(&group);
+    let group_dir = std::path::absolute(&group_dir).unwrap_or(group_dir);
+    if !group_dir.is_dir() {
+        let message = format!("this node keeps no log of replication group {group}");
+        return answer(StatusCode::NOT_FOUND, Some("AXONIQ-1302"), message);
+    }
+    match tokio::task::spawn_blocking(move || stage_log_files(&group_dir, &backups, &group)).await {
+        Ok(Ok(staged)) => Json(staged.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()).into_response(),
+        Ok(Err(error)) => answer(StatusCode::INTERNAL_SERVER_ERROR, Some("AXONIQ-9000"), error.to_string()),
+        Err(error) => answer(StatusCode::INTERNAL_SERVER_ERROR, Some("AXONIQ-0001"), error.to_string()),
+    }
+}
+
+/// A segment file of one of this node's stores, a cluster state copy or a
+/// staged log file: how much of it to send.
 fn find(state: &HttpState, path: &PathBuf) -> Option<u64> {
-    if let Some(dir) = control_dir(state)
-        && control_copies(&dir).contains(path)
-    {
-        return std::fs::metadata(path).ok().map(|m| m.len());
+    if let Some(dir) = control_dir(state) {
+        let staged_log = path.parent().is_some_and(|parent| {
+            parent.parent() == Some(dir.as_path())
+                && parent.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log-"))
+        }) && path.file_name().is_some_and(|n| n != "." && n != "..");
+        if control_copies(&dir).contains(path) || (staged_log && path.is_file()) {
+            return std::fs::metadata(path).ok().map(|m| m.len());
+        }
     }
     for (_, store) in state.contexts.list() {
         let Ok(store) = store else { continue };

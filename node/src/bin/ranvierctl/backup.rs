@@ -16,7 +16,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use ranvier_wire::backup::{BackupFile, BackupListing, FORMAT, MANIFEST, Manifest, StoreBackup};
+use ranvier_wire::backup::{BackupFile, BackupListing, FORMAT, LogBackup, MANIFEST, Manifest, StoreBackup};
 use ranvier_wire::http::encode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -102,8 +102,18 @@ pub fn backup(
     let name = format!("backup-{created_ms}");
     let partial = target.join(format!("{name}.partial"));
     fs::create_dir_all(&partial).map_err(io(partial.display()))?;
-    // The safe order: the cluster state first, then the stores.
+    // The safe order: the cluster state first, then the logs, then the stores.
     let control = control_state(server, token, &partial, &name)?;
+    let logs = match &control {
+        Some(control) => {
+            let text = fs::read(partial.join("control").join(&control.name)).map_err(io("the cluster state copy"))?;
+            let state: Value = serde_json::from_slice(&text).map_err(|e| Failed(format!("the cluster state: {e}")))?;
+            let groups: Vec<String> =
+                state["model"]["groups"].as_object().into_iter().flatten().map(|(g, _)| g.clone()).collect();
+            replication_logs(server, token, &partial, &name, &groups)?
+        }
+        None => Vec::new(),
+    };
     let mut stores = Vec::new();
     let (mut copied_files, mut copied_bytes) = (0u64, 0u64);
     for context in &contexts {
@@ -126,17 +136,7 @@ pub fn backup(
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .ok_or_else(|| Failed(format!("the server listed {source:?}, which names no file")))?;
-                let dest = dir.join(&file_name);
-                let mut out = fs::File::create(&dest).map_err(io(dest.display()))?;
-                let path = format!("/v1/backup/file?path={}", encode(source));
-                let got = download(server, token, &path, &mut out).map_err(|failure| match failure {
-                    DownloadFailed::Unreachable(m) => Failed(format!("copying {source}: {m}")),
-                    DownloadFailed::Refused(status, code, m) => {
-                        Failed(format!("copying {source}: {} {m}", code.unwrap_or_else(|| format!("HTTP {status}"))))
-                    }
-                    DownloadFailed::Write(e) => Failed(format!("writing {}: {e}", dest.display())),
-                })?;
-                out.sync_all().map_err(io(format!("fsync {}", dest.display())))?;
+                let got = copy_listed(server, token, source, &dir.join(&file_name))?;
                 copied_files += 1;
                 copied_bytes += got.size;
                 eprintln!(
@@ -173,6 +173,7 @@ pub fn backup(
         server: server_url.to_owned(),
         previous: previous.map(|p| p.name),
         control,
+        logs,
         stores,
     };
     // Checked before it counts: every file as the manifest says.
@@ -190,6 +191,76 @@ pub fn backup(
     sync_dir(target)?;
     eprintln!("backup: {name} complete: {copied_files} files, {copied_bytes} bytes copied");
     Ok(manifest)
+}
+
+/// Downloads `source` (a path the node listed) to `dest`, fsynced.
+fn copy_listed(
+    server: &Server,
+    token: Option<&str>,
+    source: &str,
+    dest: &Path,
+) -> Result<super::http::Downloaded, Failed> {
+    let mut out = fs::File::create(dest).map_err(io(dest.display()))?;
+    let got =
+        download(server, token, &format!("/v1/backup/file?path={}", encode(source)), &mut out).map_err(|failure| {
+            match failure {
+                DownloadFailed::Unreachable(m) => Failed(format!("copying {source}: {m}")),
+                DownloadFailed::Refused(status, code, m) => {
+                    Failed(format!("copying {source}: {} {m}", code.unwrap_or_else(|| format!("HTTP {status}"))))
+                }
+                DownloadFailed::Write(e) => Failed(format!("writing {}: {e}", dest.display())),
+            }
+        })?;
+    out.sync_all().map_err(io(format!("fsync {}", dest.display())))?;
+    Ok(got)
+}
+
+/// Copies the replication log folders of `groups` this node keeps into
+/// `partial/log/<group>/`.
+fn replication_logs(
+    server: &Server,
+    token: Option<&str>,
+    partial: &Path,
+    name: &str,
+    groups: &[String],
+) -> Result<Vec<LogBackup>, Failed> {
+    let mut logs = Vec::new();
+    for group in groups {
+        let call =
+            Call { method: "GET", path: format!("/v1/backup/log/filenames?context={}", encode(group)), body: None };
+        let answer =
+            send(server, token, &call).map_err(|Unreachable(m)| Failed(format!("cannot reach the server: {m}")))?;
+        if answer.status == 404 {
+            continue; // not a member: no log of it here
+        }
+        if answer.status != 200 {
+            let code = answer.error_code.unwrap_or_else(|| format!("HTTP {}", answer.status));
+            return Err(Failed(format!("the log of {group}: {code}: {}", answer.body.trim())));
+        }
+        let listed: Vec<String> =
+            serde_json::from_str(&answer.body).map_err(|e| Failed(format!("the log of {group}: {e}")))?;
+        let dir = partial.join("log").join(group);
+        fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+        let mut files = Vec::new();
+        for source in &listed {
+            let file_name = Path::new(source)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| Failed(format!("the server listed {source:?}, which names no file")))?;
+            let got = copy_listed(server, token, source, &dir.join(&file_name))?;
+            files.push(BackupFile {
+                name: file_name,
+                size: got.size,
+                sha256: got.sha256,
+                stored_in: name.to_owned(),
+                closed: false,
+            });
+        }
+        sync_dir(&dir)?;
+        eprintln!("backup: the log of {group}: {} files", files.len());
+        logs.push(LogBackup { group: group.clone(), files });
+    }
+    Ok(logs)
 }
 
 /// Asks the node for a copy of its cluster state and copies it into
@@ -217,18 +288,7 @@ fn control_state(
         .ok_or_else(|| Failed(format!("the server named {source:?} as its cluster state")))?;
     let dir = partial.join("control");
     fs::create_dir_all(&dir).map_err(io(dir.display()))?;
-    let dest = dir.join(&file_name);
-    let mut out = fs::File::create(&dest).map_err(io(dest.display()))?;
-    let got =
-        download(server, token, &format!("/v1/backup/file?path={}", encode(&source)), &mut out).map_err(|failure| {
-            match failure {
-                DownloadFailed::Unreachable(m) | DownloadFailed::Refused(_, _, m) => {
-                    Failed(format!("copying {source}: {m}"))
-                }
-                DownloadFailed::Write(e) => Failed(format!("writing {}: {e}", dest.display())),
-            }
-        })?;
-    out.sync_all().map_err(io(format!("fsync {}", dest.display())))?;
+    let got = copy_listed(server, token, &source, &dir.join(&file_name))?;
     sync_dir(&dir)?;
     eprintln!("backup: the cluster state: {file_name} ({} bytes)", got.size);
     Ok(Some(BackupFile {
@@ -259,10 +319,16 @@ fn sha256_of(path: &Path) -> Result<(u64, String), Failed> {
 /// not yet renamed): present, of its size, of its SHA-256.
 fn verify_files(root: &Path, manifest: &Manifest, own: Option<&Path>) -> Result<u64, Failed> {
     let mut checked = 0;
+    let folder = |stored_in: &str| own.map_or_else(|| root.join(stored_in), Path::to_path_buf);
     if let Some(control) = &manifest.control {
-        let folder = own.map_or_else(|| root.join(&control.stored_in), Path::to_path_buf);
-        check(&folder.join("control").join(&control.name), control)?;
+        check(&folder(&control.stored_in).join("control").join(&control.name), control)?;
         checked += 1;
+    }
+    for log in &manifest.logs {
+        for file in &log.files {
+            check(&folder(&file.stored_in).join("log").join(&log.group).join(&file.name), file)?;
+            checked += 1;
+        }
     }
     for store in &manifest.stores {
         for file in &store.files {
@@ -329,13 +395,29 @@ pub fn prune(root: &Path, keep: usize) -> Result<Vec<String>, Failed> {
     Ok(removed)
 }
 
-/// `ranvierctl restore --from DIR/backup-… --data-dir D`: checks the backup,
+/// Copies `from` to `dir/name`: beside it first, fsynced, then renamed.
+fn put(from: &Path, dir: &Path, name: &str) -> Result<(), Failed> {
+    let temporary = dir.join(format!("{name}.restoring"));
+    fs::copy(from, &temporary).map_err(io(format!("copy {}", from.display())))?;
+    fs::File::open(&temporary).and_then(|f| f.sync_all()).map_err(io(temporary.display()))?;
+    fs::rename(&temporary, dir.join(name)).map_err(io(temporary.display()))
+}
+
+/// `ranvierctl restore --from DIR/backup-… --data-dir D [--log-dir L]`: checks the backup,
 /// then puts each store's files into `D/<context>/` (events and snapshots
 /// share a folder, as the node keeps them by default). A folder that holds
 /// segment files already is left alone: a restore never overwrites.
-pub fn restore(backup: &Path, data_dir: &Path) -> Result<u64, Failed> {
+pub fn restore(backup: &Path, data_dir: &Path, log_dir: Option<&Path>) -> Result<u64, Failed> {
     let manifest = verify(backup)?;
     let root = backup.parent().unwrap_or(Path::new("."));
+    if let Some(log_dir) = log_dir {
+        for log in &manifest.logs {
+            let dir = log_dir.join(&log.group);
+            if fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+                return Err(Failed(format!("{} is not empty: restore into an empty folder", dir.display())));
+            }
+        }
+    }
     for context in manifest.stores.iter().map(|s| &s.context).collect::<BTreeSet<_>>() {
         let dir = data_dir.join(context);
         let occupied = fs::read_dir(&dir).map(|entries| {
@@ -353,16 +435,25 @@ pub fn restore(backup: &Path, data_dir: &Path) -> Result<u64, Failed> {
         let dir = data_dir.join(&store.context);
         fs::create_dir_all(&dir).map_err(io(dir.display()))?;
         for file in &store.files {
-            let from = file_path(root, store, file);
-            let temporary = dir.join(format!("{}.restoring", file.name));
-            fs::copy(&from, &temporary).map_err(io(format!("copy {}", from.display())))?;
-            fs::File::open(&temporary).and_then(|f| f.sync_all()).map_err(io(temporary.display()))?;
-            fs::rename(&temporary, dir.join(&file.name)).map_err(io(temporary.display()))?;
+            put(&file_path(root, store, file), &dir, &file.name)?;
             restored += 1;
         }
         sync_dir(&dir)?;
     }
     sync_dir(data_dir)?;
+    if let Some(log_dir) = log_dir {
+        for log in &manifest.logs {
+            let dir = log_dir.join(&log.group);
+            fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+            for file in &log.files {
+                let from = root.join(&file.stored_in).join("log").join(&log.group).join(&file.name);
+                put(&from, &dir, &file.name)?;
+                restored += 1;
+            }
+            sync_dir(&dir)?;
+        }
+        sync_dir(log_dir)?;
+    }
     eprintln!("restore: {} files of {} into {}", restored, manifest.name, data_dir.display());
     Ok(restored)
 }

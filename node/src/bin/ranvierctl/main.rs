@@ -52,7 +52,7 @@ commands:
   backup --target <dir> [-c <context>,...] [--incremental]
   backup verify <dir>/backup-<ms>
   backup prune <dir> --keep <n>
-  restore --from <dir>/backup-<ms> --data-dir <event storage dir>
+  restore --from <dir>/backup-<ms> --data-dir <event storage dir> [--log-dir <replication log dir>]
 
 node roles: PRIMARY, ACTIVE_BACKUP, PASSIVE_BACKUP, SECONDARY, MESSAGING_ONLY; lists are comma separated
 application roles: READ_EVENTS, PUBLISH_EVENTS, DISPATCH_COMMANDS, SUBSCRIBE_COMMAND_HANDLER, DISPATCH_QUERY,
@@ -441,7 +441,7 @@ fn backups(command: &str, args: &[String]) -> ExitCode {
                 let (Some(from), Some(data)) = (options.get("--from"), options.get("--data-dir")) else {
                     return usage("restore needs --from <backup folder> and --data-dir <dir>");
                 };
-                backup::restore(Path::new(from), Path::new(data)).map(|_| ())
+                backup::restore(Path::new(from), Path::new(data), options.get("--log-dir").map(Path::new)).map(|_| ())
             } else {
                 let Some(target) = options.get("--target") else { return usage("backup needs --target <dir>") };
                 let (server, url, token) = match connection(&options) {
