@@ -11,7 +11,9 @@
 //!
 //! `RANVIER_BENCH=cluster` runs only the three-node figures,
 //! `RANVIER_BENCH=cluster-append` only their append part,
-//! `RANVIER_BENCH=commands` only the command round trips (`node/commands.rs`).
+//! `RANVIER_BENCH=commands` only the command round trips (`node/commands.rs`),
+//! `RANVIER_BENCH=backup` only backup and restore of a 1 GiB store beside
+//! the disk's bandwidth (`node/backup.rs`).
 //! `RANVIER_BENCH_SCALE` (default 1.0) scales every event count, for a quick
 //! look (`0.05`) on a slow machine.
 
@@ -29,6 +31,8 @@ use ranvier_tests::{Node, event};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+#[path = "node/backup.rs"]
+mod backup;
 #[path = "node/commands.rs"]
 mod commands;
 
@@ -532,6 +536,7 @@ async fn main() {
         Ok("cluster") => return cluster_figures(true).await,
         Ok("cluster-append") => return cluster_figures(false).await,
         Ok("commands") => return commands::figures(scale()).await,
+        Ok("backup") => return backup::figures(scale(), dir.path()).await,
         _ => {}
     }
 
@@ -619,4 +624,6 @@ async fn main() {
     let _ = std::process::Command::new("sync").status();
     cluster_figures(true).await;
     commands::figures(scale()).await;
+    let dir = bench_dir();
+    backup::figures(scale(), dir.path()).await;
 }
