@@ -37,11 +37,33 @@ fn failed(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Failed {
 /// Replaces `path` with `bytes` (temp file, fsync, rename); the directory
 /// is not synced.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Failed> {
+    replace_with_mode(path, bytes, None)
+}
+
+/// [`replace_file`] for a secret: the file is readable and writable by its
+/// owner only (mode 0600) from the moment it exists.
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<(), Failed> {
+    replace_with_mode(path, bytes, Some(0o600))
+}
+
+fn replace_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), Failed> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     temp_name.push(".temp");
     let temp = path.with_file_name(temp_name);
-    fs::write(&temp, bytes).map_err(failed("write", &temp))?;
-    File::open(&temp).and_then(|f| f.sync_all()).map_err(failed("fsync", &temp))?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if let Some(mode) = mode {
+        options.mode(mode);
+    }
+    let mut file = options.open(&temp).map_err(failed("write", &temp))?;
+    if let Some(mode) = mode {
+        // An earlier temp file may have been made with other bits.
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(failed("write", &temp))?;
+    }
+    file.write_all(bytes).map_err(failed("write", &temp))?;
+    file.sync_all().map_err(failed("fsync", &temp))?;
     fs::rename(&temp, path).map_err(failed("rename", &temp))
 }
 

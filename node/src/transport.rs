@@ -178,7 +178,12 @@ pub fn attach_internal_token<T>(request: &mut Request<T>, token: Option<&str>) {
 /// length, so timing does not tell how much of a guess was right.
 pub fn check_internal_token<T>(request: &Request<T>, expected: Option<&str>) -> Result<(), Status> {
     let Some(expected) = expected else { return Ok(()) };
-    match request.metadata().get(INTERNAL_TOKEN_KEY).map(|v| v.as_bytes()) {
+    token_presented(request.metadata().get(INTERNAL_TOKEN_KEY).map(|v| v.as_bytes()), expected)
+}
+
+/// Whether `presented` is the internal token `expected`, in constant time.
+fn token_presented(presented: Option<&[u8]>, expected: &str) -> Result<(), Status> {
+    match presented {
         Some(token) if equal_in_constant_time(token, expected.as_bytes()) => Ok(()),
         Some(_) => Err(Status::permission_denied("invalid internal token")),
         None => Err(Status::permission_denied("missing internal token")),
@@ -238,14 +243,9 @@ where
     fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
         if let Some(expected) = &self.token {
             let presented = request.headers().get(INTERNAL_TOKEN_KEY).map(|v| v.as_bytes());
-            let refusal = match presented {
-                Some(token) if equal_in_constant_time(token, expected.as_bytes()) => None,
-                Some(_) => Some("invalid internal token"),
-                None => Some("missing internal token"),
-            };
-            if let Some(reason) = refusal {
-                tracing::debug!(path = %request.uri().path(), reason, "internal call refused");
-                let answer = Status::permission_denied(reason).into_http::<tonic::body::Body>();
+            if let Err(refused) = token_presented(presented, expected) {
+                tracing::debug!(path = %request.uri().path(), reason = refused.message(), "internal call refused");
+                let answer = refused.into_http::<tonic::body::Body>();
                 return Box::pin(async move { Ok(answer) });
             }
         }

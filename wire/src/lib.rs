@@ -31,3 +31,8 @@ pub fn valid_stored_name(name: &str) -> bool {
 
 pub use codes::ErrorCode;
 pub use role::{Role, UnknownRole, quorum_holds};
+
+/// `bytes` in lower-case hex, as tokens and digests are written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -177,7 +177,7 @@ fn random(bytes: &mut [u8]) -> Result<(), TokenError> {
 pub fn new_token() -> Result<String, TokenError> {
     let mut bytes = [0u8; 32];
     random(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(ranvier_wire::hex(&bytes))
 }
 
 /// Checks a token a user chose: long enough, and only visible ASCII (it

@@ -5,9 +5,8 @@
 //! line. Later starts read the same file; a file that others may read, or
 //! that holds no usable token, stops the start.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::applications::{TokenError, check_given_token, new_token};
@@ -65,18 +64,10 @@ pub fn load_or_create(path: &Path) -> Result<String, SystemTokenError> {
                 Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
                 _ => PathBuf::from("."),
             };
-            crate::durable::create_dir_all(&dir).map_err(|failed| io(failed.into()))?;
-            let mut temp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-            temp_name.push(".temp");
-            let temp = path.with_file_name(temp_name);
-            let mut file =
-                OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).map_err(io)?;
-            // An earlier temp file may have been made with other bits.
-            file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io)?;
-            file.write_all(format!("{token}\n").as_bytes()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            fs::rename(&temp, path).map_err(io)?;
-            crate::durable::sync_dir(&dir).map_err(|failed| io(failed.source))?;
+            let durable = |failed: crate::durable::Failed| io(failed.into());
+            crate::durable::create_dir_all(&dir).map_err(durable)?;
+            crate::durable::replace_private_file(path, format!("{token}\n").as_bytes()).map_err(durable)?;
+            crate::durable::sync_dir(&dir).map_err(durable)?;
             Ok(token)
         }
         Err(e) => Err(io(e)),

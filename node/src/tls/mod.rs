@@ -243,12 +243,12 @@ impl Tls {
             }
             None => None,
         };
-        Ok(Tls {
-            client: acceptor(&config.client, &[b"h2"])?,
-            internal: acceptor(&config.internal, &[b"h2"])?,
-            http: acceptor(&config.http, &[b"http/1.1"])?,
-            connector,
-        })
+        let client = acceptor(&config.client, &[b"h2"])?;
+        // The internal port takes the client port's files unless given its
+        // own: then it serves the same certificate, read and reloaded once.
+        let internal =
+            if config.internal == config.client { client.clone() } else { acceptor(&config.internal, &[b"h2"])? };
+        Ok(Tls { client, internal, http: acceptor(&config.http, &[b"http/1.1"])?, connector })
     }
 }
 

@@ -79,5 +79,5 @@ pub fn config_hash(properties: &str, token: &[u8]) -> String {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    ranvier_wire::hex(&hasher.finalize())
 }

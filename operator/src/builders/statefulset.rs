@@ -19,6 +19,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use ranvier_crds::RanvierCluster;
 use ranvier_crds::cluster::{NodeSet, PullPolicy, Storage};
 
 use super::config::{CONFIG_DIR, EVENTS_DIR, LOG_DIR, PROPERTIES_FILE};
@@ -42,9 +44,9 @@ pub fn token_ref(cluster: &ValidCluster) -> (String, String) {
 
 /// The Secret holding the access tokens (keys `token` and `admin-token`)
 /// when the spec turns access control on.
-pub fn access_tokens_secret(cluster: &ValidCluster) -> Option<String> {
-    let access = cluster.resource.spec.access_control.as_ref()?;
-    Some(access.token_secret.clone().unwrap_or_else(|| names::access_tokens_secret(&cluster.name)))
+pub fn access_tokens_secret(cluster: &RanvierCluster) -> Option<String> {
+    let access = cluster.spec.access_control.as_ref()?;
+    Some(access.token_secret.clone().unwrap_or_else(|| names::access_tokens_secret(&cluster.name_any())))
 }
 
 /// The StatefulSet of `set`; `config_hash` goes into the pod template so
@@ -187,7 +189,7 @@ fn environment(cluster: &ValidCluster) -> Vec<EnvVar> {
         value("AXONIQ_AXONSERVER_INTERNAL_HOSTNAME", dns),
         from_secret("AXONIQ_AXONSERVER_ACCESSCONTROL_INTERNAL_TOKEN", secret, key),
     ];
-    if let Some(tokens) = access_tokens_secret(cluster) {
+    if let Some(tokens) = access_tokens_secret(&cluster.resource) {
         environment.extend([
             value("AXONIQ_AXONSERVER_ACCESSCONTROL_ENABLED", "true".to_owned()),
             from_secret("AXONIQ_AXONSERVER_ACCESSCONTROL_TOKEN", tokens.clone(), names::ACCESS_TOKEN_KEY.to_owned()),

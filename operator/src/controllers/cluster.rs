@@ -173,7 +173,7 @@ async fn secrets(ctx: &Context, cluster: &ValidCluster) -> Result<Vec<u8>, Error
     let (name, key) = statefulset::token_ref(cluster);
     let spec = &cluster.resource.spec;
     let mut material = secret_values(ctx, cluster, &name, &[&key], spec.internal_token.is_some()).await?.concat();
-    if let Some(tokens) = statefulset::access_tokens_secret(cluster) {
+    if let Some(tokens) = statefulset::access_tokens_secret(&cluster.resource) {
         let named = spec.access_control.as_ref().is_some_and(|access| access.token_secret.is_some());
         let keys = [names::ACCESS_TOKEN_KEY, names::ADMIN_TOKEN_KEY];
         for value in secret_values(ctx, cluster, &tokens, &keys, named).await? {
@@ -220,8 +220,7 @@ pub async fn admin_token(
     cluster: &RanvierCluster,
     namespace: &str,
 ) -> Result<Option<String>, kube::Error> {
-    let Some(access) = &cluster.spec.access_control else { return Ok(None) };
-    let name = access.token_secret.clone().unwrap_or_else(|| names::access_tokens_secret(&cluster.name_any()));
+    let Some(name) = statefulset::access_tokens_secret(cluster) else { return Ok(None) };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets.get_opt(&name).await?;
     let value = secret.and_then(|s| s.data).and_then(|mut data| data.remove(names::ADMIN_TOKEN_KEY));
@@ -231,7 +230,7 @@ pub async fn admin_token(
 fn random_token() -> Result<Vec<u8>, Error> {
     let mut bytes = [0u8; TOKEN_BYTES];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(Error::Random)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
+    Ok(ranvier_wire::hex(&bytes).into_bytes())
 }
 
 /// Applies every object; returns the nodes the StatefulSets report ready.

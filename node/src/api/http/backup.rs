@@ -34,6 +34,9 @@
 //! node's disk and are not listed (back up a SECONDARY for those). Every
 //! endpoint needs administrator rights when access control is on.
 
+// Helpers return the finished error response as `Err` (see `admin`).
+#![allow(clippy::result_large_err)]
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +55,7 @@ use serde::Deserialize;
 use super::HttpState;
 use super::admin::answer;
 use crate::store::SegmentStore;
+use crate::store::segments::SegmentFiles;
 
 /// How long a listed segment stays on disk for the backup that listed it.
 pub const BACKUP_LEASE: Duration = Duration::from_secs(10 * 60);
@@ -93,30 +97,28 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// The store of `context` and kind `kind` (`EVENT` or `SNAPSHOT`).
-fn store(state: &HttpState, context: Option<String>, kind: Option<String>) -> Result<SegmentStore, Box<Response>> {
+fn store(state: &HttpState, context: Option<String>, kind: Option<String>) -> Result<SegmentStore, Response> {
     let context = context.unwrap_or_else(|| "default".to_owned());
     let snapshots = match kind.as_deref().map(str::to_ascii_uppercase).as_deref() {
         None | Some("EVENT") => false,
         Some("SNAPSHOT") => true,
-        Some(other) => return Err(Box::new(bad_request(format!("type {other}: expected EVENT or SNAPSHOT")))),
+        Some(other) => return Err(bad_request(format!("type {other}: expected EVENT or SNAPSHOT"))),
     };
     match state.contexts.get(&context) {
         Some(Ok(store)) => Ok(if snapshots { store.snapshots } else { store.events }),
-        Some(Err(reason)) => Err(Box::new(answer(StatusCode::SERVICE_UNAVAILABLE, Some("AXONIQ-7000"), reason))),
-        None => {
-            let message = format!("no context {context} on this node");
-            Err(Box::new(answer(StatusCode::NOT_FOUND, Some("AXONIQ-1302"), message)))
-        }
+        Some(Err(reason)) => Err(answer(StatusCode::SERVICE_UNAVAILABLE, Some("AXONIQ-7000"), reason)),
+        None => Err(answer(StatusCode::NOT_FOUND, Some("AXONIQ-1302"), format!("no context {context} on this node"))),
     }
 }
 
-/// The files of `store`'s closed segments newer than `after`, pinned for
-/// the backup, and the newest closed segment.
-fn closed_files(store: &SegmentStore, after: i64) -> (Vec<String>, i64) {
+/// The files of the closed segments among `segments` (one reading of
+/// `store`'s) newer than `after`, pinned for the backup, and the newest
+/// closed segment.
+fn closed_files(store: &SegmentStore, segments: &[SegmentFiles], after: i64) -> (Vec<String>, i64) {
     let mut newest = -1;
     let mut pinned = Vec::new();
     let mut names = Vec::new();
-    for segment in store.segment_files().into_iter().filter(|s| s.closed) {
+    for segment in segments.iter().filter(|s| s.closed) {
         newest = newest.max(segment.first_token as i64);
         if segment.first_token as i64 > after {
             pinned.push(segment.first_token);
@@ -130,12 +132,16 @@ fn closed_files(store: &SegmentStore, after: i64) -> (Vec<String>, i64) {
 async fn eventstore(State(state): State<Arc<HttpState>>, Query(query): Query<EventStoreQuery>) -> Response {
     let store = match store(&state, query.target_context, query.r#type) {
         Ok(store) => store,
-        Err(response) => return *response,
+        Err(response) => return response,
     };
     let next_token = store.next_token();
-    let (mut filenames, last_closed_segment) = closed_files(&store, query.last_closed_segment_backed_up.unwrap_or(-1));
+    // One reading of the segments: a segment that closes meanwhile is
+    // listed once, closed or active, never neither.
+    let segments = store.segment_files();
+    let after = query.last_closed_segment_backed_up.unwrap_or(-1);
+    let (mut filenames, last_closed_segment) = closed_files(&store, &segments, after);
     let mut active_segment = 0;
-    for segment in store.segment_files().into_iter().filter(|s| !s.closed) {
+    for segment in segments.iter().filter(|s| !s.closed) {
         active_segment = segment.first_token;
         filenames.extend(segment.paths.iter().map(|p| p.display().to_string()));
     }
@@ -145,9 +151,10 @@ async fn eventstore(State(state): State<Arc<HttpState>>, Query(query): Query<Eve
 async fn filenames(State(state): State<Arc<HttpState>>, Query(query): Query<FilenamesQuery>) -> Response {
     let store = match store(&state, query.context, query.r#type) {
         Ok(store) => store,
-        Err(response) => return *response,
+        Err(response) => return response,
     };
-    Json(closed_files(&store, query.last_segment_backed_up.unwrap_or(-1)).0).into_response()
+    let segments = store.segment_files();
+    Json(closed_files(&store, &segments, query.last_segment_backed_up.unwrap_or(-1)).0).into_response()
 }
 
 #[derive(Deserialize)]
@@ -330,7 +337,7 @@ async fn file(State(state): State<Arc<HttpState>>, Query(query): Query<FileQuery
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         let mut file = match std::fs::File::open(&path) {
-            Ok(file) => file.take(len),
+            Ok(file) => file,
             Err(error) => {
                 let _ = sender.blocking_send(Err(error));
                 return;

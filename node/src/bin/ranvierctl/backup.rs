@@ -22,7 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Call;
-use super::http::{DownloadFailed, Server, Unreachable, download, hex, send};
+use super::http::{DownloadFailed, Server, Unreachable, download, send};
 
 /// Store kinds, as the backup endpoints name them.
 const KINDS: [&str; 2] = ["EVENT", "SNAPSHOT"];
@@ -50,7 +50,7 @@ fn get_json<T: serde::de::DeserializeOwned>(server: &Server, token: Option<&str>
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Failed> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("fsync {}", dir.display())))
+    ranvier_node::durable::sync_dir(dir).map_err(|f| Failed(format!("{} {}: {}", f.op, f.path.display(), f.source)))
 }
 
 /// The complete backups in `root`, oldest first.
@@ -132,11 +132,7 @@ pub fn backup(
             fs::create_dir_all(&dir).map_err(io(dir.display()))?;
             let active = format!("{:020}.", listing.active_segment);
             for (at, source) in listing.filenames.iter().enumerate() {
-                let file_name = Path::new(source)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .ok_or_else(|| Failed(format!("the server listed {source:?}, which names no file")))?;
-                let got = copy_listed(server, token, source, &dir.join(&file_name))?;
+                let (file_name, got) = copy_listed(server, token, source, &dir)?;
                 copied_files += 1;
                 copied_bytes += got.size;
                 eprintln!(
@@ -193,13 +189,19 @@ pub fn backup(
     Ok(manifest)
 }
 
-/// Downloads `source` (a path the node listed) to `dest`, fsynced.
+/// Downloads `source` (a path the node listed) into `dir` under its own
+/// file name, fsynced; answers the name.
 fn copy_listed(
     server: &Server,
     token: Option<&str>,
     source: &str,
-    dest: &Path,
-) -> Result<super::http::Downloaded, Failed> {
+    dir: &Path,
+) -> Result<(String, super::http::Downloaded), Failed> {
+    let file_name = Path::new(source)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Failed(format!("the server listed {source:?}, which names no file")))?;
+    let dest = &dir.join(&file_name);
     let mut out = fs::File::create(dest).map_err(io(dest.display()))?;
     let got =
         download(server, token, &format!("/v1/backup/file?path={}", encode(source)), &mut out).map_err(|failure| {
@@ -212,7 +214,7 @@ fn copy_listed(
             }
         })?;
     out.sync_all().map_err(io(format!("fsync {}", dest.display())))?;
-    Ok(got)
+    Ok((file_name, got))
 }
 
 /// Copies the replication log folders of `groups` this node keeps into
@@ -243,11 +245,7 @@ fn replication_logs(
         fs::create_dir_all(&dir).map_err(io(dir.display()))?;
         let mut files = Vec::new();
         for source in &listed {
-            let file_name = Path::new(source)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| Failed(format!("the server listed {source:?}, which names no file")))?;
-            let got = copy_listed(server, token, source, &dir.join(&file_name))?;
+            let (file_name, got) = copy_listed(server, token, source, &dir)?;
             files.push(BackupFile {
                 name: file_name,
                 size: got.size,
@@ -282,13 +280,9 @@ fn control_state(
         return Err(Failed(format!("the cluster state: {code}: {}", answer.body.trim())));
     }
     let source = answer.body.trim().to_owned();
-    let file_name = Path::new(&source)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| Failed(format!("the server named {source:?} as its cluster state")))?;
     let dir = partial.join("control");
     fs::create_dir_all(&dir).map_err(io(dir.display()))?;
-    let got = copy_listed(server, token, &source, &dir.join(&file_name))?;
+    let (file_name, got) = copy_listed(server, token, &source, &dir)?;
     sync_dir(&dir)?;
     eprintln!("backup: the cluster state: {file_name} ({} bytes)", got.size);
     Ok(Some(BackupFile {
@@ -308,7 +302,7 @@ fn sha256_of(path: &Path) -> Result<(u64, String), Failed> {
     loop {
         let n = file.read(&mut buffer).map_err(io(path.display()))?;
         if n == 0 {
-            return Ok((size, hex(&hasher.finalize())));
+            return Ok((size, ranvier_wire::hex(&hasher.finalize())));
         }
         hasher.update(&buffer[..n]);
         size += n as u64;

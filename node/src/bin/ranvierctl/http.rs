@@ -220,10 +220,5 @@ pub fn download(
         sink.write_all(&buffer[..n]).map_err(DownloadFailed::Write)?;
         left -= n as u64;
     }
-    Ok(Downloaded { size: length, sha256: hex(&hasher.finalize()) })
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(Downloaded { size: length, sha256: ranvier_wire::hex(&hasher.finalize()) })
 }
