@@ -322,3 +322,97 @@ async fn a_log_file_a_backup_listed_survives_the_purge_that_deletes_it() {
     let outside = format!("/v1/backup/file?path={}", encode(&log_dir.join("vote.json").display().to_string()));
     assert_eq!(http_get_bytes(&node.http_addr, &outside, &[]).unwrap().status, 404, "only what was listed is served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backed_up_while_writing_restores_into_a_fresh_cluster_whose_every_node_serves_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let small = ["axoniq.axonserver.event.segment-size=64KB", "ranvier.max-transaction-size=32KB"];
+    let source = ranvier_tests::start_cluster(&dir.path().join("source"), 3, &small).unwrap();
+    ranvier_tests::wait_voters(&source[0], "default", 3).await.unwrap();
+
+    // A client on every node writes 5-event transactions all along.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (i, node) in source.iter().enumerate() {
+        let (channel, stop) = (node.channel().await.unwrap(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut client = ranvier_proto::event::event_store_client::EventStoreClient::new(channel);
+            let aggregate = format!("writer-{i}");
+            let mut seq = 0i64;
+            while !stop.load(Ordering::SeqCst) {
+                let events: Vec<_> = (seq..seq + 5).map(|s| event(&aggregate, s, 700)).collect();
+                client.append_event(tokio_stream::iter(events)).await.unwrap();
+                seq += 5;
+            }
+        }));
+    }
+    let wait_for = |at_least: i64| {
+        let node = &source[0];
+        async move {
+            ranvier_tests::eventually(std::time::Duration::from_secs(60), "events written", || async {
+                last_token(node).await >= at_least
+            })
+            .await
+            .unwrap();
+        }
+    };
+    wait_for(600).await;
+    let target = dir.path().join("backups");
+    let (code, name, err) = {
+        let (server, target) = (format!("http://{}", source[1].http_addr), target.display().to_string());
+        tokio::task::spawn_blocking(move || ctl(&["backup", "--target", &target, "-S", &server])).await.unwrap()
+    };
+    assert_eq!(code, 0, "{err}");
+    let manifest = manifest(&target, name.trim());
+    let covered = events_next_token(&manifest);
+    wait_for(covered + 300).await;
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    // Restored onto the node that founds a fresh cluster; the others join it.
+    let fresh = dir.path().join("restored");
+    let data = fresh.join("node-1").join("data").display().to_string();
+    let (code, out, err) =
+        ctl(&["restore", "--from", &target.join(name.trim()).display().to_string(), "--data-dir", &data]);
+    assert_eq!(code, 0, "{out}{err}");
+    let restored = ranvier_tests::start_cluster(&fresh, 3, &small).unwrap();
+    ranvier_tests::wait_voters(&restored[0], "default", 3).await.unwrap();
+    let held = last_token(&restored[0]).await;
+    assert!(held + 1 >= covered, "the restored cluster holds {} events, the backup covers {covered}", held + 1);
+    let original = ranvier_tests::read_events(&source[0], held + 1).await.unwrap();
+    for node in &restored {
+        let copy = tokio::time::timeout(std::time::Duration::from_secs(60), ranvier_tests::read_events(node, held + 1))
+            .await
+            .unwrap_or_else(|_| panic!("{} does not serve the restored events", node.name()))
+            .unwrap();
+        assert!(copy == original, "{}: the restored events differ from the originals", node.name());
+    }
+    // Whole transactions only: each writer's events end with a transaction's last.
+    for i in 0..3 {
+        let aggregate = format!("writer-{i}");
+        let mine: Vec<i64> = original
+            .iter()
+            .map(|e| e.decode_event().unwrap())
+            .filter(|e| e.aggregate_identifier == aggregate)
+            .map(|e| e.aggregate_sequence_number)
+            .collect();
+        assert_eq!(mine, (0..mine.len() as i64).collect::<Vec<_>>(), "{aggregate}: a gap");
+        assert_eq!(mine.len() % 5, 0, "{aggregate}: a transaction cut in half");
+    }
+
+    // The restored cluster takes writes through any node, after what it holds.
+    let mut client = restored[2].event_store().await.unwrap();
+    let taken = original.iter().filter(|e| e.decode_event().unwrap().aggregate_identifier == "writer-0").count() as i64;
+    let stale = client.append_event(tokio_stream::iter(vec![event("writer-0", taken - 1, 10)])).await;
+    assert!(stale.is_err(), "a sequence the restored store holds is refused");
+    client.append_event(tokio_stream::iter(vec![event("writer-0", taken, 10)])).await.unwrap();
+    assert_eq!(last_token(&restored[1]).await, held + 1);
+}
+
+async fn last_token(node: &Node) -> i64 {
+    let mut client = node.event_store().await.unwrap();
+    client.get_last_token(ranvier_proto::event::GetLastTokenRequest {}).await.unwrap().into_inner().token
+}

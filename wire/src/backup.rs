@@ -97,3 +97,48 @@ pub struct BackupListing {
     #[serde(default)]
     pub next_token: u64,
 }
+
+/// What `ranvierctl backup --summary FILE` writes once a backup is
+/// complete: the figures a Backup resource's status shows. Small on
+/// purpose: a pod's termination message holds 4 KiB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// The backup's folder name.
+    pub name: String,
+    /// Bytes of every file the backup holds (its own and those it refers to).
+    pub bytes: u64,
+    /// Bytes this run copied.
+    pub copied_bytes: u64,
+    /// SHA-256 of its `manifest.json`, hex.
+    pub manifest_sha256: String,
+    /// Where each store's copy ends.
+    pub positions: Vec<Position>,
+}
+
+/// Every event (or snapshot) of a store before `next_token` is in a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Position {
+    /// The context.
+    pub context: String,
+    /// `EVENT` or `SNAPSHOT`.
+    pub kind: String,
+    /// The store's next token when it was listed.
+    pub next_token: u64,
+}
+
+impl Summary {
+    /// The summary of `manifest`, whose file's SHA-256 is `manifest_sha256`.
+    pub fn of(manifest: &Manifest, manifest_sha256: String, copied_bytes: u64) -> Self {
+        let files = manifest.stores.iter().flat_map(|s| &s.files);
+        let logs = manifest.logs.iter().flat_map(|l| &l.files);
+        let bytes = files.chain(logs).chain(manifest.control.iter()).map(|f| f.size).sum();
+        let positions = manifest
+            .stores
+            .iter()
+            .map(|s| Position { context: s.context.clone(), kind: s.kind.clone(), next_token: s.next_token })
+            .collect();
+        Summary { name: manifest.name.clone(), bytes, copied_bytes, manifest_sha256, positions }
+    }
+}

@@ -4,7 +4,9 @@
 //!
 //! - Groups: a node opens the Raft of every group it stores (any role but
 //!   MESSAGING_ONLY) and the stores of the group's contexts; a founding
-//!   member initialises the group's Raft with the founding primaries. A
+//!   member initialises the group's Raft with the founding primaries — or,
+//!   where the stores of its contexts hold transactions already (a
+//!   restore), starts the group's log after them. A
 //!   node that left a group (or whose group was deleted) closes it once the
 //!   group's Raft no longer counts it, and deletes its files unless the
 //!   removal asked to preserve them.
@@ -28,6 +30,8 @@ use super::model::{ADMIN, ClusterModel};
 use super::roles::{RaftOf, RaftShape};
 use super::{Cluster, node_id};
 use crate::raft::GroupRaft;
+use crate::raft::log_store;
+use crate::raft::state_machine;
 use crate::raft::types::MemberNode;
 
 /// How often the reconciler runs without a model change.
@@ -93,7 +97,10 @@ impl Cluster {
     async fn host_group(&self, model: &ClusterModel, group: &str) -> Result<(), String> {
         let raft = match self.groups.get(group) {
             Some(raft) => raft,
-            None => self.open_group(group).await.map_err(|e| e.to_string())?,
+            None => {
+                self.found_over_stores(model, group).await?;
+                self.open_group(group).await.map_err(|e| e.to_string())?
+            }
         };
         let Some(info) = model.groups.get(group) else { return Ok(()) };
         if info.initial.contains(&self.settings.node.name) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
@@ -123,6 +130,56 @@ impl Cluster {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Where this node founds `group` and the stores of its contexts hold
+    /// transactions already (restored from a backup, or kept when their
+    /// context was deleted), starts the group's log after them instead of
+    /// at an empty log (see [`state_machine::found_over_stores`]); the
+    /// members that join later catch up from these stores.
+    async fn found_over_stores(&self, model: &ClusterModel, group: &str) -> Result<(), String> {
+        let Some(info) = model.groups.get(group) else { return Ok(()) };
+        if !info.initial.contains(&self.settings.node.name) {
+            return Ok(());
+        }
+        let dir = self.settings.log_dir.join(group);
+        let contexts = model.contexts_of(group);
+        let (opener, names, at) = (self.contexts.clone(), contexts.clone(), dir.clone());
+        let held = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+            if !log_store::is_fresh(&at).map_err(|e| e.to_string())? {
+                return Ok(0);
+            }
+            let mut highest = 0;
+            for name in &names {
+                let store = opener.ensure(name)?;
+                highest = highest.max(store.events.last_log_index()).max(store.snapshots.last_log_index());
+            }
+            Ok(highest)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        if held == 0 {
+            return Ok(());
+        }
+        if info.initial.len() != 1 {
+            return Err(format!(
+                "the stores of {group} hold transactions here already (restored or kept), so this node must found \
+                 the group alone, not with {:?}",
+                info.initial
+            ));
+        }
+        let index = state_machine::log_index_of(held);
+        let members = BTreeMap::from([(self.node_id, Cluster::member_node(&self.settings.node))]);
+        let (me, source) = (self.node_id, self.settings.node.internal_addr.clone());
+        let contexts: BTreeSet<String> = contexts.into_iter().collect();
+        tokio::task::spawn_blocking(move || {
+            state_machine::found_over_stores(&dir, index, me, members, contexts, source)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        tracing::info!(%group, index, "founded the group over stores that hold transactions: its log starts after them");
         Ok(())
     }
 

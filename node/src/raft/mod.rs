@@ -3,8 +3,10 @@
 //! (`log_store`), the state machine that applies committed entries to the
 //! context stores and, in `_admin`, to the cluster model (`state_machine`),
 //! and the Raft RPCs over the internal gRPC port with the internal token
-//! (`network`). Which groups run where is decided by `cluster`. Still to
-//! come: snapshots (catch-up by streaming segment files) and log purging.
+//! (`network`). Which groups run where is decided by `cluster`. A snapshot
+//! is metadata over the stores; a replica that installs one streams the
+//! transactions it lacks from the snapshot's node, and the log before a
+//! snapshot is purged.
 
 pub mod codec;
 pub mod log_store;

@@ -199,6 +199,11 @@ pub fn store_position(index: u64, slot: usize) -> u64 {
     (index << SLOT_BITS) | (slot as u64 & (BATCH_SLOTS as u64 - 1))
 }
 
+/// The log index a store position belongs to.
+pub fn log_index_of(position: u64) -> u64 {
+    position >> SLOT_BITS
+}
+
 /// Where in an applied batch a transaction's answer goes: (entry, slot
 /// inside a batched entry).
 type Place = (usize, Option<usize>);
@@ -472,6 +477,35 @@ impl GroupStateMachine {
         }
         Ok(())
     }
+}
+
+/// Founds a group in `dir` over stores that already hold transactions up
+/// to log entry `index` — restored from a backup, or kept when their
+/// context was deleted — instead of at an empty log: a snapshot at `index`
+/// of those stores, served by this node (internal address `source`), with
+/// `members` as voters. The group's log then starts after `index`, so the
+/// stores never meet a log index they hold already, and members that join
+/// later install the snapshot and catch up from this node's stores.
+/// `me` starts with a vote for itself in term 1 (the snapshot's term).
+pub fn found_over_stores(
+    dir: &Path,
+    index: u64,
+    me: u64,
+    members: std::collections::BTreeMap<u64, super::types::MemberNode>,
+    contexts: BTreeSet<String>,
+    source: String,
+) -> io::Result<()> {
+    crate::durable::create_dir_all(dir)?;
+    let log_id = LogId::new(openraft::vote::leader_id_std::CommittedLeaderId::new(1), index);
+    let voters = members.keys().copied().collect::<BTreeSet<u64>>();
+    let membership = super::types::Membership::new(vec![voters], members).map_err(io::Error::other)?;
+    let membership = StoredMembershipOf::<TypeConfig>::new(Some(log_id), membership);
+    let meta = SnapshotMetaOf::<TypeConfig> { last_log_id: Some(log_id), last_membership: membership.clone() };
+    let data = SnapshotData { source, contexts: contexts.clone(), model: None };
+    write_snapshot(&dir.join("snapshot.json"), &StoredSnapshot { meta, data })?;
+    let hint = AppliedHint { applied: Some(log_id), membership, contexts, model: None };
+    write_atomically(&dir.join("applied.json"), &serde_json::to_vec(&hint).map_err(io::Error::other)?)?;
+    super::log_store::start_after(dir, log_id, super::types::Vote::new(1, me))
 }
 
 /// The answer slot of a transaction in an applied batch.

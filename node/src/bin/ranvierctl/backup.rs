@@ -16,7 +16,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use ranvier_wire::backup::{BackupFile, BackupListing, FORMAT, LogBackup, MANIFEST, Manifest, StoreBackup};
+use ranvier_wire::backup::{BackupFile, BackupListing, FORMAT, LogBackup, MANIFEST, Manifest, StoreBackup, Summary};
 use ranvier_wire::http::encode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -80,37 +80,86 @@ fn file_path(root: &Path, store: &StoreBackup, file: &BackupFile) -> PathBuf {
     root.join(&file.stored_in).join(&store.context).join(&store.kind).join(&file.name)
 }
 
-/// `ranvierctl backup --target DIR [-c ctx,..] [--incremental]`.
-pub fn backup(
-    server: &Server,
-    server_url: &str,
-    token: Option<&str>,
-    target: &Path,
-    contexts: Vec<String>,
-    incremental: bool,
-) -> Result<Manifest, Failed> {
-    let contexts = if contexts.is_empty() {
-        let me: Value = get_json(server, token, "/v1/public/me".into())?;
-        let names = me["storageContextNames"].as_array().or_else(|| me["contextNames"].as_array());
-        names.into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect()
-    } else {
-        contexts
-    };
+/// What `ranvierctl backup` is asked for besides the server.
+pub struct Asked {
+    /// Where backups are kept.
+    pub target: PathBuf,
+    /// The contexts (none: every context the node stores).
+    pub contexts: Vec<String>,
+    /// Copy only the closed segments the newest complete backup lacks.
+    pub incremental: bool,
+    /// Prune to this many complete backups once this one is complete.
+    pub keep: Option<usize>,
+    /// Where to write the [`Summary`] (a pod's termination message file).
+    pub summary: Option<PathBuf>,
+}
+
+/// `ranvierctl backup --target DIR [-c ctx,..] [--incremental] [--keep N]
+/// [--summary FILE]`. A backup that fails leaves nothing behind: its
+/// `.partial` folder is removed.
+pub fn backup(server: &Server, server_url: &str, token: Option<&str>, asked: &Asked) -> Result<Manifest, Failed> {
+    let target = asked.target.as_path();
     fs::create_dir_all(target).map_err(io(target.display()))?;
-    let previous = if incremental { complete_backups(target)?.pop() } else { None };
+    let previous = if asked.incremental { complete_backups(target)?.pop() } else { None };
     let created_ms = now_ms();
     let name = format!("backup-{created_ms}");
     let partial = target.join(format!("{name}.partial"));
     fs::create_dir_all(&partial).map_err(io(partial.display()))?;
+    let written = write_backup(server, server_url, token, asked, previous, created_ms, &partial);
+    let (manifest, copied_bytes) = match written {
+        Ok(written) => written,
+        Err(failed) => {
+            if let Err(e) = fs::remove_dir_all(&partial) {
+                eprintln!("backup: could not remove {}: {e}", partial.display());
+            }
+            return Err(failed);
+        }
+    };
+    let done = target.join(&name);
+    fs::rename(&partial, &done).map_err(io(format!("rename {} to {}", partial.display(), done.display())))?;
+    sync_dir(target)?;
+    if let Some(keep) = asked.keep {
+        for removed in prune(target, keep)? {
+            eprintln!("backup: pruned {removed} (keeping {keep})");
+        }
+    }
+    if let Some(path) = &asked.summary {
+        let (_, sha256) = sha256_of(&done.join(MANIFEST))?;
+        let summary = Summary::of(&manifest, sha256, copied_bytes);
+        let text = serde_json::to_vec(&summary).map_err(|e| Failed(format!("summary: {e}")))?;
+        fs::write(path, text).map_err(io(path.display()))?;
+    }
+    Ok(manifest)
+}
+
+/// Writes the backup started at `created_ms` into `partial` and checks it; answers its manifest
+/// and the bytes copied.
+fn write_backup(
+    server: &Server,
+    server_url: &str,
+    token: Option<&str>,
+    asked: &Asked,
+    previous: Option<Manifest>,
+    created_ms: u64,
+    partial: &Path,
+) -> Result<(Manifest, u64), Failed> {
+    let (target, name) = (asked.target.as_path(), format!("backup-{created_ms}"));
+    let contexts = if asked.contexts.is_empty() {
+        let me: Value = get_json(server, token, "/v1/public/me".into())?;
+        let names = me["storageContextNames"].as_array().or_else(|| me["contextNames"].as_array());
+        names.into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect()
+    } else {
+        asked.contexts.clone()
+    };
     // The safe order: the cluster state first, then the logs, then the stores.
-    let control = control_state(server, token, &partial, &name)?;
+    let control = control_state(server, token, partial, &name)?;
     let logs = match &control {
         Some(control) => {
             let text = fs::read(partial.join("control").join(&control.name)).map_err(io("the cluster state copy"))?;
             let state: Value = serde_json::from_slice(&text).map_err(|e| Failed(format!("the cluster state: {e}")))?;
             let groups: Vec<String> =
                 state["model"]["groups"].as_object().into_iter().flatten().map(|(g, _)| g.clone()).collect();
-            replication_logs(server, token, &partial, &name, &groups)?
+            replication_logs(server, token, partial, &name, &groups)?
         }
         None => Vec::new(),
     };
@@ -180,13 +229,10 @@ pub fn backup(
     for context in &contexts {
         sync_dir(&partial.join(context))?;
     }
-    sync_dir(&partial)?;
-    verify_files(target, &manifest, Some(&partial))?;
-    let done = target.join(&name);
-    fs::rename(&partial, &done).map_err(io(format!("rename {} to {}", partial.display(), done.display())))?;
-    sync_dir(target)?;
+    sync_dir(partial)?;
+    verify_files(target, &manifest, Some(partial))?;
     eprintln!("backup: {name} complete: {copied_files} files, {copied_bytes} bytes copied");
-    Ok(manifest)
+    Ok((manifest, copied_bytes))
 }
 
 /// Downloads `source` (a path the node listed) into `dir` under its own
@@ -366,7 +412,8 @@ pub fn verify(backup: &Path) -> Result<Manifest, Failed> {
 }
 
 /// `ranvierctl backup prune DIR --keep N`: keeps the newest `keep`
-/// complete backups and every backup they refer to; never the newest.
+/// complete backups and every backup they refer to (never the newest), and
+/// removes what killed runs left.
 pub fn prune(root: &Path, keep: usize) -> Result<Vec<String>, Failed> {
     let backups = complete_backups(root)?;
     let keep = keep.max(1);
@@ -385,9 +432,24 @@ pub fn prune(root: &Path, keep: usize) -> Result<Vec<String>, Failed> {
             removed.push(manifest.name.clone());
         }
     }
+    // A `.partial` folder older than the newest complete backup and than
+    // an hour is what a killed run left.
+    let newest = backups.last().map_or(0, |m| m.created_ms);
+    let stale_before = now_ms().saturating_sub(STALE_PARTIAL_MS).min(newest);
+    for entry in fs::read_dir(root).map_err(io(root.display()))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let started = name.strip_prefix("backup-").and_then(|n| n.strip_suffix(".partial"));
+        if started.and_then(|ms| ms.parse::<u64>().ok()).is_some_and(|ms| ms < stale_before) {
+            fs::remove_dir_all(entry.path()).map_err(io(entry.path().display()))?;
+            removed.push(name);
+        }
+    }
     sync_dir(root)?;
     Ok(removed)
 }
+
+/// Age after which an unfinished backup folder counts as abandoned.
+const STALE_PARTIAL_MS: u64 = 3_600_000;
 
 /// Copies `from` to `dir/name`: beside it first, fsynced, then renamed.
 fn put(from: &Path, dir: &Path, name: &str) -> Result<(), Failed> {
@@ -397,11 +459,24 @@ fn put(from: &Path, dir: &Path, name: &str) -> Result<(), Failed> {
     fs::rename(&temporary, dir.join(name)).map_err(io(temporary.display()))
 }
 
-/// `ranvierctl restore --from DIR/backup-… --data-dir D [--log-dir L]`: checks the backup,
+/// `ranvierctl restore --from DIR/backup-… --data-dir D [--log-dir L]`
+/// (`--from DIR`: the newest complete backup in it): checks the backup,
 /// then puts each store's files into `D/<context>/` (events and snapshots
 /// share a folder, as the node keeps them by default). A folder that holds
 /// segment files already is left alone: a restore never overwrites.
-pub fn restore(backup: &Path, data_dir: &Path, log_dir: Option<&Path>) -> Result<u64, Failed> {
+pub fn restore(from: &Path, data_dir: &Path, log_dir: Option<&Path>) -> Result<u64, Failed> {
+    let newest;
+    let backup = if from.join(MANIFEST).exists() {
+        from
+    } else {
+        // A folder of backups: the newest complete one.
+        let Some(manifest) = complete_backups(from)?.pop() else {
+            return Err(Failed(format!("{} holds no complete backup", from.display())));
+        };
+        eprintln!("restore: the newest complete backup in {} is {}", from.display(), manifest.name);
+        newest = from.join(&manifest.name);
+        &newest
+    };
     let manifest = verify(backup)?;
     let root = backup.parent().unwrap_or(Path::new("."));
     if let Some(log_dir) = log_dir {

@@ -49,10 +49,10 @@ commands:
   renew-application-token -a <name>
   delete-application -a <name>
   applications
-  backup --target <dir> [-c <context>,...] [--incremental]
+  backup --target <dir> [-c <context>,...] [--incremental] [--keep <n>] [--summary <file>]
   backup verify <dir>/backup-<ms>
   backup prune <dir> --keep <n>
-  restore --from <dir>/backup-<ms> --data-dir <event storage dir> [--log-dir <replication log dir>]
+  restore --from <dir>[/backup-<ms>] --data-dir <event storage dir> [--log-dir <replication log dir>]
 
 node roles: PRIMARY, ACTIVE_BACKUP, PASSIVE_BACKUP, SECONDARY, MESSAGING_ONLY; lists are comma separated
 application roles: READ_EVENTS, PUBLISH_EVENTS, DISPATCH_COMMANDS, SUBSCRIBE_COMMAND_HANDLER, DISPATCH_QUERY,
@@ -439,7 +439,7 @@ fn backups(command: &str, args: &[String]) -> ExitCode {
             };
             if command == "restore" {
                 let (Some(from), Some(data)) = (options.get("--from"), options.get("--data-dir")) else {
-                    return usage("restore needs --from <backup folder> and --data-dir <dir>");
+                    return usage("restore needs --from <backup folder, or a folder of backups> and --data-dir <dir>");
                 };
                 backup::restore(Path::new(from), Path::new(data), options.get("--log-dir").map(Path::new)).map(|_| ())
             } else {
@@ -448,16 +448,19 @@ fn backups(command: &str, args: &[String]) -> ExitCode {
                     Ok(connection) => connection,
                     Err(Usage(message)) => return usage(&message),
                 };
-                let contexts = options.list("-c");
-                backup::backup(
-                    &server,
-                    &url,
-                    token.as_deref(),
-                    Path::new(target),
-                    contexts,
-                    options.flag("--incremental"),
-                )
-                .map(|manifest| println!("{}", manifest.name))
+                let keep = match options.get("--keep").map(|k| k.parse::<usize>()) {
+                    None => None,
+                    Some(Ok(keep)) if keep >= 1 => Some(keep),
+                    Some(_) => return usage("--keep <n>: a number, at least 1"),
+                };
+                let asked = backup::Asked {
+                    target: target.into(),
+                    contexts: options.list("-c"),
+                    incremental: options.flag("--incremental"),
+                    keep,
+                    summary: options.get("--summary").map(Into::into),
+                };
+                backup::backup(&server, &url, token.as_deref(), &asked).map(|manifest| println!("{}", manifest.name))
             }
         }
     };

@@ -245,6 +245,34 @@ fn durable_error(crate::durable::Failed { op, path, source }: crate::durable::Fa
     io::Error::new(source.kind(), format!("failed to {op} {}: {source}", path.display()))
 }
 
+/// Whether `dir` holds no Raft log yet: no vote and no segment (a group
+/// never initialised here).
+pub fn is_fresh(dir: &Path) -> io::Result<bool> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(with_path(dir, e)),
+    };
+    for item in entries {
+        let name = item.map_err(|e| with_path(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name == "vote.json" || name == "purged.json" || name.ends_with(".log") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Makes `dir` the log of a group whose entries up to `purged` are held
+/// elsewhere (by a snapshot): everything before it counts as purged, and
+/// `vote` is the vote it starts from. Written vote last, since a vote is
+/// what makes a log initialised.
+pub fn start_after(dir: &Path, purged: LogId, vote: Vote) -> io::Result<()> {
+    crate::durable::create_dir_all(dir)?;
+    write_atomically(&dir.join("purged.json"), &serde_json::to_vec(&purged).map_err(io::Error::other)?)?;
+    write_atomically(&dir.join("vote.json"), &serde_json::to_vec(&vote).map_err(io::Error::other)?)
+}
+
 /// Reads a JSON file; `None` when it does not exist.
 pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
     match fs::read(path) {
