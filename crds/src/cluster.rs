@@ -80,6 +80,33 @@ pub struct RanvierClusterSpec {
     /// (`axoniq.axonserver.autocluster.contexts`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contexts: Vec<String>,
+    /// How the cluster's data begins: empty, or restored from a backup.
+    /// Read only when the cluster is first made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// How a new cluster's data begins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bootstrap {
+    /// Restore a backup (made by a Backup or BackupSchedule) onto the node
+    /// that founds the cluster before any node starts; the other nodes
+    /// catch up from it as they join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<FromBackup>,
+}
+
+/// The backup a new cluster starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FromBackup {
+    /// The PersistentVolumeClaim (in the same namespace) holding backups.
+    pub volume_claim: String,
+    /// The backup's folder in it (`backup-<milliseconds>`). Default: the
+    /// newest complete backup in the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 /// Access control of the cluster's client and REST calls.

@@ -1,6 +1,7 @@
 //! Custom resources of the Ranvier operator, group `ranvier.io`, version
-//! `v1alpha1`: `RanvierCluster` (`cluster`) and `ReplicationGroup`
-//! (`replication_group`), with their shared pieces (`common`). Doc comments
+//! `v1alpha1`: `RanvierCluster` (`cluster`), `ReplicationGroup`
+//! (`replication_group`), `Backup` and `BackupSchedule` (`backup`), with
+//! their shared pieces (`common`). Doc comments
 //! on spec fields are what `kubectl explain` shows.
 //!
 //! Rules that a schema can hold are in it (enums, minimums, CEL rules for
@@ -15,6 +16,7 @@
 // columns, which clippy reads as a duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod backup;
 pub mod cluster;
 pub mod common;
 pub mod replication_group;
@@ -22,6 +24,7 @@ pub mod replication_group;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use backup::{Backup, BackupSchedule, BackupScheduleSpec, BackupScheduleStatus, BackupSpec, BackupStatus};
 pub use cluster::{RanvierCluster, RanvierClusterSpec, RanvierClusterStatus};
 pub use replication_group::{ReplicationGroup, ReplicationGroupSpec, ReplicationGroupStatus};
 
@@ -42,7 +45,7 @@ impl std::error::Error for YamlError {}
 
 /// Every CustomResourceDefinition of the operator.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![RanvierCluster::crd(), ReplicationGroup::crd()]
+    vec![RanvierCluster::crd(), ReplicationGroup::crd(), Backup::crd(), BackupSchedule::crd()]
 }
 
 /// The CRDs as one multi-document YAML file.

@@ -49,8 +49,34 @@ fn spec_schema(crd: &Value) -> &Value {
 }
 
 #[test]
+fn the_backup_resources_have_their_status_columns_an_immutable_backup_spec_and_a_default_keep() {
+    assert_eq!(crds().len(), 4);
+    for (crd, kind, column) in [
+        (crd_json::<ranvier_crds::Backup>(), "Backup", "Phase"),
+        (crd_json::<ranvier_crds::BackupSchedule>(), "BackupSchedule", "Last backup"),
+    ] {
+        assert_eq!(
+            (crd["spec"]["group"].as_str(), crd["spec"]["names"]["kind"].as_str()),
+            (Some("ranvier.io"), Some(kind))
+        );
+        let version = &crd["spec"]["versions"][0];
+        assert!(version["subresources"]["status"].is_object(), "{kind} has no status subresource");
+        let columns: Vec<&str> =
+            version["additionalPrinterColumns"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+        assert!(columns.contains(&column) && columns.contains(&"Cluster"), "{kind}: {columns:?}");
+    }
+    let backup = crd_json::<ranvier_crds::Backup>().to_string();
+    assert!(backup.contains("self == oldSelf") && backup.contains("a Backup's spec cannot change"), "{backup}");
+    let schedule: ranvier_crds::BackupSchedule = serde_saphyr::from_str(
+        "apiVersion: ranvier.io/v1alpha1\nkind: BackupSchedule\nmetadata: {name: nightly}\n\
+         spec: {cluster: demo, volumeClaim: backups, schedule: '0 3 * * *'}\n",
+    )
+    .unwrap();
+    assert_eq!((schedule.spec.keep, schedule.spec.suspend, schedule.spec.target.incremental), (7, false, false));
+}
+
+#[test]
 fn both_resources_have_a_status_subresource_printer_columns_and_group_version() {
-    assert_eq!(crds().len(), 2);
     for (crd, kind) in
         [(crd_json::<RanvierCluster>(), "RanvierCluster"), (crd_json::<ReplicationGroup>(), "ReplicationGroup")]
     {

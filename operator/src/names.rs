@@ -63,6 +63,36 @@ pub const ACCESS_TOKEN_KEY: &str = "token";
 /// The key of the administrators' token in the access tokens Secret.
 pub const ADMIN_TOKEN_KEY: &str = "admin-token";
 
+/// The label naming the Backup a Job runs.
+pub const LABEL_BACKUP: &str = "ranvier.io/backup";
+/// The label naming the BackupSchedule a CronJob and its Jobs run.
+pub const LABEL_BACKUP_SCHEDULE: &str = "ranvier.io/backup-schedule";
+/// The label naming the cluster a restore Job fills.
+pub const LABEL_RESTORE: &str = "ranvier.io/restore";
+/// The label the Job controller puts on a Job's pods.
+pub const LABEL_JOB_NAME: &str = "job-name";
+
+/// The Job of a Backup.
+pub fn backup_job(backup: &str) -> String {
+    format!("{backup}-backup")
+}
+
+/// The CronJob of a BackupSchedule.
+pub fn backup_cron_job(schedule: &str) -> String {
+    format!("{schedule}-backup")
+}
+
+/// The Job that restores a backup for a new cluster.
+pub fn restore_job(cluster: &str) -> String {
+    format!("{cluster}-restore")
+}
+
+/// The events volume claim of node `pod`, as its StatefulSet names it
+/// (`<template>-<pod>`).
+pub fn events_claim(pod: &str) -> String {
+    format!("events-{pod}")
+}
+
 /// The PodDisruptionBudget of the cluster's nodes.
 pub fn disruption_budget(cluster: &str) -> String {
     cluster.to_owned()

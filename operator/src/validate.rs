@@ -127,6 +127,16 @@ pub fn validate(cluster: &RanvierCluster, namespace: &str) -> Result<ValidCluste
             problems.push(format!("context name {context:?} is not allowed"));
         }
     }
+    if let Some(from) = spec.bootstrap.as_ref().and_then(|b| b.from_backup.as_ref()) {
+        if !is_dns_subdomain(&from.volume_claim) {
+            problems.push(format!("bootstrap.fromBackup.volumeClaim {:?} is not a claim name", from.volume_claim));
+        }
+        if let Some(backup) = &from.backup
+            && !is_backup_name(backup)
+        {
+            problems.push(format!("bootstrap.fromBackup.backup {backup:?} is not a backup folder (backup-<digits>)"));
+        }
+    }
     if !problems.is_empty() {
         return Err(Invalid(problems));
     }
@@ -143,6 +153,58 @@ pub fn is_dns_label(text: &str) -> bool {
         && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// RFC 1123 subdomain (the names of most objects): dot-separated labels,
+/// at most 253 characters.
+pub fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_label)
+}
+
+/// A backup's folder name, as `ranvierctl backup` makes it.
+pub fn is_backup_name(text: &str) -> bool {
+    text.strip_prefix("backup-").is_some_and(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Longest Backup name: its Job (`<name>-backup`) names its pods, whose
+/// `job-name` label must stay a DNS label.
+pub const BACKUP_NAME_MAX: usize = 56;
+/// Longest BackupSchedule name: its CronJob (`<name>-backup`) may have at
+/// most 52 characters, since its Jobs' names add 11.
+pub const SCHEDULE_NAME_MAX: usize = 45;
+
+/// Checks what a Backup or BackupSchedule names (`what`, `name`) and where
+/// it writes; answers every broken rule.
+pub fn backup_problems(what: &str, name: &str, target: &ranvier_crds::backup::BackupTarget) -> Vec<String> {
+    let mut problems = Vec::new();
+    let longest = if what == "BackupSchedule" { SCHEDULE_NAME_MAX } else { BACKUP_NAME_MAX };
+    if !is_dns_label(name) || name.len() > longest {
+        problems.push(format!("the {what} name {name:?} must be a DNS label of at most {longest} characters"));
+    }
+    if !is_dns_label(&target.cluster) {
+        problems.push(format!("cluster {:?} is not a RanvierCluster name", target.cluster));
+    }
+    if !is_dns_subdomain(&target.volume_claim) {
+        problems.push(format!("volumeClaim {:?} is not a claim name", target.volume_claim));
+    }
+    for context in &target.contexts {
+        if context.is_empty() || context.contains(',') || context.contains(char::is_whitespace) {
+            problems.push(format!("context name {context:?} is not allowed"));
+        }
+    }
+    problems
+}
+
+/// A cron schedule as the CronJob controller reads it: five fields, or
+/// one of its `@` shorthands.
+pub fn is_cron(schedule: &str) -> bool {
+    const SHORTHANDS: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+    let schedule = schedule.trim();
+    if schedule.starts_with('@') {
+        return SHORTHANDS.contains(&schedule);
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    fields.len() == 5 && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || ",-*/?".contains(c)))
 }
 
 /// A Kubernetes quantity as storage sizes are written: digits (with an

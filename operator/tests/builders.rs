@@ -214,6 +214,12 @@ fn invalid_specs_are_refused_with_every_reason() {
         ("bad context", Box::new(|c| c.spec.contexts.push("_admin".into())), "not allowed"),
         ("long name", Box::new(|c| c.metadata.name = Some("a-very-long-cluster-name-indeed".into())), "at most 24"),
         ("no image", Box::new(|c| c.spec.image = " ".into()), "image"),
+        ("bad backup claim", Box::new(|c| c.spec.bootstrap = Some(from_backup("Backups!", None))), "not a claim name"),
+        (
+            "bad backup folder",
+            Box::new(|c| c.spec.bootstrap = Some(from_backup("backups", Some("../etc")))),
+            "not a backup folder",
+        ),
     ];
     for (case, change, reason) in cases {
         let message = with(&*change).unwrap_or_else(|| panic!("{case}: accepted"));
@@ -247,4 +253,148 @@ fn access_control_takes_a_named_secret_or_none_at_all() {
         !names.iter().any(|n| n.contains("ACCESSCONTROL_ENABLED") || n.ends_with("ACCESSCONTROL_TOKEN")),
         "{names:?}"
     );
+}
+
+fn from_backup(claim: &str, backup: Option<&str>) -> ranvier_crds::cluster::Bootstrap {
+    ranvier_crds::cluster::Bootstrap {
+        from_backup: Some(ranvier_crds::cluster::FromBackup {
+            volume_claim: claim.into(),
+            backup: backup.map(Into::into),
+        }),
+    }
+}
+
+fn backup_target(contexts: &[&str], incremental: bool) -> ranvier_crds::backup::BackupTarget {
+    ranvier_crds::backup::BackupTarget {
+        cluster: "demo".into(),
+        volume_claim: "backups".into(),
+        contexts: contexts.iter().map(|c| (*c).to_owned()).collect(),
+        incremental,
+    }
+}
+
+/// The one container of a Job's pods, and the pod.
+fn run_container(spec: &k8s_openapi::api::batch::v1::JobSpec) -> (Container, k8s_openapi::api::core::v1::PodSpec) {
+    let pod = spec.template.spec.clone().unwrap();
+    (pod.containers[0].clone(), pod)
+}
+
+#[test]
+fn a_backup_job_runs_ranvierctl_against_the_first_node_with_the_admin_token_from_a_file() {
+    use ranvier_operator::builders::backup::backup_job;
+    let cluster = valid(&example());
+    let job = backup_job(&cluster, "nightly-1", &backup_target(&["orders"], true), None);
+    assert_eq!(job.metadata.name.as_deref(), Some("nightly-1-backup"));
+    assert_eq!(job.metadata.labels.as_ref().unwrap().get("ranvier.io/backup").map(String::as_str), Some("nightly-1"));
+    let spec = job.spec.unwrap();
+    let (container, pod) = run_container(&spec);
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(container.image.as_deref(), Some("ranvier:test"), "the cluster's own image holds ranvierctl");
+    assert_eq!(container.command.as_deref(), Some(&["/ranvierctl".to_owned()][..]));
+    let args = container.args.unwrap().join(" ");
+    let server = "-S http://demo-node-0.demo-internal.shop.svc.cluster.local:8024";
+    for part in [
+        "backup --target /backups",
+        server,
+        "--summary /dev/termination-log",
+        "-c orders",
+        "--incremental",
+        "--token-file /secrets/admin-token",
+    ] {
+        assert!(args.contains(part), "{part:?} missing from {args}");
+    }
+    assert!(!args.contains("--keep"), "a one-off backup prunes nothing: {args}");
+    assert_eq!(container.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+    let volumes = pod.volumes.unwrap();
+    let claim = volumes.iter().find_map(|v| v.persistent_volume_claim.clone()).unwrap();
+    assert_eq!((claim.claim_name.as_str(), claim.read_only), ("backups", Some(false)));
+    let secret = volumes.iter().find_map(|v| v.secret.clone()).unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("demo-access-tokens"));
+    assert_eq!(secret.items.unwrap()[0].key, "admin-token", "only the admin token is mounted");
+    assert!(spec.active_deadline_seconds.is_some(), "a hung run must end");
+
+    // Without access control: no token at all.
+    let mut open = example();
+    open.spec.access_control = None;
+    let job = backup_job(&valid(&open), "nightly-1", &backup_target(&[], false), None);
+    let (container, pod) = run_container(job.spec.as_ref().unwrap());
+    assert!(!container.args.unwrap().iter().any(|a| a.contains("token")));
+    assert!(pod.volumes.unwrap().iter().all(|v| v.secret.is_none()));
+}
+
+#[test]
+fn a_schedule_becomes_a_cron_job_one_run_at_a_time_with_bounded_catch_up_pruning_to_keep() {
+    use ranvier_operator::builders::backup::{STARTING_DEADLINE_SECONDS, backup_cron_job};
+    let cluster = valid(&example());
+    let spec = ranvier_crds::BackupScheduleSpec {
+        target: backup_target(&[], false),
+        schedule: "*/5 * * * *".into(),
+        time_zone: None,
+        suspend: true,
+        keep: 3,
+    };
+    let cron = backup_cron_job(&cluster, "every-5", &spec, None);
+    assert_eq!(cron.metadata.name.as_deref(), Some("every-5-backup"));
+    let cron_spec = cron.spec.unwrap();
+    assert_eq!(cron_spec.schedule, "*/5 * * * *");
+    assert_eq!(cron_spec.concurrency_policy.as_deref(), Some("Forbid"));
+    assert_eq!(cron_spec.starting_deadline_seconds, Some(STARTING_DEADLINE_SECONDS));
+    assert_eq!(cron_spec.suspend, Some(true));
+    let template = cron_spec.job_template;
+    let labels = template.metadata.unwrap().labels.unwrap();
+    assert_eq!(
+        labels.get("ranvier.io/backup-schedule").map(String::as_str),
+        Some("every-5"),
+        "its Jobs are found by it"
+    );
+    let (container, _) = run_container(template.spec.as_ref().unwrap());
+    assert!(container.args.unwrap().join(" ").contains("--keep 3"));
+}
+
+#[test]
+fn a_cluster_from_a_backup_first_fills_its_founding_node_s_claim_with_a_restore_job() {
+    use ranvier_operator::builders::backup::restore;
+    let mut cluster = example();
+    cluster.spec.bootstrap = Some(from_backup("backups", Some("backup-1700000000000")));
+    let cluster = valid(&cluster);
+    let (claim, job) = restore(&cluster, "backups", Some("backup-1700000000000"), None).unwrap();
+    assert_eq!(claim.metadata.name.as_deref(), Some("events-demo-node-0"), "the name its StatefulSet claims");
+    let template = &render(&cluster, b"").statefulsets[0].spec.clone().unwrap().volume_claim_templates.unwrap()[0];
+    assert_eq!(claim.spec, template.spec, "the claim the StatefulSet would have made");
+    let spec = job.spec.unwrap();
+    assert_eq!(spec.backoff_limit, Some(0), "a half-done restore is not tried again over itself");
+    let (container, pod) = run_container(&spec);
+    let args = container.args.unwrap().join(" ");
+    assert_eq!(args, "restore --from /backups/backup-1700000000000 --data-dir /data/events");
+    let claims: Vec<(String, Option<bool>)> = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .filter_map(|v| v.persistent_volume_claim)
+        .map(|c| (c.claim_name, c.read_only))
+        .collect();
+    assert_eq!(claims, [("backups".to_owned(), Some(true)), ("events-demo-node-0".to_owned(), Some(false))]);
+    let (_, newest) = restore(&cluster, "backups", None, None).unwrap();
+    let (container, _) = run_container(newest.spec.as_ref().unwrap());
+    assert!(container.args.unwrap().join(" ").contains("--from /backups --data-dir"), "the newest in the claim");
+}
+
+#[test]
+fn backup_resources_are_checked_before_anything_runs() {
+    use ranvier_operator::validate::{backup_problems, is_backup_name, is_cron};
+    assert!(backup_problems("Backup", "nightly", &backup_target(&["orders"], false)).is_empty());
+    let long = "b".repeat(50);
+    assert!(backup_problems("BackupSchedule", &long, &backup_target(&[], false))[0].contains("at most 45"));
+    let mut bad = backup_target(&["a,b"], false);
+    bad.volume_claim = "No Such".into();
+    let problems = backup_problems("Backup", "nightly", &bad).join("; ");
+    assert!(problems.contains("not a claim name") && problems.contains("not allowed"), "{problems}");
+    for good in ["* * * * *", "0 3 * * 1-5", "*/15 2,14 * * *", "@daily"] {
+        assert!(is_cron(good), "{good}");
+    }
+    for wrong in ["* * * *", "@sometimes", "0 3 * * * *", "rm -rf /"] {
+        assert!(!is_cron(wrong), "{wrong}");
+    }
+    assert!(is_backup_name("backup-1700000000000"));
+    assert!(!is_backup_name("backup-") && !is_backup_name("../backup-1") && !is_backup_name("backup-1/.."));
 }

@@ -98,6 +98,12 @@ fn ctl(args: &[&str]) -> (i32, String, String) {
     ranvier_tests::ranvierctl(args).unwrap()
 }
 
+/// `ctl` on a blocking thread (the node under test answers on this runtime).
+async fn ctl_off_thread(args: &[&str]) -> (i32, String, String) {
+    let owned: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || ctl(&owned.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
+}
+
 fn manifest(dir: &std::path::Path, name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join(name).join("manifest.json")).unwrap()).unwrap()
 }
@@ -415,4 +421,61 @@ async fn a_cluster_backed_up_while_writing_restores_into_a_fresh_cluster_whose_e
 async fn last_token(node: &Node) -> i64 {
     let mut client = node.event_store().await.unwrap();
     client.get_last_token(ranvier_proto::event::GetLastTokenRequest {}).await.unwrap().into_inner().token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_keep_two_leave_a_summary_and_a_failed_run_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("source"), &[]).unwrap();
+    let mut client = node.event_store().await.unwrap();
+    for seq in (0..40).step_by(4) {
+        client.append_event(tokio_stream::iter((seq..seq + 4).map(|s| event("kept", s, 300)))).await.unwrap();
+    }
+    let target = dir.path().join("backups");
+    let (server, target_arg) = (format!("http://{}", node.http_addr), target.display().to_string());
+    let summary_path = dir.path().join("summary.json");
+    let summary_arg = summary_path.display().to_string();
+    // What a killed run left an hour ago goes with the next pruning run.
+    std::fs::create_dir_all(target.join("backup-1000.partial/default")).unwrap();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let args = ["backup", "--target", &target_arg, "-S", &server, "--keep", "2", "--summary", &summary_arg];
+        let (code, out, err) = ctl_off_thread(&args).await;
+        assert_eq!(code, 0, "{err}");
+        names.push(out.trim().to_owned());
+    }
+    let mut left: Vec<String> =
+        std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, names[1..], "the newest two, and nothing else");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["name"].as_str(), names.last().map(String::as_str));
+    let position = summary["positions"].as_array().unwrap().iter().find(|p| p["kind"] == "EVENT").unwrap();
+    assert_eq!((position["context"].as_str(), position["nextToken"].as_u64()), (Some("default"), Some(40)));
+    let manifest_text = std::fs::read(target.join(names.last().unwrap()).join("manifest.json")).unwrap();
+    let files = manifest(&target, names.last().unwrap())["stores"].to_string();
+    assert!(summary["bytes"].as_u64().unwrap() > 40 * 300 && files.contains(".events"), "{summary}");
+    assert_eq!(summary["manifestSha256"].as_str().map(str::len), Some(64), "{summary}");
+    assert!(summary.to_string().len() < 4096, "fits a termination message");
+    assert!(!manifest_text.is_empty());
+
+    // A run that fails half-way leaves no folder that could pass for a backup.
+    let args = ["backup", "--target", &target_arg, "-S", &server, "-c", "default,no-such-context"];
+    let (code, _, err) = ctl_off_thread(&args).await;
+    assert!(code == 1 && err.contains("no-such-context"), "{err}");
+    let after: Vec<String> =
+        std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(after.len(), 2, "the failed run's folder stayed: {after:?}");
+
+    // `--from` a folder of backups restores the newest.
+    let restored_dir = dir.path().join("restored");
+    let data = restored_dir.join("data").display().to_string();
+    let (code, _, err) = ctl(&["restore", "--from", &target_arg, "--data-dir", &data]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(names.last().unwrap()), "says which backup: {err}");
+    let restored = Node::start(&restored_dir, &[]).unwrap();
+    assert!(
+        ranvier_tests::read_events(&restored, 40).await.unwrap()
+            == ranvier_tests::read_events(&node, 40).await.unwrap()
+    );
 }

@@ -5,8 +5,9 @@
 //! the cluster become Available, append and read through every node, move a
 //! member PRIMARY → PASSIVE_BACKUP → PRIMARY by editing the group while a
 //! client writes (nothing acknowledged is lost), delete a pod and see it
-//! come back on its own volumes, have an unsafe edit
-//! refused with its condition and Event, and delete the cluster. It prints
+//! come back on its own volumes, back it up with a `Backup` and a
+//! `BackupSchedule` and make a new cluster from a backup, have an unsafe
+//! edit refused with its condition and Event, and delete the cluster. It prints
 //! how long each step took on this machine (the README reports them).
 //!
 //! Needs the kubelet built (`scripts/k8s-env.sh build`), helm
@@ -88,7 +89,12 @@ async fn missing(ip: &str, wanted: &BTreeSet<String>) -> anyhow::Result<BTreeSet
 
 /// The host directory of the hostPath volume bound to `pod`'s events claim.
 fn events_volume(k: &KubeNode, pod: &str) -> anyhow::Result<PathBuf> {
-    let claim = k.kubectl_json(&["get", "pvc", &format!("events-{pod}"), "-n", NS])?;
+    claim_dir(k, &format!("events-{pod}"))
+}
+
+/// The host directory of the hostPath volume bound to claim `name`.
+fn claim_dir(k: &KubeNode, name: &str) -> anyhow::Result<PathBuf> {
+    let claim = k.kubectl_json(&["get", "pvc", name, "-n", NS])?;
     let volume = claim["spec"]["volumeName"].as_str().context("the claim is not bound")?;
     let volume = k.kubectl_json(&["get", "pv", volume])?;
     Ok(PathBuf::from(volume["spec"]["hostPath"]["path"].as_str().context("not a hostPath volume")?))
@@ -292,6 +298,8 @@ async fn flow(k: &KubeNode) -> anyhow::Result<()> {
     let lost = missing(&ips["demo-node-2"], &everything).await?;
     anyhow::ensure!(lost.is_empty(), "the restarted pod lacks {lost:?}");
 
+    backups(k, &everything).await?;
+
     // An edit that leaves no PRIMARY is refused: nothing changes in the
     // cluster, the status says why, a Warning Event is written.
     k.kubectl(&[
@@ -343,6 +351,106 @@ async fn flow(k: &KubeNode) -> anyhow::Result<()> {
     })
     .await?;
     eprintln!("timing: kubectl delete → objects gone: {:.1} s", deleted.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The README's backup flow: one `Backup` completes with its figures; a
+/// `BackupSchedule` every minute keeping two runs four times, and two
+/// complete backups remain; a new cluster made from the newest serves
+/// every aggregate in `written` (all written before the first backup).
+async fn backups(k: &KubeNode, written: &BTreeSet<String>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    k.kubectl(&["apply", "-n", NS, "-f", "examples/backup.yaml"])?;
+    let backup = until(Duration::from_secs(180), "the Backup to finish", || {
+        let backup = k.kubectl_json(&["get", "backup", "demo-first", "-n", NS])?;
+        let phase = backup["status"]["phase"].as_str().unwrap_or_default().to_owned();
+        Ok((phase == "Completed" || phase == "Failed").then_some(backup))
+    })
+    .await?;
+    let status = &backup["status"];
+    anyhow::ensure!(status["phase"] == "Completed", "the Backup failed: {status}");
+    anyhow::ensure!(status["bytes"].as_u64().unwrap_or(0) > 0 && status["manifestSha256"].is_string(), "{status}");
+    let default_events = status["positions"].as_array().into_iter().flatten().find(|p| p["context"] == "default");
+    let covered = default_events.and_then(|p| p["nextToken"].as_u64()).unwrap_or(0);
+    anyhow::ensure!(covered as usize >= written.len(), "the backup covers {covered} events: {status}");
+    let first = status["backup"].as_str().context("no backup folder")?.to_owned();
+    let dir = claim_dir(k, "backups")?;
+    anyhow::ensure!(dir.join(&first).join("manifest.json").exists(), "{first} is not in the claim");
+    eprintln!("timing: kubectl apply Backup → Completed: {:.1} s", started.elapsed().as_secs_f64());
+
+    // Every minute, keeping two: four runs succeed, then it is suspended.
+    k.kubectl(&["apply", "-n", NS, "-f", "examples/backup-schedule.yaml"])?;
+    let selector = "ranvier.io/backup-schedule=demo-minutely";
+    let mut succeeded = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(480);
+    while succeeded.len() < 4 {
+        anyhow::ensure!(Instant::now() < deadline, "only {} scheduled runs succeeded: {succeeded:?}", succeeded.len());
+        let jobs = k.kubectl_json(&["get", "jobs", "-n", NS, "-l", selector])?;
+        for job in jobs["items"].as_array().into_iter().flatten() {
+            let name = job["metadata"]["name"].as_str().unwrap_or_default();
+            anyhow::ensure!(job["status"]["failed"].as_u64().unwrap_or(0) == 0, "run {name} failed: {}", job["status"]);
+            if job["status"]["succeeded"].as_u64().unwrap_or(0) > 0 {
+                succeeded.insert(name.to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    k.kubectl(&[
+        "patch",
+        "backupschedule",
+        "demo-minutely",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ])?;
+    until(Duration::from_secs(180), "the suspended schedule's last run to end", || {
+        let jobs = k.kubectl_json(&["get", "jobs", "-n", NS, "-l", selector])?;
+        let active = jobs["items"].as_array().into_iter().flatten().any(|j| j["status"]["active"].as_u64() > Some(0));
+        Ok((!active).then_some(()))
+    })
+    .await?;
+    let mut complete: Vec<String> = std::fs::read_dir(&dir)?
+        .flatten()
+        .filter(|e| e.path().join("manifest.json").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    complete.sort();
+    anyhow::ensure!(complete.len() == 2, "keep: 2 left {complete:?} after {} runs", succeeded.len());
+    anyhow::ensure!(!complete.contains(&first), "the oldest backup was kept: {complete:?}");
+    let schedule = until(Duration::from_secs(60), "the schedule's status to name the newest backup", || {
+        let schedule = k.kubectl_json(&["get", "backupschedule", "demo-minutely", "-n", NS])?;
+        Ok((schedule["status"]["lastBackup"].as_str() == complete.last().map(String::as_str)).then_some(schedule))
+    })
+    .await?;
+    anyhow::ensure!(schedule["status"]["apiVersion"] == "batch/v1beta1", "Kubernetes 1.20: {}", schedule["status"]);
+    eprintln!(
+        "timing: {} scheduled backups, then suspended: {:.1} s",
+        succeeded.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // A new cluster from the newest backup serves what was written.
+    let made = Instant::now();
+    k.kubectl(&["apply", "-n", NS, "-f", "examples/restored-cluster.yaml"])?;
+    until(Duration::from_secs(300), "the restored cluster to be Available", || {
+        let cluster = k.kubectl_json(&["get", "ranviercluster", "restored", "-n", NS])?;
+        if condition(&cluster, "Degraded").is_some_and(|(s, _)| s == "True") {
+            anyhow::bail!("degraded: {}", cluster["status"]);
+        }
+        Ok((condition(&cluster, "Available").is_some_and(|(s, _)| s == "True")).then_some(()))
+    })
+    .await?;
+    let restore = k.kubectl_json(&["get", "job", "restored-restore", "-n", NS])?;
+    anyhow::ensure!(restore["status"]["succeeded"] == 1, "the restore Job: {}", restore["status"]);
+    let pod = k.kubectl_json(&["get", "pod", "restored-node-0", "-n", NS])?;
+    let ip = pod["status"]["podIP"].as_str().context("the restored pod has no address")?;
+    let lacking = missing(ip, written).await?;
+    anyhow::ensure!(lacking.is_empty(), "the restored cluster lacks {lacking:?}");
+    eprintln!("timing: kubectl apply restored cluster → serving the backup: {:.1} s", made.elapsed().as_secs_f64());
+    k.kubectl(&["delete", "ranviercluster", "restored", "-n", NS, "--wait=false"])?;
+    k.kubectl(&["delete", "backupschedule", "demo-minutely", "-n", NS])?;
     Ok(())
 }
 

@@ -131,15 +131,10 @@ fn container(cluster: &ValidCluster, set: &NodeSet) -> Container {
         mount_path: path.to_owned(),
         ..VolumeMount::default()
     };
-    let policy = match spec.image_pull_policy {
-        Some(PullPolicy::Always) => "Always",
-        Some(PullPolicy::Never) => "Never",
-        Some(PullPolicy::IfNotPresent) | None => "IfNotPresent",
-    };
     Container {
         name: CONTAINER.to_owned(),
         image: Some(spec.image.clone()),
-        image_pull_policy: Some(policy.to_owned()),
+        image_pull_policy: Some(pull_policy(spec.image_pull_policy).to_owned()),
         args: Some(vec!["--config".to_owned(), format!("{CONFIG_DIR}/{PROPERTIES_FILE}")]),
         env: Some(environment(cluster)),
         ports: Some(vec![port("grpc", ports.client), port("http", ports.http), port("internal", ports.internal)]),
@@ -213,7 +208,17 @@ fn probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
     }
 }
 
-fn claim(name: &str, storage: &Storage) -> PersistentVolumeClaim {
+/// The pull policy as Kubernetes spells it (default IfNotPresent).
+pub fn pull_policy(policy: Option<PullPolicy>) -> &'static str {
+    match policy {
+        Some(PullPolicy::Always) => "Always",
+        Some(PullPolicy::Never) => "Never",
+        Some(PullPolicy::IfNotPresent) | None => "IfNotPresent",
+    }
+}
+
+/// A volume claim (template) named `name` of `storage`'s size and class.
+pub fn claim(name: &str, storage: &Storage) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
         spec: Some(PersistentVolumeClaimSpec {

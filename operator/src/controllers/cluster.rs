@@ -6,7 +6,9 @@
 //! waits for an edit. Otherwise the internal token Secret is made when the
 //! spec names none, every built object is applied (server-side, one field
 //! manager, owned by the cluster so that deleting it deletes them), and
-//! the status counts the ready nodes from the StatefulSets. A
+//! the status counts the ready nodes from the StatefulSets. A cluster made
+//! with `bootstrap.fromBackup` first restores the backup onto its founding
+//! node's volume (a Job); no StatefulSet exists until that succeeded. A
 //! PodDisruptionBudget goes out as `policy/v1`, else `policy/v1beta1` on
 //! API servers before 1.21, else is skipped with an Event.
 
@@ -16,11 +18,12 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use ranvier_crds::common::condition::{AVAILABLE, DEGRADED, PROGRESSING};
@@ -28,8 +31,8 @@ use ranvier_crds::{RanvierCluster, RanvierClusterStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, KubeCall, kube, object_key};
-use crate::builders::{meta, statefulset};
+use super::{Context, JobOutcome, KubeCall, apply_served, job_outcome, kube, object_key};
+use crate::builders::{backup, meta, statefulset};
 use crate::conditions::{Observed, merge};
 use crate::names::{self, MANAGER};
 use crate::render::{Rendered, render};
@@ -42,6 +45,8 @@ const TOKEN_BYTES: usize = 32;
 /// How soon a cluster that is not fully ready is looked at again (pod
 /// changes also wake it, through the StatefulSets it owns).
 const RECHECK_PROGRESSING: Duration = Duration::from_secs(15);
+/// How soon a cluster whose backup is being restored is looked at again.
+const RECHECK_RESTORE: Duration = Duration::from_secs(5);
 /// How soon a ready cluster is looked at again.
 const RECHECK_AVAILABLE: Duration = Duration::from_secs(300);
 
@@ -116,6 +121,24 @@ async fn reconcile_once(cluster: Arc<RanvierCluster>, ctx: &Context) -> Result<A
         }
         Err(error) => return Err(error),
     };
+    match restore_first(ctx, &valid).await? {
+        None => {}
+        Some(Restoring::Waiting(message)) => {
+            let nodes = valid.node_count();
+            let observed = vec![
+                Observed::new(AVAILABLE, false, "Restoring", "no node runs before the backup is restored"),
+                Observed::new(PROGRESSING, true, "Restoring", message),
+                Observed::new(DEGRADED, false, "Restoring", "the restore is going"),
+            ];
+            write_status(ctx, &cluster, observed, nodes, 0).await?;
+            return Ok(Action::requeue(RECHECK_RESTORE));
+        }
+        Some(Restoring::Failed(message)) => {
+            let refusal = Refusal { reason: "RestoreFailed", waiting_for: "a person", nodes: valid.node_count() };
+            refuse(ctx, &cluster, refusal, message).await?;
+            return Ok(Action::await_change());
+        }
+    }
     let rendered = render(&valid, &token);
     let ready = match apply(ctx, &valid, &rendered).await {
         Ok(ready) => ready,
@@ -233,6 +256,75 @@ fn random_token() -> Result<Vec<u8>, Error> {
     Ok(ranvier_wire::hex(&bytes).into_bytes())
 }
 
+/// What a cluster made from a backup waits for before its nodes start.
+enum Restoring {
+    /// The backups claim, or the restore Job.
+    Waiting(String),
+    /// The restore Job failed: nothing starts until a person looks.
+    Failed(String),
+}
+
+/// For a cluster with `bootstrap.fromBackup` whose first StatefulSet does
+/// not exist yet: makes the founding node's events claim and the Job that
+/// restores the backup into it, and answers what the cluster waits for;
+/// `None` once the restore is done (or none was asked for, or the cluster
+/// runs already: the bootstrap is read only when the cluster is made).
+async fn restore_first(ctx: &Context, cluster: &ValidCluster) -> Result<Option<Restoring>, Error> {
+    let Some(from) = cluster.resource.spec.bootstrap.as_ref().and_then(|b| b.from_backup.as_ref()) else {
+        return Ok(None);
+    };
+    let Some(set) = cluster.node_sets().first() else { return Ok(None) };
+    let ns = cluster.namespace.as_str();
+    let first = names::statefulset(&cluster.name, &set.name);
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    if sets.get_opt(&first).await.map_err(kube(format!("reading StatefulSet {first}")))?.is_some() {
+        return Ok(None);
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let step = format!("reading PersistentVolumeClaim {}", from.volume_claim);
+    if claims.get_opt(&from.volume_claim).await.map_err(kube(step))?.is_none() {
+        return Ok(Some(Restoring::Waiting(format!(
+            "waiting for PersistentVolumeClaim {} (the backups)",
+            from.volume_claim
+        ))));
+    }
+    let owner = cluster.resource.controller_owner_ref(&());
+    let Some((data, job)) = backup::restore(cluster, &from.volume_claim, from.backup.as_deref(), owner) else {
+        return Ok(None);
+    };
+    let what = from.backup.clone().unwrap_or_else(|| "the newest backup".to_owned());
+    let data_name = data.metadata.name.clone().unwrap_or_default();
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(found) = jobs.get_opt(&job_name).await.map_err(kube(format!("reading Job {job_name}")))? else {
+        if claims
+            .get_opt(&data_name)
+            .await
+            .map_err(kube(format!("reading PersistentVolumeClaim {data_name}")))?
+            .is_none()
+        {
+            let step = format!("creating PersistentVolumeClaim {data_name}");
+            claims.create(&PostParams::default(), &data).await.map_err(kube(step))?;
+        }
+        jobs.create(&PostParams::default(), &job).await.map_err(kube(format!("creating Job {job_name}")))?;
+        let message = format!("Job {job_name} restores {what} of claim {} into {data_name}", from.volume_claim);
+        ctx.publish(&cluster.resource, false, "Restoring", &message).await;
+        return Ok(Some(Restoring::Waiting(message)));
+    };
+    Ok(match job_outcome(ctx, ns, &found).await? {
+        JobOutcome::Running => Some(Restoring::Waiting(format!("Job {job_name} restores {what} into {data_name}"))),
+        JobOutcome::Succeeded { message, .. } => {
+            let said = message.unwrap_or_default();
+            ctx.publish(&cluster.resource, false, "Restored", &format!("{what} restored into {data_name}. {said}"))
+                .await;
+            None
+        }
+        JobOutcome::Failed { message, .. } => {
+            Some(Restoring::Failed(format!("the restore Job {job_name} failed: {message}")))
+        }
+    })
+}
+
 /// Applies every object; returns the nodes the StatefulSets report ready.
 async fn apply(ctx: &Context, cluster: &ValidCluster, rendered: &Rendered) -> Result<i32, Error> {
     let ns = cluster.namespace.as_str();
@@ -273,29 +365,11 @@ where
 /// `policy/v1`, else `policy/v1beta1` (Kubernetes before 1.21), else an
 /// Event saying the cluster runs without a budget.
 async fn apply_budget(ctx: &Context, cluster: &ValidCluster, budget: &PodDisruptionBudget) -> Result<(), Error> {
-    let name = budget.metadata.name.clone().unwrap_or_default();
-    match apply_one::<PodDisruptionBudget>(ctx, &cluster.namespace, budget).await {
-        Ok(_) => return Ok(()),
-        Err(Error::Kube(KubeCall { source: kube::Error::Api(status), .. })) if status.code == 404 => {}
-        Err(error) => return Err(error),
+    if apply_served(ctx, &cluster.namespace, budget, "policy/v1beta1").await?.is_none() {
+        let message = "this API server serves neither policy/v1 nor policy/v1beta1 PodDisruptionBudgets";
+        ctx.publish(&cluster.resource, true, "PodDisruptionBudgetSkipped", message).await;
     }
-    let gvk = GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget");
-    let resource = ApiResource::from_gvk(&gvk);
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &cluster.namespace, &resource);
-    let mut value = serde_json::to_value(budget).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), "policy/v1beta1".into());
-    }
-    let params = PatchParams::apply(MANAGER).force();
-    match api.patch(&name, &params, &Patch::Apply(&value)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            let message = "this API server serves neither policy/v1 nor policy/v1beta1 PodDisruptionBudgets";
-            ctx.publish(&cluster.resource, true, "PodDisruptionBudgetSkipped", message).await;
-            Ok(())
-        }
-        Err(source) => Err(kube(format!("applying PodDisruptionBudget {name} (v1beta1)"))(source).into()),
-    }
+    Ok(())
 }
 
 async fn write_status(

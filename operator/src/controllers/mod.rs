@@ -5,6 +5,8 @@
 //! `Context`, how nodes' admin APIs are addressed, Events and status
 //! writes.
 
+pub mod backup;
+pub mod backup_schedule;
 pub mod cluster;
 pub mod replication_group;
 
@@ -137,6 +139,116 @@ pub fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeCall {
     move |source| KubeCall { step, source }
 }
 
+/// Applies `object` at its own API version (server-side, under the
+/// operator's field manager); where the API server does not serve that
+/// version, applies the same body as `older` (`group/version`: the
+/// `v1beta1` of Kubernetes before 1.21). Answers the object as applied and
+/// the version used, or `None` when neither version is served.
+pub async fn apply_served<K>(
+    ctx: &Context,
+    namespace: &str,
+    object: &K,
+    older: &str,
+) -> Result<Option<(serde_json::Value, String)>, KubeCall>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    use kube::api::DynamicObject;
+    use kube::core::{ApiResource, GroupVersionKind};
+    let name = object.meta().name.clone().unwrap_or_default();
+    let kind = K::kind(&()).into_owned();
+    let params = PatchParams::apply(MANAGER).force();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.patch(&name, &params, &Patch::Apply(object)).await {
+        Ok(applied) => {
+            let value = serde_json::to_value(applied).unwrap_or_default();
+            return Ok(Some((value, K::api_version(&()).into_owned())));
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(source) => return Err(kube(format!("applying {kind} {name}"))(source)),
+    }
+    let (group, version) = older.split_once('/').unwrap_or(("", older));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+    let mut body = serde_json::to_value(object).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("apiVersion".into(), older.into());
+    }
+    match api.patch(&name, &params, &Patch::Apply(&body)).await {
+        Ok(applied) => Ok(Some((serde_json::to_value(applied).unwrap_or_default(), older.to_owned()))),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(source) => Err(kube(format!("applying {kind} {name} ({older})"))(source)),
+    }
+}
+
+/// How a Job ended, if it has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// Not finished.
+    Running,
+    /// It succeeded; its last pod's termination message, if its pod is
+    /// still there.
+    Succeeded {
+        /// The message.
+        message: Option<String>,
+        /// When.
+        at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    },
+    /// It failed for good: the last failed pod's message, else the Job's.
+    Failed {
+        /// Why.
+        message: String,
+        /// When.
+        at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    },
+}
+
+/// How `job` ended, with its pods' termination messages (read from the
+/// pods the Job controller labels with the Job's name).
+pub async fn job_outcome(
+    ctx: &Context,
+    namespace: &str,
+    job: &k8s_openapi::api::batch::v1::Job,
+) -> Result<JobOutcome, KubeCall> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::ListParams;
+    let status = job.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let holds = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
+    let succeeded = status.succeeded.unwrap_or(0) > 0 || holds("Complete").is_some();
+    let failed = holds("Failed");
+    if !succeeded && failed.is_none() {
+        return Ok(JobOutcome::Running);
+    }
+    let name = job.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("{}={name}", names::LABEL_JOB_NAME)))
+        .await
+        .map_err(kube(format!("listing the pods of Job {name}")))?;
+    let mut ended: Vec<(Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>, i32, Option<String>)> = listed
+        .items
+        .into_iter()
+        .flat_map(|pod| pod.status.and_then(|s| s.container_statuses).unwrap_or_default())
+        .filter_map(|container| container.state.and_then(|state| state.terminated))
+        .map(|t| (t.finished_at, t.exit_code, t.message.map(|m| m.trim().to_owned())))
+        .collect();
+    ended.sort_by(|a, b| a.0.cmp(&b.0));
+    if succeeded {
+        let message = ended.iter().rev().find(|(_, code, _)| *code == 0).and_then(|(_, _, m)| m.clone());
+        return Ok(JobOutcome::Succeeded { message, at: status.completion_time });
+    }
+    let from_pod = ended.iter().rev().find(|(_, code, _)| *code != 0).and_then(|(_, _, m)| m.clone());
+    let condition =
+        failed.map(|c| format!("{}: {}", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
+    let message = from_pod.filter(|m| !m.is_empty()).or(condition).unwrap_or_else(|| "the Job failed".to_owned());
+    Ok(JobOutcome::Failed { message, at: failed.and_then(|c| c.last_transition_time.clone()) })
+}
+
 /// First delay before a failed reconcile is tried again.
 pub const RETRY_FIRST: Duration = Duration::from_secs(5);
 /// Longest delay between tries of a reconcile that keeps failing.
@@ -177,15 +289,17 @@ pub fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
 }
 
 /// Runs the controllers until a termination signal: RanvierClusters (woken
-/// by changes to the StatefulSets they own) and ReplicationGroups (woken
-/// by changes to their cluster), in `namespace` (every namespace when
+/// by changes to the StatefulSets and restore Jobs they own),
+/// ReplicationGroups (woken by changes to their cluster), Backups (woken by
+/// their Jobs) and BackupSchedules, in `namespace` (every namespace when
 /// `None`).
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
     use futures::StreamExt;
     use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::batch::v1::Job;
     use kube::runtime::reflector::ObjectRef;
     use kube::runtime::{Controller, watcher};
-    use ranvier_crds::{RanvierCluster, ReplicationGroup};
+    use ranvier_crds::{Backup, BackupSchedule, RanvierCluster, ReplicationGroup};
 
     fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope>>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -199,6 +313,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
     let client = ctx.client.clone();
     let clusters = Controller::new(api::<RanvierCluster>(&client, namespace), watcher::Config::default())
         .owns(api::<StatefulSet>(&client, namespace), watcher::Config::default())
+        .owns(api::<Job>(&client, namespace), watcher::Config::default())
         .shutdown_on_signal()
         .run(cluster::reconcile, cluster::error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -221,14 +336,33 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
                 .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
-        .run(replication_group::reconcile, replication_group::error_policy, ctx)
+        .run(replication_group::reconcile, replication_group::error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(group = %object.name, "reconciled"),
                 Err(error) => tracing::debug!(%error, "reconcile did not run"),
             }
         });
-    futures::join!(clusters, groups);
+    let backups = Controller::new(api::<Backup>(&client, namespace), watcher::Config::default())
+        .owns(api::<Job>(&client, namespace), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(backup::reconcile, backup::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(backup = %object.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not run"),
+            }
+        });
+    let schedules = Controller::new(api::<BackupSchedule>(&client, namespace), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(backup_schedule::reconcile, backup_schedule::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(schedule = %object.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not run"),
+            }
+        });
+    futures::join!(clusters, groups, backups, schedules);
 }
 
 #[cfg(test)]
