@@ -63,6 +63,8 @@ pub const ACCESS_TOKEN_KEY: &str = "token";
 /// The key of the administrators' token in the access tokens Secret.
 pub const ADMIN_TOKEN_KEY: &str = "admin-token";
 
+/// The label naming the cluster a backup or restore run works on.
+pub const LABEL_CLUSTER: &str = "ranvier.io/cluster";
 /// The label naming the Backup a Job runs.
 pub const LABEL_BACKUP: &str = "ranvier.io/backup";
 /// The label naming the BackupSchedule a CronJob and its Jobs run.

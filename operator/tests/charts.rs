@@ -95,6 +95,8 @@ fn both_charts_lint_and_render_what_the_operator_expects() {
             "ServiceAccount",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment"
@@ -123,6 +125,13 @@ fn both_charts_lint_and_render_what_the_operator_expects() {
         ("", "secrets", "create"),
         ("policy", "poddisruptionbudgets", "patch"),
         ("events.k8s.io", "events", "create"),
+        ("ranvier.io", "backups", "watch"),
+        ("ranvier.io", "backupschedules/status", "patch"),
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "watch"),
+        ("batch", "cronjobs", "patch"),
+        ("", "persistentvolumeclaims", "create"),
+        ("", "pods", "list"),
     ] {
         let allowed = role["rules"].as_array().unwrap().iter().any(|rule| {
             let has = |key: &str, value: &str| rule[key].as_array().unwrap().iter().any(|v| v == value);

@@ -165,3 +165,55 @@ async fn primaries_retire_old_segments_to_a_secondary_and_still_serve_the_whole_
     }
     drop(secondary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_a_backup_listed_stay_on_the_node_while_the_same_segments_retire_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        "axoniq.axonserver.event.segment-size=64KB",
+        "ranvier.max-transaction-size=32KB",
+        "ranvier.tier.check-interval=200ms",
+    ];
+    let nodes = start_cluster(dir.path(), 3, &settings).unwrap();
+    wait_voters(&nodes[0], "default", 3).await.unwrap();
+    let leader = ranvier_tests::leader_of(&nodes[0], "default").unwrap();
+    fill(nodes.iter().find(|n| n.name() == leader).unwrap()).await;
+    eventually(Duration::from_secs(30), "node-1 to hold every event", || async {
+        read_events(&nodes[0], 0, EVENTS).await.is_ok_and(|read| read.len() == EVENTS as usize)
+    })
+    .await
+    .unwrap();
+
+    // A backup lists node-1's files; then node-3 becomes a SECONDARY, and
+    // the primaries may retire what it holds.
+    let path = "/v1/backup/eventstore?targetContext=default&type=EVENT&lastClosedSegmentBackedUp=-1";
+    let listed = ranvier_tests::http_get_bytes(&nodes[0].http_addr, path, &[]).unwrap();
+    assert_eq!(listed.status, 200);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    let copied: Vec<String> =
+        listed["filenames"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
+    assert!(copied.iter().filter(|f| f.ends_with(".events")).count() >= 4, "{copied:?}");
+    let server = format!("http://{}", nodes[0].http_addr);
+    let (code, out, err) =
+        ranvierctl(&["change-role", "-S", &server, "-g", "default", "-n", "node-3", "-r", "SECONDARY"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    eventually(Duration::from_secs(30), "node-2 to retire segments", || async {
+        files(&nodes[1], "retired").len() >= 2
+    })
+    .await
+    .unwrap();
+
+    // node-1 keeps every file the backup listed, whole, while node-2 has
+    // retired the same segments.
+    assert!(files(&nodes[0], "retired").is_empty(), "node-1 retired a listed segment");
+    for file in &copied {
+        let copy = ranvier_tests::http_get_bytes(
+            &nodes[0].http_addr,
+            &format!("/v1/backup/file?path={}", ranvier_wire::http::encode(file)),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(copy.status, 200, "{file} vanished");
+        assert!(std::fs::read(file).unwrap().starts_with(&copy.body), "{file}");
+    }
+}

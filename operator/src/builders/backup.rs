@@ -93,12 +93,16 @@ pub fn backup_cron_job(
     }
 }
 
-/// The labels of a backup run's objects: the cluster's, and `key` naming
-/// the resource that asked for it.
+/// The labels of a run's objects: the operator's, the cluster it runs
+/// against, and `key` naming the resource that asked for it. Not the
+/// cluster's own label set: a Backup's Job and pod belong to the Backup and
+/// outlive the cluster.
 fn run_labels(cluster: &ValidCluster, key: &str, value: &str) -> BTreeMap<String, String> {
-    let mut labels = names::cluster_labels(&cluster.name);
-    labels.insert(key.to_owned(), value.to_owned());
-    labels
+    BTreeMap::from([
+        (names::LABEL_MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
+        (names::LABEL_CLUSTER.to_owned(), cluster.name.clone()),
+        (key.to_owned(), value.to_owned()),
+    ])
 }
 
 fn backup_job_spec(

@@ -26,7 +26,7 @@ use ranvier_crds::{Backup, BackupStatus, RanvierCluster};
 use ranvier_wire::backup::Summary;
 use sha2::{Digest, Sha256};
 
-use super::{Context, JobOutcome, KubeCall, job_outcome, kube, object_key};
+use super::{Context, JobOutcome, KubeCall, counted, job_outcome, kube, retry_later};
 use crate::builders::backup::backup_job;
 use crate::validate::{ValidCluster, backup_problems, validate};
 
@@ -38,41 +38,17 @@ const SPEC_HASH: &str = "ranvier.io/spec-hash";
 /// changes also wake it).
 const RECHECK: Duration = Duration::from_secs(10);
 
-/// Why a reconcile failed (it is retried, later each time).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A call to the API server failed.
-    #[error(transparent)]
-    Kube(#[from] KubeCall),
-}
-
-impl Error {
-    /// A stable label for metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "kube_api",
-        }
-    }
-}
-
 /// Reconciles one Backup.
-pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics.reconciled(CONTROLLER);
-    let result = reconcile_once(&backup, &ctx).await;
-    if result.is_ok() {
-        ctx.backoff.after_success(&object_key(&*backup));
-    }
-    result
+pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, KubeCall> {
+    counted(CONTROLLER, &*backup, &ctx, reconcile_once(&backup, &ctx)).await
 }
 
-/// After a failed reconcile: log it and try again later.
-pub fn error_policy(backup: Arc<Backup>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    tracing::warn!(backup = %backup.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(ctx.backoff.after_failure(&object_key(&*backup)))
+/// After a failed reconcile: count and log it, and try again later.
+pub fn error_policy(backup: Arc<Backup>, error: &KubeCall, ctx: Arc<Context>) -> Action {
+    retry_later(CONTROLLER, &*backup, error.category(), error, &ctx)
 }
 
-async fn reconcile_once(backup: &Backup, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_once(backup: &Backup, ctx: &Context) -> Result<Action, KubeCall> {
     let status = backup.status.clone().unwrap_or_default();
     if matches!(status.phase, Some(BackupPhase::Completed | BackupPhase::Failed)) {
         return Ok(Action::await_change());

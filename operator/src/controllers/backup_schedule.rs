@@ -23,7 +23,7 @@ use ranvier_crds::{BackupSchedule, BackupScheduleStatus};
 use ranvier_wire::backup::Summary;
 
 use super::backup::ready_to_start;
-use super::{Context, JobOutcome, KubeCall, apply_served, job_outcome, kube, object_key};
+use super::{Context, JobOutcome, KubeCall, apply_served, counted, job_outcome, kube, retry_later};
 use crate::builders::backup::backup_cron_job;
 use crate::conditions::{Observed, merge};
 use crate::names;
@@ -36,41 +36,17 @@ const RECHECK: Duration = Duration::from_secs(20);
 /// The first Kubernetes minor version whose CronJobs take `timeZone`.
 const TIME_ZONE_SINCE_MINOR: u32 = 25;
 
-/// Why a reconcile failed (it is retried, later each time).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A call to the API server failed.
-    #[error(transparent)]
-    Kube(#[from] KubeCall),
-}
-
-impl Error {
-    /// A stable label for metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "kube_api",
-        }
-    }
-}
-
 /// Reconciles one BackupSchedule.
-pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics.reconciled(CONTROLLER);
-    let result = reconcile_once(&schedule, &ctx).await;
-    if result.is_ok() {
-        ctx.backoff.after_success(&object_key(&*schedule));
-    }
-    result
+pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Action, KubeCall> {
+    counted(CONTROLLER, &*schedule, &ctx, reconcile_once(&schedule, &ctx)).await
 }
 
-/// After a failed reconcile: log it and try again later.
-pub fn error_policy(schedule: Arc<BackupSchedule>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    tracing::warn!(schedule = %schedule.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(ctx.backoff.after_failure(&object_key(&*schedule)))
+/// After a failed reconcile: count and log it, and try again later.
+pub fn error_policy(schedule: Arc<BackupSchedule>, error: &KubeCall, ctx: Arc<Context>) -> Action {
+    retry_later(CONTROLLER, &*schedule, error.category(), error, &ctx)
 }
 
-async fn reconcile_once(schedule: &BackupSchedule, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_once(schedule: &BackupSchedule, ctx: &Context) -> Result<Action, KubeCall> {
     let namespace = schedule.namespace().unwrap_or_else(|| "default".to_owned());
     let name = schedule.name_any();
     let spec = &schedule.spec;

@@ -31,7 +31,7 @@ use ranvier_crds::{RanvierCluster, RanvierClusterStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, JobOutcome, KubeCall, apply_served, job_outcome, kube, object_key};
+use super::{Context, JobOutcome, KubeCall, apply_served, job_outcome, kube};
 use crate::builders::{backup, meta, statefulset};
 use crate::conditions::{Observed, merge};
 use crate::names::{self, MANAGER};
@@ -93,12 +93,7 @@ impl Error {
 
 /// Reconciles one RanvierCluster.
 pub async fn reconcile(cluster: Arc<RanvierCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics.reconciled(CONTROLLER);
-    let result = reconcile_once(cluster.clone(), &ctx).await;
-    if result.is_ok() {
-        ctx.backoff.after_success(&object_key(&*cluster));
-    }
-    result
+    super::counted(CONTROLLER, &*cluster, &ctx, reconcile_once(cluster.clone(), &ctx)).await
 }
 
 async fn reconcile_once(cluster: Arc<RanvierCluster>, ctx: &Context) -> Result<Action, Error> {
@@ -183,9 +178,7 @@ async fn refuse(ctx: &Context, cluster: &RanvierCluster, refusal: Refusal, messa
 /// After a failed reconcile: log it with its category and try again soon
 /// (sooner the first time, later each time it fails again).
 pub fn error_policy(cluster: Arc<RanvierCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    tracing::warn!(cluster = %cluster.name_any(), category = error.category(), %error, "reconcile failed; retrying");
-    Action::requeue(ctx.backoff.after_failure(&object_key(&*cluster)))
+    super::retry_later(CONTROLLER, &*cluster, error.category(), error, &ctx)
 }
 
 /// The secret material of the nodes (the internal token, and the access

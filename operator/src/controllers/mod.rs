@@ -132,6 +132,49 @@ pub struct KubeCall {
     pub source: kube::Error,
 }
 
+impl KubeCall {
+    /// A stable label for metrics.
+    pub fn category(&self) -> &'static str {
+        "kube_api"
+    }
+}
+
+/// Runs one reconcile of `object` for `controller`: counted, and its
+/// object's retry delay forgotten once it succeeds.
+pub async fn counted<K, E>(
+    controller: &'static str,
+    object: &K,
+    ctx: &Context,
+    reconcile: impl std::future::Future<Output = Result<kube::runtime::controller::Action, E>>,
+) -> Result<kube::runtime::controller::Action, E>
+where
+    K: Resource<DynamicType = ()>,
+{
+    ctx.metrics.reconciled(controller);
+    let result = reconcile.await;
+    if result.is_ok() {
+        ctx.backoff.after_success(&object_key(object));
+    }
+    result
+}
+
+/// After a failed reconcile of `object` by `controller`: counts it by
+/// category, logs it, and tries again later (the object's backoff).
+pub fn retry_later<K>(
+    controller: &'static str,
+    object: &K,
+    category: &'static str,
+    error: &dyn std::fmt::Display,
+    ctx: &Context,
+) -> kube::runtime::controller::Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    ctx.metrics.failed(controller, category);
+    tracing::warn!(controller, object = %object.name_any(), category, %error, "reconcile failed; retrying");
+    kube::runtime::controller::Action::requeue(ctx.backoff.after_failure(&object_key(object)))
+}
+
 /// Turns a kube error into a [`KubeCall`] that says it happened while
 /// doing `step` (`?` makes it the controller's error).
 pub fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeCall {

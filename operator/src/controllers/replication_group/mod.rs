@@ -33,7 +33,7 @@ use ranvier_crds::{RanvierCluster, ReplicationGroup, ReplicationGroupStatus};
 use ranvier_wire::Role;
 use ranvier_wire::admin::GroupStatus;
 
-use super::{Context, KubeCall, kube, object_key};
+use super::{Context, KubeCall, kube};
 use crate::admin_client::{AdminClient, AdminError};
 use crate::conditions::{Observed, merge};
 use crate::names;
@@ -141,12 +141,7 @@ fn contexts(group: &ReplicationGroup) -> Vec<String> {
 
 /// Reconciles one ReplicationGroup.
 pub async fn reconcile(group: Arc<ReplicationGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics.reconciled(CONTROLLER);
-    let result = reconcile_once(group.clone(), &ctx).await;
-    if result.is_ok() {
-        ctx.backoff.after_success(&object_key(&*group));
-    }
-    result
+    super::counted(CONTROLLER, &*group, &ctx, reconcile_once(group.clone(), &ctx)).await
 }
 
 async fn reconcile_once(group: Arc<ReplicationGroup>, ctx: &Context) -> Result<Action, Error> {
@@ -213,9 +208,7 @@ async fn reconcile_once(group: Arc<ReplicationGroup>, ctx: &Context) -> Result<A
 /// After a failed reconcile: count it by category, log it, try again soon
 /// (sooner the first time, later each time it fails again).
 pub fn error_policy(group: Arc<ReplicationGroup>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(CONTROLLER, error.category());
-    tracing::warn!(group = %group.name_any(), category = error.category(), %error, "reconcile failed; retrying");
-    Action::requeue(ctx.backoff.after_failure(&object_key(&*group)))
+    super::retry_later(CONTROLLER, &*group, error.category(), error, &ctx)
 }
 
 async fn execute(client: &AdminClient, group: &str, call: &Call) -> Result<(), AdminError> {
