@@ -12,6 +12,8 @@
 //! `RANVIER_BENCH=cluster` runs only the three-node figures,
 //! `RANVIER_BENCH=cluster-append` only their append part,
 //! `RANVIER_BENCH=commands` only the command round trips (`node/commands.rs`),
+//! `RANVIER_BENCH=reads` only the read figures (three rounds over one
+//! store: for comparing two builds with `RANVIER_BIN`),
 //! `RANVIER_BENCH=backup` only backup and restore of a 1 GiB store beside
 //! the disk's bandwidth (`node/backup.rs`).
 //! `RANVIER_BENCH_SCALE` (default 1.0) scales every event count, for a quick
@@ -527,6 +529,34 @@ async fn cluster_figures(all: bool) {
     );
 }
 
+/// Fills the store to a million events (scaled) with a 100-event aggregate
+/// written in ten parts spread over it, so that reading it crosses
+/// segments and their indexes; then measures aggregate reads and
+/// ListEvents `rounds` times.
+async fn read_figures(node: &Node, channels: &[Channel], rounds: usize) {
+    let million = scaled(1_000_000);
+    let mut client = node.event_store().await.unwrap();
+    for part in 0..10u64 {
+        fill_to(channels, node, million * (part + 1) / 10, &format!("fill{part}")).await;
+        let first = part as i64 * 10;
+        let events: Vec<Event> = (first..first + 10).map(|seq| bench_event("hundred", seq)).collect();
+        client.append_event(tokio_stream::iter(events)).await.unwrap();
+    }
+    let stored = last_token(node).await + 1;
+    println!("\nstore holds {stored} events");
+    println!("idle node after writing them: RSS {:.1} MiB", rss_mib(node));
+    for _ in 0..rounds {
+        let latency = aggregate_latency(node, "hundred", 100, 200).await;
+        println!(
+            "ListAggregateEvents, 100-event aggregate spread over the store: p50 {:.3} ms, p99 {:.3} ms",
+            ms(latency.value_at_quantile(0.5)),
+            ms(latency.value_at_quantile(0.99))
+        );
+        let rate = list_events_rate(node, stored as u64).await;
+        println!("ListEvents read throughput: {rate:.0} events/s (goal >= 1,000,000)");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let dir = bench_dir();
@@ -537,6 +567,10 @@ async fn main() {
         Ok("cluster-append") => return cluster_figures(false).await,
         Ok("commands") => return commands::figures(scale()).await,
         Ok("backup") => return backup::figures(scale(), dir.path()).await,
+        Ok("reads") => {
+            let node = Node::start(dir.path(), &[]).unwrap();
+            return read_figures(&node, &connect(&node).await, 3).await;
+        }
         _ => {}
     }
 
@@ -571,27 +605,7 @@ async fn main() {
         }
     }
 
-    // A 100-event aggregate written in ten parts spread over a 1M+ store, so
-    // that reading it crosses segments and their indexes.
-    let million = scaled(1_000_000);
-    let mut client = node.event_store().await.unwrap();
-    for part in 0..10u64 {
-        fill_to(&channels, &node, million * (part + 1) / 10, &format!("fill{part}")).await;
-        let first = part as i64 * 10;
-        let events: Vec<Event> = (first..first + 10).map(|seq| bench_event("hundred", seq)).collect();
-        client.append_event(tokio_stream::iter(events)).await.unwrap();
-    }
-    let stored = last_token(&node).await + 1;
-    println!("\nstore holds {stored} events");
-    println!("idle node after writing them: RSS {:.1} MiB", rss_mib(&node));
-    let latency = aggregate_latency(&node, "hundred", 100, 200).await;
-    println!(
-        "ListAggregateEvents, 100-event aggregate spread over the store: p50 {:.3} ms, p99 {:.3} ms",
-        ms(latency.value_at_quantile(0.5)),
-        ms(latency.value_at_quantile(0.99))
-    );
-    let rate = list_events_rate(&node, stored as u64).await;
-    println!("ListEvents read throughput: {rate:.0} events/s (goal >= 1,000,000)");
+    read_figures(&node, &channels, 1).await;
 
     drop(channels);
     drop(raw);
