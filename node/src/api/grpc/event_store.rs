@@ -291,15 +291,17 @@ async fn stream_records(
     snapshot: bool,
     sender: &Batches<Event>,
 ) -> bool {
-    let (mut at, mut take) = (0, next_batch_events(0, 0));
+    let mut at = 0;
     while at < plan.len() {
-        let chunk = &plan[at..(at + take).min(plan.len())];
-        at += chunk.len();
-        let (reader, places, id) = (store.clone(), chunk.to_vec(), id.to_owned());
-        let batch: Vec<Result<Event, Status>> = match blocking(move || reader.read_records(&id, &places)).await {
+        let chunk = &plan[at..(at + AGGREGATE_BATCH_EVENTS).min(plan.len())];
+        let (reader, places, aggregate) = (store.clone(), chunk.to_vec(), id.to_owned());
+        let read = blocking(move || read_budgeted(&reader, &aggregate, &places)).await;
+        let batch: Vec<Result<Event, Status>> = match read {
+            Ok(records) if records.is_empty() => {
+                vec![Err(status(ErrorCode::DatafileReadError, format!("aggregate {id}: the store read no record")))]
+            }
             Ok(records) => {
-                let bytes = records.iter().map(Bytes::len).sum();
-                take = next_batch_events(bytes, records.len());
+                at += records.len();
                 records
                     .into_iter()
                     .map(|bytes| {
@@ -318,6 +320,28 @@ async fn stream_records(
         }
     }
     true
+}
+
+/// The records of the first of `places` that fit about
+/// [`AGGREGATE_BATCH_BYTES`] (at least one): read a few first, then as
+/// many more as their size allows, in one blocking task (a small
+/// aggregate is one round trip, a large one's batches stay bounded).
+fn read_budgeted(
+    store: &SegmentStore,
+    id: &str,
+    places: &[(u64, IndexEntry)],
+) -> Result<Vec<Bytes>, crate::store::StoreError> {
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    while out.len() < places.len() && bytes < AGGREGATE_BATCH_BYTES {
+        let step = next_batch_events(bytes, out.len()).min(places.len() - out.len());
+        let records = store.read_records(id, &places[out.len()..out.len() + step])?;
+        bytes += records.iter().map(Bytes::len).sum::<usize>();
+        if records.is_empty() {
+            break;
+        }
+        out.extend(records);
+    }
+    Ok(out)
 }
 
 /// Reads an aggregate (events or snapshots) with `min <= seq < max`.
@@ -674,6 +698,33 @@ mod tests {
             let events = next_batch_events(size * 4, 4);
             assert!(events * size <= AGGREGATE_BATCH_BYTES.max(size), "{events} events of {size} bytes");
         }
+    }
+
+    #[test]
+    fn a_small_aggregate_is_one_read_and_a_large_one_s_batches_stay_near_a_mebibyte() {
+        use crate::store::{FsSpace, StoreKind, StoreMetrics, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { segment_size_bytes: 4 * 1024 * 1024, ..StoreOptions::default() };
+        let metrics = StoreMetrics::detached();
+        let store =
+            SegmentStore::open("default", StoreKind::Events, dir.path(), options, metrics, Arc::new(FsSpace)).unwrap();
+        for seq in 0..100 {
+            store.append_blocking(vec![crate::test_util::event("small", seq, 200)]).unwrap();
+        }
+        for seq in 0..40 {
+            store.append_blocking(vec![crate::test_util::event("large", seq, 100_000)]).unwrap();
+        }
+        let small = store.aggregate_plan("small", 0, i64::MAX).unwrap();
+        let read = read_budgeted(&store, "small", &small).unwrap();
+        assert_eq!(read.len(), 100, "a 100-event aggregate of small events is one batch");
+        assert_eq!(read[99], crate::test_util::event("small", 99, 200));
+        let large = store.aggregate_plan("large", 0, i64::MAX).unwrap();
+        let read = read_budgeted(&store, "large", &large).unwrap();
+        let bytes: usize = read.iter().map(Bytes::len).sum();
+        assert!((10..=20).contains(&read.len()), "{} events of 100 kB in one batch", read.len());
+        assert!(bytes <= 2 * AGGREGATE_BATCH_BYTES, "{bytes} bytes in one batch");
+        let rest = read_budgeted(&store, "large", &large[read.len()..]).unwrap();
+        assert_eq!(rest[0], crate::test_util::event("large", read.len() as i64, 100_000), "the next batch goes on");
     }
 
     #[tokio::test]
