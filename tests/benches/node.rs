@@ -12,6 +12,8 @@
 //! `RANVIER_BENCH=cluster` runs only the three-node figures,
 //! `RANVIER_BENCH=cluster-append` only their append part,
 //! `RANVIER_BENCH=commands` only the command round trips (`node/commands.rs`),
+//! `RANVIER_BENCH=spread` only writes with clients spread over three nodes
+//! through an ordinary gRPC client (`node/spread.rs`),
 //! `RANVIER_BENCH=reads` only the read figures (three rounds over one
 //! store: for comparing two builds with `RANVIER_BIN`),
 //! `RANVIER_BENCH=backup` only backup and restore of a 1 GiB store beside
@@ -37,6 +39,8 @@ use tonic::transport::Channel;
 mod backup;
 #[path = "node/commands.rs"]
 mod commands;
+#[path = "node/spread.rs"]
+mod spread;
 
 const EVENT_BYTES: usize = 256;
 
@@ -566,6 +570,7 @@ async fn main() {
         Ok("cluster") => return cluster_figures(true).await,
         Ok("cluster-append") => return cluster_figures(false).await,
         Ok("commands") => return commands::figures(scale()).await,
+        Ok("spread") => return spread::figures(scale()).await,
         Ok("backup") => return backup::figures(scale(), dir.path()).await,
         Ok("reads") => {
             let node = Node::start(dir.path(), &[]).unwrap();
@@ -637,6 +642,7 @@ async fn main() {
     drop(dir);
     let _ = std::process::Command::new("sync").status();
     cluster_figures(true).await;
+    spread::figures(scale()).await;
     commands::figures(scale()).await;
     let dir = bench_dir();
     backup::figures(scale(), dir.path()).await;

@@ -1,0 +1,108 @@
+//! Writes as users send them: three nodes formed by autocluster, every
+//! client an ordinary gRPC client (tonic's `EventStoreClient`) on a
+//! connection of its own, the clients spread evenly over the nodes (as
+//! Axon connectors spread over a cluster), 256-byte events, fsync on every
+//! replica. Figures: events/s, latency percentiles per transaction, and
+//! the CPU time per event of each node (leader first) and of the load
+//! generator. A single client sits on a follower, where two of every three
+//! clients land. (`RANVIER_BENCH=spread`; issue 20's own-side figures.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use ranvier_proto::event::Event;
+use ranvier_proto::event::event_store_client::EventStoreClient;
+use ranvier_tests::Node;
+
+use super::{bench_dir, bench_event, cpu_seconds, ms};
+
+/// What one configuration measured.
+struct Spread {
+    events_per_second: f64,
+    latency: Histogram<u64>,
+    /// CPU microseconds per event: the nodes (leader first), then the
+    /// load generator.
+    cpu_per_event: Vec<f64>,
+}
+
+pub async fn figures(scale: f64) {
+    let dir = bench_dir();
+    let nodes = ranvier_tests::start_cluster(dir.path(), 3, &[]).unwrap();
+    ranvier_tests::wait_voters(&nodes[0], "default", 3).await.unwrap();
+    let leader_name = ranvier_tests::leader_of(&nodes[0], "default").unwrap();
+    let leader = nodes.iter().position(|n| n.name() == leader_name).unwrap();
+    // Leader first, then the followers.
+    let order: Vec<usize> = std::iter::once(leader).chain((0..3).filter(|i| *i != leader)).collect();
+    println!("\nthree nodes, clients spread over them, one tonic client per connection (fsync on every replica)");
+    println!(
+        "{:<34} {:>10} {:>8} {:>8} {:>9} {:>26} {:>10}",
+        "append", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU µs/event L / F / F", "load gen"
+    );
+    for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
+        let total = ((if clients == 1 { 4_000.0 } else { 120_000.0 } * scale) as u64).max(100);
+        // One client: on a follower. Many: round robin over the nodes.
+        let targets: Vec<&Node> = (0..clients).map(|c| &nodes[order[(c + 1) % 3]]).collect();
+        let spread = run(&targets, &order.iter().map(|i| &nodes[*i]).collect::<Vec<_>>(), tx, total).await;
+        let cpu = &spread.cpu_per_event;
+        println!(
+            "{:<34} {:>10.0} {:>8.3} {:>8.3} {:>9.3} {:>26} {:>10.1}",
+            format!("{clients} client(s) x {tx}-event tx"),
+            spread.events_per_second,
+            ms(spread.latency.value_at_quantile(0.5)),
+            ms(spread.latency.value_at_quantile(0.99)),
+            ms(spread.latency.value_at_quantile(0.999)),
+            format!("{:.1} / {:.1} / {:.1}", cpu[0], cpu[1], cpu[2]),
+            cpu[3]
+        );
+    }
+    println!(
+        "  goals (issue 20): 64 x 1 >= 2 x NATS JetStream R3 in the same run (not run yet); 64 x 10 >= 100,000 events/s"
+    );
+}
+
+/// `targets.len()` clients, client `c` on `targets[c]`, append `tx`-event
+/// transactions until `total` events are confirmed; `nodes` (leader first)
+/// are the processes whose CPU time is read.
+async fn run(targets: &[&Node], nodes: &[&Node], tx: usize, total: u64) -> Spread {
+    let mut clients = Vec::with_capacity(targets.len());
+    for node in targets {
+        clients.push(EventStoreClient::new(node.channel().await.unwrap()));
+    }
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).chain(std::iter::once(std::process::id())).collect();
+    let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let run_id = started.elapsed().as_nanos() ^ u128::from(std::process::id());
+    for (c, mut client) in clients.into_iter().enumerate() {
+        let done = done.clone();
+        let aggregate = format!("spread-{run_id}-{}-{tx}-{c}", targets.len());
+        tasks.spawn(async move {
+            let mut latency = Histogram::<u64>::new(3).unwrap();
+            let mut seq = 0i64;
+            while done.load(Ordering::Relaxed) < total {
+                let events: Vec<Event> = (seq..seq + tx as i64).map(|s| bench_event(&aggregate, s)).collect();
+                let sent = Instant::now();
+                client.append_event(tokio_stream::iter(events)).await.unwrap();
+                latency.record(sent.elapsed().as_micros() as u64).unwrap();
+                seq += tx as i64;
+                done.fetch_add(tx as u64, Ordering::Relaxed);
+            }
+            latency
+        });
+    }
+    let mut latency = Histogram::<u64>::new(3).unwrap();
+    while let Some(part) = tasks.join_next().await {
+        latency.add(part.unwrap()).unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let events = done.load(Ordering::Relaxed);
+    let cpu_per_event = pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|(p, before)| (cpu_seconds(*p) - before) * 1e6 / events.max(1) as f64)
+        .collect();
+    Spread { events_per_second: events as f64 / seconds, latency, cpu_per_event }
+}
