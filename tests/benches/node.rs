@@ -39,6 +39,8 @@ use tonic::transport::Channel;
 mod backup;
 #[path = "node/commands.rs"]
 mod commands;
+#[path = "node/nats.rs"]
+mod nats;
 #[path = "node/spread.rs"]
 mod spread;
 

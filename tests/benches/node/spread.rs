@@ -40,6 +40,7 @@ pub async fn figures(scale: f64) {
         "{:<34} {:>10} {:>8} {:>8} {:>9} {:>26} {:>10}",
         "append", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU µs/event L / F / F", "load gen"
     );
+    let mut ours = Vec::new();
     for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
         let total = ((if clients == 1 { 4_000.0 } else { 120_000.0 } * scale) as u64).max(100);
         // One client: on a follower. Many: round robin over the nodes.
@@ -56,10 +57,52 @@ pub async fn figures(scale: f64) {
             format!("{:.1} / {:.1} / {:.1}", cpu[0], cpu[1], cpu[2]),
             cpu[3]
         );
+        ours.push(((clients, tx), spread.events_per_second, ms(spread.latency.value_at_quantile(0.99))));
     }
+    drop(nodes);
+    let Some(binary) = super::nats::binary() else {
+        println!("  NATS JetStream: SKIPPED (install Debian's nats-server for the side-by-side figures)");
+        println!("  goals (issue 20): 64 x 1 >= 2 x NATS JetStream R3 in the same run; 64 x 10 >= 100,000 events/s");
+        return;
+    };
+    let servers = super::nats::start(&binary, dir.path()).await;
     println!(
-        "  goals (issue 20): 64 x 1 >= 2 x NATS JetStream R3 in the same run (not run yet); 64 x 10 >= 100,000 events/s"
+        "\nNATS JetStream 2.9 R3, file storage, same clients (answers once a majority holds it; fsyncs every 2 min)"
     );
+    println!(
+        "{:<34} {:>10} {:>8} {:>8} {:>9} {:>26} {:>10}",
+        "publish with last-sequence check",
+        "msgs/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "CPU µs/msg per server",
+        "load gen"
+    );
+    for clients in [1usize, 64] {
+        let total = ((if clients == 1 { 4_000.0 } else { 120_000.0 } * scale) as u64).max(100);
+        let measured = super::nats::publish_load(&servers, clients, total, &format!("c{clients}")).await;
+        let cpu = &measured.cpu_per_event;
+        println!(
+            "{:<34} {:>10.0} {:>8.3} {:>8.3} {:>9.3} {:>26} {:>10.1}",
+            format!("{clients} client(s) x 1 message"),
+            measured.events_per_second,
+            ms(measured.latency.value_at_quantile(0.5)),
+            ms(measured.latency.value_at_quantile(0.99)),
+            ms(measured.latency.value_at_quantile(0.999)),
+            format!("{:.1} / {:.1} / {:.1}", cpu[0], cpu[1], cpu[2]),
+            cpu[3]
+        );
+        if let Some((_, rate, p99)) = ours.iter().find(|(config, _, _)| *config == (clients, 1)) {
+            println!(
+                "  Ranvier / NATS, {clients} x 1: {:.2} x the events/s, p99 {:.2} x{}",
+                rate / measured.events_per_second,
+                p99 / ms(measured.latency.value_at_quantile(0.99)),
+                if clients == 64 { " (goal: >= 2 x the events/s)" } else { "" }
+            );
+        }
+    }
+    println!("  goal (issue 20): 64 x 10 >= 100,000 events/s");
 }
 
 /// `targets.len()` clients, client `c` on `targets[c]`, append `tx`-event
