@@ -23,8 +23,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::cpu_seconds;
-
 /// Three clustered JetStream servers, stopped when dropped.
 pub struct Servers {
     children: Vec<Child>,
@@ -189,26 +187,16 @@ fn free_port_token() -> String {
     format!("{:x}{:x}", nanos, u64::from(free_port()))
 }
 
-/// What one run measured: events/s, latency, CPU µs per event of each
-/// server and of the load generator.
-pub struct Measured {
-    pub events_per_second: f64,
-    pub latency: Histogram<u64>,
-    pub cpu_per_event: Vec<f64>,
-}
-
 /// `clients` clients spread over `servers`, each publishing 256-byte
 /// messages to its own subject with the last-sequence check, until `total`
 /// are acknowledged.
-pub async fn publish_load(servers: &Servers, clients: usize, total: u64, tag: &str) -> Measured {
+pub async fn publish_load(servers: &Servers, clients: usize, total: u64, tag: &str) -> super::spread::Measured {
     let mut connections = Vec::with_capacity(clients);
     for c in 0..clients {
         connections.push(Connection::open(&servers.addresses[c % servers.addresses.len()]).await.unwrap());
     }
-    let pids: Vec<u32> = servers.pids().into_iter().chain(std::iter::once(std::process::id())).collect();
-    let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let clock = super::spread::Clock::start(servers.pids());
     let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (c, mut connection) in connections.into_iter().enumerate() {
         let (done, subject) = (done.clone(), format!("bench.{tag}.{c}"));
@@ -228,13 +216,5 @@ pub async fn publish_load(servers: &Servers, clients: usize, total: u64, tag: &s
             latency
         });
     }
-    let mut latency = Histogram::<u64>::new(3).unwrap();
-    while let Some(part) = tasks.join_next().await {
-        latency.add(part.unwrap()).unwrap();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let events = done.load(Ordering::Relaxed);
-    let cpu_per_event =
-        pids.iter().zip(&cpu_before).map(|(p, b)| (cpu_seconds(*p) - b) * 1e6 / events.max(1) as f64).collect();
-    Measured { events_per_second: events as f64 / seconds, latency, cpu_per_event }
+    clock.measure(tasks, &done).await
 }

@@ -18,13 +18,61 @@ use ranvier_tests::Node;
 
 use super::{bench_dir, bench_event, cpu_seconds, ms};
 
-/// What one configuration measured.
-struct Spread {
-    events_per_second: f64,
-    latency: Histogram<u64>,
-    /// CPU microseconds per event: the nodes (leader first), then the
-    /// load generator.
-    cpu_per_event: Vec<f64>,
+/// What one load measured.
+pub struct Measured {
+    pub events_per_second: f64,
+    pub latency: Histogram<u64>,
+    /// CPU microseconds per event of each process measured (the servers,
+    /// then the load generator).
+    pub cpu_per_event: Vec<f64>,
+}
+
+/// CPU time so far of `pids`, to measure a load from.
+pub struct Clock {
+    pids: Vec<u32>,
+    cpu: Vec<f64>,
+    started: Instant,
+}
+
+impl Clock {
+    /// Starts measuring `pids` and this process (the load generator).
+    pub fn start(pids: impl IntoIterator<Item = u32>) -> Self {
+        let pids: Vec<u32> = pids.into_iter().chain(std::iter::once(std::process::id())).collect();
+        let cpu = pids.iter().map(|p| cpu_seconds(*p)).collect();
+        Clock { pids, cpu, started: Instant::now() }
+    }
+
+    /// Waits for the load's `tasks` (each answering its latency) and
+    /// measures the `events` they did.
+    pub async fn measure(self, mut tasks: tokio::task::JoinSet<Histogram<u64>>, events: &AtomicU64) -> Measured {
+        let mut latency = Histogram::<u64>::new(3).unwrap();
+        while let Some(part) = tasks.join_next().await {
+            latency.add(part.unwrap()).unwrap();
+        }
+        let seconds = self.started.elapsed().as_secs_f64();
+        let events = events.load(Ordering::Relaxed);
+        let cpu_per_event = self
+            .pids
+            .iter()
+            .zip(&self.cpu)
+            .map(|(p, before)| (cpu_seconds(*p) - before) * 1e6 / events.max(1) as f64)
+            .collect();
+        Measured { events_per_second: events as f64 / seconds, latency, cpu_per_event }
+    }
+}
+
+/// One row of the tables: label, rate, latency percentiles, CPU.
+pub fn print_row(label: &str, measured: &Measured) {
+    let cpu = &measured.cpu_per_event;
+    let servers = cpu[..cpu.len() - 1].iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(" / ");
+    println!(
+        "{label:<34} {:>10.0} {:>8.3} {:>8.3} {:>9.3} {servers:>26} {:>10.1}",
+        measured.events_per_second,
+        ms(measured.latency.value_at_quantile(0.5)),
+        ms(measured.latency.value_at_quantile(0.99)),
+        ms(measured.latency.value_at_quantile(0.999)),
+        cpu[cpu.len() - 1]
+    );
 }
 
 pub async fn figures(scale: f64) {
@@ -46,17 +94,7 @@ pub async fn figures(scale: f64) {
         // One client: on a follower. Many: round robin over the nodes.
         let targets: Vec<&Node> = (0..clients).map(|c| &nodes[order[(c + 1) % 3]]).collect();
         let spread = run(&targets, &order.iter().map(|i| &nodes[*i]).collect::<Vec<_>>(), tx, total).await;
-        let cpu = &spread.cpu_per_event;
-        println!(
-            "{:<34} {:>10.0} {:>8.3} {:>8.3} {:>9.3} {:>26} {:>10.1}",
-            format!("{clients} client(s) x {tx}-event tx"),
-            spread.events_per_second,
-            ms(spread.latency.value_at_quantile(0.5)),
-            ms(spread.latency.value_at_quantile(0.99)),
-            ms(spread.latency.value_at_quantile(0.999)),
-            format!("{:.1} / {:.1} / {:.1}", cpu[0], cpu[1], cpu[2]),
-            cpu[3]
-        );
+        print_row(&format!("{clients} client(s) x {tx}-event tx"), &spread);
         ours.push(((clients, tx), spread.events_per_second, ms(spread.latency.value_at_quantile(0.99))));
     }
     drop(nodes);
@@ -82,17 +120,7 @@ pub async fn figures(scale: f64) {
     for clients in [1usize, 64] {
         let total = ((if clients == 1 { 4_000.0 } else { 120_000.0 } * scale) as u64).max(100);
         let measured = super::nats::publish_load(&servers, clients, total, &format!("c{clients}")).await;
-        let cpu = &measured.cpu_per_event;
-        println!(
-            "{:<34} {:>10.0} {:>8.3} {:>8.3} {:>9.3} {:>26} {:>10.1}",
-            format!("{clients} client(s) x 1 message"),
-            measured.events_per_second,
-            ms(measured.latency.value_at_quantile(0.5)),
-            ms(measured.latency.value_at_quantile(0.99)),
-            ms(measured.latency.value_at_quantile(0.999)),
-            format!("{:.1} / {:.1} / {:.1}", cpu[0], cpu[1], cpu[2]),
-            cpu[3]
-        );
+        print_row(&format!("{clients} client(s) x 1 message"), &measured);
         if let Some((_, rate, p99)) = ours.iter().find(|(config, _, _)| *config == (clients, 1)) {
             println!(
                 "  Ranvier / NATS, {clients} x 1: {:.2} x the events/s, p99 {:.2} x{}",
@@ -108,17 +136,15 @@ pub async fn figures(scale: f64) {
 /// `targets.len()` clients, client `c` on `targets[c]`, append `tx`-event
 /// transactions until `total` events are confirmed; `nodes` (leader first)
 /// are the processes whose CPU time is read.
-async fn run(targets: &[&Node], nodes: &[&Node], tx: usize, total: u64) -> Spread {
+async fn run(targets: &[&Node], nodes: &[&Node], tx: usize, total: u64) -> Measured {
     let mut clients = Vec::with_capacity(targets.len());
     for node in targets {
         clients.push(EventStoreClient::new(node.channel().await.unwrap()));
     }
-    let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).chain(std::iter::once(std::process::id())).collect();
-    let cpu_before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let clock = Clock::start(nodes.iter().map(|n| n.pid()));
     let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    let run_id = started.elapsed().as_nanos() ^ u128::from(std::process::id());
+    let run_id = clock.started.elapsed().as_nanos() ^ u128::from(std::process::id());
     for (c, mut client) in clients.into_iter().enumerate() {
         let done = done.clone();
         let aggregate = format!("spread-{run_id}-{}-{tx}-{c}", targets.len());
@@ -136,16 +162,5 @@ async fn run(targets: &[&Node], nodes: &[&Node], tx: usize, total: u64) -> Sprea
             latency
         });
     }
-    let mut latency = Histogram::<u64>::new(3).unwrap();
-    while let Some(part) = tasks.join_next().await {
-        latency.add(part.unwrap()).unwrap();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let events = done.load(Ordering::Relaxed);
-    let cpu_per_event = pids
-        .iter()
-        .zip(&cpu_before)
-        .map(|(p, before)| (cpu_seconds(*p) - before) * 1e6 / events.max(1) as f64)
-        .collect();
-    Spread { events_per_second: events as f64 / seconds, latency, cpu_per_event }
+    clock.measure(tasks, &done).await
 }
