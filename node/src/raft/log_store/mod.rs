@@ -246,7 +246,8 @@ fn durable_error(crate::durable::Failed { op, path, source }: crate::durable::Fa
 }
 
 /// Whether `dir` holds no Raft log yet: no vote and no segment (a group
-/// never initialised here).
+/// never initialised here, or one whose [`start_after`] was cut before its
+/// vote: doing it again is safe).
 pub fn is_fresh(dir: &Path) -> io::Result<bool> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -256,7 +257,7 @@ pub fn is_fresh(dir: &Path) -> io::Result<bool> {
     for item in entries {
         let name = item.map_err(|e| with_path(dir, e))?.file_name();
         let name = name.to_string_lossy();
-        if name == "vote.json" || name == "purged.json" || name.ends_with(".log") {
+        if name == "vote.json" || name.ends_with(".log") {
             return Ok(false);
         }
     }

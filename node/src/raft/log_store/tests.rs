@@ -148,6 +148,28 @@ async fn entries_and_vote_survive_a_restart_across_segments() {
 }
 
 #[tokio::test]
+async fn a_log_started_after_restored_entries_takes_the_next_index_and_a_seed_cut_before_its_vote_is_redone() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(is_fresh(&dir.path().join("none-yet")).unwrap());
+    let at = LogId::new(CommittedLeaderId::new(1), 500);
+    // Cut before its vote: still fresh, so the founder writes it again.
+    write_atomically(&dir.path().join("purged.json"), &serde_json::to_vec(&at).unwrap()).unwrap();
+    assert!(is_fresh(dir.path()).unwrap());
+    start_after(dir.path(), at, Vote::new(1, 7)).unwrap();
+    assert!(!is_fresh(dir.path()).unwrap());
+    {
+        let mut store = LogStore::open(dir.path(), 4096).unwrap();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!((state.last_purged_log_id, state.last_log_id), (Some(at), Some(at)));
+        assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(1, 7)));
+        append(&mut store, vec![entry(2, 501, "orders")]).await;
+    }
+    let mut store = LogStore::open(dir.path(), 4096).unwrap();
+    assert_eq!(store.read_range(..).unwrap(), vec![entry(2, 501, "orders")]);
+    assert_eq!(store.get_log_state().await.unwrap().last_log_id.map(|id| id.index), Some(501));
+}
+
+#[tokio::test]
 async fn a_torn_record_at_the_end_is_cut_and_earlier_damage_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = {
