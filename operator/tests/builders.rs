@@ -357,7 +357,7 @@ fn a_cluster_from_a_backup_first_fills_its_founding_node_s_claim_with_a_restore_
     let mut cluster = example();
     cluster.spec.bootstrap = Some(from_backup("backups", Some("backup-1700000000000")));
     let cluster = valid(&cluster);
-    let (claim, job) = restore(&cluster, "backups", Some("backup-1700000000000"), None).unwrap();
+    let (claim, job) = restore(&cluster, "backups", Some("backup-1700000000000")).unwrap();
     assert_eq!(claim.metadata.name.as_deref(), Some("events-demo-node-0"), "the name its StatefulSet claims");
     let template = &render(&cluster, b"").statefulsets[0].spec.clone().unwrap().volume_claim_templates.unwrap()[0];
     assert_eq!(claim.spec, template.spec, "the claim the StatefulSet would have made");
@@ -374,7 +374,7 @@ fn a_cluster_from_a_backup_first_fills_its_founding_node_s_claim_with_a_restore_
         .map(|c| (c.claim_name, c.read_only))
         .collect();
     assert_eq!(claims, [("backups".to_owned(), Some(true)), ("events-demo-node-0".to_owned(), Some(false))]);
-    let (_, newest) = restore(&cluster, "backups", None, None).unwrap();
+    let (_, newest) = restore(&cluster, "backups", None).unwrap();
     let (container, _) = run_container(newest.spec.as_ref().unwrap());
     assert!(container.args.unwrap().join(" ").contains("--from /backups --data-dir"), "the newest in the claim");
 }

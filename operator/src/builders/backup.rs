@@ -22,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use ranvier_crds::backup::BackupTarget;
 
 use super::config::{EVENTS_DIR, first_node};
+use super::meta;
 use super::statefulset::{access_tokens_secret, claim, pull_policy};
 use crate::names;
 use crate::validate::ValidCluster;
@@ -46,13 +47,7 @@ const JOB_HISTORY: i32 = 3;
 pub fn backup_job(cluster: &ValidCluster, backup: &str, target: &BackupTarget, owner: Option<OwnerReference>) -> Job {
     let labels = run_labels(cluster, names::LABEL_BACKUP, backup);
     Job {
-        metadata: ObjectMeta {
-            name: Some(names::backup_job(backup)),
-            namespace: Some(cluster.namespace.clone()),
-            labels: Some(labels.clone()),
-            owner_references: owner.map(|owner| vec![owner]),
-            ..ObjectMeta::default()
-        },
+        metadata: meta::owned_by(cluster, names::backup_job(backup), labels.clone(), owner),
         spec: Some(backup_job_spec(cluster, target, None, labels)),
         status: None,
     }
@@ -69,13 +64,7 @@ pub fn backup_cron_job(
 ) -> CronJob {
     let labels = run_labels(cluster, names::LABEL_BACKUP_SCHEDULE, schedule);
     CronJob {
-        metadata: ObjectMeta {
-            name: Some(names::backup_cron_job(schedule)),
-            namespace: Some(cluster.namespace.clone()),
-            labels: Some(labels.clone()),
-            owner_references: owner.map(|owner| vec![owner]),
-            ..ObjectMeta::default()
-        },
+        metadata: meta::owned_by(cluster, names::backup_cron_job(schedule), labels.clone(), owner),
         spec: Some(CronJobSpec {
             schedule: spec.schedule.clone(),
             time_zone: spec.time_zone.clone(),
@@ -155,13 +144,13 @@ fn backup_job_spec(
 }
 
 /// The events volume claim of the cluster's founding node, made before its
-/// StatefulSet (which then uses it as its own), and the Job that restores
-/// `from` (a backup folder in `claim`, or the newest there) into it.
+/// StatefulSet (which then uses it as its own), and the Job, owned by the
+/// cluster, that restores `backup` (a folder in `backups_claim`, or the
+/// newest there) into it.
 pub fn restore(
     cluster: &ValidCluster,
     backups_claim: &str,
     backup: Option<&str>,
-    owner: Option<OwnerReference>,
 ) -> Option<(PersistentVolumeClaim, Job)> {
     let set = cluster.node_sets().first()?;
     let pod = names::pod(&cluster.name, &set.name, 0);
@@ -182,13 +171,7 @@ pub fn restore(
         vec![claim_volume("backups", backups_claim, true), claim_volume("events", &names::events_claim(&pod), false)];
     let labels = run_labels(cluster, names::LABEL_RESTORE, &cluster.name);
     let job = Job {
-        metadata: ObjectMeta {
-            name: Some(names::restore_job(&cluster.name)),
-            namespace: Some(cluster.namespace.clone()),
-            labels: Some(labels.clone()),
-            owner_references: owner.map(|owner| vec![owner]),
-            ..ObjectMeta::default()
-        },
+        metadata: meta::owned(cluster, names::restore_job(&cluster.name), labels.clone()),
         spec: Some(JobSpec {
             // A second try would find the first one's files and refuse:
             // a failed restore is for a person to look at.

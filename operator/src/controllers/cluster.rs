@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use ranvier_crds::common::condition::{AVAILABLE, DEGRADED, PROGRESSING};
@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use super::{Context, JobOutcome, KubeCall, apply_served, job_outcome, kube};
 use crate::builders::{backup, meta, statefulset};
 use crate::conditions::{Observed, merge};
-use crate::names::{self, MANAGER};
+use crate::names;
 use crate::render::{Rendered, render};
 use crate::validate::{ValidCluster, validate};
 
@@ -281,8 +281,7 @@ async fn restore_first(ctx: &Context, cluster: &ValidCluster) -> Result<Option<R
             from.volume_claim
         ))));
     }
-    let owner = cluster.resource.controller_owner_ref(&());
-    let Some((data, job)) = backup::restore(cluster, &from.volume_claim, from.backup.as_deref(), owner) else {
+    let Some((data, job)) = backup::restore(cluster, &from.volume_claim, from.backup.as_deref()) else {
         return Ok(None);
     };
     let what = from.backup.clone().unwrap_or_else(|| "the newest backup".to_owned());
@@ -344,10 +343,8 @@ where
         + DeserializeOwned,
 {
     let name = object.meta().name.clone().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = PatchParams::apply(MANAGER).force();
     let kind = K::kind(&());
-    api.patch(&name, &params, &Patch::Apply(object)).await.map_err(|source| match source {
+    super::apply(ctx, namespace, object).await.map_err(|source| match source {
         kube::Error::Api(status) if status.code == 422 => {
             Error::Rejected { object: format!("{kind} {name}"), message: status.message }
         }

@@ -182,6 +182,21 @@ pub fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeCall {
     move |source| KubeCall { step, source }
 }
 
+/// Applies `object` server-side under the operator's field manager, taking
+/// over fields other managers set; answers it as the API server holds it.
+pub async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object)).await
+}
+
 /// Applies `object` at its own API version (server-side, under the
 /// operator's field manager); where the API server does not serve that
 /// version, applies the same body as `older` (`group/version`: the
@@ -204,9 +219,7 @@ where
     use kube::core::{ApiResource, GroupVersionKind};
     let name = object.meta().name.clone().unwrap_or_default();
     let kind = K::kind(&()).into_owned();
-    let params = PatchParams::apply(MANAGER).force();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.patch(&name, &params, &Patch::Apply(object)).await {
+    match apply(ctx, namespace, object).await {
         Ok(applied) => {
             let value = serde_json::to_value(applied).unwrap_or_default();
             return Ok(Some((value, K::api_version(&()).into_owned())));
@@ -214,6 +227,7 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 => {}
         Err(source) => return Err(kube(format!("applying {kind} {name}"))(source)),
     }
+    let params = PatchParams::apply(MANAGER).force();
     let (group, version) = older.split_once('/').unwrap_or(("", older));
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind));
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
