@@ -246,6 +246,12 @@ impl Drop for Node {
     }
 }
 
+/// The last token of the node's `default` context (-1 while it is empty).
+pub async fn last_token(node: &Node) -> anyhow::Result<i64> {
+    let mut client = node.event_store().await?;
+    Ok(client.get_last_token(ranvier_proto::event::GetLastTokenRequest {}).await?.into_inner().token)
+}
+
 /// The first `count` events of the node's `default` context, read with
 /// ListEvents from token 0.
 pub async fn read_events(node: &Node, count: i64) -> anyhow::Result<Vec<ranvier_proto::wire::EventWithToken>> {

@@ -3,7 +3,7 @@
 //! byte-identical to the node's own (the active segment up to its committed
 //! length), administrators only.
 
-use ranvier_tests::{Node, event, http_get_bytes};
+use ranvier_tests::{Node, event, http_get_bytes, last_token};
 use ranvier_wire::http::encode;
 use serde_json::Value;
 
@@ -149,9 +149,7 @@ async fn a_backup_taken_while_writing_restores_into_a_node_that_serves_every_eve
         let node = &node;
         async move {
             ranvier_tests::eventually(std::time::Duration::from_secs(30), "events written", || async {
-                let mut client = node.event_store().await.unwrap();
-                let last = client.get_last_token(ranvier_proto::event::GetLastTokenRequest {}).await.unwrap();
-                last.into_inner().token >= at_least
+                last_token(node).await.unwrap() >= at_least
             })
             .await
             .unwrap();
@@ -357,7 +355,7 @@ async fn a_cluster_backed_up_while_writing_restores_into_a_fresh_cluster_whose_e
         let node = &source[0];
         async move {
             ranvier_tests::eventually(std::time::Duration::from_secs(60), "events written", || async {
-                last_token(node).await >= at_least
+                last_token(node).await.unwrap() >= at_least
             })
             .await
             .unwrap();
@@ -386,7 +384,7 @@ async fn a_cluster_backed_up_while_writing_restores_into_a_fresh_cluster_whose_e
     assert_eq!(code, 0, "{out}{err}");
     let restored = ranvier_tests::start_cluster(&fresh, 3, &small).unwrap();
     ranvier_tests::wait_voters(&restored[0], "default", 3).await.unwrap();
-    let held = last_token(&restored[0]).await;
+    let held = last_token(&restored[0]).await.unwrap();
     assert!(held + 1 >= covered, "the restored cluster holds {} events, the backup covers {covered}", held + 1);
     let original = ranvier_tests::read_events(&source[0], held + 1).await.unwrap();
     for node in &restored {
@@ -415,12 +413,7 @@ async fn a_cluster_backed_up_while_writing_restores_into_a_fresh_cluster_whose_e
     let stale = client.append_event(tokio_stream::iter(vec![event("writer-0", taken - 1, 10)])).await;
     assert!(stale.is_err(), "a sequence the restored store holds is refused");
     client.append_event(tokio_stream::iter(vec![event("writer-0", taken, 10)])).await.unwrap();
-    assert_eq!(last_token(&restored[1]).await, held + 1);
-}
-
-async fn last_token(node: &Node) -> i64 {
-    let mut client = node.event_store().await.unwrap();
-    client.get_last_token(ranvier_proto::event::GetLastTokenRequest {}).await.unwrap().into_inner().token
+    assert_eq!(last_token(&restored[1]).await.unwrap(), held + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

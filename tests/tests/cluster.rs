@@ -3,17 +3,11 @@
 
 use std::time::Duration;
 
-use ranvier_proto::event::GetLastTokenRequest;
-use ranvier_tests::{Node, error_code, event, eventually};
+use ranvier_tests::{Node, error_code, event, eventually, last_token};
 use tokio_stream::StreamExt;
 
 fn start_cluster(dir: &std::path::Path) -> Vec<Node> {
     ranvier_tests::start_cluster(dir, 3, &[]).unwrap()
-}
-
-async fn last_token(node: &Node) -> i64 {
-    let mut client = node.event_store().await.unwrap();
-    client.get_last_token(GetLastTokenRequest {}).await.unwrap().into_inner().token
 }
 
 async fn read_all(node: &Node, count: i64) -> Vec<bytes::Bytes> {
@@ -42,7 +36,7 @@ async fn three_nodes_form_a_cluster_by_autocluster_and_agree() {
     // Every node applies it, at the same tokens, byte for byte.
     for node in &nodes {
         eventually(Duration::from_secs(10), "every replica to apply the write", || async {
-            last_token(node).await == 4
+            last_token(node).await.unwrap() == 4
         })
         .await
         .unwrap();
@@ -93,9 +87,11 @@ async fn three_nodes_form_a_cluster_by_autocluster_and_agree() {
     let mut third = nodes[2].event_store().await.unwrap();
     third.append_event(tokio_stream::iter(vec![event("order-1", 5, 8)])).await.unwrap();
     for node in &nodes {
-        eventually(Duration::from_secs(10), "the second write everywhere", || async { last_token(node).await == 5 })
-            .await
-            .unwrap();
+        eventually(Duration::from_secs(10), "the second write everywhere", || async {
+            last_token(node).await.unwrap() == 5
+        })
+        .await
+        .unwrap();
     }
     drop(client);
 }
@@ -189,10 +185,10 @@ async fn sigkill_of_the_leader_under_load_loses_nothing_and_it_catches_up() {
     // The killed node comes back and catches up.
     let restarted = nodes.remove(leader).restart().unwrap();
     nodes.push(restarted);
-    let last = last_token(&nodes[0]).await;
+    let last = last_token(&nodes[0]).await.unwrap();
     for node in &nodes {
         eventually(Duration::from_secs(30), "every node to hold every event", || async {
-            last_token(node).await == last
+            last_token(node).await.unwrap() == last
         })
         .await
         .unwrap();
@@ -249,7 +245,7 @@ async fn a_node_back_on_another_internal_port_is_replicated_to_there() {
     // …and writes through it reach the leader.
     let mut moved = node.event_store().await.unwrap();
     moved.append_event(tokio_stream::iter(events(10))).await.unwrap();
-    assert_eq!(last_token(&nodes[0]).await, 14);
+    assert_eq!(last_token(&nodes[0]).await.unwrap(), 14);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ranvier_proto::event::{GetEventsRequest, GetLastTokenRequest};
-use ranvier_tests::{Node, error_code, event, eventually};
+use ranvier_tests::{Node, error_code, event, eventually, last_token};
 use tokio_stream::StreamExt;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -47,11 +47,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-async fn last_token(node: &Node) -> i64 {
-    let mut client = node.event_store().await.unwrap();
-    client.get_last_token(GetLastTokenRequest {}).await.unwrap().into_inner().token
 }
 
 /// What `node`'s own store of `default` holds (its readiness report), even
@@ -112,17 +107,17 @@ async fn a_single_node_out_of_space_refuses_the_write_keeps_what_it_confirmed_an
     assert_eq!(error_code(&refused).as_deref(), Some("AXONIQ-9100"), "{refused:?}");
     assert!(refused.message().contains("No space left"), "{refused:?}");
     // Every confirmed event is there, and nothing of the refused one.
-    assert_eq!(last_token(&node).await, confirmed - 1);
+    assert_eq!(last_token(&node).await.unwrap(), confirmed - 1);
     let before = checksum(&node, confirmed - 1).await;
     // A restart on the full disk finds the same store.
     node = node.restart().unwrap();
-    assert_eq!(last_token(&node).await, confirmed - 1);
+    assert_eq!(last_token(&node).await.unwrap(), confirmed - 1);
     assert_eq!(checksum(&node, confirmed - 1).await, before);
     // Space returns: the same transaction is taken, without a restart.
     disk.grow(64);
     let mut client = node.event_store().await.unwrap();
     client.append_event(tokio_stream::iter(transaction(confirmed))).await.unwrap();
-    assert_eq!(last_token(&node).await, confirmed + 49);
+    assert_eq!(last_token(&node).await.unwrap(), confirmed + 49);
     drop(node);
 }
 
@@ -183,10 +178,10 @@ async fn a_replica_below_its_disk_reserve_lags_without_failing_and_catches_up_wh
     for _ in 0..20 {
         append().await.unwrap();
     }
-    let total = last_token(&nodes[0]).await;
+    let total = last_token(&nodes[0]).await.unwrap();
     assert_eq!(total, seq - 1);
     eventually(Duration::from_secs(30), "node-2 to hold every write", || async {
-        last_token(&nodes[1]).await == total
+        last_token(&nodes[1]).await.unwrap() == total
     })
     .await
     .unwrap();
@@ -250,7 +245,7 @@ async fn a_replica_without_a_reserve_that_meets_enospc_stops_and_catches_up_afte
     for _ in 0..20 {
         append().await.unwrap();
     }
-    let total = last_token(&nodes[0]).await;
+    let total = last_token(&nodes[0]).await.unwrap();
     assert_eq!(total, seq - 1);
     let stopped_at = stored(&nodes[2]);
     assert!(stopped_at < total, "node-3 stored everything on a full disk");

@@ -51,15 +51,11 @@ pub fn binary() -> Option<std::path::PathBuf> {
     ["/usr/sbin/nats-server", "/usr/bin/nats-server"].iter().map(std::path::PathBuf::from).find(|p| p.exists())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
 /// Starts three clustered servers with JetStream on file storage in `dir`,
 /// and makes the stream `BENCH` (subjects `bench.>`, three replicas).
 pub async fn start(binary: &Path, dir: &Path) -> Servers {
-    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let clients: Vec<u16> = (0..3).map(|_| ranvier_tests::free_port().unwrap()).collect();
+    let routes: Vec<u16> = (0..3).map(|_| ranvier_tests::free_port().unwrap()).collect();
     let route_list = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
     let mut children = Vec::new();
     for i in 0..3 {
@@ -114,7 +110,8 @@ impl Connection {
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         let (read, writer) = stream.into_split();
-        let inbox = format!("_INBOX.{}", free_port_token());
+        // Unique per connection: the servers route replies by inbox.
+        let inbox = format!("_INBOX.{}.{}", std::process::id(), NEXT_INBOX.fetch_add(1, Ordering::Relaxed));
         let mut connection = Connection { reader: BufReader::new(read), writer, inbox, line: String::new() };
         connection.read_line().await?; // INFO
         let hello = format!(
@@ -181,11 +178,8 @@ impl Connection {
     }
 }
 
-/// A token unique enough for an inbox name.
-fn free_port_token() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{:x}{:x}", nanos, u64::from(free_port()))
-}
+/// Numbers the connections' inboxes.
+static NEXT_INBOX: AtomicU64 = AtomicU64::new(0);
 
 /// `clients` clients spread over `servers`, each publishing 256-byte
 /// messages to its own subject with the last-sequence check, until `total`

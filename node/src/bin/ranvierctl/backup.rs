@@ -105,8 +105,8 @@ pub fn backup(server: &Server, server_url: &str, token: Option<&str>, asked: &As
     let name = format!("backup-{created_ms}");
     let partial = target.join(format!("{name}.partial"));
     fs::create_dir_all(&partial).map_err(io(partial.display()))?;
-    let written = write_backup(server, server_url, token, asked, previous, created_ms, &partial);
-    let (manifest, copied_bytes) = match written {
+    let written = write_backup(server, server_url, token, asked, previous, (&name, created_ms), &partial);
+    let Written { manifest, copied_bytes, manifest_sha256 } = match written {
         Ok(written) => written,
         Err(failed) => {
             if let Err(e) = fs::remove_dir_all(&partial) {
@@ -124,26 +124,33 @@ pub fn backup(server: &Server, server_url: &str, token: Option<&str>, asked: &As
         }
     }
     if let Some(path) = &asked.summary {
-        let (_, sha256) = sha256_of(&done.join(MANIFEST))?;
-        let summary = Summary::of(&manifest, sha256, copied_bytes);
+        let summary = Summary::of(&manifest, manifest_sha256, copied_bytes);
         let text = serde_json::to_vec(&summary).map_err(|e| Failed(format!("summary: {e}")))?;
         fs::write(path, text).map_err(io(path.display()))?;
     }
     Ok(manifest)
 }
 
-/// Writes the backup started at `created_ms` into `partial` and checks it; answers its manifest
-/// and the bytes copied.
+/// What [`write_backup`] wrote.
+struct Written {
+    manifest: Manifest,
+    copied_bytes: u64,
+    /// SHA-256 of `manifest.json` as written.
+    manifest_sha256: String,
+}
+
+/// Writes the backup `name`, started at `created_ms`, into `partial` and
+/// checks it.
 fn write_backup(
     server: &Server,
     server_url: &str,
     token: Option<&str>,
     asked: &Asked,
     previous: Option<Manifest>,
-    created_ms: u64,
+    (name, created_ms): (&str, u64),
     partial: &Path,
-) -> Result<(Manifest, u64), Failed> {
-    let (target, name) = (asked.target.as_path(), format!("backup-{created_ms}"));
+) -> Result<Written, Failed> {
+    let target = asked.target.as_path();
     let contexts = if asked.contexts.is_empty() {
         let me: Value = get_json(server, token, "/v1/public/me".into())?;
         let names = me["storageContextNames"].as_array().or_else(|| me["contextNames"].as_array());
@@ -152,14 +159,14 @@ fn write_backup(
         asked.contexts.clone()
     };
     // The safe order: the cluster state first, then the logs, then the stores.
-    let control = control_state(server, token, partial, &name)?;
+    let control = control_state(server, token, partial, name)?;
     let logs = match &control {
         Some(control) => {
             let text = fs::read(partial.join("control").join(&control.name)).map_err(io("the cluster state copy"))?;
             let state: Value = serde_json::from_slice(&text).map_err(|e| Failed(format!("the cluster state: {e}")))?;
             let groups: Vec<String> =
                 state["model"]["groups"].as_object().into_iter().flatten().map(|(g, _)| g.clone()).collect();
-            replication_logs(server, token, partial, &name, &groups)?
+            replication_logs(server, token, partial, name, &groups)?
         }
         None => Vec::new(),
     };
@@ -196,7 +203,7 @@ fn write_backup(
                     name: file_name,
                     size: got.size,
                     sha256: got.sha256,
-                    stored_in: name.clone(),
+                    stored_in: name.to_owned(),
                     closed,
                 });
             }
@@ -213,7 +220,7 @@ fn write_backup(
     }
     let manifest = Manifest {
         format: FORMAT,
-        name: name.clone(),
+        name: name.to_owned(),
         created_ms,
         server: server_url.to_owned(),
         previous: previous.map(|p| p.name),
@@ -226,13 +233,14 @@ fn write_backup(
     let manifest_path = partial.join(MANIFEST);
     let mut out = fs::File::create(&manifest_path).map_err(io(manifest_path.display()))?;
     out.write_all(&text).and_then(|()| out.sync_all()).map_err(io(manifest_path.display()))?;
+    let manifest_sha256 = ranvier_wire::hex(&Sha256::digest(&text));
     for context in &contexts {
         sync_dir(&partial.join(context))?;
     }
     sync_dir(partial)?;
     verify_files(target, &manifest, Some(partial))?;
     eprintln!("backup: {name} complete: {copied_files} files, {copied_bytes} bytes copied");
-    Ok((manifest, copied_bytes))
+    Ok(Written { manifest, copied_bytes, manifest_sha256 })
 }
 
 /// Downloads `source` (a path the node listed) into `dir` under its own
