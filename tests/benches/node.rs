@@ -44,6 +44,12 @@ mod nats;
 #[path = "node/spread.rs"]
 mod spread;
 
+/// The load generator allocates with mimalloc, as the node does: on this
+/// two-core machine it shares the cores with the nodes it measures, and
+/// glibc's malloc made it the larger CPU user per command.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENT_BYTES: usize = 256;
 
 fn scale() -> f64 {

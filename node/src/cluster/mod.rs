@@ -11,8 +11,9 @@
 //! - `reconcile`: makes local groups, stores and Raft memberships follow
 //!   the model;
 //! - `writes`: a client transaction or admin change to its group's leader
-//!   (batched there by `batch`, forwarded or relayed from elsewhere), and
-//!   Axon's commit rule; `rpc` serves the forwarded calls;
+//!   (batched there by `batch`, forwarded from a follower in batches by
+//!   `forwarding`, relayed from a node without a replica), and Axon's
+//!   commit rule; `rpc` serves the forwarded calls;
 //! - `reads`: where clients connect, and read-your-writes on any replica;
 //! - `tier`: with SECONDARY members, primaries retire old segments and
 //!   read them back from a secondary;
@@ -35,6 +36,7 @@
 mod batch;
 mod fetch;
 mod formation;
+mod forwarding;
 pub mod model;
 pub mod readiness;
 mod reads;
@@ -209,6 +211,8 @@ pub struct Cluster {
     source: Arc<GrpcSource>,
     /// Where this node leads a group: the queue of its next batched entry.
     batchers: batch::Batchers,
+    /// Where this node follows a group: the queue of the next call to its leader.
+    forwarders: forwarding::Forwarders,
     /// This cluster, for the tasks it spawns.
     me: std::sync::Weak<Cluster>,
     /// Where each node is reached now (from the model): Raft links follow
@@ -292,6 +296,7 @@ impl Cluster {
             hosted: tokio::sync::Mutex::new(BTreeMap::new()),
             source,
             batchers: batch::Batchers::default(),
+            forwarders: forwarding::Forwarders::default(),
             me: me.clone(),
             addresses,
             log_cache,

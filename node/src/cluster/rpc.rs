@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use ranvier_proto::cluster::cluster_service_server::ClusterService;
 use ranvier_proto::cluster::{
-    AdminProposal, AdminReply, AggregateRequest, FetchRequest, ForwardedAppend, ForwardedReply, MembershipQuery,
-    MembershipReply, StoreStateQuery, StoreStateReply, TransactionChunk,
+    AdminProposal, AdminReply, AggregateRequest, FetchRequest, ForwardedAppend, ForwardedBatch, ForwardedBatchReply,
+    ForwardedFailure, ForwardedOutcome, ForwardedReply, MembershipQuery, MembershipReply, StoreStateQuery,
+    StoreStateReply, TransactionChunk,
 };
 use tonic::{Request, Response, Status};
 
@@ -63,33 +64,66 @@ fn unavailable(error: WriteError) -> Status {
     }
 }
 
+impl ClusterRpc {
+    /// Runs one forwarded transaction: its token or Axon refusal, or why
+    /// there is neither.
+    async fn run(&self, append: ForwardedAppend) -> Result<ForwardedReply, WriteError> {
+        let context = append.context.clone();
+        let command = if append.snapshot {
+            let snapshot = append.events.into_iter().next().unwrap_or_default();
+            GroupCommand::AppendSnapshot { context: append.context, snapshot }
+        } else {
+            GroupCommand::AppendEvents { context: append.context, events: append.events }
+        };
+        // The sender's model knows the context; this node's may lag a moment.
+        self.cluster.await_context(&context, FORWARDED_CONTEXT_WAIT).await;
+        match self.cluster.propose_write(&context, command, append.relay).await.map(|p| p.response) {
+            Ok(GroupResponse::Appended { first_token }) => {
+                Ok(ForwardedReply { first_token: first_token as i64, ..Default::default() })
+            }
+            Ok(GroupResponse::Refused { code, message }) | Err(WriteError::Refused { code, message }) => {
+                Ok(ForwardedReply { first_token: -1, error_code: code, message })
+            }
+            Ok(GroupResponse::Applied | GroupResponse::Batch(_)) => {
+                Err(WriteError::Failed("the entry stored nothing".into()))
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// One transaction's outcome in a batch's answer: the kinds the sender's
+/// retry rules need (as `unavailable` gives them for a single call).
+pub(super) fn batch_outcome(result: Result<ForwardedReply, WriteError>) -> ForwardedOutcome {
+    let (failure, reason) = match result {
+        Ok(reply) => return ForwardedOutcome { reply: Some(reply), ..Default::default() },
+        Err(WriteError::Timeout(reason)) => (ForwardedFailure::TimedOut, reason),
+        Err(WriteError::Refused { code, message }) => {
+            let reply = ForwardedReply { first_token: -1, error_code: code, message };
+            return ForwardedOutcome { reply: Some(reply), ..Default::default() };
+        }
+        Err(WriteError::NoLeader(reason) | WriteError::NotLeader(reason) | WriteError::Unreached(reason)) => {
+            (ForwardedFailure::NoLeader, reason)
+        }
+        Err(WriteError::Failed(reason)) => (ForwardedFailure::Failed, reason),
+    };
+    ForwardedOutcome { reply: None, failure: failure as i32, reason }
+}
+
 #[tonic::async_trait]
 impl ClusterService for ClusterRpc {
     async fn append(&self, request: Request<ForwardedAppend>) -> Result<Response<ForwardedReply>, Status> {
         self.cluster.authorize(&request)?;
-        let request = request.into_inner();
-        let context = request.context.clone();
-        let command = if request.snapshot {
-            let snapshot = request.events.into_iter().next().unwrap_or_default();
-            GroupCommand::AppendSnapshot { context: request.context, snapshot }
-        } else {
-            GroupCommand::AppendEvents { context: request.context, events: request.events }
-        };
-        // The sender's model knows the context; this node's may lag a moment.
-        self.cluster.await_context(&context, FORWARDED_CONTEXT_WAIT).await;
-        let reply = match self.cluster.propose_write(&context, command, request.relay).await.map(|p| p.response) {
-            Ok(GroupResponse::Appended { first_token }) => {
-                ForwardedReply { first_token: first_token as i64, ..Default::default() }
-            }
-            Ok(GroupResponse::Refused { code, message }) | Err(WriteError::Refused { code, message }) => {
-                ForwardedReply { first_token: -1, error_code: code, message }
-            }
-            Ok(GroupResponse::Applied | GroupResponse::Batch(_)) => {
-                return Err(Status::internal("the entry stored nothing"));
-            }
-            Err(error) => return Err(unavailable(error)),
-        };
-        Ok(Response::new(reply))
+        Ok(Response::new(self.run(request.into_inner()).await.map_err(unavailable)?))
+    }
+
+    async fn append_batch(&self, request: Request<ForwardedBatch>) -> Result<Response<ForwardedBatchReply>, Status> {
+        self.cluster.authorize(&request)?;
+        // Each joins this node's next proposal (`batch`) at once; none waits
+        // for another's answer.
+        let runs = request.into_inner().appends.into_iter().map(|append| self.run(append));
+        let outcomes = futures_util::future::join_all(runs).await.into_iter().map(batch_outcome).collect();
+        Ok(Response::new(ForwardedBatchReply { outcomes }))
     }
 
     async fn propose(&self, request: Request<AdminProposal>) -> Result<Response<AdminReply>, Status> {

@@ -451,6 +451,43 @@ async fn concurrent_transactions_share_log_entries_yet_each_gets_its_own_answer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_forwarded_by_a_follower_travel_together_yet_each_gets_its_own_answer() {
+    let (stop, stopping) = watch::channel(false);
+    let members = three_nodes(&stopping).await;
+    let leader = leader_of(&members.iter().collect::<Vec<_>>(), "default").unwrap();
+    let follower = members[(leader + 1) % 3].cluster.clone();
+    // 200 aggregates, each written twice at sequence 0 at the same time
+    // through the follower: exactly one write of each pair is accepted.
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let cluster = follower.clone();
+        writes.spawn(async move {
+            let aggregate = format!("agg-{}", i % 200);
+            (i % 200, cluster.append("default", vec![event(&aggregate, 0), event(&aggregate, 1)], false).await)
+        });
+    }
+    let mut accepted = BTreeMap::new();
+    while let Some(done) = writes.join_next().await {
+        let (aggregate, answer) = done.unwrap();
+        match answer {
+            Ok(token) => assert!(accepted.insert(aggregate, token).is_none(), "both writes of {aggregate} accepted"),
+            Err(WriteError::Refused { code, .. }) => assert_eq!(code, "AXONIQ-2000"),
+            Err(other) => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 200);
+    let mut tokens: Vec<u64> = accepted.into_values().collect();
+    tokens.sort();
+    assert_eq!(tokens, (0..200).map(|i| i * 2).collect::<Vec<u64>>(), "each accepted write has its own tokens");
+    let (calls, carried) = follower.forwarders.counts();
+    assert_eq!(carried, 400, "every transaction was forwarded once");
+    assert!(calls < 400, "400 concurrent transactions took {calls} calls to the leader");
+    let stored = agree_with_leader(&members, leader, 400).await;
+    assert_eq!(stored.len(), 400);
+    stop_all(stop, &members).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_answers_reads_only_once_it_holds_every_confirmed_write() {
     let (stop, stopping) = watch::channel(false);
     let members = three_nodes(&stopping).await;

@@ -33,10 +33,21 @@ pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 pub(super) const DISK_FULL_CODE: &str = "AXONIQ-9100";
 
 /// What a proposal came to, and where in its group's log.
+#[derive(Debug)]
 pub(super) struct Proposed {
     pub(super) response: GroupResponse,
     /// The entry's log index (0 when a forwarded write does not say).
     pub(super) index: u64,
+}
+
+/// Where a write goes next (`Cluster::route`).
+enum Route {
+    /// To the group's leader: its id and internal address.
+    Leader(u64, String),
+    /// Proposed here, or refused.
+    Done(Result<Proposed, WriteError>),
+    /// Again after a pause: a leader in transition did not take it.
+    Retry(String),
 }
 
 pub(super) fn applied(response: GroupResponse) -> Result<(), WriteError> {
@@ -142,11 +153,6 @@ impl Cluster {
             }
             return self.relay_to_member(group, &command).await;
         };
-        let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
-        // How long a write waits for a reachable leader: by default an
-        // election (detection within the max election timeout, then a
-        // vote) and a margin for a split vote.
-        let leader_wait = Duration::from_millis(self.settings.wait_for_leader_ms);
         let mut waiting_since: Option<tokio::time::Instant> = None;
         let mut last_refusal = String::new();
         // Client data (not admin changes) is subject to the active-backup rule.
@@ -162,76 +168,22 @@ impl Cluster {
                 }
                 self.check_active_backups(group, &raft)?;
             }
-            // A follower that knows its leader forwards at once; else the
-            // local Raft takes the write or says where the leader is.
-            let known = if relay { self.leader_elsewhere(&raft) } else { None };
-            let (leader, addr) = match known {
-                Some(found) => found,
-                None => {
-                    let error = match tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command.clone())).await {
-                        Ok(Ok(written)) => {
-                            if data {
-                                self.await_active_backups(group, &raft, written.log_id.index).await?;
-                            }
-                            return Ok(Proposed { response: written.data, index: written.log_id.index });
-                        }
-                        Ok(Err(error)) => error,
-                        Err(_) => {
-                            let message =
-                                format!("not committed within {} s in group {group}", COMMIT_TIMEOUT.as_secs());
-                            return Err(WriteError::Timeout(message));
-                        }
-                    };
-                    let Some(forward) = error.forward_to_leader() else {
-                        return Err(WriteError::Failed(error.to_string()));
-                    };
-                    match (&forward.leader_id, &forward.leader_node) {
-                        (Some(leader), Some(node)) if *leader != self.node_id => {
-                            if !relay {
-                                return Err(WriteError::NotLeader(format!("this node does not lead group {group}")));
-                            }
-                            (*leader, self.addresses.get(*leader).unwrap_or_else(|| node.internal_addr.clone()))
-                        }
-                        (Some(_), _) => {
-                            last_refusal = error.to_string();
-                            tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
-                            continue;
-                        }
-                        (None, _) => {
-                            let known = raft.wait(Some(wait)).metrics(|m| m.current_leader.is_some(), "a leader").await;
-                            if known.is_err() {
-                                return Err(WriteError::NoLeader(format!("no leader for replication group {group}")));
-                            }
-                            // A leader is known but did not take the write (it is
-                            // still taking office, or stepping down): give it a moment.
-                            last_refusal = error.to_string();
-                            tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
-                            continue;
-                        }
-                    }
+            let (leader, addr) = match self.route(group, &raft, &command, relay, data).await {
+                Route::Leader(leader, addr) => (leader, addr),
+                Route::Done(answer) => return answer,
+                Route::Retry(reason) => {
+                    last_refusal = reason;
+                    tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
+                    continue;
                 }
             };
-            match self.forward(&addr, &command, false).await {
+            match self.forward_to_leader(&addr, &command).await {
                 // The leader it knows is gone and never got the write: wait
                 // for the group's next leader (or that one back), within the
                 // bound, and try again.
                 Err(WriteError::Unreached(reason)) => {
-                    let until = *waiting_since.get_or_insert_with(tokio::time::Instant::now) + leader_wait;
-                    let left = until.saturating_duration_since(tokio::time::Instant::now());
-                    if left.is_zero() {
-                        return Err(WriteError::NoLeader(format!(
-                            "no leader of group {group} could be reached within {} ms: {reason}",
-                            leader_wait.as_millis()
-                        )));
-                    }
-                    let (gone, waited) = (leader, Some(left));
-                    let next = |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| {
-                        m.current_leader.is_some_and(|l| l != gone)
-                    };
-                    if raft.wait(waited).metrics(next, "another leader").await.is_err() {
-                        // None came: that leader may be back; one more try, if time is left.
-                        tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
-                    }
+                    let since = *waiting_since.get_or_insert_with(tokio::time::Instant::now);
+                    self.await_another_leader(group, &raft, leader, since, &reason).await?;
                     last_refusal = reason;
                 }
                 answer => return answer,
@@ -240,6 +192,98 @@ impl Cluster {
         Err(WriteError::NoLeader(format!(
             "no leader accepted the write for replication group {group} ({last_refusal})"
         )))
+    }
+
+    /// Where a write goes next, as this node's Raft sees it: a follower
+    /// that knows its leader forwards at once (when it may `relay`); else
+    /// the local Raft takes the write or says where the leader is.
+    async fn route(&self, group: &str, raft: &GroupRaft, command: &GroupCommand, relay: bool, data: bool) -> Route {
+        if let Some((leader, addr)) = self.leader_elsewhere(raft).filter(|_| relay) {
+            return Route::Leader(leader, addr);
+        }
+        let error = match tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command.clone())).await {
+            Ok(Ok(written)) => {
+                if data && let Err(error) = self.await_active_backups(group, raft, written.log_id.index).await {
+                    return Route::Done(Err(error));
+                }
+                return Route::Done(Ok(Proposed { response: written.data, index: written.log_id.index }));
+            }
+            Ok(Err(error)) => error,
+            Err(_) => {
+                let message = format!("not committed within {} s in group {group}", COMMIT_TIMEOUT.as_secs());
+                return Route::Done(Err(WriteError::Timeout(message)));
+            }
+        };
+        let Some(forward) = error.forward_to_leader() else {
+            return Route::Done(Err(WriteError::Failed(error.to_string())));
+        };
+        match (&forward.leader_id, &forward.leader_node) {
+            (Some(leader), Some(node)) if *leader != self.node_id => {
+                if !relay {
+                    return Route::Done(Err(WriteError::NotLeader(format!("this node does not lead group {group}"))));
+                }
+                Route::Leader(*leader, self.addresses.get(*leader).unwrap_or_else(|| node.internal_addr.clone()))
+            }
+            // A leader in transition did not take it.
+            (Some(_), _) => Route::Retry(error.to_string()),
+            (None, _) => {
+                let wait = Duration::from_millis(self.settings.election_timeout_max_ms);
+                let known = raft.wait(Some(wait)).metrics(|m| m.current_leader.is_some(), "a leader").await;
+                if known.is_err() {
+                    return Route::Done(Err(WriteError::NoLeader(format!("no leader for replication group {group}"))));
+                }
+                // A leader is known but did not take the write (it is still
+                // taking office, or stepping down): give it a moment.
+                Route::Retry(error.to_string())
+            }
+        }
+    }
+
+    /// Sends a write to its group's leader at internal `addr`: a client
+    /// transaction in the next batch there (`forwarding`), an admin change
+    /// on its own.
+    async fn forward_to_leader(&self, addr: &str, command: &GroupCommand) -> Result<Proposed, WriteError> {
+        let append = match command {
+            GroupCommand::AppendEvents { context, events } => {
+                ForwardedAppend { context: context.clone(), events: events.clone(), snapshot: false, relay: false }
+            }
+            GroupCommand::AppendSnapshot { context, snapshot } => {
+                let events = vec![snapshot.clone()];
+                ForwardedAppend { context: context.clone(), events, snapshot: true, relay: false }
+            }
+            GroupCommand::Admin(_) | GroupCommand::Batch(_) => return self.forward(addr, command, false).await,
+        };
+        self.forward_batched(addr, append).await
+    }
+
+    /// After the leader `gone` could not be reached: waits for the group's
+    /// next leader (or that one back), `Err` once the wait for a reachable
+    /// leader that began at `since` is over.
+    async fn await_another_leader(
+        &self,
+        group: &str,
+        raft: &GroupRaft,
+        gone: u64,
+        since: tokio::time::Instant,
+        reason: &str,
+    ) -> Result<(), WriteError> {
+        // By default an election (detection within the max election
+        // timeout, then a vote) and a margin for a split vote.
+        let leader_wait = Duration::from_millis(self.settings.wait_for_leader_ms);
+        let left = (since + leader_wait).saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(WriteError::NoLeader(format!(
+                "no leader of group {group} could be reached within {} ms: {reason}",
+                leader_wait.as_millis()
+            )));
+        }
+        let next =
+            |m: &openraft::RaftMetrics<crate::raft::types::TypeConfig>| m.current_leader.is_some_and(|l| l != gone);
+        if raft.wait(Some(left)).metrics(next, "another leader").await.is_err() {
+            // None came: that leader may be back; one more try, if time is left.
+            tokio::time::sleep(LEADERSHIP_SETTLE_PAUSE).await;
+        }
+        Ok(())
     }
 
     /// From a node without a replica of `group` (MESSAGING_ONLY, or not a
@@ -396,15 +440,7 @@ impl Cluster {
         relay: bool,
     ) -> Result<Proposed, WriteError> {
         let mut client = self.transport.cluster_client(addr).map_err(|e| WriteError::Failed(e.to_string()))?;
-        // A proposal that timed out there may be stored: it stays a
-        // timeout here, so that no relay proposes it again.
-        let unreachable = |s: Status| match s.code() {
-            tonic::Code::DeadlineExceeded => WriteError::Timeout(format!("the node at {addr}: {}", s.message())),
-            tonic::Code::Unavailable if never_connected(&s) => {
-                WriteError::Unreached(format!("the node at {addr} could not be reached: {}", s.message()))
-            }
-            _ => WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", s.message())),
-        };
+        let unreachable = |s: Status| call_failure(addr, &s);
         match command {
             GroupCommand::Batch(_) => Err(WriteError::NotLeader("a batch is proposed where it was made".into())),
             GroupCommand::AppendEvents { context, events } => {
@@ -431,6 +467,19 @@ impl Cluster {
                 Ok(Proposed { response, index: reply.log_index })
             }
         }
+    }
+}
+
+/// What a failed call to the node at `addr` means for the write it
+/// carried. A proposal that timed out there may be stored: it stays a
+/// timeout here, so that no relay proposes it again.
+pub(super) fn call_failure(addr: &str, status: &Status) -> WriteError {
+    match status.code() {
+        tonic::Code::DeadlineExceeded => WriteError::Timeout(format!("the node at {addr}: {}", status.message())),
+        tonic::Code::Unavailable if never_connected(status) => {
+            WriteError::Unreached(format!("the node at {addr} could not be reached: {}", status.message()))
+        }
+        _ => WriteError::NoLeader(format!("the node at {addr} did not take the request: {}", status.message())),
     }
 }
 
