@@ -14,6 +14,8 @@
 //! `RANVIER_BENCH=commands` only the command round trips (`node/commands.rs`),
 //! `RANVIER_BENCH=spread` only writes with clients spread over three nodes
 //! through an ordinary gRPC client (`node/spread.rs`),
+//! `RANVIER_BENCH=memory` only the idle node's resident memory with a
+//! million events, before and after a restart,
 //! `RANVIER_BENCH=reads` only the read figures (three rounds over one
 //! store: for comparing two builds with `RANVIER_BIN`),
 //! `RANVIER_BENCH=backup` only backup and restore of a 1 GiB store beside
@@ -569,6 +571,18 @@ async fn read_figures(node: &Node, channels: &[Channel], rounds: usize) {
     }
 }
 
+/// Resident memory of an idle node: after writing a million events
+/// (scaled), and after a kill -9 and a restart over them.
+async fn memory_figures(dir: &std::path::Path) {
+    let mut node = Node::start(dir, &[]).unwrap();
+    read_figures(&node, &connect(&node).await, 0).await;
+    let node_dir = node.dir.clone();
+    node.kill9().unwrap();
+    node = Node::start(&node_dir, &[]).unwrap();
+    let restarted = last_token(&node).await + 1;
+    println!("idle node after restart with {restarted} events: RSS {:.1} MiB (goal <= 64)", rss_mib(&node));
+}
+
 #[tokio::main]
 async fn main() {
     let dir = bench_dir();
@@ -580,6 +594,7 @@ async fn main() {
         Ok("commands") => return commands::figures(scale()).await,
         Ok("spread") => return spread::figures(scale()).await,
         Ok("backup") => return backup::figures(scale(), dir.path()).await,
+        Ok("memory") => return memory_figures(dir.path()).await,
         Ok("reads") => {
             let node = Node::start(dir.path(), &[]).unwrap();
             return read_figures(&node, &connect(&node).await, 3).await;

@@ -16,14 +16,13 @@ use ranvier_proto::command::command_service_server::CommandService;
 use ranvier_proto::command::{Command, CommandProviderInbound, CommandProviderOutbound, CommandResponse};
 use ranvier_proto::common::{ErrorMessage, InstructionAck};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ClientApi, context_of, read_handler_stream, remember_client, send_to_handler, unsupported_instruction};
+use super::{ClientApi, ToHandler, context_of, read_handler_stream, remember_client, unsupported_instruction};
 use crate::messaging::commands::{CommandBus, HandlerId};
 
-/// Messages buffered towards one handler client (commands and acks); its
-/// permits bound the commands, this bounds what waits for the network.
+/// Acknowledgements buffered towards one handler client (its permits bound
+/// the commands, which its stream takes from the bus as the network allows).
 const OUTBOUND_BUFFER: usize = 64;
 
 /// The CommandService.
@@ -54,7 +53,7 @@ fn ack(instruction_id: &str, error: Option<ErrorMessage>) -> CommandProviderInbo
 
 #[tonic::async_trait]
 impl CommandService for Commands {
-    type OpenStreamStream = ReceiverStream<Result<CommandProviderInbound, Status>>;
+    type OpenStreamStream = ToHandler<Command, CommandProviderInbound>;
 
     async fn open_stream(
         &self,
@@ -69,11 +68,10 @@ impl CommandService for Commands {
         let (named, client) = tokio::sync::watch::channel(String::new());
         let ends = self.api.handler_ends(&context, client);
         let sender = bus.clone();
-        let wrap = |command| CommandProviderInbound {
+        let wrap: fn(Command) -> CommandProviderInbound = |command| CommandProviderInbound {
             instruction_id: String::new(),
             request: Some(Inbound::Command(command)),
         };
-        tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
         tokio::spawn(async move {
             read_handler_stream(incoming, ends, |message: CommandProviderOutbound| {
                 let client = match &message.request {
@@ -87,7 +85,7 @@ impl CommandService for Commands {
             .await;
             bus.disconnect(handler);
         });
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        Ok(Response::new(ToHandler::new(receiver, move || sender.next_for(handler), wrap, wake)))
     }
 
     async fn dispatch(&self, request: Request<Command>) -> Result<Response<CommandResponse>, Status> {

@@ -212,26 +212,82 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Sends a handler client what `next` gives it (as its permits allow),
-/// wrapped for its stream, until it leaves; `wake` says when to look again.
-pub async fn send_to_handler<T, W>(
-    mut next: impl FnMut() -> crate::messaging::Next<T>,
-    wrap: impl Fn(T) -> W,
+/// A handler client's outbound stream: the node's acknowledgements, then
+/// what its bus gives it as its permits allow (`next`, wrapped for the
+/// stream). The stream pulls from the bus itself whenever HTTP/2 can take
+/// another message, so a command or query goes from the dispatching task to
+/// the handler's connection with no task or channel between; `wake` says
+/// when to look again. It ends once the bus says the handler is gone and
+/// every acknowledgement is out.
+pub struct ToHandler<T, W> {
+    acks: tokio::sync::mpsc::Receiver<Result<W, tonic::Status>>,
+    next: Box<dyn FnMut() -> crate::messaging::Next<T> + Send>,
+    wrap: fn(T) -> W,
     wake: std::sync::Arc<tokio::sync::Notify>,
-    out: tokio::sync::mpsc::Sender<Result<W, tonic::Status>>,
-) {
-    use crate::messaging::Next;
-    loop {
-        match next() {
-            Next::Send(item) => {
-                if out.send(Ok(wrap(*item))).await.is_err() {
-                    return;
+    /// The wake-up awaited while the bus has nothing to send.
+    waiting: Option<std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>>,
+    /// The bus said the handler is gone.
+    closed: bool,
+}
+
+impl<T, W> ToHandler<T, W> {
+    /// The stream of a handler whose acknowledgements come from `acks`.
+    pub fn new(
+        acks: tokio::sync::mpsc::Receiver<Result<W, tonic::Status>>,
+        next: impl FnMut() -> crate::messaging::Next<T> + Send + 'static,
+        wrap: fn(T) -> W,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Self {
+        ToHandler { acks, next: Box::new(next), wrap, wake, waiting: None, closed: false }
+    }
+
+    /// The bus's next message, `Pending` with a wake-up registered, or
+    /// `Ready(None)` once the handler is gone.
+    fn poll_bus(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<W>> {
+        use std::future::Future;
+        use std::task::Poll;
+
+        use crate::messaging::Next;
+        loop {
+            match (self.next)() {
+                Next::Send(item) => return Poll::Ready(Some((self.wrap)(*item))),
+                Next::Closed => return Poll::Ready(None),
+                Next::Wait => {
+                    // A wake-up sent before this wait is not lost (Notify keeps it).
+                    let wake = &self.wake;
+                    let waiting = self.waiting.get_or_insert_with(|| Box::pin(wake.clone().notified_owned()));
+                    if waiting.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.waiting = None;
                 }
             }
-            // A wake-up sent before this wait is not lost (Notify keeps it).
-            Next::Wait => wake.notified().await,
-            Next::Closed => return,
         }
+    }
+}
+
+impl<T, W> tokio_stream::Stream for ToHandler<T, W> {
+    type Item = Result<W, tonic::Status>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let acks_done = match this.acks.poll_recv(cx) {
+            Poll::Ready(Some(ack)) => return Poll::Ready(Some(ack)),
+            Poll::Ready(None) => true,
+            Poll::Pending => false,
+        };
+        if !this.closed {
+            match this.poll_bus(cx) {
+                Poll::Ready(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                Poll::Ready(None) => this.closed = true,
+                Poll::Pending => {}
+            }
+        }
+        if this.closed && acks_done { Poll::Ready(None) } else { Poll::Pending }
     }
 }
 

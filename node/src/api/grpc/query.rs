@@ -22,12 +22,14 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ClientApi, context_of, read_handler_stream, remember_client, send_to_handler, unsupported_instruction};
+use super::{ClientApi, ToHandler, context_of, read_handler_stream, remember_client, unsupported_instruction};
 use crate::messaging::queries::{HandlerId, Outgoing, QueryBus};
 use crate::messaging::subscriptions::Subscriptions;
 use ranvier_proto::query::subscription_query_request::Request as Control;
 
-/// Messages buffered towards one handler client (queries and acks).
+/// Messages buffered towards one client stream: a handler's acknowledgements
+/// (its queries it takes from the bus as the network allows), a
+/// subscription's updates.
 const OUTBOUND_BUFFER: usize = 64;
 
 /// The QueryService.
@@ -62,7 +64,7 @@ fn ack(instruction_id: &str, error: Option<ErrorMessage>) -> QueryProviderInboun
 
 #[tonic::async_trait]
 impl QueryService for Queries {
-    type OpenStreamStream = ReceiverStream<Result<QueryProviderInbound, Status>>;
+    type OpenStreamStream = ToHandler<Outgoing, QueryProviderInbound>;
     type QueryStream = Responses;
     type SubscriptionStream = Updates;
 
@@ -80,7 +82,7 @@ impl QueryService for Queries {
         let (named, client) = tokio::sync::watch::channel(String::new());
         let ends = self.api.handler_ends(&context, client);
         let sender = bus.clone();
-        let wrap = |outgoing| QueryProviderInbound {
+        let wrap: fn(Outgoing) -> QueryProviderInbound = |outgoing| QueryProviderInbound {
             instruction_id: String::new(),
             request: Some(match outgoing {
                 Outgoing::Query(query) => Inbound::Query(query),
@@ -89,7 +91,6 @@ impl QueryService for Queries {
                 Outgoing::Cancel(reference) => Inbound::QueryCancel(reference),
             }),
         };
-        tokio::spawn(send_to_handler(move || sender.next_for(handler), wrap, wake, out.clone()));
         tokio::spawn(async move {
             let receiving = |message: QueryProviderOutbound| {
                 let client = match &message.request {
@@ -103,7 +104,7 @@ impl QueryService for Queries {
             read_handler_stream(incoming, ends, receiving).await;
             bus.disconnect(handler).await;
         });
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        Ok(Response::new(ToHandler::new(receiver, move || sender.next_for(handler), wrap, wake)))
     }
 
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
