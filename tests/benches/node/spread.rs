@@ -5,7 +5,9 @@
 //! replica. Figures: events/s, latency percentiles per transaction, and
 //! the CPU time per event of each node (leader first) and of the load
 //! generator. A single client sits on a follower, where two of every three
-//! clients land. (`RANVIER_BENCH=spread`; issue 20's own-side figures.)
+//! clients land; 64 × 1 runs again with every client on the leader and
+//! with every client on a follower, to show what the forward costs.
+//! (`RANVIER_BENCH=spread`; issue 20's own-side figures.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +99,19 @@ pub async fn figures(scale: f64) {
         print_row(&format!("{clients} client(s) x {tx}-event tx"), &spread);
         ours.push(((clients, tx), spread.events_per_second, ms(spread.latency.value_at_quantile(0.99))));
     }
+    // The same 64 x 1 load with every client on the leader, and with every
+    // client on a follower: what the forward costs.
+    let total = ((120_000.0 * scale) as u64).max(100);
+    let by_order = order.iter().map(|i| &nodes[*i]).collect::<Vec<_>>();
+    let on_leader = run(&vec![&nodes[order[0]]; 64], &by_order, 1, total).await;
+    print_row("64 x 1, every client on the leader", &on_leader);
+    let followers: Vec<&Node> = (0..64).map(|c| &nodes[order[1 + c % 2]]).collect();
+    let on_followers = run(&followers, &by_order, 1, total).await;
+    print_row("64 x 1, every client on a follower", &on_followers);
+    println!(
+        "  through the followers / through the leader: {:.2} x the events/s (goal: >= 0.85)",
+        on_followers.events_per_second / on_leader.events_per_second
+    );
     drop(nodes);
     let Some(binary) = super::nats::binary() else {
         println!("  NATS JetStream: SKIPPED (install Debian's nats-server for the side-by-side figures)");
