@@ -35,25 +35,87 @@ const BATCH_BYTES_MAX: usize = 1024 * 1024;
 const _: () = assert!(BATCH_TRANSACTIONS_MAX <= BATCH_SLOTS);
 
 /// One transaction waiting for its group's next proposal.
-struct Queued {
+pub(super) struct Queued {
     command: GroupCommand,
     relay: bool,
-    reply: oneshot::Sender<Result<Proposed, WriteError>>,
+    reply: Reply,
 }
 
-/// The batching queue of every group this node has led.
-#[derive(Default)]
-pub(super) struct Batchers {
-    queues: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
+/// Where a queued transaction's answer goes.
+pub(super) type Reply = oneshot::Sender<Result<Proposed, WriteError>>;
+
+/// Queues by key, each drained by a task started with it: the batching
+/// queue of every group this node has led (`Batchers`), and `forwarding`'s
+/// queue of every leader address it has forwarded to.
+pub(super) struct Queues<T> {
+    queues: Mutex<HashMap<String, mpsc::Sender<T>>>,
 }
 
-impl Batchers {
-    /// Stops the batcher of a group this node no longer hosts (what is
-    /// queued is still proposed).
-    pub(super) fn remove(&self, group: &str) {
-        self.queues.lock().unwrap_or_else(|p| p.into_inner()).remove(group);
+impl<T> Default for Queues<T> {
+    fn default() -> Self {
+        Queues { queues: Mutex::new(HashMap::new()) }
     }
 }
+
+impl<T> Queues<T> {
+    /// The queue of `key`, made (`capacity` items) and handed to `start`
+    /// when there is none or its task has ended.
+    pub(super) fn get_or_start(
+        &self,
+        key: &str,
+        capacity: usize,
+        start: impl FnOnce(mpsc::Receiver<T>),
+    ) -> mpsc::Sender<T> {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(queue) = queues.get(key).filter(|q| !q.is_closed()) {
+            return queue.clone();
+        }
+        let (sender, receiver) = mpsc::channel(capacity);
+        start(receiver);
+        queues.insert(key.to_owned(), sender.clone());
+        sender
+    }
+
+    /// Forgets the queue of `key`: its task ends once what is queued is
+    /// done.
+    pub(super) fn remove(&self, key: &str) {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// Queues the item `with` makes around its reply, and waits for the
+/// answer; `Failed` when the queue's task is gone (the node stops).
+pub(super) async fn ask<T>(queue: mpsc::Sender<T>, with: impl FnOnce(Reply) -> T) -> Result<Proposed, WriteError> {
+    let stopping = || WriteError::Failed("the node is stopping".into());
+    let (reply, answer) = oneshot::channel();
+    queue.send(with(reply)).await.map_err(|_| stopping())?;
+    answer.await.map_err(|_| stopping())?
+}
+
+/// Waits for the next item of `queue`, then takes what else is queued,
+/// up to `items` items or about `bytes` bytes (as `size` counts them; the
+/// first may be larger); `None` once the queue is closed and empty.
+pub(super) async fn next_batch<T>(
+    queue: &mut mpsc::Receiver<T>,
+    items: usize,
+    bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Option<Vec<T>> {
+    let first = queue.recv().await?;
+    let mut taken = size(&first);
+    let mut batch = vec![first];
+    while batch.len() < items && taken < bytes {
+        let Ok(next) = queue.try_recv() else { break };
+        taken += size(&next);
+        batch.push(next);
+    }
+    Some(batch)
+}
+
+/// The batching queue of every group this node has led; a group's is
+/// removed when this node stops hosting it (what is queued is still
+/// proposed).
+pub(super) type Batchers = Queues<Queued>;
 
 fn command_bytes(command: &GroupCommand) -> usize {
     match command {
@@ -72,22 +134,13 @@ impl Cluster {
         command: GroupCommand,
         relay: bool,
     ) -> Result<Proposed, WriteError> {
-        let stopping = || WriteError::Failed("the node is stopping".into());
-        let queue = self.batcher(group);
-        let (reply, answer) = oneshot::channel();
-        queue.send(Queued { command, relay, reply }).await.map_err(|_| stopping())?;
-        answer.await.map_err(|_| stopping())?
+        ask(self.batcher(group), |reply| Queued { command, relay, reply }).await
     }
 
     fn batcher(&self, group: &str) -> mpsc::Sender<Queued> {
-        let mut queues = self.batchers.queues.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(queue) = queues.get(group).filter(|q| !q.is_closed()) {
-            return queue.clone();
-        }
-        let (sender, receiver) = mpsc::channel(BATCH_QUEUE_MAX);
-        tokio::spawn(run_batcher(self.me.clone(), group.to_owned(), receiver));
-        queues.insert(group.to_owned(), sender.clone());
-        sender
+        self.batchers.get_or_start(group, BATCH_QUEUE_MAX, |queue| {
+            tokio::spawn(run_batcher(self.me.clone(), group.to_owned(), queue));
+        })
     }
 
     /// Proposes what the batcher took from the queue, and answers each.
@@ -132,14 +185,9 @@ impl Cluster {
 
 /// Takes what is queued, up to the batch limits, one proposal at a time.
 async fn run_batcher(cluster: Weak<Cluster>, group: String, mut queue: mpsc::Receiver<Queued>) {
-    while let Some(first) = queue.recv().await {
-        let mut bytes = command_bytes(&first.command);
-        let mut batch = vec![first];
-        while batch.len() < BATCH_TRANSACTIONS_MAX && bytes < BATCH_BYTES_MAX {
-            let Ok(next) = queue.try_recv() else { break };
-            bytes += command_bytes(&next.command);
-            batch.push(next);
-        }
+    while let Some(batch) =
+        next_batch(&mut queue, BATCH_TRANSACTIONS_MAX, BATCH_BYTES_MAX, |q: &Queued| command_bytes(&q.command)).await
+    {
         let Some(cluster) = cluster.upgrade() else { return };
         cluster.propose_queued(&group, batch).await;
     }

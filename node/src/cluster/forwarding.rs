@@ -15,13 +15,13 @@
 //! never proposed again), and the leader's per-transaction `NoLeader` /
 //! `Failed` come back as they were.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use ranvier_proto::cluster::{ForwardedAppend, ForwardedBatch, ForwardedFailure, ForwardedOutcome};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 
+use super::batch::{Queues, Reply, ask, next_batch};
 use super::writes::{FORWARD_TIMEOUT, call_failure};
 use super::{Cluster, Proposed, WriteError, rpc};
 
@@ -38,15 +38,15 @@ const FORWARD_CALLS_IN_FLIGHT: usize = 2;
 const _: () = assert!(FORWARD_BATCH_BYTES * 4 <= crate::transport::INTERNAL_MESSAGE_MAX);
 
 /// One transaction waiting for its call.
-struct Waiting {
+pub(super) struct Waiting {
     append: ForwardedAppend,
-    reply: oneshot::Sender<Result<Proposed, WriteError>>,
+    reply: Reply,
 }
 
 /// The queue of every leader address this node has forwarded to.
 #[derive(Default)]
 pub(super) struct Forwarders {
-    queues: Mutex<HashMap<String, mpsc::Sender<Waiting>>>,
+    queues: Queues<Waiting>,
     /// Calls made, and the transactions they carried.
     calls: AtomicU64,
     transactions: AtomicU64,
@@ -68,23 +68,13 @@ impl Cluster {
     /// Sends a client transaction to the leader at internal `addr` in the
     /// next call there, and waits for its own outcome.
     pub(super) async fn forward_batched(&self, addr: &str, append: ForwardedAppend) -> Result<Proposed, WriteError> {
-        let stopping = || WriteError::Failed("the node is stopping".into());
-        let queue = self.forwarder(addr);
-        let (reply, answer) = oneshot::channel();
-        // Not sent: the queue's task is gone, and nothing reached the leader.
-        queue.send(Waiting { append, reply }).await.map_err(|_| stopping())?;
-        answer.await.map_err(|_| stopping())?
+        ask(self.forwarder(addr), |reply| Waiting { append, reply }).await
     }
 
     fn forwarder(&self, addr: &str) -> mpsc::Sender<Waiting> {
-        let mut queues = self.forwarders.queues.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(queue) = queues.get(addr).filter(|q| !q.is_closed()) {
-            return queue.clone();
-        }
-        let (sender, receiver) = mpsc::channel(FORWARD_QUEUE_MAX);
-        tokio::spawn(run_forwarder(self.me.clone(), addr.to_owned(), receiver));
-        queues.insert(addr.to_owned(), sender.clone());
-        sender
+        self.forwarders.queues.get_or_start(addr, FORWARD_QUEUE_MAX, |queue| {
+            tokio::spawn(run_forwarder(self.me.clone(), addr.to_owned(), queue));
+        })
     }
 
     /// One call with `batch` to the leader at `addr`; answers each.
@@ -145,14 +135,8 @@ async fn run_forwarder(cluster: Weak<Cluster>, addr: String, mut queue: mpsc::Re
     let calls = Arc::new(Semaphore::new(FORWARD_CALLS_IN_FLIGHT));
     loop {
         let Ok(call) = calls.clone().acquire_owned().await else { return };
-        let Some(first) = queue.recv().await else { return };
-        let mut bytes = append_bytes(&first.append);
-        let mut batch = vec![first];
-        while batch.len() < FORWARD_BATCH_MAX && bytes < FORWARD_BATCH_BYTES {
-            let Ok(next) = queue.try_recv() else { break };
-            bytes += append_bytes(&next.append);
-            batch.push(next);
-        }
+        let size = |w: &Waiting| append_bytes(&w.append);
+        let Some(batch) = next_batch(&mut queue, FORWARD_BATCH_MAX, FORWARD_BATCH_BYTES, size).await else { return };
         let Some(cluster) = cluster.upgrade() else { return };
         let addr = addr.clone();
         tokio::spawn(async move {
