@@ -3,12 +3,14 @@
 //! public node info of `/v1/public`, and on a clustered node the admin API
 //! (`admin`), the applications that may call it (`applications`), the
 //! components with handlers (`/v1/components`) and the event processors
-//! (`processors`), and the event store's backup endpoints (`backup`). Every
-//! call passes the access check first (`check_access`).
+//! (`processors`), the event store's backup endpoints (`backup`), and the
+//! web console's pages (`console`). Every call passes the access check
+//! first (`check_access`).
 
 mod admin;
 mod applications;
 mod backup;
+mod console;
 mod processors;
 
 use std::sync::Arc;
@@ -81,6 +83,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .merge(applications::routes())
         .merge(processors::routes())
         .merge(backup::routes())
+        .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_access))
         .with_state(state)
 }
