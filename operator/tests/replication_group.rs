@@ -98,6 +98,7 @@ fn listing(state: &State, node: &str) -> Vec<GroupStatus> {
         roles: group.roles.iter().map(|(n, r)| MemberRole { node: n.clone(), role: *r }).collect(),
         members,
         contexts: group.contexts.clone(),
+        leader_silent_ms: Some(20),
     }]
 }
 

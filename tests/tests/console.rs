@@ -75,3 +75,40 @@ async fn the_overview_shows_nodes_groups_roles_and_contexts_from_any_node() {
     assert!(css.headers.iter().any(|h| h.contains("immutable")), "{:?}", css.headers);
     assert!(css.body.contains("@media (max-width"), "one sheet for wide and narrow screens");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_or_back_alone_says_at_the_top_that_it_has_no_current_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3, &[]).unwrap();
+    for node in &nodes {
+        wait_voters(node, "default", 3).await.unwrap();
+    }
+    let page = http_call(&nodes[2].http_addr, "GET", "/console").unwrap();
+    let shown = text(&page.body);
+    assert!(!shown.contains("This node"), "no warning while the cluster is whole: {shown}");
+    assert!(shown.contains("ms ago)"), "the leader was heard from lately: {shown}");
+    let warned = |node: &ranvier_tests::Node| {
+        let shown = text(&http_call(&node.http_addr, "GET", "/console").map(|p| p.body).unwrap_or_default());
+        ["_admin", "default"].iter().all(|group| {
+            shown.contains(&format!("the last leader it knew of replication group {group}"))
+                || shown.contains(&format!("knows no leader for replication group {group}"))
+        })
+    };
+    // The other two stop: the survivor's Raft still names the last leader
+    // it knew, but it hears from none.
+    nodes[0].kill9().unwrap();
+    nodes[1].kill9().unwrap();
+    eventually(Duration::from_secs(20), "the survivor warns of both groups", || async { warned(&nodes[2]) })
+        .await
+        .unwrap();
+    // It comes back alone after a restart: the same.
+    let survivor = nodes.pop().unwrap().restart().unwrap();
+    eventually(Duration::from_secs(20), "the restarted node warns of both groups", || async { warned(&survivor) })
+        .await
+        .unwrap();
+    let shown = text(&http_call(&survivor.http_addr, "GET", "/console").unwrap().body);
+    for name in ["node-1", "node-2", "node-3"] {
+        assert!(shown.contains(&format!("{name} localhost:")), "the model it holds still lists {name}: {shown}");
+    }
+    assert!(!shown.contains("leads _admin"), "a stale leader is not shown as leading: {shown}");
+}

@@ -194,6 +194,15 @@ pub struct GroupStatus {
     pub members: Vec<MemberStatus>,
     /// The contexts it stores.
     pub contexts: Vec<String>,
+    /// Milliseconds the answering node has gone without word from the
+    /// group's leader: as a follower, since a leader's AppendEntries last
+    /// succeeded here (or since the group opened here, if none has); as
+    /// the leader, since a quorum last acknowledged it. `None` where it
+    /// does not host the group. A figure well over the election timeout
+    /// means the leader it names is stale (it is cut off, or the leader is
+    /// down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_silent_ms: Option<u64>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -254,6 +263,7 @@ mod tests {
                 below_disk_reserve: Some(false),
             }],
             contexts: vec!["default".into()],
+            leader_silent_ms: Some(30),
         };
         let json = serde_json::to_value(&status).ok();
         let member = json.as_ref().map(|j| j["members"][0].clone());
@@ -264,6 +274,7 @@ mod tests {
                 "belowDiskReserve": false
             }))
         );
+        assert_eq!(json.as_ref().map(|j| j["leaderSilentMs"].clone()), Some(serde_json::json!(30)));
         let back: Option<GroupStatus> = json.and_then(|j| serde_json::from_value(j).ok());
         assert_eq!(back, Some(status));
     }

@@ -4,6 +4,7 @@
 //! acknowledgement are known on the group's leader only.
 
 use super::*;
+use crate::raft::network::LeaderContact;
 
 /// The name of the group's leader, as these metrics know it.
 /// `id`'s place in the group's Raft membership as `metrics` know it.
@@ -24,6 +25,31 @@ pub(super) fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::Ty
 }
 
 impl Cluster {
+    /// How long a group's replica here may go without word from its leader
+    /// before the leader it names is taken as stale: two of the longest
+    /// election timeouts.
+    pub fn leader_silence_limit(&self) -> Duration {
+        Duration::from_millis(2 * self.settings.election_timeout_max_ms)
+    }
+
+    /// Milliseconds without word from `group`'s leader (see
+    /// `GroupStatus::leader_silent_ms`).
+    fn leader_silence(
+        &self,
+        group: &str,
+        metrics: Option<&openraft::RaftMetrics<crate::raft::types::TypeConfig>>,
+        leads: bool,
+    ) -> Option<u64> {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if leads {
+            let acked = metrics.and_then(|m| m.last_quorum_acked.as_ref());
+            return acked.map(|at| millis(openraft::Instant::elapsed(&**at)));
+        }
+        match self.groups.leader_contact(group)? {
+            LeaderContact::Heard(ago) | LeaderContact::NeverSinceOpened(ago) => Some(millis(ago)),
+        }
+    }
+
     /// Every replication group of the model as this node sees it: leader,
     /// members with roles (Axon's `/v1/public/replicationgroups` shape),
     /// contexts and, where this node hosts a replica, its Raft state; where
@@ -78,6 +104,7 @@ impl Cluster {
                 roles: info.members.iter().map(|(node, role)| MemberRole { node: node.clone(), role: *role }).collect(),
                 members,
                 contexts: model.contexts_of(group),
+                leader_silent_ms: self.leader_silence(group, metrics.as_ref(), leads),
             });
         }
         out

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -572,16 +572,54 @@ impl RaftNetworkV2<C> for GrpcLink {
     }
 }
 
-/// The groups hosted on this node, by name.
+/// The groups hosted on this node, by name, and when each last heard
+/// from a leader.
 #[derive(Clone, Default)]
 pub struct Groups {
     groups: Arc<RwLock<HashMap<String, GroupRaft>>>,
+    /// Group → when it was opened here, and when a leader's AppendEntries
+    /// (entries or heartbeat) last succeeded here.
+    contact: Arc<Mutex<HashMap<String, Contact>>>,
+}
+
+/// When a group was opened here, and when a leader last reached it.
+type Contact = (std::time::Instant, Option<std::time::Instant>);
+
+/// How long ago a follower last heard from its group's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderContact {
+    /// A leader's AppendEntries succeeded this long ago.
+    Heard(std::time::Duration),
+    /// None since the group was opened here, this long ago.
+    NeverSinceOpened(std::time::Duration),
 }
 
 impl Groups {
     /// Hosts a group.
     pub fn insert(&self, name: &str, raft: GroupRaft) {
         self.groups.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), raft);
+        self.contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), (std::time::Instant::now(), None));
+    }
+
+    /// Notes that a leader's AppendEntries to `name` just succeeded here.
+    fn heard(&self, name: &str) {
+        if let Some((_, heard)) = self.contact.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name) {
+            *heard = Some(std::time::Instant::now());
+        }
+    }
+
+    /// When the replica of `name` here last heard from a leader (`None`
+    /// where it is not hosted).
+    pub fn leader_contact(&self, name: &str) -> Option<LeaderContact> {
+        let contact = self.contact.lock().unwrap_or_else(|p| p.into_inner());
+        let (opened, heard) = contact.get(name)?;
+        Some(match heard {
+            Some(at) => LeaderContact::Heard(at.elapsed()),
+            None => LeaderContact::NeverSinceOpened(opened.elapsed()),
+        })
     }
 
     /// A hosted group.
@@ -591,6 +629,7 @@ impl Groups {
 
     /// Stops hosting a group (the caller shuts its Raft down).
     pub fn remove(&self, name: &str) -> Option<GroupRaft> {
+        self.contact.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         self.groups.write().unwrap_or_else(|p| p.into_inner()).remove(name)
     }
 
@@ -657,8 +696,13 @@ impl RaftService for RaftRpcService {
         if !message.entries.is_empty() {
             check_room(Room::of(self.room.clone(), &message.group).as_deref())?;
         }
+        let group = message.group.clone();
         let rpc = append_request(message)?;
-        reply(raft.append_entries(rpc).await)
+        let answer = raft.append_entries(rpc).await;
+        if answer.as_ref().is_ok_and(|a| a.is_success()) {
+            self.groups.heard(&group);
+        }
+        reply(answer)
     }
 
     type StreamAppendStream = tokio_stream::wrappers::ReceiverStream<Result<RaftReply, Status>>;

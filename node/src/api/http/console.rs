@@ -12,7 +12,10 @@
 //! members (role, Raft place, lag, last acknowledgement and disk reserve
 //! as the group's leader sees them), and the contexts this node stores
 //! with their event and snapshot counts. It reloads itself every few
-//! seconds and says at the top when this node knows no leader for a group.
+//! seconds and says at the top when this node knows no leader for a group,
+//! or has not heard from the one it knows for longer than an election
+//! takes (`GroupStatus::leader_silent_ms`): it is cut off, or came back
+//! alone.
 
 use std::sync::Arc;
 
@@ -135,10 +138,21 @@ fn member_row(member: &MemberStatus) -> MemberRow {
     }
 }
 
-fn group_view(group: &GroupStatus) -> GroupView {
+/// Whether `group`'s replica here has a leader it heard from lately.
+fn leader_current(group: &GroupStatus, limit_ms: u64) -> bool {
+    group.leader.is_some() && group.leader_silent_ms.is_none_or(|ms| ms <= limit_ms)
+}
+
+fn group_view(group: &GroupStatus, limit_ms: u64) -> GroupView {
+    let leader = match (&group.leader, group.leader_silent_ms) {
+        (None, _) => "none known".to_owned(),
+        (Some(leader), Some(ms)) if ms > limit_ms => format!("{leader}? (not heard from for {ms} ms)"),
+        (Some(leader), Some(ms)) => format!("{leader} (heard {ms} ms ago)"),
+        (Some(leader), None) => leader.clone(),
+    };
     GroupView {
         name: group.name.clone(),
-        leader: group.leader.clone().unwrap_or_else(|| "none known".to_owned()),
+        leader,
         term: or_dash(group.term),
         contexts: if group.contexts.is_empty() { "—".to_owned() } else { group.contexts.join(", ") },
         members: group.members.iter().map(member_row).collect(),
@@ -146,9 +160,10 @@ fn group_view(group: &GroupStatus) -> GroupView {
 }
 
 /// When each node was last heard from, as the `_admin` group's leader
-/// knows it (nothing where this node does not lead it).
-fn heard_from(groups: &[GroupStatus], node: &str) -> String {
-    let admin = groups.iter().find(|g| g.name == crate::cluster::model::ADMIN);
+/// knows it (nothing where this node does not lead it, or its leader is
+/// stale).
+fn heard_from(groups: &[GroupStatus], node: &str, limit_ms: u64) -> String {
+    let admin = groups.iter().find(|g| g.name == crate::cluster::model::ADMIN && leader_current(g, limit_ms));
     let member = admin.and_then(|g| g.members.iter().find(|m| m.node == node));
     match (admin.and_then(|g| g.leader.as_deref()), member.and_then(|m| m.last_ack_ms)) {
         (Some(leader), _) if leader == node => "leads _admin".to_owned(),
@@ -157,15 +172,32 @@ fn heard_from(groups: &[GroupStatus], node: &str) -> String {
     }
 }
 
+/// What the top of a page says about groups whose replica here has no
+/// current leader.
+fn leader_warnings(groups: &[GroupStatus], limit_ms: u64) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for group in groups.iter().filter(|g| g.hosted && !leader_current(g, limit_ms)) {
+        warnings.push(match (&group.leader, group.leader_silent_ms) {
+            (Some(leader), Some(ms)) => format!(
+                "This node has not heard from {leader}, the last leader it knew of replication group {}, for {ms} ms: it is cut off from its majority, or no leader is elected. Writes through this node wait or fail until it hears from one.",
+                group.name
+            ),
+            _ => format!(
+                "This node knows no leader for replication group {}: its contexts take no writes through this node until one is elected.",
+                group.name
+            ),
+        });
+    }
+    warnings
+}
+
 async fn overview(State(state): State<Arc<HttpState>>) -> Response {
     let groups = state.cluster.as_ref().map(|c| c.status()).unwrap_or_default();
-    let mut warnings = Vec::new();
-    for group in groups.iter().filter(|g| g.hosted && g.leader.is_none()) {
-        warnings.push(format!(
-            "This node knows no leader for replication group {}: its contexts take no writes through this node until one is elected.",
-            group.name
-        ));
-    }
+    let limit_ms = state
+        .cluster
+        .as_ref()
+        .map_or(u64::MAX, |c| u64::try_from(c.leader_silence_limit().as_millis()).unwrap_or(u64::MAX));
+    let mut warnings = leader_warnings(&groups, limit_ms);
     let nodes = match &state.cluster {
         Some(cluster) if cluster.model().initialized() => {
             let model = cluster.model();
@@ -175,7 +207,7 @@ async fn overview(State(state): State<Arc<HttpState>>) -> Response {
                 .map(|n| {
                     let listed = super::admin::node_json(&model, n);
                     NodeRow {
-                        heard: heard_from(&groups, &listed.name),
+                        heard: heard_from(&groups, &listed.name, limit_ms),
                         name: listed.name,
                         grpc: format!("{}:{}", listed.host_name, listed.grpc_port),
                         http: format!("{}:{}", listed.host_name, listed.http_port),
@@ -240,7 +272,7 @@ async fn overview(State(state): State<Arc<HttpState>>) -> Response {
         generated_at: httpdate_now(),
         warnings,
         nodes,
-        groups: groups.iter().map(group_view).collect(),
+        groups: groups.iter().map(|g| group_view(g, limit_ms)).collect(),
         contexts,
     };
     render(&page)

@@ -218,6 +218,7 @@ mod tests {
                 })
                 .collect(),
             contexts: vec!["orders".into()],
+            leader_silent_ms: Some(20),
         }
     }
 
