@@ -43,6 +43,15 @@ async fn the_overview_shows_nodes_groups_roles_and_contexts_from_any_node() {
     .unwrap();
     let leader = leader_of(asked, "default").unwrap();
 
+    // Idle for longer than a leader may stay silent (1.2 s: twice the test
+    // cluster's 600 ms election timeout): heartbeats keep every node, the
+    // leader included, from taking its leader as stale.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in &nodes {
+        let shown = text(&http_call(&node.http_addr, "GET", "/console").unwrap().body);
+        assert!(!shown.contains("This node"), "an idle, whole cluster gives {} no warning: {shown}", node.name());
+    }
+
     let root = http_call(&asked.http_addr, "GET", "/").unwrap();
     assert!((300..400).contains(&root.code), "/ sends a browser to the console: {root:?}");
     assert!(root.headers.iter().any(|h| h == "location: /console"), "{:?}", root.headers);

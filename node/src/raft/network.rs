@@ -723,6 +723,7 @@ impl RaftService for RaftRpcService {
         let group = first.group.clone();
         let raft = self.group(&group)?;
         let room = Room::of(self.room.clone(), &group);
+        let (groups, heard) = (self.groups.clone(), group.clone());
         let (replies, receiver) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         let (requests, requests_in) = tokio::sync::mpsc::channel(STREAM_APPEND_REPLIES_MAX);
         // Decode incoming messages into requests for openraft.
@@ -772,6 +773,9 @@ impl RaftService for RaftRpcService {
             let mut results =
                 std::pin::pin!(raft.stream_append(tokio_stream::wrappers::ReceiverStream::new(requests_in)));
             while let Some(result) = results.next().await {
+                if matches!(result, Ok(Ok(_))) {
+                    groups.heard(&heard);
+                }
                 let reply = match result {
                     Ok(result) => match serde_json::to_vec(&result) {
                         Ok(json) => RaftReply { json: json.into(), error: String::new() },
