@@ -4,7 +4,6 @@
 //! acknowledgement are known on the group's leader only.
 
 use super::*;
-use crate::raft::network::LeaderContact;
 
 /// The name of the group's leader, as these metrics know it.
 /// `id`'s place in the group's Raft membership as `metrics` know it.
@@ -45,9 +44,7 @@ impl Cluster {
             let acked = metrics.and_then(|m| m.last_quorum_acked.as_ref());
             return acked.map(|at| millis(openraft::Instant::elapsed(&**at)));
         }
-        match self.groups.leader_contact(group)? {
-            LeaderContact::Heard(ago) | LeaderContact::NeverSinceOpened(ago) => Some(millis(ago)),
-        }
+        self.groups.leader_silence(group).map(millis)
     }
 
     /// Every replication group of the model as this node sees it: leader,

@@ -243,17 +243,10 @@ impl Cluster {
     /// transaction in the next batch there (`forwarding`), an admin change
     /// on its own.
     async fn forward_to_leader(&self, addr: &str, command: &GroupCommand) -> Result<Proposed, WriteError> {
-        let append = match command {
-            GroupCommand::AppendEvents { context, events } => {
-                ForwardedAppend { context: context.clone(), events: events.clone(), snapshot: false, relay: false }
-            }
-            GroupCommand::AppendSnapshot { context, snapshot } => {
-                let events = vec![snapshot.clone()];
-                ForwardedAppend { context: context.clone(), events, snapshot: true, relay: false }
-            }
-            GroupCommand::Admin(_) | GroupCommand::Batch(_) => return self.forward(addr, command, false).await,
-        };
-        self.forward_batched(addr, append).await
+        match forwarded_append(command, false) {
+            Some(append) => self.forward_batched(addr, append).await,
+            None => self.forward(addr, command, false).await,
+        }
     }
 
     /// After the leader `gone` could not be reached: waits for the group's
@@ -441,32 +434,38 @@ impl Cluster {
     ) -> Result<Proposed, WriteError> {
         let mut client = self.transport.cluster_client(addr).map_err(|e| WriteError::Failed(e.to_string()))?;
         let unreachable = |s: Status| call_failure(addr, &s);
-        match command {
-            GroupCommand::Batch(_) => Err(WriteError::NotLeader("a batch is proposed where it was made".into())),
-            GroupCommand::AppendEvents { context, events } => {
-                let message =
-                    ForwardedAppend { context: context.clone(), events: events.clone(), snapshot: false, relay };
-                let reply = client.append(self.with_token(message)).await.map_err(unreachable)?.into_inner();
-                Ok(Proposed { response: rpc::append_response(reply), index: 0 })
-            }
-            GroupCommand::AppendSnapshot { context, snapshot } => {
-                let events = vec![snapshot.clone()];
-                let message = ForwardedAppend { context: context.clone(), events, snapshot: true, relay };
-                let reply = client.append(self.with_token(message)).await.map_err(unreachable)?.into_inner();
-                Ok(Proposed { response: rpc::append_response(reply), index: 0 })
-            }
-            GroupCommand::Admin(admin) => {
-                let command_json = serde_json::to_vec(admin).map_err(|e| WriteError::Failed(e.to_string()))?;
-                let message = AdminProposal { command_json: command_json.into(), relay };
-                let reply = client.propose(self.with_token(message)).await.map_err(unreachable)?.into_inner();
-                let response = if reply.error_code.is_empty() {
-                    GroupResponse::Applied
-                } else {
-                    GroupResponse::Refused { code: reply.error_code, message: reply.message }
-                };
-                Ok(Proposed { response, index: reply.log_index })
-            }
+        if let Some(message) = forwarded_append(command, relay) {
+            let reply = client.append(self.with_token(message)).await.map_err(unreachable)?.into_inner();
+            return Ok(Proposed { response: rpc::append_response(reply), index: 0 });
         }
+        // What is left is an admin change, or a batch (never forwarded).
+        let GroupCommand::Admin(admin) = command else {
+            return Err(WriteError::NotLeader("a batch is proposed where it was made".into()));
+        };
+        let command_json = serde_json::to_vec(admin).map_err(|e| WriteError::Failed(e.to_string()))?;
+        let message = AdminProposal { command_json: command_json.into(), relay };
+        let reply = client.propose(self.with_token(message)).await.map_err(unreachable)?.into_inner();
+        let response = if reply.error_code.is_empty() {
+            GroupResponse::Applied
+        } else {
+            GroupResponse::Refused { code: reply.error_code, message: reply.message }
+        };
+        Ok(Proposed { response, index: reply.log_index })
+    }
+}
+
+/// A client transaction as it travels to another node (`relay`: the
+/// receiver may forward it once more); `None` for an admin change or a
+/// batch.
+fn forwarded_append(command: &GroupCommand, relay: bool) -> Option<ForwardedAppend> {
+    match command {
+        GroupCommand::AppendEvents { context, events } => {
+            Some(ForwardedAppend { context: context.clone(), events: events.clone(), snapshot: false, relay })
+        }
+        GroupCommand::AppendSnapshot { context, snapshot } => {
+            Some(ForwardedAppend { context: context.clone(), events: vec![snapshot.clone()], snapshot: true, relay })
+        }
+        GroupCommand::Admin(_) | GroupCommand::Batch(_) => None,
     }
 }
 

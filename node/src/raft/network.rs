@@ -577,49 +577,30 @@ impl RaftNetworkV2<C> for GrpcLink {
 #[derive(Clone, Default)]
 pub struct Groups {
     groups: Arc<RwLock<HashMap<String, GroupRaft>>>,
-    /// Group → when it was opened here, and when a leader's AppendEntries
-    /// (entries or heartbeat) last succeeded here.
-    contact: Arc<Mutex<HashMap<String, Contact>>>,
-}
-
-/// When a group was opened here, and when a leader last reached it.
-type Contact = (std::time::Instant, Option<std::time::Instant>);
-
-/// How long ago a follower last heard from its group's leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaderContact {
-    /// A leader's AppendEntries succeeded this long ago.
-    Heard(std::time::Duration),
-    /// None since the group was opened here, this long ago.
-    NeverSinceOpened(std::time::Duration),
+    /// Group → when a leader's AppendEntries (entries or heartbeat) last
+    /// succeeded here, or when the group was opened here if none has.
+    contact: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
 
 impl Groups {
     /// Hosts a group.
     pub fn insert(&self, name: &str, raft: GroupRaft) {
         self.groups.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), raft);
-        self.contact
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), (std::time::Instant::now(), None));
+        self.contact.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), std::time::Instant::now());
     }
 
     /// Notes that a leader's AppendEntries to `name` just succeeded here.
     fn heard(&self, name: &str) {
-        if let Some((_, heard)) = self.contact.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name) {
-            *heard = Some(std::time::Instant::now());
+        if let Some(at) = self.contact.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name) {
+            *at = std::time::Instant::now();
         }
     }
 
-    /// When the replica of `name` here last heard from a leader (`None`
-    /// where it is not hosted).
-    pub fn leader_contact(&self, name: &str) -> Option<LeaderContact> {
-        let contact = self.contact.lock().unwrap_or_else(|p| p.into_inner());
-        let (opened, heard) = contact.get(name)?;
-        Some(match heard {
-            Some(at) => LeaderContact::Heard(at.elapsed()),
-            None => LeaderContact::NeverSinceOpened(opened.elapsed()),
-        })
+    /// How long the replica of `name` here has gone without a leader's
+    /// AppendEntries: since the last one succeeded, or since the group was
+    /// opened here if none has (`None` where it is not hosted).
+    pub fn leader_silence(&self, name: &str) -> Option<std::time::Duration> {
+        self.contact.lock().unwrap_or_else(|p| p.into_inner()).get(name).map(std::time::Instant::elapsed)
     }
 
     /// A hosted group.

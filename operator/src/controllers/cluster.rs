@@ -23,13 +23,11 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 use ranvier_crds::common::condition::{AVAILABLE, DEGRADED, PROGRESSING};
 use ranvier_crds::{RanvierCluster, RanvierClusterStatus};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::{Context, JobOutcome, KubeCall, apply_served, job_outcome, kube};
 use crate::builders::{backup, meta, statefulset};
@@ -334,14 +332,7 @@ async fn apply(ctx: &Context, cluster: &ValidCluster, rendered: &Rendered) -> Re
     Ok(ready)
 }
 
-async fn apply_one<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
+async fn apply_one<K: super::Applicable>(ctx: &Context, namespace: &str, object: &K) -> Result<K, Error> {
     let name = object.meta().name.clone().unwrap_or_default();
     let kind = K::kind(&());
     super::apply(ctx, namespace, object).await.map_err(|source| match source {

@@ -182,16 +182,28 @@ pub fn kube(step: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeCall {
     move |source| KubeCall { step, source }
 }
 
-/// Applies `object` server-side under the operator's field manager, taking
-/// over fields other managers set; answers it as the API server holds it.
-pub async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K, kube::Error>
-where
+/// A namespaced object the operator applies server-side ([`apply`]).
+pub trait Applicable:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+{
+}
+
+impl<K> Applicable for K where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + std::fmt::Debug
         + Serialize
-        + DeserializeOwned,
+        + DeserializeOwned
 {
+}
+
+/// Applies `object` server-side under the operator's field manager, taking
+/// over fields other managers set; answers it as the API server holds it.
+pub async fn apply<K: Applicable>(ctx: &Context, namespace: &str, object: &K) -> Result<K, kube::Error> {
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object)).await
@@ -202,19 +214,12 @@ where
 /// version, applies the same body as `older` (`group/version`: the
 /// `v1beta1` of Kubernetes before 1.21). Answers the object as applied and
 /// the version used, or `None` when neither version is served.
-pub async fn apply_served<K>(
+pub async fn apply_served<K: Applicable>(
     ctx: &Context,
     namespace: &str,
     object: &K,
     older: &str,
-) -> Result<Option<(serde_json::Value, String)>, KubeCall>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
+) -> Result<Option<(serde_json::Value, String)>, KubeCall> {
     use kube::api::DynamicObject;
     use kube::core::{ApiResource, GroupVersionKind};
     let name = object.meta().name.clone().unwrap_or_default();

@@ -19,6 +19,8 @@ use ranvier_tests::Node;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
+use super::spread::Clock;
+
 const COMMAND: &str = "BenchCommand";
 const CALLERS: usize = 64;
 
@@ -131,32 +133,13 @@ async fn paced(channel: &Channel, rate: u64, seconds: u64) -> Histogram<u64> {
     latency
 }
 
-/// CPU time of the nodes and of this process (the callers and the
-/// handler: the load generator) from a start, per command.
-struct CpuPerCommand {
-    pids: Vec<u32>,
-    before: Vec<f64>,
-}
-
-impl CpuPerCommand {
-    fn start(nodes: &[u32]) -> Self {
-        let pids: Vec<u32> = nodes.iter().copied().chain(std::iter::once(std::process::id())).collect();
-        let before = pids.iter().map(|p| super::cpu_seconds(*p)).collect();
-        CpuPerCommand { pids, before }
-    }
-
-    /// "node [+ node] / load generator", µs per command.
-    fn per_command(&self, commands: u64) -> String {
-        let used: Vec<f64> = self
-            .pids
-            .iter()
-            .zip(&self.before)
-            .map(|(p, before)| (super::cpu_seconds(*p) - before) * 1e6 / commands.max(1) as f64)
-            .collect();
-        let (load, nodes) = used.split_last().unwrap_or((&0.0, &[]));
-        let nodes = nodes.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(" + ");
-        format!("{nodes} / {load:.1}")
-    }
+/// "node [+ node] / load generator": CPU µs per command since `clock`
+/// started (this process holds the callers and the handler).
+fn cpu_per_command(clock: &Clock, commands: u64) -> String {
+    let used = clock.cpu_per(commands);
+    let (load, nodes) = used.split_last().unwrap_or((&0.0, &[]));
+    let nodes = nodes.iter().map(|c| format!("{c:.1}")).collect::<Vec<_>>().join(" + ");
+    format!("{nodes} / {load:.1}")
 }
 
 fn ms(us: u64) -> f64 {
@@ -178,14 +161,14 @@ pub async fn figures(scale: f64) {
     }
     round_trips(&channels, 5_000).await;
     let total = ((200_000.0 * scale) as u64).max(1_000);
-    let cpu = CpuPerCommand::start(&[node.pid()]);
+    let cpu = Clock::start([node.pid()]);
     let (rate, latency) = round_trips(&channels, total).await;
     println!(
         "{:<52} {rate:>12.0} {:>10.3} {:>10.3} {:>24}",
         "handler and callers on one node",
         ms(latency.value_at_quantile(0.5)),
         ms(latency.value_at_quantile(0.99)),
-        cpu.per_command(total)
+        cpu_per_command(&cpu, total)
     );
     println!("  goal: >= 50,000 commands/s on one node");
     drop(node);
@@ -207,14 +190,14 @@ pub async fn figures(scale: f64) {
         channels.push(nodes[0].channel().await.unwrap());
     }
     let total = ((100_000.0 * scale) as u64).max(1_000);
-    let cpu = CpuPerCommand::start(&[nodes[0].pid(), nodes[2].pid()]);
+    let cpu = Clock::start([nodes[0].pid(), nodes[2].pid()]);
     let (rate, latency) = round_trips(&channels, total).await;
     println!(
         "{:<52} {rate:>12.0} {:>10.3} {:>10.3} {:>24}",
         "callers on node 1, handler on node 3",
         ms(latency.value_at_quantile(0.5)),
         ms(latency.value_at_quantile(0.99)),
-        cpu.per_command(total)
+        cpu_per_command(&cpu, total)
     );
     let latency = paced(&caller, 1_000, 5).await;
     println!(

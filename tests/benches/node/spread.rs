@@ -53,13 +53,17 @@ impl Clock {
         }
         let seconds = self.started.elapsed().as_secs_f64();
         let events = events.load(Ordering::Relaxed);
-        let cpu_per_event = self
-            .pids
+        Measured { events_per_second: events as f64 / seconds, latency, cpu_per_event: self.cpu_per(events) }
+    }
+
+    /// CPU microseconds per unit of work (`units` done since the start) of
+    /// each process measured: the servers, then the load generator.
+    pub fn cpu_per(&self, units: u64) -> Vec<f64> {
+        self.pids
             .iter()
             .zip(&self.cpu)
-            .map(|(p, before)| (cpu_seconds(*p) - before) * 1e6 / events.max(1) as f64)
-            .collect();
-        Measured { events_per_second: events as f64 / seconds, latency, cpu_per_event }
+            .map(|(p, before)| (cpu_seconds(*p) - before) * 1e6 / units.max(1) as f64)
+            .collect()
     }
 }
 

@@ -269,7 +269,7 @@ async fn overview(State(state): State<Arc<HttpState>>) -> Response {
         node: state.node.name.clone(),
         asset_version: ASSET_VERSION,
         refresh_seconds: REFRESH_SECONDS,
-        generated_at: httpdate_now(),
+        generated_at: httpdate::fmt_http_date(std::time::SystemTime::now()),
         warnings,
         nodes,
         groups: groups.iter().map(|g| group_view(g, limit_ms)).collect(),
@@ -285,41 +285,5 @@ fn render(page: &impl Template) -> Response {
         Err(error) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("the page could not be rendered: {error}")).into_response()
         }
-    }
-}
-
-/// Now, as seconds since the Unix epoch in UTC (what the footer shows).
-fn httpdate_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's civil-from-days).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_the_calendar_ones() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
-        assert_eq!(civil_from_days(20_794), (2026, 12, 7));
     }
 }
