@@ -30,7 +30,8 @@ run-single: release
 ## processes, a full disk on a tmpfs where a mount is allowed (root), node
 ## containers when Docker is here (partitions, pods, the operator's rendered
 ## StatefulSet), and the operator against a real API server and on a whole
-## single-node Kubernetes once scripts/k8s-env.sh build has built them.
+## single-node Kubernetes once scripts/k8s-env.sh build has built them, and
+## the console in headless Chromium once scripts/install-browser.sh has run.
 test:
 	$(CARGO) build -p ranvier-node --bins
 	@if docker info >/dev/null 2>&1; then \
@@ -49,7 +50,10 @@ test:
 	helm_skip=0; if ! "$${RANVIER_TOOLS:-/var/cache/ranvier-tools}/helm" version >/dev/null 2>&1 && ! helm version >/dev/null 2>&1; then helm_skip=1; \
 		echo "make test: *** helm not installed (scripts/install-helm.sh): the chart tests (operator/tests/charts.rs) are SKIPPED ***"; \
 	fi; \
-	export RANVIER_SKIP_CONTAINER_TESTS=$$skip RANVIER_SKIP_MOUNT_TESTS=$$mount_skip RANVIER_SKIP_K8S_TESTS=$$k8s_skip RANVIER_SKIP_HELM_TESTS=$$helm_skip; \
+	browser_skip=0; if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then browser_skip=1; \
+		echo "make test: *** no chromium / chromedriver (scripts/install-browser.sh): the console's browser test (tests/tests/browser.rs) is SKIPPED ***"; \
+	fi; \
+	export RANVIER_SKIP_CONTAINER_TESTS=$$skip RANVIER_SKIP_MOUNT_TESTS=$$mount_skip RANVIER_SKIP_K8S_TESTS=$$k8s_skip RANVIER_SKIP_HELM_TESTS=$$helm_skip RANVIER_SKIP_BROWSER_TESTS=$$browser_skip; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

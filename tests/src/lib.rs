@@ -501,6 +501,7 @@ pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()
 }
 
+pub mod browser;
 pub mod docker;
 pub mod kube;
 pub mod tls;

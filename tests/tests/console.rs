@@ -121,3 +121,17 @@ async fn a_node_cut_off_or_back_alone_says_at_the_top_that_it_has_no_current_lea
     }
     assert!(!shown.contains("leads _admin"), "a stale leader is not shown as leading: {shown}");
 }
+
+/// A one-node cluster's node is the whole majority of each of its groups:
+/// nothing has to answer its leader, and an idle one is no stale leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_leads_its_groups_without_a_warning_however_long_it_idles() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 1, &[]).unwrap();
+    wait_voters(&nodes[0], "default", 1).await.unwrap();
+    // Longer than twice the test cluster's 600 ms election timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = text(&http_call(&nodes[0].http_addr, "GET", "/console").unwrap().body);
+    assert!(!shown.contains("This node"), "a lone, idle leader gives no warning: {shown}");
+    assert!(shown.contains("Leader node-1 (heard 0 ms ago)"), "{shown}");
+}

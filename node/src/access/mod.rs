@@ -98,6 +98,39 @@ impl Refusal {
     }
 }
 
+/// Whose token a caller presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Access control is off: anyone may do anything.
+    Anyone,
+    /// No token.
+    Nobody,
+    /// The administrators' static token.
+    AdminToken,
+    /// The nodes' own system token.
+    SystemToken,
+    /// The applications' static token.
+    ClientToken,
+    /// A registered application's token.
+    Application(String),
+    /// A token this node does not know.
+    Unknown,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Anyone => f.write_str("access control is off: anyone who reaches this port"),
+            Holder::Nobody => f.write_str("no token"),
+            Holder::AdminToken => f.write_str("the administrators' token"),
+            Holder::SystemToken => f.write_str("the cluster's system token"),
+            Holder::ClientToken => f.write_str("the applications' shared token"),
+            Holder::Application(name) => write!(f, "application {name}'s token"),
+            Holder::Unknown => f.write_str("a token this cluster does not know"),
+        }
+    }
+}
+
 /// The header names a token may come in (lower case, as on the wire).
 pub const TOKEN_HEADERS: [&str; 2] = ["axoniq-access-token", "access-token"];
 
@@ -181,6 +214,37 @@ impl Access {
             Some(application) if application.allows(need) => Ok(()),
             _ => Err(Refusal::NotAllowed),
         }
+    }
+
+    /// Whose token `presented` is, as far as this node can tell (the
+    /// console names it beside what it allows).
+    pub async fn holder(&self, presented: Option<&[u8]>) -> Holder {
+        if !self.enabled {
+            return Holder::Anyone;
+        }
+        let Some(presented) = presented.filter(|t| !t.is_empty()) else { return Holder::Nobody };
+        let matches =
+            |token: &Option<String>| token.as_ref().is_some_and(|t| equal_in_constant_time(presented, t.as_bytes()));
+        let (admin, system, client) = (matches(&self.admin_token), matches(&self.system_token), matches(&self.token));
+        if admin {
+            Holder::AdminToken
+        } else if system {
+            Holder::SystemToken
+        } else if client {
+            Holder::ClientToken
+        } else {
+            match self.application_name(presented).await {
+                Some(name) => Holder::Application(name),
+                None => Holder::Unknown,
+            }
+        }
+    }
+
+    /// The name of the application whose token `presented` is.
+    async fn application_name(&self, presented: &[u8]) -> Option<String> {
+        let application = self.application(presented).await?;
+        let model = self.model.as_ref()?.borrow().clone();
+        model.applications.iter().find(|(_, a)| a.token.hash == application.token.hash).map(|(name, _)| name.clone())
     }
 
     /// The token in `headers`, if any.

@@ -55,6 +55,18 @@ pub fn rest(method: &str, path: &str, query: Option<&str>, open_probes: bool) ->
         {
             None
         }
+        // The console's way in: its sign-in page, its style sheet and
+        // script, and the redirect to it.
+        (_, ["console", "login"] | ["console", "logout"] | ["console", "assets", ..] | [""]) => None,
+        // The event browser shows what clients stored: reading it needs
+        // the right to read the context's events.
+        (true, ["console", "events"]) => Some(Need::Client {
+            context: context_param().unwrap_or_else(|| "default".to_owned()),
+            role: Some(AppRole::ReadEvents),
+        }),
+        (false, ["console", "contexts", context, "delete"]) => {
+            Some(Need::ContextAdmin { context: (*context).to_owned() })
+        }
         // Applications carry roles, backups every event: only
         // administrators see or change them.
         (_, ["v1", "public", "applications"] | ["v1", "applications", ..] | ["v1", "backup", ..]) => Some(Need::Admin),
@@ -117,6 +129,18 @@ mod tests {
         );
         assert_eq!(rest("GET", "/v1/public/context", None, true), Some(Need::Monitor { context: None }));
         assert_eq!(rest("GET", "/v1/public/applications", None, true), Some(Need::Admin));
+        assert_eq!(rest("GET", "/console/login", None, false), None, "signing in needs no token");
+        assert_eq!(rest("GET", "/console", None, false), Some(Need::Monitor { context: None }));
+        assert_eq!(
+            rest("GET", "/console/events", Some("context=orders"), false),
+            Some(Need::Client { context: "orders".into(), role: Some(AppRole::ReadEvents) }),
+            "browsing events is reading them"
+        );
+        assert_eq!(
+            rest("POST", "/console/contexts/orders/delete", None, false),
+            Some(Need::ContextAdmin { context: "orders".into() })
+        );
+        assert_eq!(rest("POST", "/console/groups/g/members", None, false), Some(Need::Admin));
         assert_eq!(rest("PATCH", "/v1/applications/app", None, true), Some(Need::Admin));
         assert_eq!(
             rest("DELETE", "/v1/context/orders", None, true),

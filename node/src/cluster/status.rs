@@ -41,6 +41,11 @@ impl Cluster {
     ) -> Option<u64> {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         if leads {
+            // A sole voter is its own majority: nothing has to answer it.
+            let sole = metrics.is_some_and(|m| m.membership_config.membership().voter_ids().count() == 1);
+            if sole {
+                return Some(0);
+            }
             let acked = metrics.and_then(|m| m.last_quorum_acked.as_ref());
             return acked.map(|at| millis(openraft::Instant::elapsed(&**at)));
         }

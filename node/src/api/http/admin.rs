@@ -59,52 +59,88 @@ pub(super) fn answer(status: StatusCode, code: Option<&str>, message: impl Into<
     response
 }
 
-pub(super) fn refused(code: &str, message: impl Into<String>) -> Response {
-    let status = match code {
+/// The HTTP status of a refusal with Axon error `code`.
+fn status_of(code: &str) -> StatusCode {
+    match code {
         "AXONIQ-1300" | "AXONIQ-1301" | "AXONIQ-1302" => StatusCode::NOT_FOUND,
         "AXONIQ-1304" | "AXONIQ-1305" | "AXONIQ-2308" | "AXONIQ-2309" | "AXONIQ-2510" => StatusCode::BAD_REQUEST,
-        "AXONIQ-2304" | "AXONIQ-2307" => StatusCode::FORBIDDEN,
+        "AXONIQ-1000" | "AXONIQ-1001" | "AXONIQ-2304" | "AXONIQ-2307" => StatusCode::FORBIDDEN,
         "AXONIQ-2306" => StatusCode::CONFLICT,
         "AXONIQ-2100" => StatusCode::SERVICE_UNAVAILABLE,
+        "AXONIQ-10003" => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    answer(status, Some(code), message)
-}
-
-pub(super) fn from_write(error: WriteError) -> Response {
-    match error {
-        WriteError::Refused { code, message } => refused(&code, message),
-        WriteError::NoLeader(message) | WriteError::NotLeader(message) | WriteError::Unreached(message) => {
-            refused("AXONIQ-2100", message)
-        }
-        WriteError::Timeout(message) => answer(StatusCode::GATEWAY_TIMEOUT, Some("AXONIQ-10003"), message),
-        WriteError::Failed(message) => refused("AXONIQ-0001", message),
     }
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
-    refused("AXONIQ-2308", message)
+pub(super) fn refused(code: &str, message: impl Into<String>) -> Response {
+    answer(status_of(code), Some(code), message)
 }
 
-/// The cluster runtime, or the answer for a standalone node.
-pub(super) fn cluster(state: &HttpState) -> Result<&Arc<Cluster>, Response> {
+/// Why an admin action was not done: Axon's error code and the server's
+/// message, as the REST API answers them and the console shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Refused {
+    /// `AXONIQ-xxxx`.
+    pub(super) code: String,
+    /// What the server says.
+    pub(super) message: String,
+}
+
+impl Refused {
+    pub(super) fn new(code: &str, message: impl Into<String>) -> Self {
+        Refused { code: code.to_owned(), message: message.into() }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        refused(&self.code, self.message)
+    }
+}
+
+impl From<WriteError> for Refused {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Refused { code, message } => Refused { code, message },
+            WriteError::NoLeader(message) | WriteError::NotLeader(message) | WriteError::Unreached(message) => {
+                Refused::new("AXONIQ-2100", message)
+            }
+            WriteError::Timeout(message) => Refused::new("AXONIQ-10003", message),
+            WriteError::Failed(message) => Refused::new("AXONIQ-0001", message),
+        }
+    }
+}
+
+/// What an admin action came to: done, with what to tell the caller, or
+/// refused.
+pub(super) type Outcome = Result<String, Refused>;
+
+/// The REST answer to `outcome`.
+fn reply(outcome: Outcome) -> Response {
+    match outcome {
+        Ok(done) => answer(StatusCode::OK, None, done),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Refused {
+    Refused::new("AXONIQ-2308", message)
+}
+
+/// The cluster runtime, or the refusal of a standalone node.
+pub(super) fn cluster(state: &HttpState) -> Result<&Arc<Cluster>, Refused> {
     state.cluster.as_ref().ok_or_else(|| {
-        refused(
+        Refused::new(
             "AXONIQ-2301",
             "this node runs standalone: start it with autocluster.first or ranvier.clustered=true to cluster it",
         )
     })
 }
 
-pub(super) async fn run(state: &HttpState, command: AdminCommand, done: &str) -> Response {
-    let cluster = match cluster(state) {
-        Ok(cluster) => cluster,
-        Err(response) => return response,
-    };
-    match cluster.admin(command).await {
-        Ok(()) => answer(StatusCode::OK, None, done),
-        Err(error) => from_write(error),
-    }
+/// Proposes `command` to the `_admin` group and waits until it is applied.
+pub(super) async fn perform(state: &HttpState, command: AdminCommand, done: impl Into<String>) -> Outcome {
+    cluster(state)?.admin(command).await?;
+    Ok(done.into())
 }
 
 pub(super) fn node_json(model: &ClusterModel, node: &NodeInfo) -> ClusterNode {
@@ -127,7 +163,7 @@ pub(super) fn node_json(model: &ClusterModel, node: &NodeInfo) -> ClusterNode {
 async fn list_nodes(State(state): State<Arc<HttpState>>) -> Response {
     let cluster = match cluster(&state) {
         Ok(cluster) => cluster,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let model = cluster.model();
     let nodes: Vec<ClusterNode> = model.nodes.values().map(|n| node_json(&model, n)).collect();
@@ -137,7 +173,7 @@ async fn list_nodes(State(state): State<Arc<HttpState>>) -> Response {
 async fn get_node(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
     let cluster = match cluster(&state) {
         Ok(cluster) => cluster,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let model = cluster.model();
     match model.nodes.get(&name) {
@@ -149,33 +185,34 @@ async fn get_node(State(state): State<Arc<HttpState>>, Path(name): Path<String>)
 /// register-node: sent to the joining node, which asks the node at
 /// `internalHostName:internalGrpcPort` to register it.
 async fn register_node(State(state): State<Arc<HttpState>>, body: Option<Json<JoinRequest>>) -> Response {
-    let cluster = match cluster(&state) {
-        Ok(cluster) => cluster,
-        Err(response) => return response,
+    let outcome = async {
+        let cluster = cluster(&state)?;
+        if !state.access.enabled() && !state.register_node_unauthenticated {
+            let message = "register-node makes this node send its internal token to the address it is given; \
+                with access control off anyone who reaches this port could name their own address and take the \
+                token. Turn access control on (register-node then needs an administrator's token), form the \
+                cluster by autocluster, or set ranvier.insecure-register-node=true";
+            return Err(Refused::new("AXONIQ-1001", message));
+        }
+        let Some(Json(request)) = body else { return Err(bad_request("expected a JSON body with internalHostName")) };
+        let Some(host) = request.internal_host_name.filter(|h| !h.trim().is_empty()) else {
+            return Err(bad_request("internalHostName is required"));
+        };
+        if request.context.is_some() && request.no_contexts {
+            return Err(bad_request("set either context or noContexts, not both"));
+        }
+        let contexts = match (request.context, request.no_contexts) {
+            (Some(context), _) => vec![context],
+            (None, true) => Vec::new(),
+            (None, false) => vec!["default".to_owned()],
+        };
+        let addr = format!("{}:{}", host.trim(), request.internal_grpc_port.unwrap_or(8224));
+        cluster.join(&addr, contexts).await?;
+        Ok("Accepted join request, may take a while to process".to_owned())
     };
-    if !state.access.enabled() && !state.register_node_unauthenticated {
-        let message = "register-node makes this node send its internal token to the address it is given; with \
-            access control off anyone who reaches this port could name their own address and take the token. \
-            Turn access control on (register-node then needs an administrator's token), form the cluster by \
-            autocluster, or set ranvier.insecure-register-node=true";
-        return answer(StatusCode::FORBIDDEN, Some("AXONIQ-1001"), message);
-    }
-    let Some(Json(request)) = body else { return bad_request("expected a JSON body with internalHostName") };
-    let Some(host) = request.internal_host_name.filter(|h| !h.trim().is_empty()) else {
-        return bad_request("internalHostName is required");
-    };
-    if request.context.is_some() && request.no_contexts {
-        return bad_request("set either context or noContexts, not both");
-    }
-    let contexts = match (request.context, request.no_contexts) {
-        (Some(context), _) => vec![context],
-        (None, true) => Vec::new(),
-        (None, false) => vec!["default".to_owned()],
-    };
-    let addr = format!("{}:{}", host.trim(), request.internal_grpc_port.unwrap_or(8224));
-    match cluster.join(&addr, contexts).await {
-        Ok(()) => answer(StatusCode::ACCEPTED, None, "Accepted join request, may take a while to process"),
-        Err(error) => from_write(error),
+    match outcome.await {
+        Ok(done) => answer(StatusCode::ACCEPTED, None, done),
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -186,19 +223,16 @@ struct ContextQuery {
 
 /// init-cluster: founds the cluster on this node.
 async fn init_cluster(State(state): State<Arc<HttpState>>, Query(query): Query<ContextQuery>) -> Response {
-    let cluster = match cluster(&state) {
-        Ok(cluster) => cluster,
-        Err(response) => return response,
-    };
     let context = query.context.unwrap_or_else(|| "default".to_owned());
-    match cluster.init_cluster(vec![context.clone()]).await {
-        Ok(()) => answer(StatusCode::OK, None, format!("Cluster initialised with _admin and {context}")),
-        Err(error) => from_write(error),
-    }
+    let outcome = async {
+        cluster(&state)?.init_cluster(vec![context.clone()]).await?;
+        Ok(format!("Cluster initialised with _admin and {context}"))
+    };
+    reply(outcome.await)
 }
 
 /// Roles from `[{node, role}]` plus plain node names (as PRIMARY).
-fn members(roles: Vec<RoleRequest>, nodes: Vec<String>) -> Result<BTreeMap<String, Role>, Response> {
+fn members(roles: Vec<RoleRequest>, nodes: Vec<String>) -> Result<BTreeMap<String, Role>, Refused> {
     let mut out = BTreeMap::new();
     for name in nodes {
         out.insert(name, Role::Primary);
@@ -214,28 +248,37 @@ fn members(roles: Vec<RoleRequest>, nodes: Vec<String>) -> Result<BTreeMap<Strin
 }
 
 /// register-context: creates the context, and its replication group first
-/// when the group does not exist yet.
-async fn create_context(State(state): State<Arc<HttpState>>, body: Option<Json<ContextRequest>>) -> Response {
-    let cluster = match cluster(&state) {
-        Ok(cluster) => cluster,
-        Err(response) => return response,
+/// when the group does not exist yet (with `request`'s nodes and roles).
+pub(super) async fn create_context_action(state: &HttpState, request: ContextRequest) -> Outcome {
+    let cluster = cluster(state)?;
+    let Some(context) = request.context.filter(|c| !c.is_empty()) else {
+        return Err(bad_request("context is required"));
     };
-    let Some(Json(request)) = body else { return bad_request("expected a JSON body with context") };
-    let Some(context) = request.context.filter(|c| !c.is_empty()) else { return bad_request("context is required") };
     let group = request.replication_group.filter(|g| !g.is_empty()).unwrap_or_else(|| context.clone());
     if !cluster.model().groups.contains_key(&group) {
-        let members = match members(request.roles, request.nodes) {
-            Ok(members) => members,
-            Err(response) => return response,
-        };
+        let members = members(request.roles, request.nodes)?;
         if members.is_empty() {
-            return refused("AXONIQ-2308", "Missing replication group nodes");
+            return Err(Refused::new("AXONIQ-2308", "Missing replication group nodes"));
         }
-        if let Err(error) = cluster.admin(AdminCommand::CreateGroup { name: group.clone(), members }).await {
-            return from_write(error);
-        }
+        cluster.admin(AdminCommand::CreateGroup { name: group.clone(), members }).await?;
     }
-    run(&state, AdminCommand::CreateContext { name: context, group }, "Context created").await
+    perform(state, AdminCommand::CreateContext { name: context.clone(), group }, format!("Context {context} created"))
+        .await
+}
+
+async fn create_context(State(state): State<Arc<HttpState>>, body: Option<Json<ContextRequest>>) -> Response {
+    let Some(Json(request)) = body else { return bad_request("expected a JSON body with context").into_response() };
+    reply(create_context_action(&state, request).await)
+}
+
+/// Deletes a context; unless `preserve`, its members delete its files.
+pub(super) async fn delete_context_action(state: &HttpState, name: String, preserve: bool) -> Outcome {
+    let done = if preserve {
+        format!("Context {name} deleted; its event store files are kept")
+    } else {
+        format!("Context {name} deleted with its event store files")
+    };
+    perform(state, AdminCommand::DeleteContext { name, preserve }, done).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,8 +293,7 @@ async fn delete_context(
     Path(name): Path<String>,
     Query(query): Query<PreserveQuery>,
 ) -> Response {
-    let command = AdminCommand::DeleteContext { name, preserve: query.preserve_event_store };
-    run(&state, command, "Context deleted").await
+    reply(delete_context_action(&state, name, query.preserve_event_store).await)
 }
 
 fn member_roles(model: &ClusterModel, group: &str) -> Vec<MemberRole> {
@@ -265,7 +307,7 @@ fn member_roles(model: &ClusterModel, group: &str) -> Vec<MemberRole> {
 async fn list_contexts(State(state): State<Arc<HttpState>>) -> Response {
     let cluster = match cluster(&state) {
         Ok(cluster) => cluster,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let model = cluster.model();
     let leaders: BTreeMap<String, Option<String>> =
@@ -308,16 +350,16 @@ async fn visible_contexts(State(state): State<Arc<HttpState>>, Query(query): Que
 }
 
 async fn create_group(State(state): State<Arc<HttpState>>, body: Option<Json<GroupRequest>>) -> Response {
-    let Some(Json(request)) = body else { return bad_request("expected a JSON body with name and roles") };
-    let Some(name) = request.name.filter(|n| !n.is_empty()) else { return bad_request("name is required") };
-    let members = match members(request.roles, Vec::new()) {
-        Ok(members) => members,
-        Err(response) => return response,
+    let outcome = async {
+        let Some(Json(request)) = body else { return Err(bad_request("expected a JSON body with name and roles")) };
+        let Some(name) = request.name.filter(|n| !n.is_empty()) else { return Err(bad_request("name is required")) };
+        let members = members(request.roles, Vec::new())?;
+        if members.is_empty() {
+            return Err(Refused::new("AXONIQ-2309", "Add at least one node"));
+        }
+        perform(&state, AdminCommand::CreateGroup { name, members }, "Replication group created").await
     };
-    if members.is_empty() {
-        return refused("AXONIQ-2309", "Add at least one node");
-    }
-    run(&state, AdminCommand::CreateGroup { name, members }, "Replication group created").await
+    reply(outcome.await)
 }
 
 async fn delete_group(
@@ -326,7 +368,16 @@ async fn delete_group(
     Query(query): Query<PreserveQuery>,
 ) -> Response {
     let command = AdminCommand::DeleteGroup { name, preserve: query.preserve_event_store };
-    run(&state, command, "Replication group deleted").await
+    reply(perform(&state, command, "Replication group deleted").await)
+}
+
+/// add-node-to-replication-group, and change-role for a current member:
+/// `node` becomes `role` (PRIMARY when not given) in `group`.
+pub(super) async fn set_member_action(state: &HttpState, group: String, node: String, role: Option<&str>) -> Outcome {
+    let role = role.map(str::parse::<Role>).transpose().map_err(|e| bad_request(e.to_string()))?;
+    let role = role.unwrap_or(Role::Primary);
+    let done = format!("{node} is {role} in {group}");
+    perform(state, AdminCommand::SetMember { group, node, role }, done).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,18 +385,23 @@ struct RoleQuery {
     role: Option<String>,
 }
 
-/// add-node-to-replication-group, and change-role for a current member.
 async fn add_member(
     State(state): State<Arc<HttpState>>,
     Path((group, node)): Path<(String, String)>,
     Query(query): Query<RoleQuery>,
 ) -> Response {
-    let role = match query.role.as_deref().map(str::parse::<Role>).transpose() {
-        Ok(role) => role.unwrap_or(Role::Primary),
-        Err(error) => return bad_request(error.to_string()),
+    reply(set_member_action(&state, group, node, query.role.as_deref()).await)
+}
+
+/// Removes `node` from `group`; unless `preserve`, it deletes the group's
+/// files.
+pub(super) async fn remove_member_action(state: &HttpState, group: String, node: String, preserve: bool) -> Outcome {
+    let done = if preserve {
+        format!("{node} removed from {group}; its event store files are kept")
+    } else {
+        format!("{node} removed from {group} with its event store files")
     };
-    let done = format!("{node} is {role} in {group}");
-    run(&state, AdminCommand::SetMember { group, node, role }, &done).await
+    perform(state, AdminCommand::RemoveMember { group, node, preserve }, done).await
 }
 
 async fn remove_member(
@@ -353,11 +409,19 @@ async fn remove_member(
     Path((group, node)): Path<(String, String)>,
     Query(query): Query<PreserveQuery>,
 ) -> Response {
-    let done = format!("{node} removed from {group}");
-    let command = AdminCommand::RemoveMember { group, node, preserve: query.preserve_event_store };
-    run(&state, command, &done).await
+    reply(remove_member_action(&state, group, node, query.preserve_event_store).await)
 }
 
 async fn roles() -> Json<Vec<&'static str>> {
     Json(Role::ALL.iter().map(|r| r.name()).collect())
+}
+
+/// [`perform`] answered as REST (for the other admin modules).
+pub(super) async fn run(state: &HttpState, command: AdminCommand, done: &str) -> Response {
+    reply(perform(state, command, done).await)
+}
+
+/// A write's failure answered as REST (for the other admin modules).
+pub(super) fn from_write(error: WriteError) -> Response {
+    Refused::from(error).into_response()
 }

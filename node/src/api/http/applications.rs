@@ -55,14 +55,14 @@ async fn list(State(state): State<Arc<HttpState>>) -> Response {
             let listed: Vec<ApplicationJson> = model.applications.iter().map(|(n, a)| listing(n, a)).collect();
             Json(listed).into_response()
         }
-        Err(response) => response,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
 async fn read(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
     let cluster = match cluster(&state) {
         Ok(cluster) => cluster,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     match cluster.model().applications.get(&name) {
         Some(application) => Json(listing(&name, application)).into_response(),
@@ -113,7 +113,7 @@ fn fresh_token() -> Result<String, Response> {
 async fn register(State(state): State<Arc<HttpState>>, body: Option<Json<ApplicationJson>>) -> Response {
     let cluster = match cluster(&state) {
         Ok(cluster) => cluster,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let Some(Json(request)) = body else {
         return refused("AXONIQ-2308", "expected a JSON body with name and roles");
@@ -161,7 +161,7 @@ async fn register(State(state): State<Arc<HttpState>>, body: Option<Json<Applica
 async fn renew(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
     let cluster = match cluster(&state) {
         Ok(cluster) => cluster,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let token = match fresh_token() {
         Ok(token) => token,

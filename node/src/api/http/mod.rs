@@ -90,19 +90,24 @@ pub fn router(state: Arc<HttpState>) -> Router {
 
 /// With access control on, a call needs a token that allows what its route
 /// needs (`access::needs::rest`): `/health` never needs one, `/ready` and
-/// `/metrics` unless `open-probes`.
+/// `/metrics` unless `open-probes`. The console's pages also take the token
+/// from their sign-in cookie, and send a browser the check refuses to the
+/// sign-in page.
 async fn check_access(
     State(state): State<Arc<HttpState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use crate::access::{Access, needs};
+    use crate::access::needs;
     if state.access.enabled() {
         let uri = request.uri();
         let need = needs::rest(request.method().as_str(), uri.path(), uri.query(), state.access.open_probes());
         if let Some(need) = need
-            && let Err(refusal) = state.access.check(Access::presented(request.headers()), &need).await
+            && let Err(refusal) = state.access.check(console::presented(uri.path(), request.headers()), &need).await
         {
+            if console::is_console(uri.path()) {
+                return console::refused(refusal);
+            }
             return admin::answer(StatusCode::FORBIDDEN, Some(refusal.code().as_str()), refusal.message());
         }
     }

@@ -1,62 +1,18 @@
-//! The web console on the HTTP port: server-rendered pages (templates in
-//! `node/templates/console`, compiled into the binary by askama) and one
-//! hand-written style sheet embedded in the binary, served under a path
-//! that names the build so browsers may cache it for good. No JavaScript
-//! framework, nothing fetched from elsewhere: the console works
-//! air-gapped. Every page is read from the same state as the admin API
-//! (`/v1/public`, `/v1/public/replicationgroups`), and passes the same
-//! access check.
-//!
-//! Pages so far: the overview (`/console`, and `/` redirects there): the
-//! cluster's nodes, every replication group with its leader, term and
-//! members (role, Raft place, lag, last acknowledgement and disk reserve
-//! as the group's leader sees them), and the contexts this node stores
-//! with their event and snapshot counts. It reloads itself every few
-//! seconds and says at the top when this node knows no leader for a group,
-//! or has not heard from the one it knows for longer than an election
-//! takes (`GroupStatus::leader_silent_ms`): it is cut off, or came back
-//! alone.
+//! The overview (`/console`): the cluster's nodes, every replication group
+//! with its leader, term and members (role, Raft place, lag, last
+//! acknowledgement and disk reserve as the group's leader sees them), and
+//! the contexts this node stores with their event and snapshot counts.
 
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use ranvier_wire::admin::{GroupStatus, MemberStatus, RaftMembership};
 
-use super::HttpState;
-
-/// The style sheet, as built into the binary.
-const STYLE: &str = include_str!("console.css");
-
-/// Names the build in asset paths: a new binary's assets have new paths,
-/// so old ones may be cached forever.
-const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// How often a page reloads itself.
-const REFRESH_SECONDS: u32 = 5;
-
-/// The console's routes.
-pub(super) fn routes() -> Router<Arc<HttpState>> {
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/console") }))
-        .route("/console", get(overview))
-        .route(&format!("/console/assets/{ASSET_VERSION}/console.css"), get(style))
-}
-
-async fn style() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        STYLE,
-    )
-        .into_response()
-}
+use super::{Frame, Page, Viewer, leader_current, leader_silence_limit_ms, or_dash, render};
+use crate::api::http::HttpState;
 
 /// A node's row.
 struct NodeRow {
@@ -100,20 +56,10 @@ struct ContextRow {
 #[derive(Template)]
 #[template(path = "console/overview.html")]
 struct Overview {
-    title: &'static str,
-    node: String,
-    asset_version: &'static str,
-    refresh_seconds: u32,
-    generated_at: String,
-    warnings: Vec<String>,
+    frame: Frame,
     nodes: Vec<NodeRow>,
     groups: Vec<GroupView>,
     contexts: Vec<ContextRow>,
-}
-
-/// What `value` says, or a dash where it is not known here.
-fn or_dash<T: ToString>(value: Option<T>) -> String {
-    value.map_or_else(|| "—".to_owned(), |v| v.to_string())
 }
 
 fn member_row(member: &MemberStatus) -> MemberRow {
@@ -136,11 +82,6 @@ fn member_row(member: &MemberStatus) -> MemberRow {
         },
         below_reserve: below,
     }
-}
-
-/// Whether `group`'s replica here has a leader it heard from lately.
-fn leader_current(group: &GroupStatus, limit_ms: u64) -> bool {
-    group.leader.is_some() && group.leader_silent_ms.is_none_or(|ms| ms <= limit_ms)
 }
 
 fn group_view(group: &GroupStatus, limit_ms: u64) -> GroupView {
@@ -172,32 +113,17 @@ fn heard_from(groups: &[GroupStatus], node: &str, limit_ms: u64) -> String {
     }
 }
 
-/// What the top of a page says about groups whose replica here has no
-/// current leader.
-fn leader_warnings(groups: &[GroupStatus], limit_ms: u64) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for group in groups.iter().filter(|g| g.hosted && !leader_current(g, limit_ms)) {
-        warnings.push(match (&group.leader, group.leader_silent_ms) {
-            (Some(leader), Some(ms)) => format!(
-                "This node has not heard from {leader}, the last leader it knew of replication group {}, for {ms} ms: it is cut off from its majority, or no leader is elected. Writes through this node wait or fail until it hears from one.",
-                group.name
-            ),
-            _ => format!(
-                "This node knows no leader for replication group {}: its contexts take no writes through this node until one is elected.",
-                group.name
-            ),
-        });
+impl Page for Overview {
+    fn frame(&self) -> &Frame {
+        &self.frame
     }
-    warnings
 }
 
-async fn overview(State(state): State<Arc<HttpState>>) -> Response {
+pub(super) async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let viewer = Viewer::of(&state, &headers).await;
+    let frame = Frame::new(&state, &headers, &viewer, "overview", "Overview".to_owned());
     let groups = state.cluster.as_ref().map(|c| c.status()).unwrap_or_default();
-    let limit_ms = state
-        .cluster
-        .as_ref()
-        .map_or(u64::MAX, |c| u64::try_from(c.leader_silence_limit().as_millis()).unwrap_or(u64::MAX));
-    let mut warnings = leader_warnings(&groups, limit_ms);
+    let limit_ms = leader_silence_limit_ms(&state);
     let nodes = match &state.cluster {
         Some(cluster) if cluster.model().initialized() => {
             let model = cluster.model();
@@ -205,7 +131,7 @@ async fn overview(State(state): State<Arc<HttpState>>) -> Response {
                 .nodes
                 .values()
                 .map(|n| {
-                    let listed = super::admin::node_json(&model, n);
+                    let listed = crate::api::http::admin::node_json(&model, n);
                     NodeRow {
                         heard: heard_from(&groups, &listed.name, limit_ms),
                         name: listed.name,
@@ -217,10 +143,7 @@ async fn overview(State(state): State<Arc<HttpState>>) -> Response {
                 })
                 .collect()
         }
-        Some(_) => {
-            warnings.push("This node has not joined a cluster yet.".to_owned());
-            Vec::new()
-        }
+        Some(_) => Vec::new(),
         None => {
             let node = &state.node;
             vec![NodeRow {
@@ -264,26 +187,6 @@ async fn overview(State(state): State<Arc<HttpState>>) -> Response {
         })
         .collect();
     contexts.sort_by(|a, b| a.name.cmp(&b.name));
-    let page = Overview {
-        title: "Overview",
-        node: state.node.name.clone(),
-        asset_version: ASSET_VERSION,
-        refresh_seconds: REFRESH_SECONDS,
-        generated_at: httpdate::fmt_http_date(std::time::SystemTime::now()),
-        warnings,
-        nodes,
-        groups: groups.iter().map(|g| group_view(g, limit_ms)).collect(),
-        contexts,
-    };
+    let page = Overview { frame, nodes, groups: groups.iter().map(|g| group_view(g, limit_ms)).collect(), contexts };
     render(&page)
-}
-
-/// The page as HTML, or a plain 500 naming the template error.
-fn render(page: &impl Template) -> Response {
-    match page.render() {
-        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
-        Err(error) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("the page could not be rendered: {error}")).into_response()
-        }
-    }
 }
