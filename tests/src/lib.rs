@@ -504,6 +504,7 @@ pub fn encoded_len(event: &Event) -> usize {
 pub mod browser;
 pub mod docker;
 pub mod kube;
+pub mod processors;
 pub mod tls;
 
 pub mod raw {

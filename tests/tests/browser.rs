@@ -82,7 +82,7 @@ async fn an_administrator_runs_the_cluster_from_the_console() {
         format!("axoniq.axonserver.accesscontrol.admin-token={ADMIN}"),
     ];
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-    let nodes = start_cluster(dir.path(), 3, &settings).unwrap();
+    let mut nodes = start_cluster(dir.path(), 3, &settings).unwrap();
     for node in &nodes {
         eventually(Duration::from_secs(30), "three voters in default with a leader", || async {
             let found = group(node, "default");
@@ -223,6 +223,32 @@ async fn an_administrator_runs_the_cluster_from_the_console() {
         }
     }
 
+    // Remove a member, keeping its files, after a page that says what it
+    // means; then add it back with a role.
+    browser.open(&format!("{base}/console/groups")).unwrap();
+    browser.follow("#member-default-node-3 a.danger").await.unwrap();
+    let confirm = browser.page_text().unwrap();
+    assert!(confirm.contains("Remove node-3 from default?"), "{confirm}");
+    assert!(confirm.contains("the group keeps node-1 PRIMARY, node-2 PRIMARY: 2 PRIMARY members"), "{confirm}");
+    browser.click_on("#preserve").unwrap();
+    browser.follow("form.confirm button.danger").await.unwrap();
+    assert_eq!(browser.text("#flash").unwrap(), "node-3 removed from default; its event store files are kept");
+    eventually(Duration::from_secs(20), "node-3 is no member of default", || async {
+        nodes.iter().all(|n| member(n, "default", "node-3").0.is_empty())
+    })
+    .await
+    .unwrap();
+    assert!(nodes[2].dir.join("data/default").exists(), "node-3 kept its files of default");
+    browser.choose("#add-default", "node-3").unwrap();
+    browser.choose("#group-default form.add select[name=role]", "PRIMARY").unwrap();
+    browser.follow("#group-default form.add button[type=submit]").await.unwrap();
+    assert_eq!(browser.text("#flash").unwrap(), "node-3 is PRIMARY in default");
+    eventually(Duration::from_secs(20), "node-3 is a PRIMARY voter of default again", || async {
+        nodes.iter().all(|n| member(n, "default", "node-3") == ("PRIMARY".to_owned(), "voter".to_owned()))
+    })
+    .await
+    .unwrap();
+
     // The applications' shared token may look but not change: each control
     // is disabled, with the reason beside it.
     browser.follow("form.who button[type=submit]").await.unwrap();
@@ -244,4 +270,105 @@ async fn an_administrator_runs_the_cluster_from_the_console() {
     let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth").unwrap();
     assert!(overflow.as_i64().unwrap() <= 0, "no sideways scrolling of the page: {overflow}");
     browser.screenshot("overview-phone").unwrap();
+
+    // Live: a page keeps itself current without a reload. The page of a
+    // node that dies says it lost contact; the page of a node left alone
+    // says it has no current leader.
+    browser.resize(1280, 800).unwrap();
+    browser.open(&format!("http://{}/console", nodes[2].http_addr)).unwrap();
+    browser.execute("window.__ranvierStayed = true").unwrap();
+    nodes[2].kill9().unwrap();
+    eventually(Duration::from_secs(20), "the page says it lost contact with node-3", || async {
+        browser.execute("return !document.getElementById('lost').hidden").is_ok_and(|shown| shown == true)
+    })
+    .await
+    .unwrap();
+    assert_eq!(browser.execute("return window.__ranvierStayed === true").unwrap(), true, "no reload");
+    browser.open(&format!("http://{}/console", nodes[0].http_addr)).unwrap();
+    browser.execute("window.__ranvierStayed = true").unwrap();
+    assert_eq!(browser.text("#warnings").unwrap(), "", "no warning while a majority is up");
+    nodes[1].kill9().unwrap();
+    eventually(Duration::from_secs(30), "the page of the node left alone warns", || async {
+        browser.text("#warnings").is_ok_and(|w| w.contains("replication group default"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(browser.execute("return window.__ranvierStayed === true").unwrap(), true, "no reload");
+    browser.screenshot("alone").unwrap();
+}
+
+/// The clients page of a context: the application connected to the node,
+/// its command handler, and its event processor with its segment; split
+/// goes to the client that runs it and is answered with its ack, and a
+/// client's refusal of pause is shown with the client's own error code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_page_shows_handlers_and_processors_and_relays_their_actions() {
+    use ranvier_proto::command::command_provider_outbound::Request as CommandRequest;
+    use ranvier_proto::command::command_service_client::CommandServiceClient;
+    use ranvier_proto::command::{CommandProviderOutbound, CommandSubscription};
+    use ranvier_proto::control::platform_outbound_instruction::Request as Outbound;
+
+    if !browser::required() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 1, &[]).unwrap();
+    ranvier_tests::wait_voters(&nodes[0], "default", 1).await.unwrap();
+    let channel = nodes[0].channel().await.unwrap();
+    let mut app = ranvier_tests::processors::App::connect(&channel, "app-1", &[(0, 1)]).await;
+    let (commands, outbound) = tokio::sync::mpsc::channel(4);
+    let mut handler = CommandServiceClient::new(channel.clone())
+        .open_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .unwrap()
+        .into_inner();
+    let subscription = CommandSubscription {
+        message_id: "sub-1".into(),
+        command: "PlaceOrder".into(),
+        component_name: "shop".into(),
+        client_id: "app-1".into(),
+        load_factor: 100,
+    };
+    let subscribe = CommandRequest::Subscribe(subscription);
+    commands.send(CommandProviderOutbound { request: Some(subscribe), instruction_id: "s1".into() }).await.unwrap();
+    handler.message().await.unwrap().expect("the subscription's ack");
+
+    let browser = Browser::start(&screenshots()).await.unwrap();
+    let page = format!("http://{}/console/clients?context=default", nodes[0].http_addr);
+    browser.open(&page).unwrap();
+    assert!(browser.text("#clients-live").unwrap().contains("app-1 shop"), "{}", browser.page_text().unwrap());
+    assert_eq!(browser.text("#component-shop").unwrap(), "shop PlaceOrder (load 100) — app-1 on node-1");
+    let processor = browser.text("#processor-0").unwrap();
+    assert!(processor.starts_with("orders component shop · token store store-1"), "{processor}");
+    assert!(
+        processor.contains("app-1 node-1 Tracking running 1 active, 2 free 0 (1/1) at 41, caught up"),
+        "{processor}"
+    );
+
+    // Split reaches the client; its ack is the page's answer.
+    let answering = tokio::spawn(async move {
+        let instruction = app.next().await;
+        assert!(
+            matches!(&instruction.request, Some(Outbound::SplitEventProcessorSegment(s)) if s.segment_identifier == 0),
+            "{instruction:?}"
+        );
+        app.answer(&instruction, None).await;
+        app
+    });
+    browser.follow("#processor-0 button[value=split]").await.unwrap();
+    let mut app = answering.await.unwrap();
+    assert_eq!(browser.text("#flash").unwrap(), "split of orders acknowledged: split app-1 on node-1 (segment 0)");
+    browser.screenshot("clients").unwrap();
+
+    // A client that refuses: its code and message are the page's answer.
+    let answering = tokio::spawn(async move {
+        let instruction = app.next().await;
+        assert!(matches!(&instruction.request, Some(Outbound::PauseEventProcessor(_))), "{instruction:?}");
+        app.answer(&instruction, Some(("APP-0042", "busy replaying"))).await;
+        app
+    });
+    browser.follow("#processor-0 button[value=pause]").await.unwrap();
+    let _app = answering.await.unwrap();
+    assert_eq!(browser.text("#flash").unwrap(), "Refused: APP-0042 client app-1 refused: busy replaying");
+    drop(commands);
 }

@@ -67,6 +67,9 @@ pub fn rest(method: &str, path: &str, query: Option<&str>, open_probes: bool) ->
         (false, ["console", "contexts", context, "delete"]) => {
             Some(Need::ContextAdmin { context: (*context).to_owned() })
         }
+        (false, ["console", "processors", ..]) => {
+            Some(Need::ContextAdmin { context: context_param().unwrap_or_else(|| "default".to_owned()) })
+        }
         // Applications carry roles, backups every event: only
         // administrators see or change them.
         (_, ["v1", "public", "applications"] | ["v1", "applications", ..] | ["v1", "backup", ..]) => Some(Need::Admin),
@@ -141,6 +144,11 @@ mod tests {
             Some(Need::ContextAdmin { context: "orders".into() })
         );
         assert_eq!(rest("POST", "/console/groups/g/members", None, false), Some(Need::Admin));
+        assert_eq!(
+            rest("POST", "/console/processors/shop/orders/split", Some("context=orders"), false),
+            Some(Need::ContextAdmin { context: "orders".into() }),
+            "as the REST API's processor actions"
+        );
         assert_eq!(rest("PATCH", "/v1/applications/app", None, true), Some(Need::Admin));
         assert_eq!(
             rest("DELETE", "/v1/context/orders", None, true),

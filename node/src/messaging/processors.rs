@@ -196,6 +196,20 @@ impl Processors {
         state.pending.retain(|_, (to, _)| *to != stream);
     }
 
+    /// The applications connected to this node in `context`, as (client
+    /// id, component), sorted (a stream not yet identified is left out).
+    pub fn clients(&self, context: &str) -> Vec<(String, String)> {
+        let state = self.lock();
+        let mut out: Vec<(String, String)> = state
+            .clients
+            .values()
+            .filter(|c| c.context == context && !c.identity.client_id.is_empty())
+            .map(|c| (c.identity.client_id.clone(), c.identity.component_name.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// This node's processor instances in `context`.
     pub fn local(&self, context: &str) -> Vec<ProcessorInstance> {
         let state = self.lock();

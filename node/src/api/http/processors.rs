@@ -14,12 +14,11 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
 use ranvier_wire::ErrorCode;
-use ranvier_wire::codes::ERROR_CODE_HEADER;
 
 use super::HttpState;
 use super::admin::answer;
@@ -76,26 +75,26 @@ async fn instruct(
     }
 }
 
-fn refused(error: ProcessorError) -> Response {
-    let message = error.to_string();
+/// The Axon error code a failed instruction is answered with: the
+/// client's own when it refused with one.
+pub(super) fn code_of(error: &ProcessorError) -> String {
     match error {
-        ProcessorError::NotFound(_) => {
-            answer(StatusCode::NOT_FOUND, Some(ErrorCode::EventProcessorNotFound.as_str()), message)
+        ProcessorError::NotFound(_) => ErrorCode::EventProcessorNotFound.as_str().to_owned(),
+        ProcessorError::Invalid(_) => ErrorCode::InvalidPropertyValue.as_str().to_owned(),
+        ProcessorError::Refused { error, .. } if !error.error_code.is_empty() => error.error_code.clone(),
+        ProcessorError::Refused { .. } | ProcessorError::NoAnswer(_) | ProcessorError::Unreachable(_) => {
+            ErrorCode::Other.as_str().to_owned()
         }
-        ProcessorError::Invalid(_) => {
-            answer(StatusCode::BAD_REQUEST, Some(ErrorCode::InvalidPropertyValue.as_str()), message)
-        }
-        ProcessorError::Refused { error, .. } => {
-            // The client's own code travels on, when it gave one.
-            let mut response = answer(StatusCode::CONFLICT, Some(ErrorCode::Other.as_str()), message);
-            if let Ok(value) = HeaderValue::from_str(&error.error_code)
-                && !error.error_code.is_empty()
-            {
-                response.headers_mut().insert(ERROR_CODE_HEADER, value);
-            }
-            response
-        }
-        ProcessorError::NoAnswer(_) => answer(StatusCode::GATEWAY_TIMEOUT, Some(ErrorCode::Other.as_str()), message),
-        ProcessorError::Unreachable(_) => answer(StatusCode::BAD_GATEWAY, Some(ErrorCode::Other.as_str()), message),
     }
+}
+
+fn refused(error: ProcessorError) -> Response {
+    let status = match error {
+        ProcessorError::NotFound(_) => StatusCode::NOT_FOUND,
+        ProcessorError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ProcessorError::Refused { .. } => StatusCode::CONFLICT,
+        ProcessorError::NoAnswer(_) => StatusCode::GATEWAY_TIMEOUT,
+        ProcessorError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+    };
+    answer(status, Some(&code_of(&error)), error.to_string())
 }

@@ -7,7 +7,8 @@
 //! itself instead of updating in place).
 //!
 //! Pages: the overview (`overview`), contexts and replication groups with
-//! their actions (`manage`), the event browser (`events`) and the sign-in
+//! their actions (`manage`), the event browser (`events`), the clients,
+//! handlers and event processors of a context (`clients`) and the sign-in
 //! page. Every page reads the same state as the admin API, and every
 //! action runs the same admin action as the REST API (`admin::*_action`),
 //! so the console can do nothing `ranvierctl` cannot, and is refused what
@@ -25,6 +26,7 @@
 //!   is refused ([`same_origin`]), since with access control off a form is
 //!   the one request another site's page could make a browser send here.
 
+mod clients;
 mod events;
 mod manage;
 mod overview;
@@ -76,6 +78,7 @@ pub(super) fn routes() -> Router<Arc<HttpState>> {
         .route(&format!("/console/assets/{ASSET_VERSION}/console.js"), get(script))
         .merge(manage::routes())
         .merge(events::routes())
+        .merge(clients::routes())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
