@@ -19,7 +19,9 @@
 //! `RANVIER_BENCH=reads` only the read figures (three rounds over one
 //! store: for comparing two builds with `RANVIER_BIN`),
 //! `RANVIER_BENCH=backup` only backup and restore of a 1 GiB store beside
-//! the disk's bandwidth (`node/backup.rs`).
+//! the disk's bandwidth (`node/backup.rs`),
+//! `RANVIER_BENCH=console` only the console's pages on a one-node cluster
+//! holding a million events (`node/console.rs`).
 //! `RANVIER_BENCH_SCALE` (default 1.0) scales every event count, for a quick
 //! look (`0.05`) on a slow machine.
 
@@ -41,6 +43,8 @@ use tonic::transport::Channel;
 mod backup;
 #[path = "node/commands.rs"]
 mod commands;
+#[path = "node/console.rs"]
+mod console;
 #[path = "node/nats.rs"]
 mod nats;
 #[path = "node/spread.rs"]
@@ -595,6 +599,12 @@ async fn main() {
         Ok("spread") => return spread::figures(scale()).await,
         Ok("backup") => return backup::figures(scale(), dir.path()).await,
         Ok("memory") => return memory_figures(dir.path()).await,
+        Ok("console") => {
+            let nodes = ranvier_tests::start_cluster(dir.path(), 1, &[]).unwrap();
+            ranvier_tests::wait_voters(&nodes[0], "default", 1).await.unwrap();
+            read_figures(&nodes[0], &connect(&nodes[0]).await, 0).await;
+            return console::figures(&nodes[0]);
+        }
         Ok("reads") => {
             let node = Node::start(dir.path(), &[]).unwrap();
             return read_figures(&node, &connect(&node).await, 3).await;
@@ -634,6 +644,7 @@ async fn main() {
     }
 
     read_figures(&node, &channels, 1).await;
+    console::figures(&node);
 
     drop(channels);
     drop(raw);
