@@ -61,7 +61,12 @@ async fn the_overview_shows_nodes_groups_roles_and_contexts_from_any_node() {
     assert!(page.headers.iter().any(|h| h.starts_with("content-type: text/html")), "{:?}", page.headers);
     let shown = text(&page.body);
     for node in &nodes {
-        assert!(shown.contains(&format!("{} localhost:", node.name())), "node {} listed: {shown}", node.name());
+        // Each node answered for itself: up, its version, its free disk.
+        let row = format!("{} up ", node.name());
+        let row = shown.split(&row).nth(1).unwrap_or_else(|| panic!("node {} listed as up: {shown}", node.name()));
+        let row = row.split(" node-").next().unwrap_or(row);
+        assert!(row.contains(env!("CARGO_PKG_VERSION")), "{}'s version: {row}", node.name());
+        assert!(row.contains(" free, reserve 256.0 MiB") && row.contains("localhost:"), "{}: {row}", node.name());
     }
     assert!(shown.contains(&format!("Leader {leader} ")), "the default group's leader is named: {shown}");
     let group = shown.split("default Leader").nth(1).expect("the default group has its own box");
@@ -73,7 +78,9 @@ async fn the_overview_shows_nodes_groups_roles_and_contexts_from_any_node() {
             node.name()
         );
     }
-    assert!(shown.contains("default default 5 0 open"), "node 2's context row counts its 5 events: {shown}");
+    let row = shown.split("default default 5 0 ").nth(1).expect("node 2's context row counts its 5 events");
+    let bytes: u64 = row.strip_suffix(" B open").or_else(|| row.split(" B open").next()).unwrap().parse().unwrap();
+    assert!(bytes > 5 * 40, "and the size of its files, at least its payloads: {row}");
     assert!(!shown.contains("knows no leader"), "no warning while every group has a leader: {shown}");
 
     // The style sheet the page links to is served, cacheable for good.
@@ -116,9 +123,10 @@ async fn a_node_cut_off_or_back_alone_says_at_the_top_that_it_has_no_current_lea
         .await
         .unwrap();
     let shown = text(&http_call(&survivor.http_addr, "GET", "/console").unwrap().body);
-    for name in ["node-1", "node-2", "node-3"] {
-        assert!(shown.contains(&format!("{name} localhost:")), "the model it holds still lists {name}: {shown}");
+    for name in ["node-1", "node-2"] {
+        assert!(shown.contains(&format!("{name} down: ")), "the model it holds still lists {name}, down: {shown}");
     }
+    assert!(shown.contains("node-3 up "), "{shown}");
     assert!(!shown.contains("leads _admin"), "a stale leader is not shown as leading: {shown}");
 }
 

@@ -227,6 +227,8 @@ pub struct Cluster {
     /// What forming or joining the cluster is doing while it is under way
     /// (for readiness), `None` once done or when not started.
     formation: Mutex<Option<String>>,
+    /// When this runtime started (a node's uptime, as the console shows it).
+    started: std::time::Instant,
 }
 
 /// Records every node's internal address from the model.
@@ -285,6 +287,7 @@ impl Cluster {
         tracing::info!(node = %settings.node.name, node_id, "cluster runtime started");
         let reserve = contexts.reserve(std::slice::from_ref(&settings.log_dir));
         Ok(Arc::new_cyclic(|me| Self {
+            started: std::time::Instant::now(),
             reserve,
             settings,
             node_id,

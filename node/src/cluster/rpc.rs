@@ -7,8 +7,8 @@ use std::sync::Arc;
 use ranvier_proto::cluster::cluster_service_server::ClusterService;
 use ranvier_proto::cluster::{
     AdminProposal, AdminReply, AggregateRequest, FetchRequest, ForwardedAppend, ForwardedBatch, ForwardedBatchReply,
-    ForwardedFailure, ForwardedOutcome, ForwardedReply, MembershipQuery, MembershipReply, StoreStateQuery,
-    StoreStateReply, TransactionChunk,
+    ForwardedFailure, ForwardedOutcome, ForwardedReply, MembershipQuery, MembershipReply, NodeStateQuery,
+    NodeStateReply, StoreStateQuery, StoreStateReply, TransactionChunk,
 };
 use tonic::{Request, Response, Status};
 
@@ -216,6 +216,11 @@ impl ClusterService for ClusterRpc {
         .map_err(|e| Status::internal(e.to_string()))?;
         let events = read.map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(TransactionChunk { events, log_indexes: Vec::new() }))
+    }
+
+    async fn node_state(&self, request: Request<NodeStateQuery>) -> Result<Response<NodeStateReply>, Status> {
+        self.cluster.authorize(&request)?;
+        Ok(Response::new(self.cluster.node_state()))
     }
 
     async fn store_state(&self, request: Request<StoreStateQuery>) -> Result<Response<StoreStateReply>, Status> {

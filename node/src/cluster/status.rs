@@ -1,11 +1,14 @@
 //! The status of every replication group as this node sees it (the
 //! `/v1/public/replicationgroups` shapes of `ranvier-wire`): leader, term,
 //! indexes, and each member's role, Raft place and progress — lag and last
-//! acknowledgement are known on the group's leader only.
+//! acknowledgement are known on the group's leader only — and what each
+//! node says of itself (`NodeState`: version, uptime, free disk against its
+//! reserve), asked of every node at once for the console's overview.
+
+use ranvier_proto::cluster::{NodeStateQuery, NodeStateReply};
 
 use super::*;
 
-/// The name of the group's leader, as these metrics know it.
 /// `id`'s place in the group's Raft membership as `metrics` know it.
 pub(super) fn raft_place(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>, id: u64) -> roles::RaftShape {
     let membership = metrics.membership_config.membership();
@@ -18,12 +21,69 @@ pub(super) fn raft_place(metrics: &openraft::RaftMetrics<crate::raft::types::Typ
     }
 }
 
+/// The name of the group's leader, as these metrics know it.
 pub(super) fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::TypeConfig>) -> Option<String> {
     let membership = metrics.membership_config.membership();
     metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
 }
 
+/// How long the overview waits for a node to say how it is.
+const NODE_STATE_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl Cluster {
+    /// What this node says of itself (the NodeState call).
+    pub fn node_state(&self) -> NodeStateReply {
+        let (free_bytes, disk_error) = match self.reserve.least_free() {
+            Ok(free) => (free, String::new()),
+            Err(error) => (0, error.to_string()),
+        };
+        NodeStateReply {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            free_bytes,
+            reserve_bytes: self.reserve.reserve_bytes(),
+            disk_error,
+        }
+    }
+
+    /// What every node of the model says of itself, each asked at once with
+    /// the time it took to answer; a node that does not answer within
+    /// [`NODE_STATE_TIMEOUT`] is `Err` with why.
+    pub async fn node_states(&self) -> BTreeMap<String, Result<(NodeStateReply, Duration), String>> {
+        let model = self.model();
+        let asks: Vec<_> = model
+            .nodes
+            .values()
+            .map(|node| {
+                let name = node.name.clone();
+                if name == self.settings.node.name {
+                    return (name, None);
+                }
+                let client = self.transport.cluster_client(&node.internal_addr);
+                let request = self.with_token(NodeStateQuery {});
+                let ask = tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let mut client = client.map_err(|e| e.to_string())?;
+                    match tokio::time::timeout(NODE_STATE_TIMEOUT, client.node_state(request)).await {
+                        Ok(Ok(reply)) => Ok((reply.into_inner(), started.elapsed())),
+                        Ok(Err(status)) => Err(status.message().to_owned()),
+                        Err(_) => Err(format!("no answer within {} ms", NODE_STATE_TIMEOUT.as_millis())),
+                    }
+                });
+                (name, Some(ask))
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        for (name, ask) in asks {
+            let state = match ask {
+                None => Ok((self.node_state(), Duration::ZERO)),
+                Some(ask) => ask.await.unwrap_or_else(|e| Err(e.to_string())),
+            };
+            out.insert(name, state);
+        }
+        out
+    }
+
     /// How long a group's replica here may go without word from its leader
     /// before the leader it names is taken as stale: two of the longest
     /// election timeouts.

@@ -129,6 +129,22 @@ impl DiskReserve {
         Self { space, bytes, dirs }
     }
 
+    /// The reserve in bytes (0: off).
+    pub fn reserve_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The bytes free on the fullest file system holding one of the
+    /// directories.
+    pub fn least_free(&self) -> std::io::Result<u64> {
+        let mut least = u64::MAX;
+        for dir in &self.dirs {
+            let probe = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+            least = least.min(self.space.available_bytes(probe)?);
+        }
+        Ok(least)
+    }
+
     /// `Ok` while every directory's file system has the reserve free;
     /// else `DiskFull` for the first that has not.
     pub fn check(&self) -> Result<(), StoreError> {

@@ -25,7 +25,10 @@ pub fn figures(node: &Node) {
         ("events: aggregate of 100", "/console/events?context=default&aggregate=hundred&limit=100"),
         ("clients", "/console/clients?context=default"),
     ];
-    println!("\n{:<44} {:>10} {:>10} {:>10}", "console page (node with the events above)", "p50 ms", "p99 ms", "goal ms");
+    println!(
+        "\n{:<44} {:>10} {:>10} {:>10}",
+        "console page (node with the events above)", "p50 ms", "p99 ms", "goal ms"
+    );
     for (name, path) in pages {
         let mut latency = Histogram::<u64>::new(3).unwrap();
         for _ in 0..FETCHES {
