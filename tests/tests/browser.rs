@@ -119,6 +119,8 @@ async fn an_administrator_runs_the_cluster_from_the_console() {
         assert!(browser.text("#nodes-live").unwrap().contains(node.name()), "{} listed: {overview}", node.name());
     }
     browser.screenshot("overview").unwrap();
+    browser.open(&format!("{base}/console/login")).unwrap();
+    assert!(!browser.text("#allowances").unwrap().contains(" no"), "the administrators' token may do anything");
 
     // The events a client appended, then one aggregate's.
     browser.open(&format!("{base}/console/events?context=default")).unwrap();
@@ -231,6 +233,7 @@ async fn an_administrator_runs_the_cluster_from_the_console() {
     assert!(confirm.contains("Remove node-3 from default?"), "{confirm}");
     assert!(confirm.contains("the group keeps node-1 PRIMARY, node-2 PRIMARY: 2 PRIMARY members"), "{confirm}");
     browser.click_on("#preserve").unwrap();
+    browser.screenshot("remove-member").unwrap();
     browser.follow("form.confirm button.danger").await.unwrap();
     assert_eq!(browser.text("#flash").unwrap(), "node-3 removed from default; its event store files are kept");
     eventually(Duration::from_secs(20), "node-3 is no member of default", || async {
@@ -255,6 +258,18 @@ async fn an_administrator_runs_the_cluster_from_the_console() {
     assert_eq!(browser.text("#flash").unwrap(), "Signed out.");
     browser.type_into("#token", APP).unwrap();
     browser.follow("form[action=\"/console/login\"] button[type=submit]").await.unwrap();
+    // The sign-in page says what the token may do.
+    browser.follow("form.who a").await.unwrap();
+    let may = browser.text("#allowances").unwrap();
+    for (what, allowed) in [
+        ("Change the cluster: create contexts, add, move and remove members (ADMIN)", "no"),
+        ("See default's state, clients and processors (MONITOR)", "yes"),
+        ("Browse default's events (READ_EVENTS)", "yes"),
+        ("Delete default, pause, start, split and merge its processors (CONTEXT_ADMIN)", "no"),
+    ] {
+        assert!(may.contains(&format!("{what} {allowed}")), "{what}: {allowed} in {may}");
+    }
+    browser.screenshot("signed-in").unwrap();
     browser.open(&format!("{base}/console/contexts")).unwrap();
     assert!(!browser.enabled("form[action=\"/console/contexts\"] button[type=submit]").unwrap());
     assert!(!browser.enabled("#context-default button").unwrap(), "delete is disabled");

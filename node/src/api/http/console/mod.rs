@@ -376,6 +376,42 @@ fn render(page: &impl Page) -> Response {
 struct LoginPage {
     frame: Frame,
     access_on: bool,
+    /// What the signed-in token may do: (what, allowed), for the cluster
+    /// and then each context.
+    allowances: Vec<(String, bool)>,
+}
+
+/// What `viewer`'s token may do, cluster-wide and in each context.
+async fn allowances(state: &HttpState, viewer: &Viewer) -> Vec<(String, bool)> {
+    let mut contexts: Vec<String> = match &state.cluster {
+        Some(cluster) => {
+            cluster.model().contexts.keys().filter(|c| c.as_str() != crate::cluster::model::ADMIN).cloned().collect()
+        }
+        None => state.contexts.list().into_iter().map(|(name, _)| name).collect(),
+    };
+    contexts.sort();
+    let mut asked =
+        vec![("Change the cluster: create contexts, add, move and remove members (ADMIN)".to_owned(), Need::Admin)];
+    for context in contexts {
+        asked.push((
+            format!("See {context}'s state, clients and processors (MONITOR)"),
+            Need::Monitor { context: Some(context.clone()) },
+        ));
+        asked.push((
+            format!("Browse {context}'s events (READ_EVENTS)"),
+            Need::Client { context: context.clone(), role: Some(crate::access::applications::AppRole::ReadEvents) },
+        ));
+        asked.push((
+            format!("Delete {context}, pause, start, split and merge its processors (CONTEXT_ADMIN)"),
+            Need::ContextAdmin { context },
+        ));
+    }
+    let mut out = Vec::with_capacity(asked.len());
+    for (what, need) in asked {
+        let allowed = viewer.barred(state, &need).await.is_none();
+        out.push((what, allowed));
+    }
+    out
 }
 
 impl Page for LoginPage {
@@ -387,7 +423,8 @@ impl Page for LoginPage {
 async fn login_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
     let frame = Frame::new(&state, &headers, &viewer, "login", "Sign in".to_owned());
-    render(&LoginPage { frame, access_on: state.access.enabled() })
+    let allowances = if frame.signed_in.is_some() { allowances(&state, &viewer).await } else { Vec::new() };
+    render(&LoginPage { frame, access_on: state.access.enabled(), allowances })
 }
 
 #[derive(serde::Deserialize)]
