@@ -67,9 +67,49 @@ pub fn encode(text: &str) -> String {
     out
 }
 
+/// Percent-decodes a path segment, or with `plus_is_space` a query key or
+/// value (where `+` stands for a space), as a server reads it; `None` when
+/// an escape is malformed or the bytes are not UTF-8.
+pub fn decode(text: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoding_undoes_encoding_and_refuses_broken_escapes() {
+        for text in ["orders", "a b/c?d=e&f#g", "ünï@x", "%"] {
+            assert_eq!(decode(&encode(text), false).as_deref(), Some(text));
+        }
+        assert_eq!(decode("pr%6Fd", false).as_deref(), Some("prod"));
+        assert_eq!(decode("a+b", true).as_deref(), Some("a b"));
+        assert_eq!(decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(decode("%6", false), None);
+        assert_eq!(decode("%zz", false), None);
+        assert_eq!(decode("%ff", false), None, "not UTF-8");
+    }
 
     #[test]
     fn answers_are_read_with_their_error_code_plain_or_chunked() {

@@ -3,7 +3,9 @@
 //! internal token instead, see `transport`).
 //!
 //! With `axoniq.axonserver.accesscontrol.enabled`, every call must carry a
-//! token in `AxonIQ-Access-Token` (or the legacy `Access-Token`), and the
+//! token in `AxonIQ-Access-Token` (or the legacy `Access-Token`; the web
+//! console's pages also in their sign-in cookie, see `api::http::console`),
+//! and the
 //! token must allow what the call needs ([`Need`], found by [`needs`] from
 //! the gRPC method and `AxonIQ-Context`, or the REST route):
 //! - the applications' static token (`accesscontrol.token`) allows every
@@ -17,7 +19,8 @@
 //!
 //! A call without a token is refused with AXONIQ-1000, one whose token does
 //! not allow it with AXONIQ-1001 (both PERMISSION_DENIED on gRPC, 403 on
-//! REST). Static tokens are compared in constant time. An application token
+//! REST, a redirect to the sign-in page on the console). [`Holder`] names
+//! whose token a caller presented. Static tokens are compared in constant time. An application token
 //! is verified against its Argon2 hash once (at most two verifications run
 //! at a time) and then remembered by its SHA-256 digest, for as long as the
 //! application keeps that token, in a cache of at most
@@ -200,10 +203,7 @@ impl Access {
             return Ok(());
         }
         let Some(presented) = presented.filter(|t| !t.is_empty()) else { return Err(Refusal::Missing) };
-        let matches =
-            |token: &Option<String>| token.as_ref().is_some_and(|t| equal_in_constant_time(presented, t.as_bytes()));
-        // Every static token is compared, whatever the first says, so timing tells nothing.
-        let (admin, system, client) = (matches(&self.admin_token), matches(&self.system_token), matches(&self.token));
+        let (admin, system, client) = self.statics(presented);
         if admin || system || (client && need.client_token_allows()) {
             return Ok(());
         }
@@ -211,9 +211,18 @@ impl Access {
             return Err(Refusal::NotAllowed);
         }
         match self.application(presented).await {
-            Some(application) if application.allows(need) => Ok(()),
+            Some((_, application)) if application.allows(need) => Ok(()),
             _ => Err(Refusal::NotAllowed),
         }
+    }
+
+    /// Whether `presented` is the (administrators', system, applications')
+    /// static token. Every one is compared, whatever the first says, so
+    /// timing tells nothing.
+    fn statics(&self, presented: &[u8]) -> (bool, bool, bool) {
+        let matches =
+            |token: &Option<String>| token.as_ref().is_some_and(|t| equal_in_constant_time(presented, t.as_bytes()));
+        (matches(&self.admin_token), matches(&self.system_token), matches(&self.token))
     }
 
     /// Whose token `presented` is, as far as this node can tell (the
@@ -223,9 +232,7 @@ impl Access {
             return Holder::Anyone;
         }
         let Some(presented) = presented.filter(|t| !t.is_empty()) else { return Holder::Nobody };
-        let matches =
-            |token: &Option<String>| token.as_ref().is_some_and(|t| equal_in_constant_time(presented, t.as_bytes()));
-        let (admin, system, client) = (matches(&self.admin_token), matches(&self.system_token), matches(&self.token));
+        let (admin, system, client) = self.statics(presented);
         if admin {
             Holder::AdminToken
         } else if system {
@@ -233,18 +240,11 @@ impl Access {
         } else if client {
             Holder::ClientToken
         } else {
-            match self.application_name(presented).await {
-                Some(name) => Holder::Application(name),
+            match self.application(presented).await {
+                Some((name, _)) => Holder::Application(name),
                 None => Holder::Unknown,
             }
         }
-    }
-
-    /// The name of the application whose token `presented` is.
-    async fn application_name(&self, presented: &[u8]) -> Option<String> {
-        let application = self.application(presented).await?;
-        let model = self.model.as_ref()?.borrow().clone();
-        model.applications.iter().find(|(_, a)| a.token.hash == application.token.hash).map(|(name, _)| name.clone())
     }
 
     /// The token in `headers`, if any.
@@ -253,7 +253,7 @@ impl Access {
     }
 
     /// The application whose token `presented` is.
-    async fn application(&self, presented: &[u8]) -> Option<Application> {
+    async fn application(&self, presented: &[u8]) -> Option<(String, Application)> {
         let model = self.model.as_ref()?.borrow().clone();
         if model.applications.is_empty() {
             return None;
@@ -264,7 +264,7 @@ impl Access {
             && let Some(application) = model.applications.get(&name)
             && application.token.hash == hash
         {
-            return Some(application.clone());
+            return Some((name, application.clone()));
         }
         let prefix = applications::prefix_of(presented)?;
         let candidates: Vec<(String, Application)> = model
@@ -287,8 +287,8 @@ impl Access {
         if verified.len() >= VERIFIED_CACHE_ENTRIES {
             verified.clear();
         }
-        verified.insert(digest, (found.0, found.1.token.hash.clone()));
-        Some(found.1)
+        verified.insert(digest, (found.0.clone(), found.1.token.hash.clone()));
+        Some(found)
     }
 }
 

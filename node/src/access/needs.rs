@@ -3,6 +3,8 @@
 //! needs administrator rights, so a method or route added later is closed
 //! until it is placed here.
 
+use ranvier_wire::http::decode;
+
 use super::Need;
 use super::applications::AppRole;
 
@@ -38,15 +40,28 @@ pub fn grpc(path: &str, context: &str) -> Need {
 /// The need of a REST call (`None`: open to anyone). `query` is the URI's
 /// query string; `open_probes` whether `/ready` and `/metrics` are open.
 pub fn rest(method: &str, path: &str, query: Option<&str>, open_probes: bool) -> Option<Need> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let context_param = || {
-        query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|pair| pair.strip_prefix("context="))
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
+    // Decoded as the handlers decode them, so that what is checked is what
+    // is served; anything that does not decode, or names its context more
+    // than once, needs administrator rights.
+    let Some(decoded) = path.trim_matches('/').split('/').map(|s| decode(s, false)).collect::<Option<Vec<String>>>()
+    else {
+        return Some(Need::Admin);
     };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let mut contexts = Vec::new();
+    for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match (decode(key, true), decode(value, true)) {
+            (Some(key), Some(value)) if key == "context" => contexts.push(value),
+            (Some(_), Some(_)) => {}
+            _ => return Some(Need::Admin),
+        }
+    }
+    if contexts.len() > 1 {
+        return Some(Need::Admin);
+    }
+    let named = contexts.pop().filter(|c| !c.is_empty());
+    let context_param = || named.clone();
     let read = matches!(method, "GET" | "HEAD");
     match (read, segments.as_slice()) {
         (_, ["health"] | ["actuator", "health"] | ["actuator", "health", "liveness"]) => None,
@@ -64,10 +79,8 @@ pub fn rest(method: &str, path: &str, query: Option<&str>, open_probes: bool) ->
             context: context_param().unwrap_or_else(|| "default".to_owned()),
             role: Some(AppRole::ReadEvents),
         }),
-        (false, ["console", "contexts", context, "delete"]) => {
-            Some(Need::ContextAdmin { context: (*context).to_owned() })
-        }
-        (false, ["console", "processors", ..]) => {
+        // Deleting a context, and instructing its processors, as over REST.
+        (false, ["console", "contexts", "delete"] | ["console", "processors"]) => {
             Some(Need::ContextAdmin { context: context_param().unwrap_or_else(|| "default".to_owned()) })
         }
         // Applications carry roles, backups every event: only
@@ -122,6 +135,25 @@ mod tests {
     }
 
     #[test]
+    fn what_is_checked_is_what_the_handler_decodes() {
+        let events = |context: &str| Some(Need::Client { context: context.into(), role: Some(AppRole::ReadEvents) });
+        assert_eq!(rest("GET", "/console/events", Some("%63ontext=prod"), false), events("prod"));
+        assert_eq!(rest("GET", "/console/events", Some("context=pr%6Fd"), false), events("prod"));
+        assert_eq!(
+            rest("DELETE", "/v1/context/pr%6Fd", None, true),
+            Some(Need::ContextAdmin { context: "prod".into() }),
+            "a path segment is decoded as axum's Path decodes it"
+        );
+        assert_eq!(
+            rest("GET", "/console/events", Some("context=default&context=prod"), false),
+            Some(Need::Admin),
+            "a context named twice needs administrator rights"
+        );
+        assert_eq!(rest("GET", "/console/events", Some("context=%zz"), false), Some(Need::Admin));
+        assert_eq!(rest("GET", "/v1/public/%zz", None, false), Some(Need::Admin));
+    }
+
+    #[test]
     fn rest_routes_need_reading_context_admin_or_admin() {
         assert_eq!(rest("GET", "/health", None, false), None);
         assert_eq!(rest("GET", "/metrics", None, true), None);
@@ -139,15 +171,15 @@ mod tests {
             Some(Need::Client { context: "orders".into(), role: Some(AppRole::ReadEvents) }),
             "browsing events is reading them"
         );
+        assert_eq!(rest("POST", "/console/groups/members", None, false), Some(Need::Admin));
         assert_eq!(
-            rest("POST", "/console/contexts/orders/delete", None, false),
-            Some(Need::ContextAdmin { context: "orders".into() })
-        );
-        assert_eq!(rest("POST", "/console/groups/g/members", None, false), Some(Need::Admin));
-        assert_eq!(
-            rest("POST", "/console/processors/shop/orders/split", Some("context=orders"), false),
+            rest("POST", "/console/processors", Some("context=orders"), false),
             Some(Need::ContextAdmin { context: "orders".into() }),
             "as the REST API's processor actions"
+        );
+        assert_eq!(
+            rest("POST", "/console/contexts/delete", Some("context=orders"), false),
+            Some(Need::ContextAdmin { context: "orders".into() })
         );
         assert_eq!(rest("PATCH", "/v1/applications/app", None, true), Some(Need::Admin));
         assert_eq!(

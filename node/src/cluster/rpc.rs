@@ -1,6 +1,8 @@
 //! The internal ClusterService: a client transaction or an admin change
 //! forwarded by another node, run here (this node leads the group) or
-//! relayed once more to the leader (when the sender hosts no replica).
+//! relayed once more to the leader (when the sender hosts no replica);
+//! stored transactions and aggregates read for another node; and what this
+//! node says of itself (`StoreState`, `NodeState`).
 
 use std::sync::Arc;
 
@@ -220,7 +222,7 @@ impl ClusterService for ClusterRpc {
 
     async fn node_state(&self, request: Request<NodeStateQuery>) -> Result<Response<NodeStateReply>, Status> {
         self.cluster.authorize(&request)?;
-        Ok(Response::new(self.cluster.node_state()))
+        Ok(Response::new(self.cluster.node_state().await))
     }
 
     async fn store_state(&self, request: Request<StoreStateQuery>) -> Result<Response<StoreStateReply>, Status> {

@@ -32,9 +32,12 @@ const NODE_STATE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Cluster {
     /// What this node says of itself (the NodeState call).
-    pub fn node_state(&self) -> NodeStateReply {
-        let (free_bytes, disk_error) = match self.reserve.least_free() {
-            Ok(free) => (free, String::new()),
+    pub async fn node_state(&self) -> NodeStateReply {
+        let reserve = self.reserve.clone();
+        // statvfs is a system call on the file system: off the async workers.
+        let (free_bytes, disk_error) = match tokio::task::spawn_blocking(move || reserve.least_free()).await {
+            Ok(Ok(free)) => (free, String::new()),
+            Ok(Err(error)) => (0, error.to_string()),
             Err(error) => (0, error.to_string()),
         };
         NodeStateReply {
@@ -76,7 +79,7 @@ impl Cluster {
         let mut out = BTreeMap::new();
         for (name, ask) in asks {
             let state = match ask {
-                None => Ok((self.node_state(), Duration::ZERO)),
+                None => Ok((self.node_state().await, Duration::ZERO)),
                 Some(ask) => ask.await.unwrap_or_else(|e| Err(e.to_string())),
             };
             out.insert(name, state);

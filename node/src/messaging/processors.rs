@@ -1,10 +1,11 @@
 //! Event processors of the applications connected to the cluster: what
 //! their clients report on the platform stream (`EventProcessorInfo`), and
-//! the instructions an administrator sends them through the REST API
-//! (pause, start, split, merge), relayed to the client that runs the
-//! processor and answered with its acknowledgement.
+//! the instructions an administrator sends them through the REST API or
+//! the console (pause, start, split, merge), relayed to the client that
+//! runs the processor and answered with its acknowledgement.
 //!
-//! - **Registry**: each platform stream of this node is one entry; its
+//! - **Registry**: each platform stream of this node is one entry (its
+//!   client and component, listed for the console by `clients`); its
 //!   processors are those it reported last, and they go with the stream.
 //! - **Cluster-wide**: a listing asks every other node for its entries
 //!   (`ProcessorPeers`); an instruction is decided on the whole picture

@@ -112,6 +112,12 @@ impl DiskSpace for FsSpace {
     }
 }
 
+/// Where to ask for `dir`'s free space: a directory not made yet will be
+/// on its nearest existing parent's file system.
+fn existing(dir: &Path) -> &Path {
+    dir.ancestors().find(|p| p.exists()).unwrap_or(dir)
+}
+
 /// The free-space rule for new writes: refused while a file system holding
 /// one of `dirs` has fewer than `bytes` free (0: off). The reserve is room
 /// for what was already accepted: the store's writer checks it only for
@@ -139,8 +145,7 @@ impl DiskReserve {
     pub fn least_free(&self) -> std::io::Result<u64> {
         let mut least = u64::MAX;
         for dir in &self.dirs {
-            let probe = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
-            least = least.min(self.space.available_bytes(probe)?);
+            least = least.min(self.space.available_bytes(existing(dir))?);
         }
         Ok(least)
     }
@@ -152,9 +157,7 @@ impl DiskReserve {
             return Ok(());
         }
         for dir in &self.dirs {
-            // A directory not made yet will be on its nearest parent's file system.
-            let probe = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
-            match self.space.available_bytes(probe) {
+            match self.space.available_bytes(existing(dir)) {
                 Ok(available) if available < self.bytes => {
                     return Err(StoreError::DiskFull {
                         path: dir.clone(),

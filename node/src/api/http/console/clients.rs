@@ -3,7 +3,8 @@
 //! command and query handlers cluster-wide (`/v1/components`' listing),
 //! and the event processors the clients report, cluster-wide, with their
 //! segments and the pause / start / split / merge actions, relayed to the
-//! clients that run them as the REST API relays them
+//! clients that run them as the REST API relays them (names the clients
+//! reported travel in the form's fields, never in its path)
 //! (`messaging::processors`); the answer names the clients that
 //! acknowledged, or the client's refusal with its error code.
 
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -27,9 +28,7 @@ use crate::messaging::processors::Action;
 
 /// The routes of this module.
 pub(super) fn routes() -> Router<Arc<HttpState>> {
-    Router::new()
-        .route("/console/clients", get(page))
-        .route("/console/processors/{component}/{processor}/{action}", post(instruct))
+    Router::new().route("/console/clients", get(page)).route("/console/processors", post(instruct))
 }
 
 #[derive(serde::Deserialize)]
@@ -81,6 +80,9 @@ struct ClientsPage {
     connected: Vec<(String, String)>,
     components: Vec<ComponentRow>,
     processors: Vec<ProcessorView>,
+    /// Where the processor actions post (the context in the query, where
+    /// the access check reads it; names in the form's fields).
+    instruct_url: String,
     actions: [&'static str; 4],
     barred: Option<String>,
 }
@@ -154,13 +156,7 @@ async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(que
     let context = query.context();
     let viewer = Viewer::of(&state, &headers).await;
     let frame = Frame::new(&state, &headers, &viewer, "clients", format!("Clients of {context}"));
-    let mut contexts: Vec<String> = match &state.cluster {
-        Some(cluster) => {
-            cluster.model().contexts.keys().filter(|c| c.as_str() != crate::cluster::model::ADMIN).cloned().collect()
-        }
-        None => state.contexts.list().into_iter().map(|(name, _)| name).collect(),
-    };
-    contexts.sort();
+    let contexts = super::context_names(&state);
     let components = state
         .messaging
         .as_ref()
@@ -196,6 +192,7 @@ async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(que
         connected: state.processors.clients(&context),
         components,
         processors,
+        instruct_url: format!("/console/processors?context={}", ranvier_wire::http::encode(&context)),
         actions: ["pause", "start", "split", "merge"],
         barred: viewer.barred(&state, &Need::ContextAdmin { context: context.clone() }).await,
         contexts,
@@ -206,7 +203,10 @@ async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(que
 
 #[derive(serde::Deserialize)]
 struct InstructForm {
+    component: String,
+    processor: String,
     token_store: Option<String>,
+    action: String,
 }
 
 /// What the page says of an instruction every client acknowledged.
@@ -226,7 +226,6 @@ fn instructed(action: &str, processor: &str, done: &ProcessorInstructed) -> Stri
 async fn instruct(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((component, processor, action)): Path<(String, String, String)>,
     Query(query): Query<ContextQuery>,
     Form(form): Form<InstructForm>,
 ) -> Response {
@@ -235,11 +234,12 @@ async fn instruct(
     if !same_origin(&headers) {
         return cross_site(&back);
     }
+    let InstructForm { component, processor, token_store, action } = form;
     let Some(parsed) = Action::parse(&action) else {
         let message = format!("unknown processor action {action}: expected pause, start, split or merge");
         return after_action(&back, Err(Refused::new(ranvier_wire::ErrorCode::InvalidPropertyValue.as_str(), message)));
     };
-    let token_store = form.token_store.as_deref().filter(|t| !t.is_empty());
+    let token_store = token_store.as_deref().filter(|t| !t.is_empty());
     let outcome = match state.processors.apply(&context, &component, &processor, token_store, parsed).await {
         Ok(done) => Ok(instructed(&action, &processor, &done)),
         Err(error) => Err(Refused { code: code_of(&error), message: error.to_string() }),
@@ -252,6 +252,50 @@ mod tests {
     use ranvier_wire::admin::SegmentListing;
 
     use super::*;
+
+    #[test]
+    fn a_name_a_client_reports_cannot_steer_a_form_or_write_markup() {
+        let evil = "../../contexts/delete?context=prod&x=\"><script>alert(1)</script>";
+        let instance = ProcessorInstance {
+            node: "n1".into(),
+            client_id: evil.into(),
+            component: evil.into(),
+            processor: evil.into(),
+            token_store_identifier: evil.into(),
+            streaming: true,
+            ..Default::default()
+        };
+        let frame = Frame {
+            title: "Clients of default".into(),
+            section: "clients",
+            node: "n1".into(),
+            asset_version: super::super::ASSET_VERSION,
+            refresh_seconds: 5,
+            generated_at: String::new(),
+            warnings: Vec::new(),
+            flash: None,
+            signed_in: None,
+        };
+        let page = ClientsPage {
+            frame,
+            contexts: vec!["default".into()],
+            context: "default".into(),
+            connected: vec![(evil.into(), evil.into())],
+            components: Vec::new(),
+            processors: processor_views(&[instance]),
+            instruct_url: "/console/processors?context=default".into(),
+            actions: ["pause", "start", "split", "merge"],
+            barred: None,
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert"), "markup is escaped");
+        let actions: Vec<&str> = html.split("action=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert_eq!(
+            actions,
+            ["/console/clients", "/console/processors?context=default"],
+            "every form goes where the page says, whatever the names"
+        );
+    }
 
     #[test]
     fn instances_are_grouped_by_processor_and_their_segments_described() {

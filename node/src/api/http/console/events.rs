@@ -19,6 +19,7 @@ use bytes::Bytes;
 use prost::Message;
 use ranvier_proto::common::meta_data_value::Data;
 use ranvier_proto::event::Event;
+use ranvier_wire::http::encode;
 
 use super::{Frame, Page, Viewer, render};
 use crate::api::http::HttpState;
@@ -52,6 +53,8 @@ struct EventsQuery {
 struct EventRow {
     token: String,
     aggregate: String,
+    /// The aggregate's own page (set once the context is known).
+    aggregate_url: String,
     seq: String,
     aggregate_type: String,
     payload_type: String,
@@ -131,6 +134,7 @@ fn row(token: Option<u64>, bytes: Bytes) -> EventRow {
         return EventRow {
             token: token.map_or_else(|| "—".to_owned(), |t| t.to_string()),
             aggregate: String::new(),
+            aggregate_url: String::new(),
             seq: String::new(),
             aggregate_type: String::new(),
             payload_type: String::new(),
@@ -150,6 +154,7 @@ fn row(token: Option<u64>, bytes: Bytes) -> EventRow {
     EventRow {
         token: token.map_or_else(|| "—".to_owned(), |t| t.to_string()),
         seq: if domain { event.aggregate_sequence_number.to_string() } else { "—".to_owned() },
+        aggregate_url: String::new(),
         aggregate: event.aggregate_identifier,
         aggregate_type: event.aggregate_type,
         payload_type: payload.r#type,
@@ -184,12 +189,27 @@ fn last_events(store: &SegmentStore, limit: usize) -> Result<Vec<EventRow>, Stor
     Ok(rows)
 }
 
-/// The last `limit` events of aggregate `id`, newest first.
+/// Records read at a time from an aggregate's newest end.
+const AGGREGATE_STEP: usize = 10;
+
+/// The last `limit` events of aggregate `id`, newest first: only the last
+/// `limit` sequence numbers are looked up, and reading stops once
+/// [`READ_BYTES_MAX`] is passed.
 fn aggregate_events(store: &SegmentStore, id: &str, limit: usize) -> Result<Vec<EventRow>, StoreError> {
-    let plan = store.aggregate_plan(id, 0, i64::MAX)?;
-    let tail = &plan[plan.len().saturating_sub(limit)..];
-    let mut rows: Vec<EventRow> = store.read_records(id, tail)?.into_iter().map(|record| row(None, record)).collect();
-    rows.reverse();
+    let Some(highest) = store.highest_sequence(id)? else { return Ok(Vec::new()) };
+    let first = highest.saturating_sub(limit as i64 - 1).max(0);
+    let plan = store.aggregate_plan(id, first, highest.saturating_add(1))?;
+    let (mut rows, mut bytes) = (Vec::new(), 0usize);
+    for step in plan.rchunks(AGGREGATE_STEP) {
+        let records = store.read_records(id, step)?;
+        for record in records.into_iter().rev() {
+            bytes += record.len();
+            rows.push(row(None, record));
+        }
+        if bytes >= READ_BYTES_MAX {
+            break;
+        }
+    }
     Ok(rows)
 }
 
@@ -221,6 +241,11 @@ async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(que
             }
         }
     };
+    let mut rows = rows;
+    for row in &mut rows {
+        row.aggregate_url =
+            format!("/console/events?context={}&aggregate={}&limit={limit}", encode(&context), encode(&row.aggregate));
+    }
     render(&EventsPage { frame, contexts, context, aggregate, limit, limits: LIMITS, rows, note })
 }
 

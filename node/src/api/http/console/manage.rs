@@ -2,7 +2,9 @@
 //! create and delete a context (keeping its files or not), add a node to a
 //! group with a role, change a member's role, remove a member. Deleting
 //! and removing first show a page that names the consequences, with the
-//! keep-the-files check-box. Each action is the admin API's own
+//! keep-the-files check-box. Names travel in form fields and in
+//! percent-encoded query values, never in a form's path, so that no name
+//! can steer a form to another route. Each action is the admin API's own
 //! (`admin::*_action`) and lands back on its page with the server's answer,
 //! its AXONIQ code included when refused. A control the viewer's token
 //! does not allow is disabled, with the reason beside it.
@@ -11,13 +13,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
 use ranvier_wire::Role;
 use ranvier_wire::admin::{ContextRequest, RoleRequest};
+use ranvier_wire::http::encode;
 
 use super::{Frame, Page, Viewer, after_action, cross_site, or_dash, render, same_origin};
 use crate::access::Need;
@@ -31,10 +34,10 @@ use crate::cluster::model::{ADMIN, ClusterModel};
 pub(super) fn routes() -> Router<Arc<HttpState>> {
     Router::new()
         .route("/console/contexts", get(contexts_page).post(create_context))
-        .route("/console/contexts/{name}/delete", get(delete_context_page).post(delete_context))
+        .route("/console/contexts/delete", get(delete_context_page).post(delete_context))
         .route("/console/groups", get(groups_page))
-        .route("/console/groups/{group}/members", axum::routing::post(set_member))
-        .route("/console/groups/{group}/members/{node}/remove", get(remove_member_page).post(remove_member))
+        .route("/console/groups/members", axum::routing::post(set_member))
+        .route("/console/groups/remove", get(remove_member_page).post(remove_member))
 }
 
 /// Every role's name, in the order the product documents them.
@@ -76,6 +79,10 @@ struct ContextRow {
     leader: String,
     members: String,
     events: String,
+    /// Its event browser, and its delete page (names go into links
+    /// percent-encoded, never as they are).
+    events_url: String,
+    delete_url: String,
     /// Why the viewer may not delete it (`None`: it may).
     delete_barred: Option<String>,
 }
@@ -116,6 +123,8 @@ async fn contexts_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) 
             leader: leaders.get(&info.group).cloned().unwrap_or_else(|| "none known".to_owned()),
             members: members_text(&model, &info.group),
             events: or_dash(events_here(&state, name)),
+            events_url: format!("/console/events?context={}", encode(name)),
+            delete_url: format!("/console/contexts/delete?context={}", encode(name)),
             delete_barred: viewer.barred(&state, &Need::ContextAdmin { context: name.clone() }).await,
         });
     }
@@ -168,6 +177,8 @@ async fn create_context(
 struct DeleteContextPage {
     frame: Frame,
     context: String,
+    /// Where the form posts.
+    action: String,
     group: String,
     members: String,
     events: String,
@@ -180,11 +191,25 @@ impl Page for DeleteContextPage {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct ContextQuery {
+    context: Option<String>,
+}
+
+/// The context a query names, or the refusal of one that names none.
+fn named_context(query: ContextQuery) -> Result<String, Refused> {
+    query.context.filter(|c| !c.is_empty()).ok_or_else(|| Refused::new("AXONIQ-2308", "no context named"))
+}
+
 async fn delete_context_page(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    Query(query): Query<ContextQuery>,
 ) -> Response {
+    let name = match named_context(query) {
+        Ok(name) => name,
+        Err(refusal) => return after_action("/console/contexts", Err(refusal)),
+    };
     let viewer = Viewer::of(&state, &headers).await;
     let model = model(&state);
     let Some(info) = model.contexts.get(&name) else {
@@ -196,6 +221,7 @@ async fn delete_context_page(
     let frame = Frame::new(&state, &headers, &viewer, "contexts", format!("Delete context {name}?"));
     let page = DeleteContextPage {
         frame,
+        action: format!("/console/contexts/delete?context={}", encode(&name)),
         group: info.group.clone(),
         members: members_text(&model, &info.group),
         events: or_dash(events_here(&state, &name)),
@@ -214,13 +240,17 @@ struct PreserveForm {
 async fn delete_context(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    Query(query): Query<ContextQuery>,
     Form(form): Form<PreserveForm>,
 ) -> Response {
     if !same_origin(&headers) {
         return cross_site("/console/contexts");
     }
-    after_action("/console/contexts", delete_context_action(&state, name, form.preserve.is_some()).await)
+    let outcome = match named_context(query) {
+        Ok(name) => delete_context_action(&state, name, form.preserve.is_some()).await,
+        Err(refusal) => Err(refusal),
+    };
+    after_action("/console/contexts", outcome)
 }
 
 /// A member's row on the groups page.
@@ -229,6 +259,8 @@ struct MemberRow {
     role: String,
     raft: &'static str,
     lag: String,
+    /// Its remove page.
+    remove_url: String,
 }
 
 /// A group on the groups page.
@@ -274,13 +306,9 @@ async fn groups_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
                     MemberRow {
                         node: node.clone(),
                         role: role.name().to_owned(),
-                        raft: match known.and_then(|m| m.raft) {
-                            Some(ranvier_wire::admin::RaftMembership::Voter) => "voter",
-                            Some(ranvier_wire::admin::RaftMembership::Learner) => "learner",
-                            Some(ranvier_wire::admin::RaftMembership::None) => "joining",
-                            None => "—",
-                        },
+                        raft: super::raft_label(known.and_then(|m| m.raft)),
                         lag: or_dash(known.and_then(|m| m.lag)),
+                        remove_url: format!("/console/groups/remove?group={}&node={}", encode(name), encode(node)),
                     }
                 })
                 .collect();
@@ -301,21 +329,17 @@ async fn groups_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
 
 #[derive(serde::Deserialize)]
 struct MemberForm {
+    group: String,
     node: String,
     role: String,
 }
 
 /// Adds a node to a group with a role, or changes a member's role.
-async fn set_member(
-    State(state): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    Path(group): Path<String>,
-    Form(form): Form<MemberForm>,
-) -> Response {
+async fn set_member(State(state): State<Arc<HttpState>>, headers: HeaderMap, Form(form): Form<MemberForm>) -> Response {
     if !same_origin(&headers) {
         return cross_site("/console/groups");
     }
-    let outcome = set_member_action(&state, group, form.node, Some(form.role.as_str())).await;
+    let outcome = set_member_action(&state, form.group, form.node, Some(form.role.as_str())).await;
     after_action("/console/groups", outcome)
 }
 
@@ -338,10 +362,16 @@ impl Page for RemoveMemberPage {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct MemberQuery {
+    group: String,
+    node: String,
+}
+
 async fn remove_member_page(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((group, node)): Path<(String, String)>,
+    Query(MemberQuery { group, node }): Query<MemberQuery>,
 ) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
     let model = model(&state);
@@ -371,16 +401,24 @@ async fn remove_member_page(
     render(&page)
 }
 
+#[derive(serde::Deserialize)]
+struct RemoveForm {
+    group: String,
+    node: String,
+    /// A check-box: present ("on") when ticked.
+    preserve: Option<String>,
+}
+
 async fn remove_member(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((group, node)): Path<(String, String)>,
-    Form(form): Form<PreserveForm>,
+    Form(form): Form<RemoveForm>,
 ) -> Response {
     if !same_origin(&headers) {
         return cross_site("/console/groups");
     }
-    after_action("/console/groups", remove_member_action(&state, group, node, form.preserve.is_some()).await)
+    let outcome = remove_member_action(&state, form.group, form.node, form.preserve.is_some()).await;
+    after_action("/console/groups", outcome)
 }
 
 #[cfg(test)]

@@ -19,12 +19,14 @@
 //!   the one-shot message an action leaves for the next page ([`Flash`]),
 //!   and the warnings a node cut off from its leader gives;
 //! - signing in: with access control on, the token is kept in an
-//!   HTTP-only, same-site cookie read only on console paths (the access
+//!   HTTP-only, same-site cookie scoped to `/console` and read only on
+//!   console paths (the access
 //!   check takes it like the token header), and a page an action may not
 //!   be done from says why beside the disabled control ([`Viewer`]);
 //! - the guard every action passes first: a form posted from another site
 //!   is refused ([`same_origin`]), since with access control off a form is
-//!   the one request another site's page could make a browser send here.
+//!   the one request another site's page could make a browser send here;
+//!   and no page may be framed by another site (`frame-ancestors 'none'`).
 
 mod clients;
 mod events;
@@ -237,7 +239,7 @@ fn cross_site(back: &str) -> Response {
         "AXONIQ-1001",
         "That form was sent from another site's page; the console only acts on forms sent from its own pages.",
     );
-    (StatusCode::FORBIDDEN, with_flash(Redirect::to(back).into_response(), &flash)).into_response()
+    with_flash(Redirect::to(back).into_response(), &flash)
 }
 
 /// Who is looking at a page, and what their token allows.
@@ -248,7 +250,7 @@ pub(super) struct Viewer {
 
 impl Viewer {
     async fn of(state: &HttpState, headers: &HeaderMap) -> Viewer {
-        let token = crate::access::Access::presented(headers).or_else(|| token_cookie(headers)).map(<[u8]>::to_vec);
+        let token = presented("/console", headers).map(<[u8]>::to_vec);
         let holder = state.access.holder(token.as_deref()).await;
         Viewer { token, holder }
     }
@@ -341,6 +343,30 @@ fn leader_warnings(groups: &[GroupStatus], limit_ms: u64) -> Vec<String> {
     warnings
 }
 
+/// A member's place in its group's Raft, as the pages say it.
+fn raft_label(place: Option<ranvier_wire::admin::RaftMembership>) -> &'static str {
+    use ranvier_wire::admin::RaftMembership;
+    match place {
+        Some(RaftMembership::Voter) => "voter",
+        Some(RaftMembership::Learner) => "learner",
+        Some(RaftMembership::None) => "not in the group's Raft yet",
+        None => "—",
+    }
+}
+
+/// The contexts a user may pick: the cluster's (without `_admin`), or a
+/// standalone node's own; sorted.
+fn context_names(state: &HttpState) -> Vec<String> {
+    let mut names: Vec<String> = match &state.cluster {
+        Some(cluster) => {
+            cluster.model().contexts.keys().filter(|c| c.as_str() != crate::cluster::model::ADMIN).cloned().collect()
+        }
+        None => state.contexts.list().into_iter().map(|(name, _)| name).collect(),
+    };
+    names.sort();
+    names
+}
+
 /// What `value` says, or a dash where it is not known here.
 fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "—".to_owned(), |v| v.to_string())
@@ -356,7 +382,13 @@ trait Page: Template {
 fn render(page: &impl Page) -> Response {
     match page.render() {
         Ok(html) => {
-            let mut response = ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response();
+            // No other site may frame a page (its forms would post as ours).
+            let headers = [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+                (header::X_FRAME_OPTIONS, "DENY"),
+            ];
+            let mut response = (headers, Html(html)).into_response();
             if page.frame().flash.is_some() {
                 let clear = format!("{FLASH_COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict");
                 if let Ok(value) = HeaderValue::from_str(&clear) {
@@ -383,13 +415,7 @@ struct LoginPage {
 
 /// What `viewer`'s token may do, cluster-wide and in each context.
 async fn allowances(state: &HttpState, viewer: &Viewer) -> Vec<(String, bool)> {
-    let mut contexts: Vec<String> = match &state.cluster {
-        Some(cluster) => {
-            cluster.model().contexts.keys().filter(|c| c.as_str() != crate::cluster::model::ADMIN).cloned().collect()
-        }
-        None => state.contexts.list().into_iter().map(|(name, _)| name).collect(),
-    };
-    contexts.sort();
+    let contexts = context_names(state);
     let mut asked =
         vec![("Change the cluster: create contexts, add, move and remove members (ADMIN)".to_owned(), Need::Admin)];
     for context in contexts {
@@ -451,7 +477,7 @@ async fn login(
         return with_flash(Redirect::to("/console/login").into_response(), &flash);
     }
     let mut response = with_flash(Redirect::to("/console").into_response(), &Flash::done("Signed in."));
-    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -463,7 +489,7 @@ async fn logout(headers: HeaderMap) -> Response {
         return cross_site("/console/login");
     }
     let mut response = with_flash(Redirect::to("/console/login").into_response(), &Flash::done("Signed out."));
-    let cookie = format!("{TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+    let cookie = format!("{TOKEN_COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

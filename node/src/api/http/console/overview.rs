@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use ranvier_proto::cluster::NodeStateReply;
-use ranvier_wire::admin::{GroupStatus, MemberStatus, RaftMembership};
+use ranvier_wire::admin::{GroupStatus, MemberStatus};
 
 use super::{Frame, Page, Viewer, leader_current, leader_silence_limit_ms, or_dash, render};
 use crate::api::http::HttpState;
@@ -152,12 +152,7 @@ fn member_row(member: &MemberStatus) -> MemberRow {
     MemberRow {
         node: member.node.clone(),
         role: member.role.to_string(),
-        raft: match member.raft {
-            Some(RaftMembership::Voter) => "voter",
-            Some(RaftMembership::Learner) => "learner",
-            Some(RaftMembership::None) => "not in the group's Raft",
-            None => "—",
-        },
+        raft: super::raft_label(member.raft),
         lag: or_dash(member.lag),
         last_ack: or_dash(member.last_ack_ms.map(|ms| format!("{ms} ms ago"))),
         disk: match member.below_disk_reserve {
@@ -239,7 +234,11 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap
         None => {
             let node = &state.node;
             let reserve = state.contexts.reserve(&[]);
-            let local = reserve.least_free().map_err(|e| e.to_string());
+            let probed = reserve.clone();
+            let local = match tokio::task::spawn_blocking(move || probed.least_free()).await {
+                Ok(free) => free.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
             let health = health(Ok((
                 NodeStateReply {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
