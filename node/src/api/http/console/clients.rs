@@ -19,12 +19,14 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use ranvier_wire::admin::{ProcessorInstance, ProcessorInstructed};
 
-use super::{Frame, Page, Viewer, after_action, cross_site, render, same_origin};
+use super::{Frame, Viewer, after_action, cross_site, render, same_origin};
 use crate::access::Need;
 use crate::api::http::HttpState;
 use crate::api::http::admin::Refused;
 use crate::api::http::processors::code_of;
 use crate::messaging::processors::Action;
+
+pages!(ClientsPage);
 
 /// The routes of this module.
 pub(super) fn routes() -> Router<Arc<HttpState>> {
@@ -85,12 +87,6 @@ struct ClientsPage {
     instruct_url: String,
     actions: [&'static str; 4],
     barred: Option<String>,
-}
-
-impl Page for ClientsPage {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
 }
 
 fn instance_row(instance: &ProcessorInstance) -> InstanceRow {

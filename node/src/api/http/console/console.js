@@ -1,8 +1,10 @@
 // The Ranvier console's one script: keeps a page current without a reload.
 // Every few seconds it fetches the page again and swaps in its parts
 // marked data-live, except one the reader is working in: one holding the
-// focus, or a form whose fields were changed and not yet sent. When the node stops answering, a banner says so until it
-// answers again. Without this script, pages reload themselves instead.
+// focus, or a form whose fields were changed and not yet sent. When the
+// node stops answering, a banner says so until it answers again; when it
+// sends the page elsewhere (to sign in again), the page follows. Without
+// this script, pages reload themselves instead.
 "use strict";
 (function () {
   var period = Number(document.body.getAttribute("data-refresh") || "5") * 1000;
@@ -19,10 +21,16 @@
   function refresh() {
     fetch(location.href, { credentials: "same-origin", cache: "no-store", redirect: "manual" })
       .then(function (answer) {
-        if (answer.type === "opaqueredirect" || !answer.ok) throw new Error("status " + answer.status);
+        // Sent elsewhere (signed out, say): the page goes there too.
+        if (answer.type === "opaqueredirect") {
+          location.reload();
+          return null;
+        }
+        if (!answer.ok) throw new Error("status " + answer.status);
         return answer.text();
       })
       .then(function (html) {
+        if (html === null) return;
         swap(new DOMParser().parseFromString(html, "text/html"));
         if (lost) lost.hidden = true;
       })

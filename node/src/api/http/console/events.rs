@@ -21,9 +21,11 @@ use ranvier_proto::common::meta_data_value::Data;
 use ranvier_proto::event::Event;
 use ranvier_wire::http::encode;
 
-use super::{Frame, Page, Viewer, render};
+use super::{Frame, Viewer, render};
 use crate::api::http::HttpState;
 use crate::store::{Cursor, SegmentStore, StoreError};
+
+pages!(EventsPage);
 
 /// The page sizes offered.
 const LIMITS: [usize; 3] = [20, 50, 100];
@@ -80,12 +82,6 @@ struct EventsPage {
     rows: Vec<EventRow>,
     /// What the page says instead of, or above, the events.
     note: Option<String>,
-}
-
-impl Page for EventsPage {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
 }
 
 /// `bytes` as text when they are UTF-8 without control characters other

@@ -22,13 +22,15 @@ use ranvier_wire::Role;
 use ranvier_wire::admin::{ContextRequest, RoleRequest};
 use ranvier_wire::http::encode;
 
-use super::{Frame, Page, Viewer, after_action, cross_site, or_dash, render, same_origin};
+use super::{Frame, Viewer, after_action, cross_site, or_dash, render, same_origin};
 use crate::access::Need;
 use crate::api::http::HttpState;
 use crate::api::http::admin::{
     Refused, create_context_action, delete_context_action, remove_member_action, set_member_action,
 };
 use crate::cluster::model::{ADMIN, ClusterModel};
+
+pages!(ContextsPage, DeleteContextPage, GroupsPage, RemoveMemberPage);
 
 /// The routes of this module.
 pub(super) fn routes() -> Router<Arc<HttpState>> {
@@ -104,12 +106,6 @@ struct ContextsPage {
     create_barred: Option<String>,
 }
 
-impl Page for ContextsPage {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
-}
-
 async fn contexts_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
     let frame = Frame::new(&state, &headers, &viewer, "contexts", "Contexts".to_owned());
@@ -183,12 +179,6 @@ struct DeleteContextPage {
     members: String,
     events: String,
     barred: Option<String>,
-}
-
-impl Page for DeleteContextPage {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -282,12 +272,6 @@ struct GroupsPage {
     barred: Option<String>,
 }
 
-impl Page for GroupsPage {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
-}
-
 async fn groups_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
     let frame = Frame::new(&state, &headers, &viewer, "groups", "Replication groups".to_owned());
@@ -354,12 +338,6 @@ struct RemoveMemberPage {
     remaining: String,
     primaries_left: usize,
     barred: Option<String>,
-}
-
-impl Page for RemoveMemberPage {
-    fn frame(&self) -> &Frame {
-        &self.frame
-    }
 }
 
 #[derive(serde::Deserialize)]

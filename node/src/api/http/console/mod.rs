@@ -28,6 +28,17 @@
 //!   the one request another site's page could make a browser send here;
 //!   and no page may be framed by another site (`frame-ancestors 'none'`).
 
+/// Makes each template listed a [`Page`] (each has its `frame` field).
+macro_rules! pages {
+    ($($page:ty),+ $(,)?) => {
+        $(impl super::Page for $page {
+            fn frame(&self) -> &super::Frame {
+                &self.frame
+            }
+        })+
+    };
+}
+
 mod clients;
 mod events;
 mod manage;

@@ -14,8 +14,10 @@ use axum::response::Response;
 use ranvier_proto::cluster::NodeStateReply;
 use ranvier_wire::admin::{GroupStatus, MemberStatus};
 
-use super::{Frame, Page, Viewer, leader_current, leader_silence_limit_ms, or_dash, render};
+use super::{Frame, Viewer, leader_current, leader_silence_limit_ms, or_dash, render};
 use crate::api::http::HttpState;
+
+pages!(Overview);
 
 /// A node's row.
 struct NodeRow {
@@ -190,12 +192,6 @@ fn heard_from(groups: &[GroupStatus], node: &str, limit_ms: u64) -> String {
         (Some(leader), _) if leader == node => "leads _admin".to_owned(),
         (_, Some(ms)) => format!("{ms} ms ago"),
         _ => "—".to_owned(),
-    }
-}
-
-impl Page for Overview {
-    fn frame(&self) -> &Frame {
-        &self.frame
     }
 }
 
