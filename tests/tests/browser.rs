@@ -279,11 +279,20 @@ async fn an_administrator_runs_the_cluster_from_the_console() {
     assert!(!browser.enabled("#member-default-node-1 button[type=submit]").unwrap());
     assert!(browser.page_text().unwrap().contains("Changing groups: Needs administrator rights"));
 
-    // A phone's width: the page fits, tables scroll inside their boxes.
+    // A phone's width: every page fits, tables scroll inside their boxes.
     browser.resize(390, 844).unwrap();
-    browser.open(&format!("{base}/console")).unwrap();
-    let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth").unwrap();
-    assert!(overflow.as_i64().unwrap() <= 0, "no sideways scrolling of the page: {overflow}");
+    for page in [
+        "/console/contexts",
+        "/console/groups",
+        "/console/events?context=default",
+        "/console/clients?context=default",
+        "/console/login",
+        "/console",
+    ] {
+        browser.open(&format!("{base}{page}")).unwrap();
+        let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth").unwrap();
+        assert!(overflow.as_i64().unwrap() <= 0, "no sideways scrolling of {page}: {overflow}");
+    }
     browser.screenshot("overview-phone").unwrap();
 
     // Live: a page keeps itself current without a reload. The page of a
