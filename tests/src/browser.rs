@@ -26,14 +26,12 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// false (said loudly) when `RANVIER_SKIP_BROWSER_TESTS=1` allows
 /// skipping; otherwise the test fails, saying what is missing.
 pub fn required() -> bool {
-    if Path::new(DRIVER).exists() && Path::new(CHROMIUM).exists() {
-        return true;
-    }
-    if std::env::var("RANVIER_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: browser test (no chromium or chromedriver: scripts/install-browser.sh)");
-        return false;
-    }
-    panic!("chromium and chromedriver are required (scripts/install-browser.sh)");
+    crate::present_or_skipped(
+        Path::new(DRIVER).exists() && Path::new(CHROMIUM).exists(),
+        "RANVIER_SKIP_BROWSER_TESTS",
+        "browser test (no chromium or chromedriver: scripts/install-browser.sh)",
+        "chromium and chromedriver are required (scripts/install-browser.sh)",
+    )
 }
 
 /// One browser session, with its chromedriver process.

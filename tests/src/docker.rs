@@ -31,14 +31,12 @@ pub fn available() -> bool {
 /// false (said loudly) when `RANVIER_SKIP_CONTAINER_TESTS=1` allows
 /// skipping; otherwise the test fails, saying what is missing.
 pub fn required() -> bool {
-    if available() {
-        return true;
-    }
-    if std::env::var("RANVIER_SKIP_CONTAINER_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: container test (no Docker or no ranvier:test image)");
-        return false;
-    }
-    panic!("Docker with the ranvier:test image is required (scripts/build-image.sh)");
+    crate::present_or_skipped(
+        available(),
+        "RANVIER_SKIP_CONTAINER_TESTS",
+        "container test (no Docker or no ranvier:test image)",
+        "Docker with the ranvier:test image is required (scripts/build-image.sh)",
+    )
 }
 
 /// One node container.

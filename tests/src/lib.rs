@@ -501,6 +501,21 @@ pub fn encoded_len(event: &Event) -> usize {
     event.encoded_len()
 }
 
+/// Whether a test needing something outside the project can run: true
+/// when it is `present`; false, said loudly as `SKIPPED: {skipped}`, when
+/// `{skip_var}=1` allows skipping it; otherwise the test fails with
+/// `missing`.
+pub fn present_or_skipped(present: bool, skip_var: &str, skipped: &str, missing: &str) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var(skip_var).as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {skipped}");
+        return false;
+    }
+    panic!("{missing}");
+}
+
 pub mod browser;
 pub mod docker;
 pub mod kube;
