@@ -49,6 +49,8 @@ mod tests;
 mod tier;
 mod writes;
 
+pub use status::node_state;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -27,26 +27,32 @@ pub(super) fn leader_name(metrics: &openraft::RaftMetrics<crate::raft::types::Ty
     metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| n.name.clone()))
 }
 
+/// What a node with disk rule `reserve`, up for `uptime`, says of itself
+/// (a standalone node's console asks itself this way too).
+pub async fn node_state(reserve: crate::store::DiskReserve, uptime: Duration) -> NodeStateReply {
+    let reserve_bytes = reserve.reserve_bytes();
+    // statvfs is a system call on the file system: off the async workers.
+    let (free_bytes, disk_error) = match tokio::task::spawn_blocking(move || reserve.least_free()).await {
+        Ok(Ok(free)) => (free, String::new()),
+        Ok(Err(error)) => (0, error.to_string()),
+        Err(error) => (0, error.to_string()),
+    };
+    NodeStateReply {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_ms: u64::try_from(uptime.as_millis()).unwrap_or(u64::MAX),
+        free_bytes,
+        reserve_bytes,
+        disk_error,
+    }
+}
+
 /// How long the overview waits for a node to say how it is.
 const NODE_STATE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Cluster {
     /// What this node says of itself (the NodeState call).
     pub async fn node_state(&self) -> NodeStateReply {
-        let reserve = self.reserve.clone();
-        // statvfs is a system call on the file system: off the async workers.
-        let (free_bytes, disk_error) = match tokio::task::spawn_blocking(move || reserve.least_free()).await {
-            Ok(Ok(free)) => (free, String::new()),
-            Ok(Err(error)) => (0, error.to_string()),
-            Err(error) => (0, error.to_string()),
-        };
-        NodeStateReply {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            free_bytes,
-            reserve_bytes: self.reserve.reserve_bytes(),
-            disk_error,
-        }
+        node_state(self.reserve.clone(), self.started.elapsed()).await
     }
 
     /// What every node of the model says of itself, each asked at once with

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
 use ranvier_wire::ErrorCode;
+use ranvier_wire::admin::ProcessorInstructed;
 
 use super::HttpState;
 use super::admin::answer;
@@ -64,15 +65,29 @@ async fn instruct(
     Path((component, processor, action)): Path<(String, String, String)>,
     Query(at): Query<Where>,
 ) -> Response {
-    let Some(action) = Action::parse(&action) else {
-        let message = format!("unknown processor action {action}: expected pause, start, split or merge");
-        return answer(StatusCode::BAD_REQUEST, Some(ErrorCode::InvalidPropertyValue.as_str()), message);
-    };
     let token_store = at.token_store_identifier.as_deref().filter(|t| !t.is_empty());
-    match state.processors.apply(at.context(), &component, &processor, token_store, action).await {
+    match apply(&state, at.context(), &component, &processor, token_store, &action).await {
         Ok(done) => Json(done).into_response(),
         Err(error) => refused(error),
     }
+}
+
+/// Carries out `action` (named as in the API: pause, start, split or
+/// merge) on a processor, for the REST API and the console alike; an
+/// unknown action is invalid.
+pub(super) async fn apply(
+    state: &HttpState,
+    context: &str,
+    component: &str,
+    processor: &str,
+    token_store: Option<&str>,
+    action: &str,
+) -> Result<ProcessorInstructed, ProcessorError> {
+    let Some(action) = Action::parse(action) else {
+        let message = format!("unknown processor action {action}: expected pause, start, split or merge");
+        return Err(ProcessorError::Invalid(message));
+    };
+    state.processors.apply(context, component, processor, token_store, action).await
 }
 
 /// The Axon error code a failed instruction is answered with: the

@@ -19,12 +19,11 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use ranvier_wire::admin::{ProcessorInstance, ProcessorInstructed};
 
-use super::{Frame, Viewer, after_action, cross_site, render, same_origin};
+use super::{Frame, Viewer, after_action, cross_site, list_or_dash, render, same_origin};
 use crate::access::Need;
 use crate::api::http::HttpState;
 use crate::api::http::admin::Refused;
-use crate::api::http::processors::code_of;
-use crate::messaging::processors::Action;
+use crate::api::http::processors::{apply, code_of};
 
 pages!(ClientsPage);
 
@@ -151,7 +150,8 @@ fn processor_views(instances: &[ProcessorInstance]) -> Vec<ProcessorView> {
 async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(query): Query<ContextQuery>) -> Response {
     let context = query.context();
     let viewer = Viewer::of(&state, &headers).await;
-    let frame = Frame::new(&state, &headers, &viewer, "clients", format!("Clients of {context}"));
+    let frame =
+        Frame::new(&state, &headers, &viewer, &super::status(&state), "clients", format!("Clients of {context}"));
     let contexts = super::context_names(&state);
     let components = state
         .messaging
@@ -160,17 +160,10 @@ async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(que
         .unwrap_or_default()
         .into_iter()
         .map(|listing| ComponentRow {
-            commands: if listing.commands.is_empty() {
-                "—".to_owned()
-            } else {
-                listing
-                    .commands
-                    .iter()
-                    .map(|(name, load)| format!("{name} (load {load})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-            queries: if listing.queries.is_empty() { "—".to_owned() } else { listing.queries.join(", ") },
+            commands: list_or_dash(
+                &listing.commands.iter().map(|(name, load)| format!("{name} (load {load})")).collect::<Vec<_>>(),
+            ),
+            queries: list_or_dash(&listing.queries),
             clients: listing
                 .clients
                 .iter()
@@ -231,12 +224,8 @@ async fn instruct(
         return cross_site(&back);
     }
     let InstructForm { component, processor, token_store, action } = form;
-    let Some(parsed) = Action::parse(&action) else {
-        let message = format!("unknown processor action {action}: expected pause, start, split or merge");
-        return after_action(&back, Err(Refused::new(ranvier_wire::ErrorCode::InvalidPropertyValue.as_str(), message)));
-    };
     let token_store = token_store.as_deref().filter(|t| !t.is_empty());
-    let outcome = match state.processors.apply(&context, &component, &processor, token_store, parsed).await {
+    let outcome = match apply(&state, &context, &component, &processor, token_store, &action).await {
         Ok(done) => Ok(instructed(&action, &processor, &done)),
         Err(error) => Err(Refused { code: code_of(&error), message: error.to_string() }),
     };

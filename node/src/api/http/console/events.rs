@@ -55,8 +55,8 @@ struct EventsQuery {
 struct EventRow {
     token: String,
     aggregate: String,
-    /// The aggregate's own page (set once the context is known).
-    aggregate_url: String,
+    /// The aggregate id percent-encoded, for its own page's link.
+    aggregate_query: String,
     seq: String,
     aggregate_type: String,
     payload_type: String,
@@ -76,6 +76,8 @@ struct EventsPage {
     /// The contexts this node stores.
     contexts: Vec<String>,
     context: String,
+    /// The context percent-encoded, for links.
+    context_query: String,
     aggregate: String,
     limit: usize,
     limits: [usize; 3],
@@ -130,7 +132,7 @@ fn row(token: Option<u64>, bytes: Bytes) -> EventRow {
         return EventRow {
             token: token.map_or_else(|| "—".to_owned(), |t| t.to_string()),
             aggregate: String::new(),
-            aggregate_url: String::new(),
+            aggregate_query: String::new(),
             seq: String::new(),
             aggregate_type: String::new(),
             payload_type: String::new(),
@@ -150,7 +152,7 @@ fn row(token: Option<u64>, bytes: Bytes) -> EventRow {
     EventRow {
         token: token.map_or_else(|| "—".to_owned(), |t| t.to_string()),
         seq: if domain { event.aggregate_sequence_number.to_string() } else { "—".to_owned() },
-        aggregate_url: String::new(),
+        aggregate_query: encode(&event.aggregate_identifier),
         aggregate: event.aggregate_identifier,
         aggregate_type: event.aggregate_type,
         payload_type: payload.r#type,
@@ -211,7 +213,7 @@ fn aggregate_events(store: &SegmentStore, id: &str, limit: usize) -> Result<Vec<
 
 async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(query): Query<EventsQuery>) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
-    let frame = Frame::new(&state, &headers, &viewer, "events", "Events".to_owned());
+    let frame = Frame::new(&state, &headers, &viewer, &super::status(&state), "events", "Events".to_owned());
     let mut contexts: Vec<String> = state.contexts.list().into_iter().map(|(name, _)| name).collect();
     contexts.sort();
     let context = query.context.filter(|c| !c.is_empty()).unwrap_or_else(|| "default".to_owned());
@@ -237,12 +239,8 @@ async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap, Query(que
             }
         }
     };
-    let mut rows = rows;
-    for row in &mut rows {
-        row.aggregate_url =
-            format!("/console/events?context={}&aggregate={}&limit={limit}", encode(&context), encode(&row.aggregate));
-    }
-    render(&EventsPage { frame, contexts, context, aggregate, limit, limits: LIMITS, rows, note })
+    let context_query = encode(&context);
+    render(&EventsPage { frame, contexts, context, context_query, aggregate, limit, limits: LIMITS, rows, note })
 }
 
 /// What the page says when this node does not store `context`: the nodes

@@ -9,7 +9,6 @@
 //! its AXONIQ code included when refused. A control the viewer's token
 //! does not allow is disabled, with the reason beside it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -22,7 +21,7 @@ use ranvier_wire::Role;
 use ranvier_wire::admin::{ContextRequest, RoleRequest};
 use ranvier_wire::http::encode;
 
-use super::{Frame, Viewer, after_action, cross_site, or_dash, render, same_origin};
+use super::{Frame, Viewer, after_action, cross_site, list_or_dash, or_dash, render, same_origin};
 use crate::access::Need;
 use crate::api::http::HttpState;
 use crate::api::http::admin::{
@@ -50,12 +49,6 @@ fn role_names() -> Vec<&'static str> {
 /// The cluster model, or an empty one on a standalone node.
 fn model(state: &HttpState) -> Arc<ClusterModel> {
     state.cluster.as_ref().map(|c| c.model()).unwrap_or_default()
-}
-
-/// The leaders this node knows, by group.
-fn leaders(state: &HttpState) -> BTreeMap<String, String> {
-    let groups = state.cluster.as_ref().map(|c| c.status()).unwrap_or_default();
-    groups.into_iter().filter_map(|g| Some((g.name, g.leader?))).collect()
 }
 
 /// `node ROLE, node ROLE` for a group's members.
@@ -89,11 +82,6 @@ struct ContextRow {
     delete_barred: Option<String>,
 }
 
-/// A node's line in the create form.
-struct NodeChoice {
-    name: String,
-}
-
 #[derive(Template)]
 #[template(path = "console/contexts.html")]
 struct ContextsPage {
@@ -101,22 +89,24 @@ struct ContextsPage {
     clustered: bool,
     contexts: Vec<ContextRow>,
     groups: Vec<String>,
-    nodes: Vec<NodeChoice>,
+    /// The registered nodes, for the members of a new group.
+    nodes: Vec<String>,
     roles: Vec<&'static str>,
     create_barred: Option<String>,
 }
 
 async fn contexts_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
-    let frame = Frame::new(&state, &headers, &viewer, "contexts", "Contexts".to_owned());
+    let status = super::status(&state);
+    let frame = Frame::new(&state, &headers, &viewer, &status, "contexts", "Contexts".to_owned());
     let model = model(&state);
-    let leaders = leaders(&state);
+    let leader_of = |group: &str| status.iter().find(|g| g.name == group).and_then(|g| g.leader.clone());
     let mut contexts = Vec::new();
     for (name, info) in model.contexts.iter().filter(|(name, _)| name.as_str() != ADMIN) {
         contexts.push(ContextRow {
             name: name.clone(),
             group: info.group.clone(),
-            leader: leaders.get(&info.group).cloned().unwrap_or_else(|| "none known".to_owned()),
+            leader: leader_of(&info.group).unwrap_or_else(|| "none known".to_owned()),
             members: members_text(&model, &info.group),
             events: or_dash(events_here(&state, name)),
             events_url: format!("/console/events?context={}", encode(name)),
@@ -129,7 +119,7 @@ async fn contexts_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) 
         clustered: state.cluster.is_some(),
         contexts,
         groups: model.groups.keys().filter(|g| g.as_str() != ADMIN).cloned().collect(),
-        nodes: model.nodes.keys().map(|name| NodeChoice { name: name.clone() }).collect(),
+        nodes: model.nodes.keys().cloned().collect(),
         roles: role_names(),
         create_barred: viewer.barred(&state, &Need::Admin).await,
     };
@@ -208,7 +198,8 @@ async fn delete_context_page(
             Err(Refused::new("AXONIQ-1302", format!("context {name} not found"))),
         );
     };
-    let frame = Frame::new(&state, &headers, &viewer, "contexts", format!("Delete context {name}?"));
+    let frame =
+        Frame::new(&state, &headers, &viewer, &super::status(&state), "contexts", format!("Delete context {name}?"));
     let page = DeleteContextPage {
         frame,
         action: format!("/console/contexts/delete?context={}", encode(&name)),
@@ -274,9 +265,9 @@ struct GroupsPage {
 
 async fn groups_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
-    let frame = Frame::new(&state, &headers, &viewer, "groups", "Replication groups".to_owned());
+    let status = super::status(&state);
+    let frame = Frame::new(&state, &headers, &viewer, &status, "groups", "Replication groups".to_owned());
     let model = model(&state);
-    let status = state.cluster.as_ref().map(|c| c.status()).unwrap_or_default();
     let groups = model
         .groups
         .iter()
@@ -296,12 +287,10 @@ async fn groups_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
                     }
                 })
                 .collect();
-            let contexts: Vec<&str> =
-                model.contexts.iter().filter(|(_, c)| &c.group == name).map(|(n, _)| n.as_str()).collect();
             GroupView {
                 name: name.clone(),
                 leader: seen.and_then(|g| g.leader.clone()).unwrap_or_else(|| "none known".to_owned()),
-                contexts: if contexts.is_empty() { "—".to_owned() } else { contexts.join(", ") },
+                contexts: list_or_dash(&model.contexts_of(name)),
                 members,
                 others: model.nodes.keys().filter(|n| !info.members.contains_key(*n)).cloned().collect(),
             }
@@ -359,9 +348,9 @@ async fn remove_member_page(
     };
     let others: Vec<(&String, &Role)> =
         model.groups.get(&group).map(|g| g.members.iter().filter(|(n, _)| **n != node).collect()).unwrap_or_default();
-    let contexts: Vec<&str> =
-        model.contexts.iter().filter(|(_, c)| c.group == group).map(|(n, _)| n.as_str()).collect();
-    let frame = Frame::new(&state, &headers, &viewer, "groups", format!("Remove {node} from {group}?"));
+    let contexts = model.contexts_of(&group);
+    let frame =
+        Frame::new(&state, &headers, &viewer, &super::status(&state), "groups", format!("Remove {node} from {group}?"));
     let page = RemoveMemberPage {
         frame,
         role: role.name().to_owned(),

@@ -191,7 +191,7 @@ impl Flash {
     fn of(outcome: Outcome) -> Self {
         match outcome {
             Ok(done) => Flash::done(done),
-            Err(Refused { code, message }) => Flash { code: Some(code), message },
+            Err(Refused { code, message }) => Flash::refused(&code, message),
         }
     }
 
@@ -199,7 +199,7 @@ impl Flash {
     /// so that any message fits a cookie.
     fn encode(&self) -> String {
         let mut message = self.message.as_str();
-        while message.len() > FLASH_MAX_BYTES {
+        if message.len() > FLASH_MAX_BYTES {
             let mut end = FLASH_MAX_BYTES;
             while !message.is_char_boundary(end) {
                 end -= 1;
@@ -230,12 +230,19 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// `response` with `flash` set for the next page.
-fn with_flash(mut response: Response, flash: &Flash) -> Response {
-    let cookie = format!("{FLASH_COOKIE}={}; Path=/console; HttpOnly; SameSite=Strict", flash.encode());
+/// Sets console cookie `name` to `value` on `response` (HTTP-only,
+/// same-site, for `/console` only); an empty `value` clears it.
+fn set_cookie(response: &mut Response, name: &str, value: &str) {
+    let expiry = if value.is_empty() { "; Max-Age=0" } else { "" };
+    let cookie = format!("{name}={value}; Path=/console{expiry}; HttpOnly; SameSite=Strict");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
+}
+
+/// `response` with `flash` set for the next page.
+fn with_flash(mut response: Response, flash: &Flash) -> Response {
+    set_cookie(&mut response, FLASH_COOKIE, &flash.encode());
     response
 }
 
@@ -302,9 +309,17 @@ pub(super) struct Frame {
 }
 
 impl Frame {
-    fn new(state: &HttpState, headers: &HeaderMap, viewer: &Viewer, section: &'static str, title: String) -> Frame {
-        let groups = state.cluster.as_ref().map(|c| c.status()).unwrap_or_default();
-        let mut warnings = leader_warnings(&groups, leader_silence_limit_ms(state));
+    /// The frame of a page in `section`, warning of `groups` (this node's
+    /// [`status`], which a page that shows groups reads once for both).
+    fn new(
+        state: &HttpState,
+        headers: &HeaderMap,
+        viewer: &Viewer,
+        groups: &[GroupStatus],
+        section: &'static str,
+        title: String,
+    ) -> Frame {
+        let mut warnings = leader_warnings(groups, leader_silence_limit_ms(state));
         if let Some(cluster) = &state.cluster
             && !cluster.model().initialized()
         {
@@ -322,6 +337,16 @@ impl Frame {
             signed_in: (!matches!(viewer.holder, Holder::Anyone | Holder::Nobody)).then(|| viewer.holder.to_string()),
         }
     }
+}
+
+/// Every replication group as this node sees it (none when standalone).
+fn status(state: &HttpState) -> Vec<GroupStatus> {
+    state.cluster.as_ref().map(|c| c.status()).unwrap_or_default()
+}
+
+/// `items` joined with commas, or a dash when there are none.
+fn list_or_dash(items: &[impl AsRef<str>]) -> String {
+    if items.is_empty() { "—".to_owned() } else { items.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ") }
 }
 
 /// How long a group's replica here may go without word from its leader
@@ -401,10 +426,7 @@ fn render(page: &impl Page) -> Response {
             ];
             let mut response = (headers, Html(html)).into_response();
             if page.frame().flash.is_some() {
-                let clear = format!("{FLASH_COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict");
-                if let Ok(value) = HeaderValue::from_str(&clear) {
-                    response.headers_mut().append(header::SET_COOKIE, value);
-                }
+                set_cookie(&mut response, FLASH_COOKIE, "");
             }
             response
         }
@@ -459,7 +481,7 @@ impl Page for LoginPage {
 
 async fn login_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
-    let frame = Frame::new(&state, &headers, &viewer, "login", "Sign in".to_owned());
+    let frame = Frame::new(&state, &headers, &viewer, &status(&state), "login", "Sign in".to_owned());
     let allowances = if frame.signed_in.is_some() { allowances(&state, &viewer).await } else { Vec::new() };
     render(&LoginPage { frame, access_on: state.access.enabled(), allowances })
 }
@@ -488,10 +510,7 @@ async fn login(
         return with_flash(Redirect::to("/console/login").into_response(), &flash);
     }
     let mut response = with_flash(Redirect::to("/console").into_response(), &Flash::done("Signed in."));
-    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, TOKEN_COOKIE, token);
     response
 }
 
@@ -500,10 +519,7 @@ async fn logout(headers: HeaderMap) -> Response {
         return cross_site("/console/login");
     }
     let mut response = with_flash(Redirect::to("/console/login").into_response(), &Flash::done("Signed out."));
-    let cookie = format!("{TOKEN_COOKIE}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, TOKEN_COOKIE, "");
     response
 }
 

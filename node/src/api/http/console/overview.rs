@@ -27,20 +27,16 @@ struct NodeRow {
     internal: String,
     groups: String,
     heard: String,
+    health: Health,
+}
+
+/// How a node is, as the row shows it.
+struct Health {
     /// Up (how long, how fast it answered) or down (why).
     state: String,
     up: bool,
     version: String,
     /// Free disk against the reserve.
-    disk: String,
-    below_reserve: bool,
-}
-
-/// How a node is, as the row shows it.
-struct Health {
-    state: String,
-    up: bool,
-    version: String,
     disk: String,
     below_reserve: bool,
 }
@@ -177,7 +173,7 @@ fn group_view(group: &GroupStatus, limit_ms: u64) -> GroupView {
         name: group.name.clone(),
         leader,
         term: or_dash(group.term),
-        contexts: if group.contexts.is_empty() { "—".to_owned() } else { group.contexts.join(", ") },
+        contexts: super::list_or_dash(&group.contexts),
         members: group.members.iter().map(member_row).collect(),
     }
 }
@@ -197,8 +193,8 @@ fn heard_from(groups: &[GroupStatus], node: &str, limit_ms: u64) -> String {
 
 pub(super) async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     let viewer = Viewer::of(&state, &headers).await;
-    let frame = Frame::new(&state, &headers, &viewer, "overview", "Overview".to_owned());
-    let groups = state.cluster.as_ref().map(|c| c.status()).unwrap_or_default();
+    let groups = super::status(&state);
+    let frame = Frame::new(&state, &headers, &viewer, &groups, "overview", "Overview".to_owned());
     let limit_ms = leader_silence_limit_ms(&state);
     let nodes = match &state.cluster {
         Some(cluster) if cluster.model().initialized() => {
@@ -209,19 +205,14 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap
                 .values()
                 .map(|n| {
                     let listed = crate::api::http::admin::node_json(&model, n);
-                    let health = health(states.remove(&listed.name).unwrap_or_else(|| Err("not asked".to_owned())));
                     NodeRow {
+                        health: health(states.remove(&listed.name).unwrap_or_else(|| Err("not asked".to_owned()))),
                         heard: heard_from(&groups, &listed.name, limit_ms),
                         name: listed.name,
                         grpc: format!("{}:{}", listed.host_name, listed.grpc_port),
                         http: format!("{}:{}", listed.host_name, listed.http_port),
                         internal: format!("{}:{}", listed.internal_host_name, or_dash(listed.internal_grpc_port)),
                         groups: listed.replication_groups.join(", "),
-                        state: health.state,
-                        up: health.up,
-                        version: health.version,
-                        disk: health.disk,
-                        below_reserve: health.below_reserve,
                     }
                 })
                 .collect()
@@ -229,22 +220,9 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap
         Some(_) => Vec::new(),
         None => {
             let node = &state.node;
-            let reserve = state.contexts.reserve(&[]);
-            let probed = reserve.clone();
-            let local = match tokio::task::spawn_blocking(move || probed.least_free()).await {
-                Ok(free) => free.map_err(|e| e.to_string()),
-                Err(error) => Err(error.to_string()),
-            };
-            let health = health(Ok((
-                NodeStateReply {
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    uptime_ms: 0,
-                    free_bytes: local.as_ref().map_or(0, |free| *free),
-                    reserve_bytes: reserve.reserve_bytes(),
-                    disk_error: local.err().unwrap_or_default(),
-                },
-                std::time::Duration::ZERO,
-            )));
+            let reply = crate::cluster::node_state(state.contexts.reserve(&[]), std::time::Duration::ZERO).await;
+            let health =
+                Health { state: "up (this node)".to_owned(), ..health(Ok((reply, std::time::Duration::ZERO))) };
             vec![NodeRow {
                 name: node.name.clone(),
                 grpc: format!("{}:{}", node.host_name, node.grpc_port),
@@ -252,11 +230,7 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap
                 internal: "— (standalone)".to_owned(),
                 groups: "—".to_owned(),
                 heard: "this node".to_owned(),
-                state: "up (this node)".to_owned(),
-                up: true,
-                version: health.version,
-                disk: health.disk,
-                below_reserve: health.below_reserve,
+                health,
             }]
         }
     };
@@ -266,26 +240,28 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>, headers: HeaderMap
             .find(|g| g.contexts.iter().any(|c| c == context))
             .map_or_else(|| "—".to_owned(), |g| g.name.clone())
     };
-    let stores = state.contexts.list();
     // Sizes are a stat of every segment file: off the async workers.
-    let sizes: Vec<Option<u64>> = {
-        let stores = stores.clone();
-        tokio::task::spawn_blocking(move || {
-            stores.iter().map(|(_, store)| store.as_ref().ok().map(files_size)).collect()
-        })
-        .await
-        .unwrap_or_default()
-    };
-    let mut contexts: Vec<ContextRow> = stores
+    let stores = state.contexts.list();
+    let sized: Vec<_> = tokio::task::spawn_blocking(move || {
+        stores
+            .into_iter()
+            .map(|(name, store)| {
+                let size = store.as_ref().ok().map(files_size);
+                (name, store, size)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    let mut contexts: Vec<ContextRow> = sized
         .into_iter()
-        .enumerate()
-        .map(|(index, (name, store))| {
+        .map(|(name, store, bytes)| {
             let group = group_of(&name);
             match store {
                 Ok(store) => ContextRow {
                     events: store.events.next_token().to_string(),
                     snapshots: store.snapshots.next_token().to_string(),
-                    size: or_dash(sizes.get(index).copied().flatten().map(size)),
+                    size: or_dash(bytes.map(size)),
                     state: "open".to_owned(),
                     name,
                     group,
