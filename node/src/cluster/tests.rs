@@ -465,6 +465,17 @@ async fn transactions_forwarded_by_a_follower_travel_together_yet_each_gets_its_
         let leader = leader_of(&members.iter().collect::<Vec<_>>(), "default").unwrap();
         let term_before = term(&members[leader]);
         let follower = members[(leader + 1) % 3].cluster.clone();
+        // Forwarding is what is measured: the follower hosts its replica
+        // and knows the leader before the writes begin (before that, it
+        // relays each write to a member on its own, which is not batched).
+        let leader_id = members[leader].cluster.node_id();
+        until("the follower to know the leader", || {
+            use openraft::type_config::async_runtime::WatchReceiver;
+            follower
+                .group("default")
+                .is_some_and(|raft| raft.metrics().borrow_watched().current_leader == Some(leader_id))
+        })
+        .await;
         let (calls_before, carried_before) = follower.forwarders.counts();
         // 200 aggregates, each written twice at sequence 0 at the same
         // time through the follower: exactly one write of each pair is
