@@ -39,8 +39,9 @@ pub struct ReplicationGroupSpec {
     /// group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contexts: Vec<String>,
-    /// Active backups that must hold a write before it is confirmed
-    /// (`axoniq.axonserver.replication.min-active-backups`).
+    /// Active backups that must hold a write before it is confirmed, for
+    /// this group alone. Unset: each leader applies its node's
+    /// `axoniq.axonserver.replication.min-active-backups` (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_active_backups: Option<i32>,

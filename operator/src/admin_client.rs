@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ranvier_wire::Role;
-use ranvier_wire::admin::{ContextRequest, GroupRequest, GroupStatus, RestResponse, RoleRequest};
+use ranvier_wire::admin::{ContextRequest, GroupRequest, GroupSettings, GroupStatus, RestResponse, RoleRequest};
 use ranvier_wire::http::{encode, parse_answer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -94,6 +94,13 @@ impl AdminClient {
     pub async fn set_role(&self, group: &str, node: &str, role: Role) -> Result<(), AdminError> {
         let path = format!("/v1/replicationgroups/{}/{}?role={role}", encode(group), encode(node));
         self.call("POST", &path, None).await.map(|_| ())
+    }
+
+    /// Sets how many active backups must hold `group`'s writes (`None`:
+    /// its leader's `min-active-backups`).
+    pub async fn set_min_active_backups(&self, group: &str, min_active_backups: Option<u32>) -> Result<(), AdminError> {
+        let path = format!("/v1/replicationgroups/{}", encode(group));
+        self.change("PATCH", &path, &GroupSettings { min_active_backups }).await
     }
 
     /// Removes `node` from `group` (its files go too).

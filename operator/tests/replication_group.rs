@@ -18,7 +18,7 @@ use kube::runtime::controller::Action;
 use ranvier_crds::ReplicationGroup;
 use ranvier_operator::controllers::{AdminEndpoints, Context, replication_group};
 use ranvier_wire::Role;
-use ranvier_wire::admin::{GroupRequest, GroupStatus, MemberRole, MemberStatus};
+use ranvier_wire::admin::{GroupRequest, GroupSettings, GroupStatus, MemberRole, MemberStatus};
 use serde_json::{Value, json};
 use support::{Expect, answer, condition, example, expect, scripted};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +33,7 @@ struct Group {
     leader: String,
     roles: BTreeMap<String, Role>,
     contexts: Vec<String>,
+    min_active_backups: Option<u32>,
 }
 
 /// The fake cluster's state and the changes it was asked for.
@@ -57,6 +58,7 @@ fn healthy() -> State {
             leader: "demo-node-1".into(),
             roles: NODES.iter().map(|n| ((*n).to_owned(), Role::Primary)).collect(),
             contexts: vec!["default".into()],
+            min_active_backups: None,
         },
         down: BTreeSet::new(),
         refuse: None,
@@ -98,6 +100,7 @@ fn listing(state: &State, node: &str) -> Vec<GroupStatus> {
         roles: group.roles.iter().map(|(n, r)| MemberRole { node: n.clone(), role: *r }).collect(),
         members,
         contexts: group.contexts.clone(),
+        min_active_backups: group.min_active_backups,
         leader_silent_ms: Some(20),
     }]
 }
@@ -134,6 +137,10 @@ fn handle(state: &mut State, node: &str, method: &str, target: &str, body: &str)
         }
         ("DELETE", ["v1", "replicationgroups", name, member]) if *name == group.name => {
             group.roles.remove(*member);
+        }
+        ("PATCH", ["v1", "replicationgroups", name]) if *name == group.name => {
+            let settings: GroupSettings = serde_json::from_str(body).unwrap();
+            group.min_active_backups = settings.min_active_backups;
         }
         _ => return (404, Some("AXONIQ-1002"), json!({"success": false, "message": "no such call"})),
     }
@@ -308,6 +315,59 @@ async fn a_role_edit_is_one_call_to_the_leader_and_the_status_is_read_back_from_
         changes(&state),
         vec![change("demo-node-1", "POST", "/v1/replicationgroups/default/demo-node-2?role=PRIMARY")]
     );
+}
+
+#[tokio::test]
+async fn min_active_backups_is_set_on_the_group_after_its_members_and_cleared_when_dropped() {
+    let (ctx, mut handle, state) = fake_cluster(healthy()).await;
+
+    // demo-node-2 as ACTIVE_BACKUP, one of which must hold every write.
+    let mut guarded = group(json!([{"node": "demo-node-2", "role": "ACTIVE_BACKUP"}]));
+    guarded.spec.min_active_backups = Some(1);
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&guarded)];
+    let (result, seen) =
+        scripted(&mut handle, script, replication_group::reconcile(Arc::new(guarded.clone()), ctx.clone())).await;
+    result.unwrap();
+    assert_eq!(
+        changes(&state),
+        vec![change("demo-node-1", "POST", "/v1/replicationgroups/default/demo-node-2?role=ACTIVE_BACKUP")],
+        "the member first"
+    );
+    assert_eq!(seen[3].1["status"]["pending"], json!(["minActiveBackups: the leader's → 1"]));
+
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&guarded)];
+    let (result, seen) =
+        scripted(&mut handle, script, replication_group::reconcile(Arc::new(guarded.clone()), ctx.clone())).await;
+    result.unwrap();
+    let calls: Vec<_> = state.lock().unwrap().changes.drain(..).collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let (node, method, target, body) = &calls[0];
+    assert_eq!(
+        (node.as_str(), method.as_str(), target.as_str()),
+        ("demo-node-1", "PATCH", "/v1/replicationgroups/default")
+    );
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap(), json!({"minActiveBackups": 1}));
+    assert_eq!(
+        (seen[2].1["reason"].as_str(), seen[2].1["type"].as_str()),
+        (Some("MinActiveBackupsSet"), Some("Normal"))
+    );
+    assert!(seen[3].1["status"].get("pending").is_none(), "settled: {}", seen[3].1);
+
+    // Settled: no call.
+    let script = vec![get_cluster(), get_tokens(), status_of(&guarded)];
+    let (result, _) =
+        scripted(&mut handle, script, replication_group::reconcile(Arc::new(guarded.clone()), ctx.clone())).await;
+    assert_eq!(result.unwrap(), Action::requeue(std::time::Duration::from_secs(30)));
+    assert_eq!(changes(&state), vec![]);
+
+    // Dropped from the spec: the group follows its leader's setting again.
+    guarded.spec.min_active_backups = None;
+    let script = vec![get_cluster(), get_tokens(), event(), status_of(&guarded)];
+    let (result, _) = scripted(&mut handle, script, replication_group::reconcile(Arc::new(guarded), ctx)).await;
+    result.unwrap();
+    let calls: Vec<_> = state.lock().unwrap().changes.drain(..).collect();
+    assert_eq!(serde_json::from_str::<Value>(&calls[0].3).unwrap(), json!({"minActiveBackups": null}));
+    assert_eq!(state.lock().unwrap().group.min_active_backups, None);
 }
 
 #[tokio::test]

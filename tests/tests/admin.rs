@@ -232,6 +232,45 @@ async fn an_active_backup_down_blocks_writes_and_a_passive_backup_never_does() {
     .unwrap();
     let last = last_token(&nodes[0], "ledger").await.unwrap();
     holds(&active, "ledger", last).await;
+
+    // The group's own min-active-backups wins over the nodes' setting: with
+    // 0 required, losing the active backup stops no write.
+    let (code, _, err) = ctl(&nodes[0], &["set-min-active-backups", "-g", "ledger", "-n", "some"]);
+    assert_eq!(code, 2, "a count that is not one is a usage error: {err}");
+    let (code, out, err) = ctl(&nodes[0], &["set-min-active-backups", "-g", "nope", "-n", "0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("AXONIQ-1302"), "an unknown group: {out}{err}");
+    ok(&nodes[0], &["set-min-active-backups", "-g", "ledger", "-n", "0"]);
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&nodes[0], &["replication-groups", "-o", "json"])).unwrap();
+    let ledger = listed.iter().find(|g| g["name"] == "ledger").unwrap();
+    assert_eq!(ledger["minActiveBackups"], 0, "{ledger}");
+    assert!(ok(&nodes[0], &["replication-groups"]).contains("[min-active-backups 0]"));
+    let mut active = active;
+    active.kill9().unwrap();
+    // Every node applies the setting from the _admin log at its own pace:
+    // each attempt on a new aggregate.
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
+    eventually(Duration::from_secs(30), "writes without the active backup", || async {
+        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        append(&nodes[0], "ledger", &format!("alone-{n}"), 0).await.is_ok()
+    })
+    .await
+    .unwrap();
+    for seq in 0..9 {
+        append(&nodes[0], "ledger", "alone-steady", seq).await.unwrap();
+    }
+    // Back to the nodes' setting (1): refused again while it is down.
+    ok(&nodes[0], &["set-min-active-backups", "-g", "ledger", "-n", "default"]);
+    eventually(Duration::from_secs(30), "writes to be refused again", || async {
+        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match append(&nodes[0], "ledger", &format!("again-{n}"), 0).await {
+            Err(refused) => error_code(&refused).as_deref() == Some("AXONIQ-2100"),
+            Ok(()) => false,
+        }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

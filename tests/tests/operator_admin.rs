@@ -3,13 +3,14 @@
 //! context, a member's role moves PRIMARY → PASSIVE_BACKUP → PRIMARY in
 //! place with its writes kept, the status read back follows, and a plan
 //! that would lose the primaries' majority while a node is down is refused
-//! with nothing applied. Refusals of the node arrive as Axon codes.
+//! with nothing applied; the group's own min-active-backups is set and read
+//! back. Refusals of the node arrive as Axon codes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ranvier_operator::admin_client::{AdminClient, AdminError};
-use ranvier_operator::controllers::replication_group::plan::{Call, Refused, plan, reachable};
+use ranvier_operator::controllers::replication_group::plan::{Call, Desired, Refused, plan, reachable};
 use ranvier_tests::{event, eventually, in_context, start_cluster};
 use ranvier_wire::Role;
 use ranvier_wire::admin::{GroupStatus, RaftMembership};
@@ -26,8 +27,15 @@ async fn apply(client: &AdminClient, calls: &[Call]) {
             Call::CreateContext(context) => client.create_context(context, GROUP).await.unwrap(),
             Call::SetRole { node, role } => client.set_role(GROUP, node, *role).await.unwrap(),
             Call::Remove(node) => client.remove(GROUP, node).await.unwrap(),
+            Call::SetMinActiveBackups(n) => client.set_min_active_backups(GROUP, *n).await.unwrap(),
         }
     }
+}
+
+/// The spec's `members` and `contexts`, leaving min-active-backups to the
+/// nodes.
+fn wanted<'a>(members: &'a BTreeMap<String, Role>, contexts: &'a [String]) -> Desired<'a> {
+    Desired { members, contexts, min_active_backups: None }
 }
 
 /// The group as its leader reports it, once it has a leader, its members
@@ -102,7 +110,8 @@ async fn planned_role_changes_take_effect_in_place_and_an_unsafe_plan_is_refused
     // A new group: created with its three primaries, then its context.
     let all_primary = roles(&[(&names[0], Role::Primary), (&names[1], Role::Primary), (&names[2], Role::Primary)]);
     let up: BTreeSet<String> = names.iter().cloned().collect();
-    let calls = plan(None, &all_primary, &[GROUP.to_owned()], &up).unwrap();
+    let contexts = [GROUP.to_owned()];
+    let calls = plan(None, &wanted(&all_primary, &contexts), &up).unwrap();
     apply(&client, &calls).await;
     let status = settled(&addresses, &all_primary).await;
     assert_eq!(status.contexts, [GROUP]);
@@ -114,7 +123,7 @@ async fn planned_role_changes_take_effect_in_place_and_an_unsafe_plan_is_refused
     for (step, role) in [(1, Role::PassiveBackup), (2, Role::Primary)] {
         let desired = roles(&[(&names[0], Role::Primary), (&names[1], Role::Primary), (&names[2], role)]);
         let current = settled(&addresses, &before).await;
-        let calls = plan(Some(&current), &desired, &[GROUP.to_owned()], &reachable(&current)).unwrap();
+        let calls = plan(Some(&current), &wanted(&desired, &contexts), &reachable(&current)).unwrap();
         assert_eq!(calls, [Call::SetRole { node: names[2].clone(), role }]);
         apply(&client, &calls).await;
         let after = settled(&addresses, &desired).await;
@@ -140,13 +149,25 @@ async fn planned_role_changes_take_effect_in_place_and_an_unsafe_plan_is_refused
         .unwrap();
     }
 
+    // The group's own min-active-backups: one call, read back from the
+    // cluster; once set, nothing more to do.
+    let current = settled(&addresses, &all_primary).await;
+    assert_eq!(current.min_active_backups, None);
+    let guarded = Desired { members: &all_primary, contexts: &contexts, min_active_backups: Some(0) };
+    let calls = plan(Some(&current), &guarded, &reachable(&current)).unwrap();
+    assert_eq!(calls, [Call::SetMinActiveBackups(Some(0))]);
+    apply(&client, &calls).await;
+    let current = settled(&addresses, &all_primary).await;
+    assert_eq!(current.min_active_backups, Some(0), "read back from the cluster");
+    assert_eq!(plan(Some(&current), &guarded, &reachable(&current)).unwrap(), []);
+
     // With node 3 down, demoting node 2 would leave 1 of 2 primaries up:
     // refused before any call.
     nodes[2].kill9().unwrap();
     let current = leader_view_without(&addresses[..2], &names[2]).await;
     let unsafe_change =
         roles(&[(&names[0], Role::Primary), (&names[1], Role::PassiveBackup), (&names[2], Role::Primary)]);
-    let refused = plan(Some(&current), &unsafe_change, &[GROUP.to_owned()], &reachable(&current)).unwrap_err();
+    let refused = plan(Some(&current), &wanted(&unsafe_change, &contexts), &reachable(&current)).unwrap_err();
     assert!(matches!(refused, Refused::NoMajority { reachable: 1, primaries: 2, .. }), "{refused}");
     let unchanged = client.groups().await.unwrap().into_iter().find(|g| g.name == GROUP).unwrap();
     assert_eq!(unchanged.roles.iter().filter(|m| m.role == Role::Primary).count(), 3);

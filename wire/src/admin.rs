@@ -78,6 +78,18 @@ pub struct GroupRequest {
     pub roles: Vec<RoleRequest>,
 }
 
+/// A replication group's own settings (PATCH `/v1/replicationgroups/{group}`,
+/// a Ranvier extension: Axon Server sets these per node only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSettings {
+    /// Active backups that must hold a write before it is confirmed;
+    /// `None` (or absent): the leader's
+    /// `axoniq.axonserver.replication.min-active-backups`.
+    #[serde(default)]
+    pub min_active_backups: Option<u32>,
+}
+
 /// A member of a group with its role, as the cluster model holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRole {
@@ -194,6 +206,10 @@ pub struct GroupStatus {
     pub members: Vec<MemberStatus>,
     /// The contexts it stores.
     pub contexts: Vec<String>,
+    /// The group's own min-active-backups, when it sets one (else each
+    /// leader applies its node's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_active_backups: Option<u32>,
     /// Milliseconds the answering node has gone without word from the
     /// group's leader: as a follower, since a leader's AppendEntries last
     /// succeeded here (or since the group opened here, if none has); as
@@ -263,6 +279,7 @@ mod tests {
                 below_disk_reserve: Some(false),
             }],
             contexts: vec!["default".into()],
+            min_active_backups: None,
             leader_silent_ms: Some(30),
         };
         let json = serde_json::to_value(&status).ok();

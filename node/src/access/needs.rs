@@ -193,6 +193,7 @@ mod tests {
         assert_eq!(rest("POST", "/v1/context", None, true), Some(Need::Admin));
         assert_eq!(rest("POST", "/v1/context/init", None, true), Some(Need::Admin));
         assert_eq!(rest("DELETE", "/v1/replicationgroups/g/n", None, true), Some(Need::Admin));
+        assert_eq!(rest("PATCH", "/v1/replicationgroups/g", None, true), Some(Need::Admin));
         assert_eq!(rest("PUT", "/anything", None, true), Some(Need::Admin));
         assert_eq!(rest("GET", "/v1/backup/eventstore", Some("targetContext=default"), true), Some(Need::Admin));
         assert_eq!(rest("GET", "/v1/backup/file", Some("path=/x"), true), Some(Need::Admin));

@@ -43,6 +43,11 @@ pub struct GroupInfo {
     pub members: BTreeMap<String, Role>,
     /// The primaries the group was created with: they initialise its Raft.
     pub initial: BTreeSet<String>,
+    /// Active backups that must hold a write before it is confirmed, when
+    /// the group sets its own (else the leader's
+    /// `axoniq.axonserver.replication.min-active-backups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_active_backups: Option<u32>,
 }
 
 /// One context.
@@ -124,6 +129,14 @@ pub enum AdminCommand {
         /// Whether the node keeps its files.
         preserve: bool,
     },
+    /// Sets how many active backups must hold a group's writes before they
+    /// are confirmed (`None`: the leader's own setting).
+    SetMinActiveBackups {
+        /// Group name.
+        group: String,
+        /// The group's own figure, if any.
+        min_active_backups: Option<u32>,
+    },
     /// Deletes a group that carries no context.
     DeleteGroup {
         /// Group name.
@@ -182,6 +195,12 @@ impl fmt::Display for AdminCommand {
             AdminCommand::CreateGroup { name, .. } => write!(f, "create replication group {name}"),
             AdminCommand::SetMember { group, node, role } => write!(f, "set {node} as {role} in {group}"),
             AdminCommand::RemoveMember { group, node, .. } => write!(f, "remove {node} from {group}"),
+            AdminCommand::SetMinActiveBackups { group, min_active_backups: Some(n) } => {
+                write!(f, "require {n} active backup(s) in {group}")
+            }
+            AdminCommand::SetMinActiveBackups { group, min_active_backups: None } => {
+                write!(f, "let {group} follow its leader's min-active-backups")
+            }
             AdminCommand::DeleteGroup { name, .. } => write!(f, "delete replication group {name}"),
             AdminCommand::CreateContext { name, group } => write!(f, "create context {name} in {group}"),
             AdminCommand::DeleteContext { name, .. } => write!(f, "delete context {name}"),
@@ -344,7 +363,8 @@ impl ClusterModel {
                     return Err(refuse("AXONIQ-2309", format!("replication group {name} needs at least one PRIMARY")));
                 }
                 self.departed.remove(name);
-                self.groups.insert(name.clone(), GroupInfo { members: members.clone(), initial });
+                self.groups
+                    .insert(name.clone(), GroupInfo { members: members.clone(), initial, min_active_backups: None });
                 Ok(())
             }
             AdminCommand::SetMember { group, node, role } => {
@@ -372,6 +392,11 @@ impl ClusterModel {
                 self.keeps_history(group, node, &members)?;
                 self.groups.entry(group.clone()).or_default().members = members;
                 self.departed.entry(group.clone()).or_default().insert(node.clone(), Departure { preserve: *preserve });
+                Ok(())
+            }
+            AdminCommand::SetMinActiveBackups { group, min_active_backups } => {
+                self.known_group(group)?;
+                self.groups.entry(group.clone()).or_default().min_active_backups = *min_active_backups;
                 Ok(())
             }
             AdminCommand::DeleteGroup { name, preserve } => {
@@ -538,6 +563,36 @@ mod tests {
         assert_eq!(names(model.primaries_except("orders", "e")), ["a", "b"]);
         assert_eq!(names(model.primaries_except("orders", "a")), ["b"]);
         assert!(model.primaries_except("billing", "e").is_empty(), "no such group");
+    }
+
+    #[test]
+    fn a_group_keeps_its_own_min_active_backups_until_cleared_or_recreated() {
+        let mut model = model(&["a", "b"]);
+        let create = AdminCommand::CreateGroup {
+            name: "orders".into(),
+            members: members(&[("a", Role::Primary), ("b", Role::ActiveBackup)]),
+        };
+        model.apply(&create).unwrap();
+        let set = |group: &str, n| AdminCommand::SetMinActiveBackups { group: group.into(), min_active_backups: n };
+        assert_eq!(model.apply(&set("billing", Some(1))).unwrap_err().code, "AXONIQ-1302");
+        model.apply(&set("orders", Some(0))).unwrap();
+        assert_eq!(model.groups["orders"].min_active_backups, Some(0));
+        // Carried through the model's snapshot; a snapshot written before
+        // the setting existed reads as "the leader's".
+        let json = serde_json::to_value(&model).unwrap();
+        let back: ClusterModel = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.groups["orders"].min_active_backups, Some(0));
+        let mut old = json;
+        old["groups"]["orders"].as_object_mut().unwrap().remove("min_active_backups");
+        let back: ClusterModel = serde_json::from_value(old).unwrap();
+        assert_eq!(back.groups["orders"].min_active_backups, None);
+        model.apply(&set("orders", None)).unwrap();
+        assert_eq!(model.groups["orders"].min_active_backups, None);
+        // A group deleted and created again starts from the leader's.
+        model.apply(&set("orders", Some(2))).unwrap();
+        model.apply(&AdminCommand::DeleteGroup { name: "orders".into(), preserve: false }).unwrap();
+        model.apply(&create).unwrap();
+        assert_eq!(model.groups["orders"].min_active_backups, None);
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl Cluster {
                 roles: info.members.iter().map(|(node, role)| MemberRole { node: node.clone(), role: *role }).collect(),
                 members,
                 contexts: model.contexts_of(group),
+                min_active_backups: info.min_active_backups,
                 leader_silent_ms: self.leader_silence(group, metrics.as_ref(), leads),
             });
         }

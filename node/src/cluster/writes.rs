@@ -295,14 +295,15 @@ impl Cluster {
         Err(last)
     }
 
-    /// Active backups of `group`, as Raft node ids.
-    pub(super) fn active_backups(&self, group: &str) -> Vec<u64> {
+    /// Active backups of `group`, as Raft node ids, and how many of them
+    /// must hold a write: the group's own figure, else this node's
+    /// `min-active-backups`.
+    pub(super) fn active_backups(&self, group: &str) -> (Vec<u64>, usize) {
         let model = self.model();
-        model
-            .groups
-            .get(group)
-            .map(|g| g.members.iter().filter(|(_, r)| **r == Role::ActiveBackup).map(|(n, _)| node_id(n)).collect())
-            .unwrap_or_default()
+        let Some(info) = model.groups.get(group) else { return (Vec::new(), 0) };
+        let backups = info.members.iter().filter(|(_, r)| **r == Role::ActiveBackup).map(|(n, _)| node_id(n)).collect();
+        let need = info.min_active_backups.map_or(self.settings.min_active_backups, |n| n as usize);
+        (backups, need)
     }
 
     pub(super) fn backup_wait(&self) -> Duration {
@@ -314,8 +315,7 @@ impl Cluster {
     pub(super) fn check_active_backups(&self, group: &str, raft: &GroupRaft) -> Result<(), WriteError> {
         use openraft::Instant;
         use openraft::type_config::async_runtime::WatchReceiver;
-        let backups = self.active_backups(group);
-        let need = self.settings.min_active_backups;
+        let (backups, need) = self.active_backups(group);
         if backups.is_empty() || need == 0 {
             return Ok(());
         }
@@ -365,7 +365,10 @@ impl Cluster {
             true => String::new(),
             false => format!(" ({} below the disk reserve)", full.join(", ")),
         };
-        let backups = "required active backup(s) (axoniq.axonserver.replication.min-active-backups)";
+        let backups = match model.groups.get(group).and_then(|g| g.min_active_backups) {
+            Some(_) => "required active backup(s) (the group's minActiveBackups)",
+            None => "required active backup(s) (axoniq.axonserver.replication.min-active-backups)",
+        };
         match committed {
             false => WriteError::NoLeader(format!(
                 "replication group {group} accepts no writes: {have} of {need} {backups} are in sync{why}; \
@@ -386,8 +389,7 @@ impl Cluster {
         raft: &GroupRaft,
         index: u64,
     ) -> Result<(), WriteError> {
-        let backups = self.active_backups(group);
-        let need = self.settings.min_active_backups;
+        let (backups, need) = self.active_backups(group);
         if backups.is_empty() || need == 0 {
             return Ok(());
         }

@@ -7,7 +7,9 @@
 //! generator. A single client sits on a follower, where two of every three
 //! clients land; 64 × 1 runs again with every client on the leader and
 //! with every client on a follower, to show what the forward costs.
-//! (`RANVIER_BENCH=spread`; issue 20's own-side figures.)
+//! (`RANVIER_BENCH=spread`; issue 20's own-side figures.) To profile one
+//! load, `RANVIER_BENCH_ROWS` names the rows to run, comma-separated:
+//! `1x1`, `1x10`, `64x1`, `64x10`, `leader`, `follower`, `nats`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +69,15 @@ impl Clock {
     }
 }
 
+/// Whether the row called `name` runs (every row, unless
+/// `RANVIER_BENCH_ROWS` names some).
+fn wanted(name: &str) -> bool {
+    match std::env::var("RANVIER_BENCH_ROWS") {
+        Ok(rows) => rows.split(',').any(|row| row.trim() == name),
+        Err(_) => true,
+    }
+}
+
 /// One row of the tables: label, rate, latency percentiles, CPU.
 pub fn print_row(label: &str, measured: &Measured) {
     let cpu = &measured.cpu_per_event;
@@ -96,6 +107,9 @@ pub async fn figures(scale: f64) {
     );
     let mut ours = Vec::new();
     for (clients, tx) in [(1usize, 1usize), (1, 10), (64, 1), (64, 10)] {
+        if !wanted(&format!("{clients}x{tx}")) {
+            continue;
+        }
         let total = ((if clients == 1 { 4_000.0 } else { 120_000.0 } * scale) as u64).max(100);
         // One client: on a follower. Many: round robin over the nodes.
         let targets: Vec<&Node> = (0..clients).map(|c| &nodes[order[(c + 1) % 3]]).collect();
@@ -107,16 +121,21 @@ pub async fn figures(scale: f64) {
     // client on a follower: what the forward costs.
     let total = ((120_000.0 * scale) as u64).max(100);
     let by_order = order.iter().map(|i| &nodes[*i]).collect::<Vec<_>>();
-    let on_leader = run(&vec![&nodes[order[0]]; 64], &by_order, 1, total).await;
-    print_row("64 x 1, every client on the leader", &on_leader);
-    let followers: Vec<&Node> = (0..64).map(|c| &nodes[order[1 + c % 2]]).collect();
-    let on_followers = run(&followers, &by_order, 1, total).await;
-    print_row("64 x 1, every client on a follower", &on_followers);
-    println!(
-        "  through the followers / through the leader: {:.2} x the events/s (goal: >= 0.85)",
-        on_followers.events_per_second / on_leader.events_per_second
-    );
+    if wanted("leader") && wanted("follower") {
+        let on_leader = run(&vec![&nodes[order[0]]; 64], &by_order, 1, total).await;
+        print_row("64 x 1, every client on the leader", &on_leader);
+        let followers: Vec<&Node> = (0..64).map(|c| &nodes[order[1 + c % 2]]).collect();
+        let on_followers = run(&followers, &by_order, 1, total).await;
+        print_row("64 x 1, every client on a follower", &on_followers);
+        println!(
+            "  through the followers / through the leader: {:.2} x the events/s (goal: >= 0.85)",
+            on_followers.events_per_second / on_leader.events_per_second
+        );
+    }
     drop(nodes);
+    if !wanted("nats") {
+        return;
+    }
     let Some(binary) = super::nats::binary() else {
         println!("  NATS JetStream: SKIPPED (install Debian's nats-server for the side-by-side figures)");
         println!("  goals (issue 20): 64 x 1 >= 2 x NATS JetStream R3 in the same run; 64 x 10 >= 100,000 events/s");

@@ -21,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ranvier_wire::admin::{
-    ClusterNode, ContextListing, ContextRequest, GroupRequest, JoinRequest, MemberRole, RestResponse, RoleRequest,
+    ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupSettings, JoinRequest, MemberRole, RestResponse,
+    RoleRequest,
 };
 use ranvier_wire::codes::ERROR_CODE_HEADER;
 use serde::Deserialize;
@@ -43,7 +44,7 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/v1/public/visiblecontexts", get(visible_contexts))
         .route("/v1/replicationgroups", post(create_group))
         .route("/v1/replicationgroups/roles", get(roles))
-        .route("/v1/replicationgroups/{group}", delete(delete_group))
+        .route("/v1/replicationgroups/{group}", delete(delete_group).patch(set_group))
         .route("/v1/replicationgroups/{group}/{node}", post(add_member).delete(remove_member))
 }
 
@@ -369,6 +370,24 @@ async fn delete_group(
 ) -> Response {
     let command = AdminCommand::DeleteGroup { name, preserve: query.preserve_event_store };
     reply(perform(&state, command, "Replication group deleted").await)
+}
+
+/// A group's own settings: how many active backups must hold its writes
+/// (`null`: its leader's `min-active-backups`).
+async fn set_group(
+    State(state): State<Arc<HttpState>>,
+    Path(group): Path<String>,
+    body: Option<Json<GroupSettings>>,
+) -> Response {
+    let Some(Json(settings)) = body else {
+        return bad_request("expected a JSON body such as {\"minActiveBackups\": 1}").into_response();
+    };
+    let done = match settings.min_active_backups {
+        Some(n) => format!("{group} confirms a write once {n} active backup(s) hold it"),
+        None => format!("{group} follows its leader's min-active-backups"),
+    };
+    let command = AdminCommand::SetMinActiveBackups { group, min_active_backups: settings.min_active_backups };
+    reply(perform(&state, command, done).await)
 }
 
 /// add-node-to-replication-group, and change-role for a current member:

@@ -22,8 +22,8 @@ use std::process::ExitCode;
 use http::{Unreachable, send, server};
 
 use ranvier_wire::admin::{
-    ApplicationJson, ApplicationRoles, ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupStatus,
-    JoinRequest, MemberRole, RoleRequest,
+    ApplicationJson, ApplicationRoles, ClusterNode, ContextListing, ContextRequest, GroupRequest, GroupSettings,
+    GroupStatus, JoinRequest, MemberRole, RoleRequest,
 };
 use ranvier_wire::http::encode;
 use serde_json::Value;
@@ -41,6 +41,7 @@ commands:
   change-role -g <group> -n <node> -r <role>
   delete-node-from-replication-group -g <group> -n <node> [--preserve-event-store]
   delete-replication-group -g <group> [--preserve-event-store]
+  set-min-active-backups -g <group> -n <count | default>
   replication-groups
   register-context -c <context> [-g <group>] [-n <primaries>] [-a ..] [-p ..] [-m ..] [-sec ..]
   delete-context -c <context> [--preserve-event-store]
@@ -226,6 +227,21 @@ fn plan(command: &str, options: &Options) -> Result<Call, Usage> {
             let group = options.required("-g", "replication-group")?;
             call("DELETE", format!("/v1/replicationgroups/{}{}", encode(group), preserve(options)), None)
         }
+        "set-min-active-backups" => {
+            let group = options.required("-g", "replication-group")?;
+            let count = options.required("-n", "count")?;
+            let min_active_backups = match count {
+                "default" => None,
+                count => Some(count.parse::<u32>().map_err(|_| {
+                    Usage(format!("-n {count}: expected a count of active backups (0 or more) or \"default\""))
+                })?),
+            };
+            call_with(
+                "PATCH",
+                format!("/v1/replicationgroups/{}", encode(group)),
+                &GroupSettings { min_active_backups },
+            )?
+        }
         "replication-groups" => call("GET", "/v1/public/replicationgroups".into(), None),
         "register-context" => {
             let context = options.required("-c", "context")?;
@@ -310,7 +326,8 @@ fn print_groups(groups: Vec<GroupStatus>) {
         };
         let (leader, contexts, roles) =
             (dash(group.leader.as_deref()), group.contexts.join(","), role_list(&group.roles));
-        println!("{:<20} {leader:<15} {contexts:<20} {roles}{warning}", group.name);
+        let own = group.min_active_backups.map(|n| format!("  [min-active-backups {n}]")).unwrap_or_default();
+        println!("{:<20} {leader:<15} {contexts:<20} {roles}{own}{warning}", group.name);
     }
 }
 

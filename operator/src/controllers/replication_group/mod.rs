@@ -177,7 +177,10 @@ async fn reconcile_once(group: Arc<ReplicationGroup>, ctx: &Context) -> Result<A
         }
     };
     let reachable = actual.as_ref().map(plan::reachable).unwrap_or_default();
-    let calls = match plan::plan(actual.as_ref(), &desired, &contexts(&group), &reachable) {
+    let contexts = contexts(&group);
+    let wanted =
+        plan::Desired { members: &desired, contexts: &contexts, min_active_backups: min_active_backups(&group) };
+    let calls = match plan::plan(actual.as_ref(), &wanted, &reachable) {
         Ok(calls) => calls,
         Err(refused) => {
             report(ctx, &group, actual.as_ref(), &desired, Outcome::refused(&refused)).await?;
@@ -220,6 +223,7 @@ async fn execute(client: &AdminClient, group: &str, call: &Call) -> Result<(), A
         Call::CreateContext(context) => client.create_context(context, group).await,
         Call::SetRole { node, role } => client.set_role(group, node, *role).await,
         Call::Remove(node) => client.remove(group, node).await,
+        Call::SetMinActiveBackups(n) => client.set_min_active_backups(group, *n).await,
     }
 }
 
@@ -229,6 +233,7 @@ fn reason_of(call: &Call) -> &'static str {
         Call::CreateContext(_) => "ContextCreated",
         Call::SetRole { .. } => "MemberRoleSet",
         Call::Remove(_) => "MemberRemoved",
+        Call::SetMinActiveBackups(_) => "MinActiveBackupsSet",
     }
 }
 
@@ -263,9 +268,18 @@ impl Outcome {
     }
 }
 
+/// The spec's min-active-backups of `group` (`None`: the leader's).
+fn min_active_backups(group: &ReplicationGroup) -> Option<u32> {
+    group.spec.min_active_backups.map(|n| u32::try_from(n).unwrap_or(0))
+}
+
 /// The differences between the group and the spec, as a person reads them
 /// ("demo-node-2: PRIMARY → PASSIVE_BACKUP").
-fn differences(actual: Option<&GroupStatus>, desired: &BTreeMap<String, Role>) -> Vec<String> {
+fn differences(
+    actual: Option<&GroupStatus>,
+    desired: &BTreeMap<String, Role>,
+    min_active_backups: Option<u32>,
+) -> Vec<String> {
     let current: BTreeMap<&str, Role> =
         actual.map(|a| a.roles.iter().map(|m| (m.node.as_str(), m.role)).collect()).unwrap_or_default();
     let mut out: Vec<String> = desired
@@ -277,6 +291,12 @@ fn differences(actual: Option<&GroupStatus>, desired: &BTreeMap<String, Role>) -
         })
         .collect();
     out.extend(current.keys().filter(|node| !desired.contains_key(**node)).map(|node| format!("{node}: leave")));
+    if let Some(actual) = actual
+        && actual.min_active_backups != min_active_backups
+    {
+        let shown = |n: Option<u32>| n.map_or_else(|| "the leader's".to_owned(), |n| n.to_string());
+        out.push(format!("minActiveBackups: {} → {}", shown(actual.min_active_backups), shown(min_active_backups)));
+    }
     out
 }
 
@@ -293,7 +313,7 @@ async fn report(
     if let Outcome::Blocked { reason, message, .. } = &outcome {
         ctx.publish(group, true, reason, message).await;
     }
-    let pending = differences(actual, desired);
+    let pending = differences(actual, desired, min_active_backups(group));
     let leader = actual.and_then(|a| a.leader.clone());
     let available = match (actual, &leader) {
         (None, _) => Observed::new(AVAILABLE, false, "GroupMissing", "the cluster has no such group yet"),

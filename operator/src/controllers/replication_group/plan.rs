@@ -6,7 +6,7 @@
 //! Order: new members join first (so a promotion never waits on a node
 //! that is not there), then role changes — promotions to PRIMARY before
 //! demotions from it (the primaries' majority grows before it shrinks) —
-//! then removals. A member counts as reachable when the group's leader
+//! then removals, then the group's own min-active-backups. A member counts as reachable when the group's leader
 //! reports it caught up and answering recently (or it leads).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +43,8 @@ pub enum Call {
     },
     /// delete-node-from-replication-group (keeping nothing).
     Remove(String),
+    /// The group's own min-active-backups (`None`: its leader's).
+    SetMinActiveBackups(Option<u32>),
 }
 
 /// Why a plan is refused: nothing of it is applied.
@@ -119,22 +121,35 @@ pub fn reachable(status: &GroupStatus) -> BTreeSet<String> {
     out
 }
 
+/// What the spec asks of a group: its members with their roles, its
+/// contexts, and its own min-active-backups (`None`: its leader's).
+pub struct Desired<'a> {
+    /// Node → role.
+    pub members: &'a BTreeMap<String, Role>,
+    /// The contexts it stores.
+    pub contexts: &'a [String],
+    /// Active backups that must hold a write.
+    pub min_active_backups: Option<u32>,
+}
+
 /// The calls that move the group from `actual` (its status, `None` when
-/// it does not exist yet) to `desired` members and `contexts`, or why they
-/// must not be made. `reachable` are the nodes that count for the quorum
-/// rule (for a new group: the nodes whose pods are ready).
+/// it does not exist yet) to `desired`, or why they must not be made.
+/// `reachable` are the nodes that count for the quorum rule (for a new
+/// group: the nodes whose pods are ready).
 pub fn plan(
     actual: Option<&GroupStatus>,
-    desired: &BTreeMap<String, Role>,
-    contexts: &[String],
+    desired: &Desired<'_>,
     reachable: &BTreeSet<String>,
 ) -> Result<Vec<Call>, Refused> {
+    let Desired { members: desired, contexts, min_active_backups } = *desired;
     if !desired.values().any(|role| *role == Role::Primary) {
         return Err(Refused::NoPrimary);
     }
+    let setting = Call::SetMinActiveBackups(min_active_backups);
     let Some(actual) = actual else {
         let mut calls = vec![Call::CreateGroup { members: desired.clone() }];
         calls.extend(contexts.iter().map(|c| Call::CreateContext(c.clone())));
+        calls.extend(min_active_backups.is_some().then_some(setting));
         return Ok(calls);
     };
     let mut current: BTreeMap<String, Role> = actual.roles.iter().map(|m| (m.node.clone(), m.role)).collect();
@@ -154,13 +169,16 @@ pub fn plan(
         match &step {
             Call::SetRole { node, role } => current.insert(node.clone(), *role),
             Call::Remove(node) => current.remove(node),
-            Call::CreateGroup { .. } | Call::CreateContext(_) => None,
+            Call::CreateGroup { .. } | Call::CreateContext(_) | Call::SetMinActiveBackups(_) => None,
         };
         check_majority(&current, reachable, &step)?;
         calls.push(step);
     }
     for context in contexts.iter().filter(|c| !actual.contexts.contains(c)) {
         calls.push(Call::CreateContext(context.clone()));
+    }
+    if actual.min_active_backups != min_active_backups {
+        calls.push(setting);
     }
     Ok(calls)
 }
@@ -187,6 +205,8 @@ pub fn describe(step: &Call) -> String {
         Call::Remove(node) => format!("removing {node}"),
         Call::CreateGroup { .. } => "creating the group".to_owned(),
         Call::CreateContext(context) => format!("creating context {context}"),
+        Call::SetMinActiveBackups(Some(n)) => format!("requiring {n} active backup(s) to hold each write"),
+        Call::SetMinActiveBackups(None) => "letting the leader's min-active-backups apply".to_owned(),
     }
 }
 
@@ -218,6 +238,7 @@ mod tests {
                 })
                 .collect(),
             contexts: vec!["orders".into()],
+            min_active_backups: None,
             leader_silent_ms: Some(20),
         }
     }
@@ -279,7 +300,8 @@ mod tests {
             ),
         ];
         for (case, actual, desired, expected) in cases {
-            let result = plan(Some(actual), &desired, &["orders".into()], &reachable(actual));
+            let wanted = Desired { members: &desired, contexts: &["orders".into()], min_active_backups: None };
+            let result = plan(Some(actual), &wanted, &reachable(actual));
             match (result, expected) {
                 (Ok(calls), Ok(expected)) => assert_eq!(calls, expected, "{case}"),
                 (Err(refused), Err(words)) => assert!(refused.to_string().contains(words), "{case}: {refused}"),
@@ -291,7 +313,10 @@ mod tests {
     #[test]
     fn a_new_group_is_created_with_its_members_then_its_contexts() {
         let desired = roles(&[("n0", Primary), ("n1", ActiveBackup)]);
-        let calls = plan(None, &desired, &["orders".into(), "billing".into()], &BTreeSet::new()).unwrap();
+        let contexts = ["orders".into(), "billing".into()];
+        let calls =
+            plan(None, &Desired { members: &desired, contexts: &contexts, min_active_backups: None }, &BTreeSet::new())
+                .unwrap();
         assert_eq!(
             calls,
             vec![
@@ -299,6 +324,34 @@ mod tests {
                 Call::CreateContext("orders".into()),
                 Call::CreateContext("billing".into())
             ]
+        );
+        // A group that sets its own min-active-backups gets it once it exists.
+        let wanted = Desired { members: &desired, contexts: &contexts, min_active_backups: Some(1) };
+        let calls = plan(None, &wanted, &BTreeSet::new()).unwrap();
+        assert_eq!(calls.last(), Some(&Call::SetMinActiveBackups(Some(1))));
+        assert_eq!(calls.len(), 4);
+    }
+
+    #[test]
+    fn min_active_backups_follows_the_spec_after_the_members() {
+        let healthy = status(&[("n0", Primary, Some(0)), ("n1", Primary, Some(0)), ("n2", Primary, Some(0))], "n0");
+        let with_backup = roles(&[("n0", Primary), ("n1", Primary), ("n2", ActiveBackup)]);
+        let contexts = ["orders".into()];
+        let wanted = |min_active_backups| Desired { members: &with_backup, contexts: &contexts, min_active_backups };
+        let calls = plan(Some(&healthy), &wanted(Some(1)), &reachable(&healthy)).unwrap();
+        assert_eq!(calls, vec![set_role("n2", ActiveBackup), Call::SetMinActiveBackups(Some(1))]);
+        // Set already: nothing to do; set but no longer asked for: cleared.
+        let mut settled =
+            status(&[("n0", Primary, Some(0)), ("n1", Primary, Some(0)), ("n2", ActiveBackup, Some(0))], "n0");
+        settled.min_active_backups = Some(1);
+        assert_eq!(plan(Some(&settled), &wanted(Some(1)), &reachable(&settled)).unwrap(), vec![]);
+        assert_eq!(
+            plan(Some(&settled), &wanted(None), &reachable(&settled)).unwrap(),
+            vec![Call::SetMinActiveBackups(None)]
+        );
+        assert_eq!(
+            plan(Some(&settled), &wanted(Some(2)), &reachable(&settled)).unwrap(),
+            vec![Call::SetMinActiveBackups(Some(2))]
         );
     }
 
