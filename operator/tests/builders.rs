@@ -280,7 +280,7 @@ fn run_container(spec: &k8s_openapi::api::batch::v1::JobSpec) -> (Container, k8s
 }
 
 #[test]
-fn a_backup_job_runs_ranvierctl_against_the_first_node_with_the_admin_token_from_a_file() {
+fn a_backup_job_runs_ranvierctl_against_the_first_ready_node_with_the_admin_token_from_a_file() {
     use ranvier_operator::builders::backup::backup_job;
     let cluster = valid(&example());
     let job = backup_job(&cluster, "nightly-1", &backup_target(&["orders"], true), None);
@@ -292,7 +292,10 @@ fn a_backup_job_runs_ranvierctl_against_the_first_node_with_the_admin_token_from
     assert_eq!(container.image.as_deref(), Some("ranvier:test"), "the cluster's own image holds ranvierctl");
     assert_eq!(container.command.as_deref(), Some(&["/ranvierctl".to_owned()][..]));
     let args = container.args.unwrap().join(" ");
-    let server = "-S http://demo-node-0.demo-internal.shop.svc.cluster.local:8024";
+    // Every pod of the first node set, pod 0 first: one down does not fail the run.
+    let node = |n: u32| format!("http://demo-node-{n}.demo-internal.shop.svc.cluster.local:8024");
+    let server = format!("-S {},{},{}", node(0), node(1), node(2));
+    let server = server.as_str();
     for part in [
         "backup --target /backups",
         server,

@@ -288,6 +288,22 @@ async fn a_cluster_backup_holds_the_cluster_state_first_and_every_store_of_the_n
         manifest["stores"].as_array().unwrap().iter().map(|s| s["context"].as_str().unwrap()).collect();
     assert!(contexts.contains(&"default") && contexts.contains(&"orders"), "{contexts:?}");
     assert_eq!(ctl(&["backup", "verify", &target.join(name.trim()).display().to_string()]).0, 0);
+
+    // Given several nodes (as the operator's Jobs are), the first ready one
+    // is backed up: a node that is down is passed over, and when none
+    // answers the run fails naming each.
+    let mut nodes = nodes;
+    let down = format!("http://{}", nodes[0].http_addr);
+    nodes[0].kill9().unwrap();
+    let servers = format!("{down},{server}");
+    let (code, name, err) = ctl_off_thread(&["backup", "--target", &target_arg, "-S", &servers, "-t", ADMIN]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("{server} is ready (passed over: {down}")), "{err}");
+    assert_eq!(ctl(&["backup", "verify", &target.join(name.trim()).display().to_string()]).0, 0);
+    let nowhere = format!("{down},http://127.0.0.1:1");
+    let (code, _, err) = ctl_off_thread(&["backup", "--target", &target_arg, "-S", &nowhere, "-t", ADMIN]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no node is ready") && err.contains(&down) && err.contains("127.0.0.1:1"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

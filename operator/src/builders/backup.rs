@@ -5,8 +5,9 @@
 //! volume (made here, named as its StatefulSet will claim it) before the
 //! StatefulSet exists.
 //!
-//! A backup Job calls the HTTP port of the cluster's first node with the
-//! admin token (mounted from the access tokens Secret, never on the
+//! A backup Job names the HTTP port of every node of the cluster's first
+//! node set (ranvierctl backs up the first that is ready) with the admin
+//! token (mounted from the access tokens Secret, never on the
 //! command line), writes into the claim the resource names, and leaves
 //! `ranvierctl`'s summary as its termination message, which the
 //! controllers read back into the status.
@@ -21,7 +22,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use ranvier_crds::backup::BackupTarget;
 
-use super::config::{EVENTS_DIR, first_node};
+use super::config::{EVENTS_DIR, first_set_nodes};
 use super::meta;
 use super::statefulset::{access_tokens_secret, claim, pull_policy};
 use crate::names;
@@ -101,10 +102,13 @@ fn backup_job_spec(
     labels: BTreeMap<String, String>,
 ) -> JobSpec {
     let spec = &cluster.resource.spec;
-    let server = match first_node(cluster) {
-        Some(node) => format!("http://{node}:{}", spec.ports.http),
-        None => String::new(),
-    };
+    // Any node of the first set will do: ranvierctl backs up the first
+    // that is ready, so one pod down does not fail the run.
+    let server = first_set_nodes(cluster)
+        .iter()
+        .map(|node| format!("http://{node}:{}", spec.ports.http))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut args: Vec<String> =
         ["backup", "--target", BACKUPS_DIR, "-S", &server, "--summary", TERMINATION_LOG].map(str::to_owned).into();
     if !target.contexts.is_empty() {

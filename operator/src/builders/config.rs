@@ -51,9 +51,18 @@ pub fn properties(cluster: &ValidCluster) -> String {
 /// The DNS name of the node that founds the cluster: pod 0 of the first
 /// node set.
 pub fn first_node(cluster: &ValidCluster) -> Option<String> {
-    let set = cluster.node_sets().first()?;
-    let pod = names::pod(&cluster.name, &set.name, 0);
-    Some(names::pod_dns(&cluster.name, &pod, &cluster.namespace))
+    first_set_nodes(cluster).into_iter().next()
+}
+
+/// The DNS names of every pod of the first node set (the founding node's,
+/// whose nodes store the contexts), in ordinal order.
+pub fn first_set_nodes(cluster: &ValidCluster) -> Vec<String> {
+    let Some(set) = cluster.node_sets().first() else { return Vec::new() };
+    (0..set.replicas.max(1))
+        .map(|ordinal| {
+            names::pod_dns(&cluster.name, &names::pod(&cluster.name, &set.name, ordinal), &cluster.namespace)
+        })
+        .collect()
 }
 
 /// A property value as the properties syntax reads it back: backslashes

@@ -53,6 +53,31 @@ fn sync_dir(dir: &Path) -> Result<(), Failed> {
     ranvier_node::durable::sync_dir(dir).map_err(|f| Failed(format!("{} {}: {}", f.op, f.path.display(), f.source)))
 }
 
+/// Of `servers` (server, URL), the one to back up: the only one given, or
+/// the first whose readiness probe answers 200 (a node that is down,
+/// starting or cut off from its cluster is passed over, and the reasons
+/// are printed when none is ready).
+pub fn first_ready(mut servers: Vec<(Server, String)>, token: Option<&str>) -> Result<(Server, String), Failed> {
+    if servers.len() == 1 {
+        return servers.pop().ok_or_else(|| Failed("no server named".into()));
+    }
+    let probe = Call { method: "GET", path: "/actuator/health/readiness".into(), body: None };
+    let mut passed = Vec::new();
+    for (server, url) in servers {
+        match send(&server, token, &probe) {
+            Ok(answer) if answer.status == 200 => {
+                if !passed.is_empty() {
+                    eprintln!("backup: {url} is ready (passed over: {})", passed.join("; "));
+                }
+                return Ok((server, url));
+            }
+            Ok(answer) => passed.push(format!("{url}: not ready (HTTP {})", answer.status)),
+            Err(Unreachable(reason)) => passed.push(format!("{url}: {reason}")),
+        }
+    }
+    Err(Failed(format!("no node is ready to be backed up: {}", passed.join("; "))))
+}
+
 /// The complete backups in `root`, oldest first.
 pub fn complete_backups(root: &Path) -> Result<Vec<Manifest>, Failed> {
     let mut found = Vec::new();

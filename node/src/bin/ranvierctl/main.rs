@@ -51,6 +51,7 @@ commands:
   delete-application -a <name>
   applications
   backup --target <dir> [-c <context>,...] [--incremental] [--keep <n>] [--summary <file>]
+         (-S may list several nodes, comma-separated: the first ready one is backed up)
   backup verify <dir>/backup-<ms>
   backup prune <dir> --keep <n>
   restore --from <dir>[/backup-<ms>] --data-dir <event storage dir> [--log-dir <replication log dir>]
@@ -419,14 +420,40 @@ fn main() -> ExitCode {
 
 /// The server, token and options of a command.
 fn connection(options: &Options) -> Result<(http::Server, String, Option<String>), Usage> {
-    let default = if options.flag("-s") { "https://localhost:8024" } else { "http://localhost:8024" };
-    let url = options.get("-S").unwrap_or(default).to_owned();
+    let url = server_url(options);
     let server = server(&url, options)?;
-    let token = match options.get("-t") {
-        Some(token) => Some(token.to_owned()),
-        None => system_token(options.get("--token-file"))?,
-    };
-    Ok((server, url, token))
+    Ok((server, url, token(options)?))
+}
+
+/// `-S`, or the local node's default.
+fn server_url(options: &Options) -> String {
+    let default = if options.flag("-s") { "https://localhost:8024" } else { "http://localhost:8024" };
+    options.get("-S").unwrap_or(default).to_owned()
+}
+
+/// `-t`, or the system token a node on this machine wrote.
+fn token(options: &Options) -> Result<Option<String>, Usage> {
+    match options.get("-t") {
+        Some(token) => Ok(Some(token.to_owned())),
+        None => system_token(options.get("--token-file")),
+    }
+}
+
+/// A server with the URL it was named by.
+type Named = (http::Server, String);
+
+/// The servers (`-S`, comma-separated) and token of a command that may
+/// use any of several nodes.
+fn connections(options: &Options) -> Result<(Vec<Named>, Option<String>), Usage> {
+    let listed = server_url(options);
+    let mut servers = Vec::new();
+    for url in listed.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        servers.push((server(url, options)?, url.to_owned()));
+    }
+    if servers.is_empty() {
+        return Err(Usage(format!("-S {listed}: no server named")));
+    }
+    Ok((servers, token(options)?))
 }
 
 /// `backup`, `backup verify`, `backup prune` and `restore`.
@@ -461,9 +488,17 @@ fn backups(command: &str, args: &[String]) -> ExitCode {
                 backup::restore(Path::new(from), Path::new(data), options.get("--log-dir").map(Path::new)).map(|_| ())
             } else {
                 let Some(target) = options.get("--target") else { return usage("backup needs --target <dir>") };
-                let (server, url, token) = match connection(&options) {
-                    Ok(connection) => connection,
+                // `-S` may name several nodes: the first ready one is backed up.
+                let (candidates, token) = match connections(&options) {
+                    Ok(connections) => connections,
                     Err(Usage(message)) => return usage(&message),
+                };
+                let (server, url) = match backup::first_ready(candidates, token.as_deref()) {
+                    Ok(chosen) => chosen,
+                    Err(backup::Failed(message)) => {
+                        eprintln!("ranvierctl: {command} failed: {message}");
+                        return ExitCode::from(3);
+                    }
                 };
                 let keep = match options.get("--keep").map(|k| k.parse::<usize>()) {
                     None => None,
