@@ -20,6 +20,13 @@ async fn health_node_info_and_metrics_reflect_the_node() {
     assert_eq!(nodes[0]["name"], "test-node");
     let grpc_port: u64 = node.client_addr.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(nodes[0]["grpcPort"], grpc_port);
+    // The internal port under both names: Axon's for this call
+    // (`grpcInternalPort`) and /v1/cluster's (`internalGrpcPort`).
+    assert!(nodes[0]["grpcInternalPort"].as_u64().is_some_and(|p| p > 0), "{body}");
+    assert_eq!(nodes[0]["grpcInternalPort"], nodes[0]["internalGrpcPort"], "{body}");
+    let (_, me) = node.http_get("/v1/public/me").unwrap();
+    let me: serde_json::Value = serde_json::from_str(&me).unwrap();
+    assert_eq!(me["grpcInternalPort"], nodes[0]["grpcInternalPort"], "{me}");
 
     let mut client = node.event_store().await.unwrap();
     client.append_event(tokio_stream::iter((0..3).map(|s| event("m", s, 10)).collect::<Vec<_>>())).await.unwrap();

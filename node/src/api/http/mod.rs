@@ -217,15 +217,31 @@ async fn replication_groups(State(state): State<Arc<HttpState>>) -> Json<Vec<ran
 }
 
 /// The cluster's nodes (a standalone node lists itself).
-async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<Vec<ranvier_wire::admin::ClusterNode>> {
+/// A node as GET `/v1/public` lists it: `/v1/cluster`'s shape, and the
+/// internal port also under the name Axon gives it here.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PublicNode {
+    #[serde(flatten)]
+    node: ranvier_wire::admin::ClusterNode,
+    grpc_internal_port: Option<u16>,
+}
+
+impl From<ranvier_wire::admin::ClusterNode> for PublicNode {
+    fn from(node: ranvier_wire::admin::ClusterNode) -> Self {
+        PublicNode { grpc_internal_port: node.internal_grpc_port, node }
+    }
+}
+
+async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<Vec<PublicNode>> {
     match &state.cluster {
         Some(cluster) if cluster.model().initialized() => {
             let model = cluster.model();
-            Json(model.nodes.values().map(|n| admin::node_json(&model, n)).collect())
+            Json(model.nodes.values().map(|n| admin::node_json(&model, n).into()).collect())
         }
         _ => {
             let node = &state.node;
-            Json(vec![ranvier_wire::admin::ClusterNode {
+            Json(vec![PublicNode::from(ranvier_wire::admin::ClusterNode {
                 name: node.name.clone(),
                 host_name: node.host_name.clone(),
                 grpc_port: node.grpc_port,
@@ -235,7 +251,7 @@ async fn public_nodes(State(state): State<Arc<HttpState>>) -> Json<Vec<ranvier_w
                 replication_groups: Vec::new(),
                 connected: true,
                 tags: std::collections::BTreeMap::new(),
-            }])
+            })])
         }
     }
 }
