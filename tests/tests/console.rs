@@ -90,6 +90,20 @@ async fn the_overview_shows_nodes_groups_roles_and_contexts_from_any_node() {
     assert!(css.headers.iter().any(|h| h.starts_with("content-type: text/css")), "{:?}", css.headers);
     assert!(css.headers.iter().any(|h| h.contains("immutable")), "{:?}", css.headers);
     assert!(css.body.contains("@media (max-width"), "one sheet for wide and narrow screens");
+
+    // The groups page says how many active backups each group requires:
+    // its own figure once it sets one, on every node's page.
+    let groups = || text(&http_call(&asked.http_addr, "GET", "/console/groups").unwrap().body);
+    assert!(groups().contains("hold each write: min-active-backups of the leading node"), "{}", groups());
+    let server = format!("http://{}", nodes[0].http_addr);
+    let (code, _, err) =
+        ranvier_tests::ranvierctl(&["set-min-active-backups", "-S", &server, "-g", "default", "-n", "2"]).unwrap();
+    assert_eq!(code, 0, "{err}");
+    eventually(Duration::from_secs(10), "node 2's page to show the group's own figure", || async {
+        groups().contains("hold each write: 2, set for this group")
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -249,6 +249,8 @@ struct GroupView {
     name: String,
     leader: String,
     contexts: String,
+    /// Active backups that must hold a write, as the group sets it.
+    min_active_backups: String,
     members: Vec<MemberRow>,
     /// Registered nodes that are not members.
     others: Vec<String>,
@@ -291,6 +293,10 @@ async fn groups_page(State(state): State<Arc<HttpState>>, headers: HeaderMap) ->
                 name: name.clone(),
                 leader: seen.and_then(|g| g.leader.clone()).unwrap_or_else(|| "none known".to_owned()),
                 contexts: list_or_dash(&model.contexts_of(name)),
+                min_active_backups: match info.min_active_backups {
+                    Some(n) => format!("{n}, set for this group"),
+                    None => "min-active-backups of the leading node".to_owned(),
+                },
                 members,
                 others: model.nodes.keys().filter(|n| !info.members.contains_key(*n)).cloned().collect(),
             }
