@@ -292,6 +292,25 @@ async fn a_cluster_backup_holds_the_cluster_state_first_and_every_store_of_the_n
     // Given several nodes (as the operator's Jobs are), the first ready one
     // is backed up: a node that is down is passed over, and when none
     // answers the run fails naming each.
+    // A node that does not store the context asked for (MESSAGING_ONLY in
+    // it) is passed over too.
+    let (code, _, err) =
+        ctl(&["register-context", "-c", "shop", "-n", "node-1,node-2", "-m", "node-3", "-S", &server, "-t", ADMIN]);
+    assert_eq!(code, 0, "{err}");
+    let third = format!("http://{}", nodes[2].http_addr);
+    let both = format!("{third},{server}");
+    let said = std::sync::Mutex::new(String::new());
+    ranvier_tests::eventually(std::time::Duration::from_secs(20), "node 2 to store shop", || async {
+        let (code, _, err) =
+            ctl_off_thread(&["backup", "--target", &target_arg, "-c", "shop", "-S", &both, "-t", ADMIN]).await;
+        *said.lock().unwrap() = err;
+        code == 0
+    })
+    .await
+    .unwrap();
+    let passed = said.lock().unwrap().clone();
+    assert!(passed.contains(&format!("{server} is ready (passed over: {third}: does not store shop")), "{passed}");
+
     let mut nodes = nodes;
     let down = format!("http://{}", nodes[0].http_addr);
     nodes[0].kill9().unwrap();

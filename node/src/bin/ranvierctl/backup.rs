@@ -54,10 +54,15 @@ fn sync_dir(dir: &Path) -> Result<(), Failed> {
 }
 
 /// Of `servers` (server, URL), the one to back up: the only one given, or
-/// the first whose readiness probe answers 200 (a node that is down,
-/// starting or cut off from its cluster is passed over, and the reasons
-/// are printed when none is ready).
-pub fn first_ready(mut servers: Vec<(Server, String)>, token: Option<&str>) -> Result<(Server, String), Failed> {
+/// the first whose readiness probe answers 200 and that stores the
+/// `contexts` asked for (any, when none is named). A node that is down,
+/// starting, cut off from its cluster or storing none of them (a
+/// MESSAGING_ONLY member) is passed over; the reasons are printed.
+pub fn first_ready(
+    mut servers: Vec<(Server, String)>,
+    token: Option<&str>,
+    contexts: &[String],
+) -> Result<(Server, String), Failed> {
     if servers.len() == 1 {
         return servers.pop().ok_or_else(|| Failed("no server named".into()));
     }
@@ -65,17 +70,40 @@ pub fn first_ready(mut servers: Vec<(Server, String)>, token: Option<&str>) -> R
     let mut passed = Vec::new();
     for (server, url) in servers {
         match send(&server, token, &probe) {
-            Ok(answer) if answer.status == 200 => {
-                if !passed.is_empty() {
-                    eprintln!("backup: {url} is ready (passed over: {})", passed.join("; "));
-                }
-                return Ok((server, url));
-            }
+            Ok(answer) if answer.status == 200 => match stored_contexts(&server, token) {
+                Ok(stored) => match missing(contexts, &stored) {
+                    None => {
+                        if !passed.is_empty() {
+                            eprintln!("backup: {url} is ready (passed over: {})", passed.join("; "));
+                        }
+                        return Ok((server, url));
+                    }
+                    Some(why) => passed.push(format!("{url}: {why}")),
+                },
+                Err(Failed(reason)) => passed.push(format!("{url}: {reason}")),
+            },
             Ok(answer) => passed.push(format!("{url}: not ready (HTTP {})", answer.status)),
             Err(Unreachable(reason)) => passed.push(format!("{url}: {reason}")),
         }
     }
     Err(Failed(format!("no node is ready to be backed up: {}", passed.join("; "))))
+}
+
+/// The contexts whose stores the node holds (its `storageContextNames`).
+fn stored_contexts(server: &Server, token: Option<&str>) -> Result<Vec<String>, Failed> {
+    let me: Value = get_json(server, token, "/v1/public/me".into())?;
+    let names = me["storageContextNames"].as_array().or_else(|| me["contextNames"].as_array());
+    Ok(names.into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+}
+
+/// Why a node holding `stored` cannot back up `asked` (every one of them,
+/// or something when none is named), if it cannot.
+fn missing(asked: &[String], stored: &[String]) -> Option<String> {
+    if asked.is_empty() {
+        return stored.is_empty().then(|| "stores no context".to_owned());
+    }
+    let lacking: Vec<&str> = asked.iter().filter(|c| !stored.contains(c)).map(String::as_str).collect();
+    (!lacking.is_empty()).then(|| format!("does not store {}", lacking.join(", ")))
 }
 
 /// The complete backups in `root`, oldest first.
@@ -177,9 +205,11 @@ fn write_backup(
 ) -> Result<Written, Failed> {
     let target = asked.target.as_path();
     let contexts = if asked.contexts.is_empty() {
-        let me: Value = get_json(server, token, "/v1/public/me".into())?;
-        let names = me["storageContextNames"].as_array().or_else(|| me["contextNames"].as_array());
-        names.into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect()
+        let stored = stored_contexts(server, token)?;
+        if stored.is_empty() {
+            return Err(Failed(format!("{server_url} stores no context (a MESSAGING_ONLY node?): nothing to back up")));
+        }
+        stored
     } else {
         asked.contexts.clone()
     };
@@ -558,4 +588,21 @@ pub fn restore(from: &Path, data_dir: &Path, log_dir: Option<&Path>) -> Result<u
     }
     eprintln!("restore: {} files of {} into {}", restored, manifest.name, data_dir.display());
     Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing;
+
+    #[test]
+    fn a_node_must_store_every_context_asked_for_or_something_when_none_is() {
+        let stored = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(missing(&[], &stored(&["default"])), None);
+        assert_eq!(missing(&[], &[]), Some("stores no context".to_owned()));
+        assert_eq!(missing(&stored(&["shop"]), &stored(&["default", "shop"])), None);
+        assert_eq!(
+            missing(&stored(&["shop", "ledger", "default"]), &stored(&["default"])),
+            Some("does not store shop, ledger".to_owned())
+        );
+    }
 }

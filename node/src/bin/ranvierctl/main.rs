@@ -493,7 +493,7 @@ fn backups(command: &str, args: &[String]) -> ExitCode {
                     Ok(connections) => connections,
                     Err(Usage(message)) => return usage(&message),
                 };
-                let (server, url) = match backup::first_ready(candidates, token.as_deref()) {
+                let (server, url) = match backup::first_ready(candidates, token.as_deref(), &options.list("-c")) {
                     Ok(chosen) => chosen,
                     Err(backup::Failed(message)) => {
                         eprintln!("ranvierctl: {command} failed: {message}");
