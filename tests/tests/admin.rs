@@ -30,6 +30,26 @@ async fn append(node: &Node, context: &str, aggregate: &str, seq: i64) -> Result
     client.append_event(in_context(tokio_stream::iter(vec![event(aggregate, seq, 64)]), context)).await.map(|_| ())
 }
 
+/// Appends to `context` through `node` until `answered` accepts the
+/// outcome (within 30 s), each attempt on a new aggregate `prefix-N` at
+/// sequence 0: a refused write was never confirmed, but may still have
+/// been stored.
+async fn append_until(
+    node: &Node,
+    context: &str,
+    prefix: &str,
+    what: &str,
+    answered: impl Fn(&Result<(), tonic::Status>) -> bool,
+) {
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
+    eventually(Duration::from_secs(30), what, || async {
+        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        answered(&append(node, context, &format!("{prefix}-{n}"), 0).await)
+    })
+    .await
+    .unwrap();
+}
+
 async fn last_token(node: &Node, context: &str) -> Option<i64> {
     let mut client = node.event_store().await.ok()?;
     let reply = client.get_last_token(in_context(GetLastTokenRequest {}, context)).await.ok()?;
@@ -220,16 +240,9 @@ async fn an_active_backup_down_blocks_writes_and_a_passive_backup_never_does() {
     let refused = append(&nodes[0], "ledger", "refused", 0).await.unwrap_err();
     assert_eq!(error_code(&refused).as_deref(), Some("AXONIQ-2100"), "{refused:?}");
     assert!(refused.message().contains("accepts no writes"), "{}", refused.message());
-    // Back: writes resume (each attempt on a new aggregate: a refused write
-    // was never confirmed, but may still have been stored).
+    // Back: writes resume.
     let active = active.restart().unwrap();
-    let attempt = std::sync::atomic::AtomicUsize::new(0);
-    eventually(Duration::from_secs(30), "writes to resume", || async {
-        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        append(&nodes[0], "ledger", &format!("after-{n}"), 0).await.is_ok()
-    })
-    .await
-    .unwrap();
+    append_until(&nodes[0], "ledger", "after", "writes to resume", Result::is_ok).await;
     let last = last_token(&nodes[0], "ledger").await.unwrap();
     holds(&active, "ledger", last).await;
 
@@ -248,29 +261,21 @@ async fn an_active_backup_down_blocks_writes_and_a_passive_backup_never_does() {
     assert!(ok(&nodes[0], &["replication-groups"]).contains("[min-active-backups 0]"));
     let mut active = active;
     active.kill9().unwrap();
-    // Every node applies the setting from the _admin log at its own pace:
-    // each attempt on a new aggregate.
-    let attempt = std::sync::atomic::AtomicUsize::new(0);
-    eventually(Duration::from_secs(30), "writes without the active backup", || async {
-        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        append(&nodes[0], "ledger", &format!("alone-{n}"), 0).await.is_ok()
-    })
-    .await
-    .unwrap();
+    // Every node applies the setting from the _admin log at its own pace.
+    append_until(&nodes[0], "ledger", "alone", "writes without the active backup", Result::is_ok).await;
     for seq in 0..9 {
         append(&nodes[0], "ledger", "alone-steady", seq).await.unwrap();
     }
     // Back to the nodes' setting (1): refused again while it is down.
     ok(&nodes[0], &["set-min-active-backups", "-g", "ledger", "-n", "default"]);
-    eventually(Duration::from_secs(30), "writes to be refused again", || async {
-        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        match append(&nodes[0], "ledger", &format!("again-{n}"), 0).await {
-            Err(refused) => error_code(&refused).as_deref() == Some("AXONIQ-2100"),
-            Ok(()) => false,
-        }
-    })
-    .await
-    .unwrap();
+    append_until(
+        &nodes[0],
+        "ledger",
+        "again",
+        "writes to be refused again",
+        |answer| matches!(answer, Err(refused) if error_code(refused).as_deref() == Some("AXONIQ-2100")),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -493,7 +493,8 @@ fn backups(command: &str, args: &[String]) -> ExitCode {
                     Ok(connections) => connections,
                     Err(Usage(message)) => return usage(&message),
                 };
-                let (server, url) = match backup::first_ready(candidates, token.as_deref(), &options.list("-c")) {
+                let contexts = options.list("-c");
+                let (server, url) = match backup::first_ready(candidates, token.as_deref(), &contexts) {
                     Ok(chosen) => chosen,
                     Err(backup::Failed(message)) => {
                         eprintln!("ranvierctl: {command} failed: {message}");
@@ -507,7 +508,7 @@ fn backups(command: &str, args: &[String]) -> ExitCode {
                 };
                 let asked = backup::Asked {
                     target: target.into(),
-                    contexts: options.list("-c"),
+                    contexts,
                     incremental: options.flag("--incremental"),
                     keep,
                     summary: options.get("--summary").map(Into::into),

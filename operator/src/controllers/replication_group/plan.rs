@@ -6,8 +6,9 @@
 //! Order: new members join first (so a promotion never waits on a node
 //! that is not there), then role changes — promotions to PRIMARY before
 //! demotions from it (the primaries' majority grows before it shrinks) —
-//! then removals, then the group's own min-active-backups. A member counts as reachable when the group's leader
-//! reports it caught up and answering recently (or it leads).
+//! then removals, then the group's own min-active-backups. A member counts
+//! as reachable when the group's leader reports it caught up and answering
+//! recently (or it leads).
 
 use std::collections::{BTreeMap, BTreeSet};
 
